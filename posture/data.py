@@ -19,16 +19,12 @@ from torch.utils.data import Dataset
 
 from posture.cli import UserError
 from posture.fileio import read_json
+# The format constants live in the torch-free posture.formats; re-exported here unchanged.
+from posture.formats import CLASSES_NAME, IMAGE_EXTENSIONS, MANIFEST_NAME, REQUIRED_COLUMNS, SPLITS
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.labels import CLASS_NAMES
 
 log = logging.getLogger(__name__)
-
-MANIFEST_NAME = "manifest.csv"
-CLASSES_NAME = "classes.json"
-REQUIRED_COLUMNS = ("path", "label", "split")
-SPLITS = ("train", "val", "test")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 def read_manifest(root: str | os.PathLike[str]) -> pd.DataFrame:

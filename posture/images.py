@@ -74,7 +74,7 @@ def open_rgb(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT_M
         raise ImageDecodeError("too_large", f"{width}x{height} pixels exceeds the limit of {max_pixels}")
     try:
         img.load()  # full decode: truncated files fail here, not later in a DataLoader worker
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of every photo that needs no turn
         return to_rgb8(img)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("too_large", str(exc)) from None

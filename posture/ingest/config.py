@@ -1,0 +1,167 @@
+"""What an ingest run is asked to do, and what it hands back.
+
+The configuration is one frozen dataclass so that a test, the CLI and a notebook all describe a
+run the same way, and so that ``summary.json`` can record exactly the settings that made a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from posture.cli import UserError
+from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
+from posture.images import DEFAULT_MAX_PIXELS
+from posture.labels import CLASS_NAMES, DEFAULT_LABEL_ALIASES, normalise_label_text
+
+DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+DEFAULT_MAX_SIDE = 1024
+DEFAULT_MIN_SIDE = 64
+#: Both the perceptual and the difference hash (64 bits each) must be within this many bits.
+#: Re-saved JPEGs and resized copies land at 0-2 and video/burst frames of one pose at 0-5, while
+#: different head positions of one person in one room (../shared/data/real, neckpose) start at 6.
+DEFAULT_NEAR_DUP_THRESHOLD = 5
+IMAGE_FORMATS = ("jpg", "png")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Settings of one ``posture.ingest`` run (the CLI flags map one to one onto these fields)."""
+
+    src: Path
+    out: Path
+    #: Label CSVs. Only one is used today; a second (another labeler) is the planned agreement report.
+    labels: tuple[Path, ...] = ()
+    #: Extra ``name -> class`` spellings, layered over :data:`posture.labels.DEFAULT_LABEL_ALIASES`.
+    label_map: Mapping[str, str] | None = None
+    cva_threshold: float = DEFAULT_CVA_THRESHOLD_DEG
+    subject_pattern: str | None = None
+    ratios: tuple[float, float, float] = DEFAULT_RATIOS
+    seed: int = 0
+    max_side: int = DEFAULT_MAX_SIDE  # 0 keeps the original size
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+    near_dup_threshold: int = DEFAULT_NEAR_DUP_THRESHOLD  # negative: exact duplicates only
+    image_format: str = "jpg"
+    jpeg_quality: int = 95
+    source_name: str | None = None
+    workers: int | None = None  # None: one per CPU core
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "src", Path(self.src))
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "labels", tuple(Path(p) for p in self.labels))
+        if self.image_format not in IMAGE_FORMATS:
+            raise UserError(f"--format must be one of {', '.join(IMAGE_FORMATS)}, not {self.image_format!r}")
+        object.__setattr__(self, "ratios", validate_ratios(self.ratios))
+        if self.max_side < 0 or self.min_side < 1 or self.max_pixels < 1:
+            raise UserError("--max-side must be >= 0, --min-side and --max-pixels >= 1")
+        if self.max_side and self.max_side < self.min_side:
+            raise UserError(f"--max-side {self.max_side} is smaller than --min-side {self.min_side}")
+        if self.workers is not None and self.workers < 1:
+            raise UserError("--workers must be at least 1")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise UserError("JPEG quality must be within 1..100")
+
+    @property
+    def source(self) -> str:
+        return self.source_name or self.src.resolve().name
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def aliases(self) -> dict[str, str]:
+        """The label spellings in force: the project's defaults overridden by ``label_map``."""
+        table = dict(DEFAULT_LABEL_ALIASES)
+        for name, cls in (self.label_map or {}).items():
+            table[normalise_label_text(name)] = cls
+        return table
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that shape the dataset, for ``summary.json`` (no machine-specific paths)."""
+        return {
+            "labels": [str(p) for p in self.labels],
+            "label_map": dict(self.label_map or {}),
+            "cva_threshold": self.cva_threshold,
+            "subject_pattern": self.subject_pattern,
+            "ratios": list(self.ratios),
+            "seed": self.seed,
+            "max_side": self.max_side,
+            "max_pixels": self.max_pixels,
+            "min_side": self.min_side,
+            "near_dup_threshold": self.near_dup_threshold,
+            "image_format": self.image_format,
+            "jpeg_quality": self.jpeg_quality,
+        }
+
+
+@dataclass
+class IngestResult:
+    """What :func:`posture.ingest.ingest` produced; the same content as the files in ``out``."""
+
+    out: Path
+    manifest: pd.DataFrame
+    rejected: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> int:
+        return len(self.manifest)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.summary.get("warnings", []))
+
+
+def validate_ratios(ratios: Any) -> tuple[float, float, float]:
+    """Three non-negative train/val/test shares summing to 1 (a little rounding slack allowed)."""
+    values = tuple(float(r) for r in ratios)
+    if len(values) != 3 or any(r < 0 for r in values) or values[0] <= 0:
+        raise UserError(f"ratios must be three non-negative numbers train,val,test with train > 0, not {ratios}")
+    total = sum(values)
+    if abs(total - 1.0) > 0.011:
+        raise UserError(f"ratios must sum to 1, not {total:g}")
+    return (values[0] / total, values[1] / total, values[2] / total)
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        return validate_ratios([float(x) for x in text.split(",")])
+    except ValueError:
+        raise UserError(f"--ratios wants three numbers like 0.7,0.15,0.15, not {text!r}") from None
+
+
+def parse_label_map(text: str) -> dict[str, str]:
+    """``forward=forward_head,ok=normal`` or the path of a JSON object with the same mapping."""
+    path = Path(text)
+    if text.endswith(".json") or path.is_file():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--label-map {text}: cannot read JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"--label-map {text}: wants a JSON object {{\"name\": \"class\"}}")
+        pairs = [(str(k), str(v)) for k, v in raw.items()]
+    else:
+        pairs = []
+        for item in filter(None, (s.strip() for s in text.split(","))):
+            name, sep, cls = item.partition("=")
+            if not sep or not name.strip():
+                raise UserError(f"--label-map wants name=class pairs like forward=forward_head, not {item!r}")
+            pairs.append((name.strip(), cls.strip()))
+    mapping = {}
+    for name, cls in pairs:
+        target = normalise_label_text(cls)
+        if target not in CLASS_NAMES:
+            raise UserError(f"--label-map: {name!r} maps to {cls!r}, which is not one of {', '.join(CLASS_NAMES)}")
+        mapping[name] = target
+    return mapping

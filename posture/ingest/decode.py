@@ -1,0 +1,165 @@
+"""Decode, check, hash and re-encode one image: the per-file work that runs in worker processes.
+
+Each worker writes its re-encoded image straight into the staging folder and returns only small
+metadata, so the parent never holds thousands of images in memory or pipes their pixels around.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from posture.images import ImageDecodeError, open_rgb
+
+
+#: Side of the gray thumbnail both perceptual hashes are computed from.
+HASH_SIDE = 32
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    max_pixels: int
+    min_side: int
+    max_side: int  # 0: keep the size
+    image_format: str  # "jpg" or "png"
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    index: int
+    src: str  # absolute path of the source file
+    dst: str  # where to write the re-encoded image
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The outcome for one file: ``reason`` is empty on success, else a rejected.csv reason."""
+
+    index: int
+    reason: str = ""
+    detail: str = ""
+    source_sha256: str = ""
+    sha256: str = ""  # of the written file
+    orig_width: int = 0
+    orig_height: int = 0
+    width: int = 0
+    height: int = 0
+    phash: int = 0
+    dhash: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+def _hash_int(h: imagehash.ImageHash) -> int:
+    """The 64 hash bits as an int, in the bit order of ``str(h)`` (imagehash's hex form)."""
+    return int.from_bytes(np.packbits(h.hash.flatten()).tobytes(), "big")
+
+
+def perceptual_hashes(img: Image.Image) -> tuple[int, int]:
+    """imagehash's phash and dhash (64 bits each) of ``img``, computed from one 32x32 thumbnail.
+
+    The hashes only look at 32x32 (phash) and 9x8 (dhash) pixels; shrinking once with a cheap
+    box reduction and one Lanczos step, instead of twice from full size, halves the hashing time
+    and gives copies of a picture at any size the same thumbnail.
+    """
+    gray = img.convert("L")
+    factor = min(gray.size) // (2 * HASH_SIDE)
+    if factor > 1:
+        gray = gray.reduce(factor)
+    thumb = gray.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+    return _hash_int(imagehash.phash(thumb)), _hash_int(imagehash.dhash(thumb))
+
+
+def decode_one(task: DecodeTask, settings: DecodeSettings) -> Decoded:
+    """Never raises for a bad file: every failure becomes a ``Decoded`` with a reason."""
+    try:
+        data = Path(task.src).read_bytes()
+    except OSError as exc:
+        return Decoded(task.index, "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}")
+    source_sha = hashlib.sha256(data).hexdigest()
+    try:
+        img = open_rgb(data, max_pixels=settings.max_pixels)
+    except ImageDecodeError as exc:
+        return Decoded(task.index, exc.reason, exc.detail, source_sha256=source_sha)
+    except MemoryError:
+        return Decoded(task.index, "too_large", "out of memory while decoding", source_sha256=source_sha)
+    try:
+        orig_w, orig_h = img.size
+        if min(orig_w, orig_h) < settings.min_side:
+            return Decoded(task.index, "too_small",
+                           f"{orig_w}x{orig_h}, shorter side below --min-side {settings.min_side}",
+                           source_sha256=source_sha, orig_width=orig_w, orig_height=orig_h)
+        if settings.max_side and max(orig_w, orig_h) > settings.max_side:
+            scale = settings.max_side / max(orig_w, orig_h)
+            size = (max(1, round(orig_w * scale)), max(1, round(orig_h * scale)))
+            img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        phash, dhash = perceptual_hashes(img)
+        buf = io.BytesIO()
+        if settings.image_format == "png":
+            img.save(buf, format="PNG")
+        else:
+            img.save(buf, format="JPEG", quality=settings.jpeg_quality)
+        encoded = buf.getvalue()
+        Path(task.dst).write_bytes(encoded)
+        return Decoded(task.index, source_sha256=source_sha,
+                       sha256=hashlib.sha256(encoded).hexdigest(), orig_width=orig_w, orig_height=orig_h,
+                       width=img.width, height=img.height, phash=phash, dhash=dhash)
+    except Exception as exc:  # noqa: BLE001 - a bad file must become a rejection, never a crash
+        return Decoded(task.index, "corrupt", f"{type(exc).__name__}: {exc}", source_sha256=source_sha)
+
+
+def decode_all(tasks: Sequence[DecodeTask], settings: DecodeSettings, workers: int,
+               progress: bool = True) -> Iterator[Decoded]:
+    """Decode ``tasks`` on ``workers`` processes (in this process when 1), yielding in task order.
+
+    Workers are forked (instant, modules already imported) when this process runs a single
+    thread; a parent that already runs threads (torch, a web app) could deadlock a forked child,
+    so then a ``forkserver`` that preloads this module starts them instead.
+    """
+    work = partial(decode_one, settings=settings)
+    if workers <= 1 or len(tasks) < 2:
+        results: Iterator[Decoded] = map(work, tasks)
+        yield from _with_progress(results, len(tasks), progress)
+        return
+    chunksize = max(1, min(32, len(tasks) // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
+        results = pool.map(work, tasks, chunksize=chunksize)  # workers start before a progress thread can
+        yield from _with_progress(results, len(tasks), progress)
+
+
+def _with_progress(results: Iterator[Decoded], total: int, progress: bool) -> Iterator[Decoded]:
+    if not progress or not total:
+        yield from results
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc="ingest", unit="img") as bar:
+        for result in results:
+            yield result
+            bar.update()
+
+
+def _pool_context() -> BaseContext:
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.name != "tqdm_monitor"]
+    if sys.platform.startswith("linux") and not others:  # tqdm's monitor only sleeps on an event
+        return get_context("fork")
+    ctx = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload([__name__])
+    return ctx

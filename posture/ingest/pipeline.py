@@ -1,0 +1,227 @@
+"""``ingest()``: a labeling team's folder in, a clean, split, documented dataset out.
+
+The whole dataset is built in a hidden staging folder beside ``out`` and moved into place at the
+end, so an interrupted run leaves the previous dataset (or nothing) and can simply be rerun; the
+source folder is only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from posture.cli import UserError
+from posture.formats import CLASSES_NAME, MANIFEST_NAME
+from posture.fileio import atomic_write_csv, atomic_write_json, read_json
+from posture.ingest.config import IngestConfig, IngestResult
+from posture.ingest.decode import DecodeSettings, DecodeTask, Decoded, decode_all
+from posture.ingest.dedup import Duplicate, HashedImage, find_duplicates
+from posture.ingest.report import (REASONS, SUMMARY_FORMAT, build_summary, imbalance_warning, manifest_frame,
+                                   rejected_frame)
+from posture.ingest.sources import Candidate, Scan, scan, subject_warnings
+from posture.ingest.split import assign_splits
+from posture.labels import CLASS_NAMES
+
+log = logging.getLogger(__name__)
+
+REJECTED_NAME = "rejected.csv"
+SUMMARY_NAME = "summary.json"
+
+
+def ingest(config: IngestConfig) -> IngestResult:
+    """Run the whole ingest described by ``config`` and return what was written to ``config.out``."""
+    src, out = _check_paths(config)
+    found = scan(src, config.labels, config.aliases(), config.cva_threshold, config.subject_pattern, config.source)
+    log.info("%d files under %s: %d images to decode", found.files_found, src, len(found.candidates))
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would make the dataset private to this user
+    try:
+        result = _build(config, found, staging)
+        _swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.out = out
+    return result
+
+
+def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
+    """Decode, de-duplicate, split and write everything into ``staging``."""
+    ext = config.image_format
+    candidates: list[Candidate] = found.candidates
+    names = _assign_names(candidates, ext)
+    folders = sorted({staging / posixpath.dirname(n) for n in names})
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    base = str(staging)
+    tasks = [DecodeTask(i, str(c.abs_path), f"{base}/{names[i]}") for i, c in enumerate(candidates)]
+    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, ext, config.jpeg_quality)
+    decoded: list[Decoded] = list(decode_all(tasks, settings, config.n_workers, config.progress))
+
+    rejected: list[tuple[str, str, str]] = [(r.path, r.reason, r.detail) for r in found.rejections]
+    reason_counts = {r: 0 for r in REASONS}
+    for r in found.rejections:
+        if r.is_file:
+            reason_counts[r.reason] = reason_counts.get(r.reason, 0) + 1
+    csv_rows_rejected = sum(not r.is_file for r in found.rejections)
+    good = []
+    for d in decoded:
+        if d.ok:
+            good.append(d)
+        else:
+            rejected.append((candidates[d.index].source_path, d.reason, d.detail))
+            (staging / names[d.index]).unlink(missing_ok=True)  # a write that failed half-way
+            reason_counts[d.reason] = reason_counts.get(d.reason, 0) + 1
+
+    hashed = [HashedImage(d.index, candidates[d.index].source_path, candidates[d.index].label,
+                          d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash) for d in good]
+    duplicates = find_duplicates(hashed, config.near_dup_threshold)
+    for dup in duplicates.values():
+        rejected.append(_duplicate_row(dup, candidates))
+        (staging / names[dup.key]).unlink()
+    conflicts = sum(d.label_conflict for d in duplicates.values())
+
+    kept_items = sorted((d for d in good if d.index not in duplicates), key=lambda d: candidates[d.index].source_path)
+    rows = [_manifest_row(names[d.index], candidates[d.index], d) for d in kept_items]
+    warnings = list(found.warnings) + subject_warnings([candidates[d.index] for d in kept_items])
+    splits, split_warnings = assign_splits([r["subject"] for r in rows], [r["label"] for r in rows],
+                                           config.ratios, config.seed, CLASS_NAMES)
+    for row, split in zip(rows, splits):
+        row["split"] = split
+    warnings += split_warnings
+
+    for folder in folders:
+        if not any(folder.iterdir()):
+            folder.rmdir()  # a class whose every image was rejected
+    manifest = manifest_frame(rows)
+    rejected_df = rejected_frame(rejected)
+    if conflicts:
+        warnings.append(f"{conflicts} duplicate(s) carry a different label than the copy kept: check them "
+                        f"(LABEL CONFLICT in {REJECTED_NAME})")
+    imbalance = imbalance_warning(manifest, CLASS_NAMES)
+    if imbalance:
+        warnings.append(imbalance)
+    if not len(manifest):
+        warnings.append("no image was kept: see rejected.csv")
+    for w in warnings:
+        log.warning("warning: %s", w)
+
+    summary = build_summary(
+        src=str(config.src.resolve()), source=config.source, settings=config.describe(),
+        files_found=found.files_found, manifest=manifest, reason_counts=reason_counts,
+        duplicates=list(duplicates.values()), label_conflicts=conflicts, skipped=found.skipped,
+        csv_rows_rejected=csv_rows_rejected, warnings=warnings, classes=CLASS_NAMES)
+    atomic_write_csv(staging / MANIFEST_NAME, manifest)
+    atomic_write_csv(staging / REJECTED_NAME, rejected_df)
+    atomic_write_json(staging / CLASSES_NAME, list(CLASS_NAMES))
+    atomic_write_json(staging / SUMMARY_NAME, summary)
+    return IngestResult(out=staging, manifest=manifest, rejected=rejected_df, summary=summary)
+
+
+def _duplicate_row(dup: Duplicate, candidates: list[Candidate]) -> tuple[str, str, str]:
+    me, kept = candidates[dup.key], candidates[dup.kept_key]
+    detail = ("exact copy (same file bytes)" if dup.kind == "exact" else
+              f"near copy (phash {dup.phash_distance}, dhash {dup.dhash_distance} bits apart)")
+    if dup.label_conflict:
+        detail += f"; LABEL CONFLICT: {me.label} here, {kept.label} in the kept file"
+    return me.source_path, f"duplicate_of:{kept.source_path}", detail
+
+
+def _safe_stem(source_path: str) -> str:
+    stem = Path(source_path).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-") or "image"
+
+
+def _assign_names(candidates: list[Candidate], ext: str) -> list[str]:
+    """``images/<label>/<stem>.<ext>`` for each candidate, decided before decoding so workers write in place.
+
+    Candidates come in source-path order, so the names are deterministic; a clash (same stem in
+    two folders, ``a.png`` beside ``a.jpg``) gets a suffix from the source path's hash.
+    """
+    taken: set[str] = set()
+    names = []
+    for cand in candidates:
+        stem = _safe_stem(cand.source_path)
+        rel = f"images/{cand.label}/{stem}.{ext}"
+        if rel.lower() in taken:  # lower(): case-insensitive file systems
+            tag = hashlib.sha256(cand.source_path.encode()).hexdigest()[:8]
+            rel = f"images/{cand.label}/{stem}-{tag}.{ext}"
+            n = 1
+            while rel.lower() in taken:
+                n += 1
+                rel = f"images/{cand.label}/{stem}-{tag}-{n}.{ext}"
+        taken.add(rel.lower())
+        names.append(rel)
+    return names
+
+
+def _manifest_row(rel: str, cand: Candidate, d: Decoded) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "path": rel, "label": cand.label, "split": "", "subject": cand.subject, "sha256": d.sha256,
+        "width": d.width, "height": d.height, "source_path": cand.source_path, "source": cand.source,
+        "source_sha256": d.source_sha256, "orig_width": d.orig_width, "orig_height": d.orig_height,
+        "cva_deg": cand.cva_deg,
+    }
+    if cand.keypoints is not None:  # labelers clicked on the original; scale to the stored image
+        sx, sy = d.width / d.orig_width, d.height / d.orig_height
+        ex, ey, cx, cy = cand.keypoints
+        row.update(ear_x=round(ex * sx, 2), ear_y=round(ey * sy, 2), c7_x=round(cx * sx, 2), c7_y=round(cy * sy, 2))
+    return row
+
+
+def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
+    """Refuse set-ups that would read our own output or destroy something that is not ours."""
+    src = config.src.resolve()
+    if not src.is_dir():
+        raise UserError(f"{config.src}: no such folder")
+    out = config.out.resolve()
+    if out == src or src in out.parents:
+        raise UserError(f"--out {config.out} lies inside the source folder; choose a folder outside it")
+    if out in src.parents:
+        raise UserError(f"--out {config.out} contains the source folder; replacing it would delete the source")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")]:
+        log.info("removing %s left by an interrupted run", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"--out {config.out} is a file, not a folder")
+        if any(out.iterdir()):
+            summary_path = out / SUMMARY_NAME
+            previous = _read_summary(summary_path)
+            if previous is None:
+                raise UserError(f"--out {config.out} is not empty and holds no ingested dataset; "
+                                "choose a new or empty folder")
+            same = previous.get("src") == str(src) and previous.get("source") == config.source
+            if not same and not config.overwrite:
+                raise UserError(f"--out {config.out} holds a dataset ingested from {previous.get('src')}; "
+                                "pass --overwrite to replace it")
+            log.info("replacing the dataset in %s", out)
+    return src, out
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == SUMMARY_FORMAT else None
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Replace ``out`` with ``staging`` using renames, so a crash leaves one of the two complete."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
