@@ -13,7 +13,7 @@ DEFAULT_CVA_THRESHOLD_DEG = 50.0
 
 
 def craniovertebral_angle(ear_x: float, ear_y: float, c7_x: float, c7_y: float) -> float:
-    """CVA in degrees from the tragus and C7 in image pixels (y down), in (-90, 90].
+    """CVA in degrees from the tragus and C7 in image pixels (y down), in [-90, 90].
 
     The angle is measured from whichever horizontal direction the face points (only the
     horizontal distance counts), so it is the same under a mirror flip. 90° means the ear is

@@ -36,7 +36,8 @@ class IngestConfig:
 
     src: Path
     out: Path
-    #: Label CSVs. Only one is used today; a second (another labeler) is the planned agreement report.
+    #: Label CSVs. Labels come from the first; each further one (another labeler) is compared with
+    #: it and the agreement (Cohen's kappa, CVA difference) is reported as a warning.
     labels: tuple[Path, ...] = ()
     #: Extra ``name -> class`` spellings, layered over :data:`posture.labels.DEFAULT_LABEL_ALIASES`.
     label_map: Mapping[str, str] | None = None

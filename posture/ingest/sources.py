@@ -351,9 +351,15 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
     images, rejections, skipped, total, non_images = walk_tree(root)
     result = Scan(rejections=rejections, skipped=skipped, files_found=total)
 
-    if len(label_csvs) > 1:
-        # The planned labeler-agreement report goes here (issue: two labelers' CSVs -> kappa).
-        raise UserError("several --labels files: comparing labelers is not supported yet; pass one CSV")
+    if len(label_csvs) > 1:  # several labelers: report their agreement, take the labels from the first
+        from posture.agreement import labeler_agreement
+        for other in label_csvs[1:]:
+            report = labeler_agreement(label_csvs[0], other)
+            log.info("labeler agreement, %s vs %s:\n%s", label_csvs[0], other, report.format_text())
+            result.warnings.append(f"labelers {label_csvs[0].name} and {other.name}: Cohen's kappa "
+                                   f"{'undefined' if report.kappa is None else f'{report.kappa:.3f}'} on "
+                                   f"{report.n_common} common files, {len(report.disagreements)} disagreement(s)")
+        label_csvs = label_csvs[:1]
     csv_path = label_csvs[0] if label_csvs else (root / AUTO_LABELS_NAME if (root / AUTO_LABELS_NAME).is_file()
                                                  else None)
     by_path: dict[str, LabelRow] = {}

@@ -1,0 +1,292 @@
+"""``python -m app.label``: click the ear's tragus and C7 on each photo; get the CVA, the label and a CSV.
+
+The page shows the next photo this labeler has not answered. Click the tragus, then C7: the
+points, the line, the horizontal and the craniovertebral angle are drawn, with the label the
+angle implies (forward head below ``--threshold``). *Accept* saves and moves on; *Redo points*
+clears the clicks; *Skip (unusable)* saves the label ``unusable`` (``posture.ingest`` rejects those
+files with ``unknown_label``); *Previous* steps back through the answers (answering again
+supersedes the old row). *Forward head* / *Normal* save a class without points (quick mode).
+Keys: Enter or a = accept, r = redo, s = skip, p or ← = previous, f = forward head, n = normal.
+
+Every answer is appended to ``--out`` at once and durably (see :mod:`posture.labelstore`), so the
+tool can be closed or killed at any time; reopening the same folder and CSV continues where it
+stopped. With ``--run models/RUN`` the model's guess is shown beside the photo, and
+``--order uncertainty`` puts the photos the model is least sure about first.
+
+``python -m posture.ingest SRC --labels labels.csv --cva-threshold T`` takes the CSV as it is;
+it derives labels from the stored points at its own threshold, so pass the ``--threshold`` used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.label_overlay import draw_points, placeholder
+from app.label_session import ORDERS, LabelConfig, LabelSession, default_labeler
+from posture.cli import add_logging_flags, run_main, setup_logging
+from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
+from posture.labels import FORWARD_HEAD, NORMAL
+from posture.labelstore import UNUSABLE
+
+log = logging.getLogger(__name__)
+
+#: Keyboard shortcuts: key -> button elem_id. Ignored while typing in a text field.
+SHORTCUTS = {"Enter": "lbl-accept", "a": "lbl-accept", "r": "lbl-redo", "s": "lbl-skip", "p": "lbl-prev",
+             "ArrowLeft": "lbl-prev", "f": "lbl-forward", "n": "lbl-normal"}
+
+_SHORTCUT_JS = """
+<script>
+document.addEventListener('keydown', (e) => {
+  const t = e.target;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  const keys = %s;
+  const id = keys[e.key];
+  if (!id) return;
+  const el = document.getElementById(id);
+  const btn = el && (el.tagName === 'BUTTON' ? el : el.querySelector('button'));
+  if (btn) { e.preventDefault(); btn.click(); }
+});
+</script>
+"""
+
+_CSS = """
+#lbl-image img { cursor: crosshair; }
+#lbl-image { max-height: 80vh; }
+"""
+
+
+def _new_tab_state() -> dict[str, Any]:
+    """Per-browser-tab state: the image on screen and the clicks so far (original pixels)."""
+    return {"file": None, "points": []}
+
+
+class LabelPage:
+    """Event handlers of the page; each returns the full set of outputs so the page never goes stale."""
+
+    def __init__(self, session: LabelSession) -> None:
+        self.session = session
+
+    # outputs: image, instructions, progress, model, message, state
+    def _render(self, state: dict[str, Any], message: str = "") -> tuple[Any, ...]:
+        s = self.session
+        filename = state["file"]
+        progress = s.progress().format()
+        if filename is None:
+            done = placeholder("All images are labeled. Use Previous to review.")
+            return (done, "### Done\nEvery image in the folder has an answer from you.", progress, "", message, state)
+        view = s.view(filename)
+        points = [tuple(p) for p in state["points"]]
+        label, cva = None, None
+        if len(points) == 2:
+            try:
+                cva, label = s.measure(points[0], points[1])
+            except ValueError:
+                cva = None
+        shown = draw_points(view.display, [view.to_display(*p) for p in points],
+                            s.config.threshold if len(points) == 2 else None, label)
+        index = s.files.index(filename) + 1
+        lines = [f"### {filename}  ({index} of {len(s.files)})"]
+        previous = s.answer(filename)
+        if previous is not None:
+            lines.append(f"Answered before: **{previous.label}**"
+                         + ("" if previous.cva_deg is None else f" (CVA {previous.cva_deg:.1f}°)")
+                         + " — a new answer replaces it.")
+        if view.error:
+            lines.append(f"This file cannot be opened ({view.error}): press **Skip (unusable)**.")
+        elif len(points) == 0:
+            lines.append("Click the ear's **tragus**.")
+        elif len(points) == 1:
+            lines.append("Now click **C7** (the bump at the base of the neck).")
+        elif label is not None:
+            warn = "  ⚠ the ear is below C7: check the clicks." if cva is not None and cva < 0 else ""
+            lines.append(f"CVA **{cva:.1f}°** → **{label.replace('_', ' ')}** (threshold {s.config.threshold:g}°). "
+                         f"Accept (Enter) or redo (r).{warn}")
+        else:
+            lines.append("The two points coincide: redo them.")
+        return (shown, "\n\n".join(lines), progress, self._model_text(filename), message, state)
+
+    def _model_text(self, filename: str) -> str:
+        pred = self.session.predict(filename)
+        if pred is None:
+            return ""
+        probs = " · ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in pred.probabilities.items())
+        return f"**Model's guess:** {pred.label.replace('_', ' ')} ({pred.confidence:.0%})  \n{probs}"
+
+    def _goto(self, filename: str | None, message: str = "") -> tuple[Any, ...]:
+        """Show ``filename``; an answered one comes back with its stored points for review."""
+        state = _new_tab_state()
+        state["file"] = filename
+        if filename is not None:
+            rec = self.session.answer(filename)
+            if rec is not None and rec.has_points:
+                state["points"] = [[rec.ear_x, rec.ear_y], [rec.c7_x, rec.c7_y]]
+        outputs = self._render(state, message)
+        self.session.prefetch(self.session.next_pending(skip=filename))  # decode the next photo meanwhile
+        return outputs
+
+    def load(self) -> tuple[Any, ...]:
+        return self._goto(self.session.next_pending())
+
+    def click(self, state: dict[str, Any], evt: Any) -> tuple[Any, ...]:
+        if state["file"] is None or evt is None or evt.index is None:
+            return self._render(state)
+        view = self.session.view(state["file"])
+        if view.error:
+            return self._render(state)
+        x, y = evt.index[0], evt.index[1]
+        points = [] if len(state["points"]) >= 2 else list(state["points"])  # a third click starts over
+        ox, oy = view.to_original(float(x), float(y))
+        points.append([round(ox, 1), round(oy, 1)])  # the CSV's precision, so the shown angle is the saved one
+        return self._render({**state, "points": points})
+
+    def accept(self, state: dict[str, Any]) -> tuple[Any, ...]:
+        filename = state["file"]
+        if filename is None:
+            return self._render(state)
+        if len(state["points"]) < 2:
+            return self._render(state, "Click the tragus and C7 first (or use the class buttons).")
+        (ex, ey), (cx, cy) = state["points"]
+        try:
+            rec = self.session.answer_points(filename, (ex, ey), (cx, cy))
+        except ValueError as exc:
+            return self._render(state, f"Not saved: {exc}.")
+        return self._goto(self.session.next_pending(), f"Saved {filename}: {rec.label} (CVA {rec.cva_deg:.1f}°).")
+
+    def answer_class(self, state: dict[str, Any], label: str) -> tuple[Any, ...]:
+        filename = state["file"]
+        if filename is None:
+            return self._render(state)
+        self.session.answer_class(filename, label)
+        return self._goto(self.session.next_pending(), f"Saved {filename}: {label}.")
+
+    def redo(self, state: dict[str, Any]) -> tuple[Any, ...]:
+        return self._render({**state, "points": []})
+
+    def previous(self, state: dict[str, Any]) -> tuple[Any, ...]:
+        target = self.session.previous_of(state["file"])
+        if target is None:
+            return self._render(state, "Nothing answered before this one.")
+        return self._goto(target)
+
+
+def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
+    """The Gradio Blocks page over a session (launch it with :func:`launch_kwargs`)."""
+    import gradio as gr
+
+    page = LabelPage(session)
+    cfg = session.config
+    with gr.Blocks(title="posture · labeling", analytics_enabled=False) as demo:
+        gr.Markdown(f"## Posture labeling — {cfg.images}  →  {cfg.out}  ·  labeler **{cfg.labeler}**")
+        progress = gr.Markdown(elem_id="lbl-progress")
+        with gr.Row():
+            with gr.Column(scale=3):
+                image = gr.Image(type="numpy", interactive=False, show_label=False, elem_id="lbl-image",
+                                 buttons=[], format="png", height=640)
+            with gr.Column(scale=1, min_width=260):
+                info = gr.Markdown(elem_id="lbl-info")
+                with gr.Row():
+                    accept = gr.Button("Accept (Enter)", variant="primary", elem_id="lbl-accept")
+                    redo = gr.Button("Redo points (r)", elem_id="lbl-redo")
+                with gr.Row():
+                    skip = gr.Button("Skip – unusable (s)", variant="stop", elem_id="lbl-skip")
+                    prev = gr.Button("← Previous (p)", elem_id="lbl-prev")
+                gr.Markdown("Quick mode, when the points cannot be placed:")
+                with gr.Row():
+                    forward = gr.Button("Forward head (f)", elem_id="lbl-forward")
+                    normal = gr.Button("Normal (n)", elem_id="lbl-normal")
+                model = gr.Markdown(elem_id="lbl-model")
+                message = gr.Markdown(elem_id="lbl-message")
+        state = gr.State(_new_tab_state())
+        outputs = [image, info, progress, model, message, state]
+
+        def on_click(st, evt):  # type: ignore[no-untyped-def]
+            return page.click(st, evt)
+
+        # Gradio finds the event payload by the annotation; set it as a real class, since this
+        # module's string annotations cannot see the local ``gr``.
+        on_click.__annotations__ = {"st": dict, "evt": gr.SelectData}
+
+        demo.load(page.load, inputs=None, outputs=outputs)
+        image.select(on_click, inputs=[state], outputs=outputs)
+        accept.click(page.accept, inputs=[state], outputs=outputs)
+        redo.click(page.redo, inputs=[state], outputs=outputs)
+        prev.click(page.previous, inputs=[state], outputs=outputs)
+        skip.click(lambda st: page.answer_class(st, UNUSABLE), inputs=[state], outputs=outputs)
+        forward.click(lambda st: page.answer_class(st, FORWARD_HEAD), inputs=[state], outputs=outputs)
+        normal.click(lambda st: page.answer_class(st, NORMAL), inputs=[state], outputs=outputs)
+    return demo
+
+
+def launch_kwargs(config: LabelConfig) -> dict[str, Any]:
+    """Arguments for ``Blocks.launch``: local only, no SSR (no Node needed), shortcuts injected."""
+    import json
+
+    return {"server_name": config.host, "server_port": config.port, "ssr_mode": False, "share": False,
+            "head": _SHORTCUT_JS % json.dumps(SHORTCUTS), "css": _CSS, "footer_links": []}
+
+
+def load_predictor(run: Path | None):  # type: ignore[no-untyped-def]
+    if run is None:
+        return None
+    from posture.predict import Predictor
+
+    return Predictor.from_run(run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.label",
+        description="Label side-view photos the clinical way: click the ear's tragus and C7; the "
+                    "craniovertebral angle (CVA) decides the label (forward head below --threshold). "
+                    "Answers are appended to --out as they are given; rerun the same command to resume. "
+                    "The CSV (filename,label,cva_deg,ear_x,ear_y,c7_x,c7_y,labeler,timestamp; points in "
+                    "original pixels after EXIF rotation) is read by `python -m posture.ingest --labels CSV`, "
+                    "which recomputes labels from the points with its --cva-threshold: give it the same threshold. "
+                    "Keys: Enter/a accept, r redo, s skip (unusable), p/← previous, f forward head, n normal.")
+    parser.add_argument("--images", required=True, type=Path, help="folder of photos to label (searched recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="label CSV to append to (created if missing)")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_CVA_THRESHOLD_DEG,
+                        help="CVA in degrees below which a photo is forward head (default %(default)s)")
+    parser.add_argument("--labeler", default=default_labeler(),
+                        help="your name, stored in every row; resume and agreement are per labeler "
+                             "(default: login name)")
+    parser.add_argument("--run", type=Path, help="a trained run (models/RUN) whose guess is shown beside the photo")
+    parser.add_argument("--order", choices=ORDERS, default="name",
+                        help="name: folder order; uncertainty: least certain model guesses first (needs --run)")
+    parser.add_argument("--display-max", type=int, default=960,
+                        help="longest side of the shown copy in pixels (clicks are mapped back to the original)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's, usually 7860)")
+    add_logging_flags(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> LabelConfig:
+    return LabelConfig(images=args.images, out=args.out, threshold=args.threshold, labeler=args.labeler,
+                       run=args.run, order=args.order, display_max=args.display_max, host=args.host, port=args.port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    if not args.verbose:  # Gradio's HTTP client logs every local request at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    config = config_from_args(args)
+    config.validate()
+    session = LabelSession(config, predictor=load_predictor(config.run))
+    try:
+        log.info("%s", session.progress().format().replace("**", ""))
+        build_app(session).launch(**launch_kwargs(config))
+    finally:
+        session.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
