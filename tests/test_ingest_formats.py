@@ -136,14 +136,6 @@ def test_subjects_from_csv_column_pattern_folder_and_fallback(tmp_path):
     assert with_csv.manifest.set_index("source_path").loc["normal/loose.jpg", "subject"] == "carl"
 
 
-def test_a_second_labels_csv_is_refused_for_now(tmp_path):
-    src = class_tree(tmp_path / "drop", per_class=1)
-    csv = tmp_path / "l.csv"
-    csv.write_text("filename,label\nforward_head/forward_head-0.jpg,normal\n")
-    with pytest.raises(UserError, match="several --labels"):
-        run(src, tmp_path / "out", labels=(csv, csv))
-
-
 @pytest.mark.parametrize("header, message", [("name,label", "file-name column"),
                                              ("filename,comment", "needs a label column"),
                                              ("filename,ear_x,ear_y", "keypoint columns incomplete")])
