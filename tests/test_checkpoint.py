@@ -62,3 +62,17 @@ def test_find_latest_run(tmp_path) -> None:
     past = time.time() - 100
     os.utime(tmp_path / "old" / WEIGHTS_NAME, (past, past))
     assert find_latest_run(tmp_path).name == "new"
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    from posture.fileio import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
