@@ -1,0 +1,389 @@
+"""The two training phases and the epoch loop they share.
+
+* :class:`HeadPhase` trains only the head, on cached backbone features: each epoch draws one of
+  the K+1 stored views (clean + K augmentations) per image, so augmentation still helps while an
+  epoch costs milliseconds.
+* :class:`ImagePhase` (optional, ``--unfreeze``) trains the last backbone stages and the head on
+  images, with discriminative learning rates (deeper stages learn more slowly) and every
+  BatchNorm kept in eval mode: a few hundred posture photos are too few to re-estimate ImageNet
+  statistics, and batches of 32 would make them noisy.
+
+Both are driven by :func:`run_phase`, which evaluates on the validation split after every epoch,
+keeps the best state by balanced accuracy (ties: lower validation loss), stops after
+``patience`` epochs without improvement, and calls a hook after each epoch (the resume state).
+Every epoch reseeds from ``(seed, phase, epoch)``, so a resumed run replays exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from posture.data import ManifestDataset
+from posture.training.distributed import DistInfo
+from posture.transforms import Preprocessing, apply, build_train_transform
+
+log = logging.getLogger(__name__)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 31-bit seed from any parts, stable across processes (unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights (mean 1 over classes), so a 9:1 split does not teach "always 9"."""
+    counts = torch.bincount(targets, minlength=num_classes).float().clamp(min=1)
+    return counts.sum() / (num_classes * counts)
+
+
+def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int,
+                           weight: torch.Tensor | None = None) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, confusion matrix (rows = truth) and mean loss."""
+    preds = logits.argmax(1).numpy()
+    y = targets.numpy()
+    loss = float(F.cross_entropy(logits, targets, weight=weight)) if len(y) else float("nan")
+    return {"n": int(len(y)), "loss": loss,
+            "accuracy": float((preds == y).mean()) if len(y) else float("nan"),
+            "balanced_accuracy": float(balanced_accuracy_score(y, preds)) if len(y) else float("nan"),
+            "confusion_matrix": confusion_matrix(y, preds, labels=list(range(num_classes))).tolist()}
+
+
+@dataclass
+class EarlyStopping:
+    """Best-so-far bookkeeping; plain data so it round-trips through the resume JSON."""
+
+    patience: int
+    best_score: float = -math.inf
+    best_loss: float = math.inf
+    best_epoch: int = 0          # global epoch number (1-based); 0 = none yet
+    best_phase: str = ""
+    bad_epochs: int = 0
+
+    def update(self, score: float, loss: float, epoch: int, phase: str) -> bool:
+        better = score > self.best_score + 1e-12 or (abs(score - self.best_score) <= 1e-12 and loss < self.best_loss)
+        if better:
+            self.best_score, self.best_loss, self.best_epoch, self.best_phase = score, loss, epoch, phase
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["best_score"] = None if math.isinf(self.best_score) else self.best_score
+        d["best_loss"] = None if math.isinf(self.best_loss) else self.best_loss
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EarlyStopping:
+        d = dict(d)
+        d["best_score"] = -math.inf if d.get("best_score") is None else d["best_score"]
+        d["best_loss"] = math.inf if d.get("best_loss") is None else d["best_loss"]
+        return cls(**d)
+
+
+@dataclass
+class OptimSpec:
+    """The optimiser and schedule: AdamW + cosine by default, or a paper's SGD recipe."""
+
+    name: str = "adamw"          # "adamw" | "sgd"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    schedule: str = "cosine"     # "cosine" | "step" | "constant"
+    step_size: int = 30
+    gamma: float = 0.1
+    recipe: Any = None           # a posture.models.classic.recipes.Recipe: its optimiser and step decay
+
+    def build(self, groups: list[dict[str, Any]], epochs: int) -> tuple[torch.optim.Optimizer, Any]:
+        if self.recipe is not None:
+            from dataclasses import replace
+
+            from posture.models.classic.recipes import make_optimizer, make_scheduler
+
+            recipe = replace(self.recipe, lr=self.lr)
+            opt = make_optimizer(recipe, groups)
+            return opt, make_scheduler(recipe, opt, epochs)
+        if self.name == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum,
+                                                         weight_decay=self.weight_decay, nesterov=self.nesterov)
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule == "step":
+            sched: Any = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, self.step_size), gamma=self.gamma)
+        elif self.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=self.lr * 0.01)
+        else:
+            sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        return opt, sched
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _shard(order: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
+    """This rank's equal-length share of an epoch's order (padded by wrapping, like DistributedSampler)."""
+    if not dist_info.enabled:
+        return order
+    w = dist_info.world_size
+    total = math.ceil(len(order) / w) * w
+    padded = torch.cat([order, order[: total - len(order)]]) if total > len(order) else order
+    return padded[dist_info.rank::w]
+
+
+class HeadPhase:
+    """Head-only training on cached features ``[N, V, F]``."""
+
+    name = "head"
+
+    def __init__(self, model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+                 val_y: torch.Tensor, num_classes: int, optim: OptimSpec, epochs: int, batch_size: int, seed: int,
+                 dist_info: DistInfo, device: torch.device) -> None:
+        self.model, self.device, self.seed, self.dist = model, device, seed, dist_info
+        self.head = model.head.to(device)
+        self.train_x, self.train_y = train_x.to(device), train_y.to(device)
+        self.val_x, self.val_y = val_x.to(device), val_y
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self.weight = class_weights(train_y, num_classes).to(device)
+        self.optimizer, self.scheduler = optim.build([{"params": list(self.head.parameters())}], epochs)
+        self.net: nn.Module = self.head
+        if dist_info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(self.head, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        g = torch.Generator().manual_seed(derive_seed(self.seed, self.name, epoch))
+        torch.manual_seed(derive_seed(self.seed, self.name, epoch, "dropout"))
+        n, n_views = self.train_x.shape[0], self.train_x.shape[1]
+        views = torch.randint(0, n_views, (n,), generator=g).to(self.device)
+        order = _shard(torch.randperm(n, generator=g), self.dist).to(self.device)
+        per_rank = math.ceil(self.batch_size / self.dist.world_size)
+        self.head.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for idx in _batches(order, per_rank):
+            x = self.train_x[idx, views[idx]]
+            y = self.train_y[idx]
+            logits = self.net(x)
+            loss = F.cross_entropy(logits, y, weight=self.weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+        self.scheduler.step()
+        return total_loss / max(1, seen), correct / max(1, seen)
+
+    def predict_val(self) -> torch.Tensor:
+        self.head.eval()
+        with torch.inference_mode():
+            return self.head(self.val_x).float().cpu()
+
+
+class _AugmentedImages(Dataset):
+    """Training images with augmentation seeded by (seed, epoch, index): identical in any worker."""
+
+    def __init__(self, base: ManifestDataset, pre: Preprocessing, strength: float, seed: int) -> None:
+        self.base, self.seed, self.epoch = base, seed, 0
+        self.transform = build_train_transform(pre, strength)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        self.transform.set_random_seed(derive_seed(self.seed, "aug", self.epoch, i))
+        return apply(self.transform, self.base.load_image(i)), self.base.targets[i]
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Every BatchNorm in eval mode: running statistics stay the pretrained ones."""
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.eval()
+
+
+def predict_images(model: nn.Module, dataset: ManifestDataset, batch_size: int, workers: int,
+                   device: torch.device) -> torch.Tensor:
+    """Logits for every image of ``dataset`` (whose transform must be the eval pipeline)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for x, _ in loader:
+            out.append(model(x.to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+class ImagePhase:
+    """Partial or full unfreezing on images, discriminative LRs, BatchNorm frozen."""
+
+    name = "unfreeze"
+
+    def __init__(self, model: nn.Module, train_ds: ManifestDataset, val_ds: ManifestDataset, num_classes: int,
+                 optim: OptimSpec, unfreeze: int | str, lr_decay: float, epochs: int, batch_size: int, workers: int,
+                 seed: int, aug_strength: float, dist_info: DistInfo, device: torch.device) -> None:
+        # Contiguous layout whatever extraction left behind: the conv kernels (and so the last bits of
+        # every result) depend on it, and a resumed run that read features from the cache must match.
+        model.to(device=device, memory_format=torch.contiguous_format)
+        self.model, self.device, self.seed, self.dist = model, device, seed, dist_info
+        self.num_classes, self.batch_size, self.workers = num_classes, batch_size, workers
+        self.val_ds = val_ds
+        self.val_y = torch.tensor(val_ds.targets)
+        self.train_data = _AugmentedImages(train_ds, model.preprocessing, aug_strength, seed)
+        self.weight = class_weights(torch.tensor(train_ds.targets), num_classes).to(device)
+        model.freeze_backbone()
+        model.unfreeze(unfreeze)
+        groups = self._param_groups(optim.lr, lr_decay)
+        self.optimizer, self.scheduler = optim.build(groups, epochs)
+        self.net: nn.Module = model
+        if dist_info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _param_groups(self, lr: float, decay: float) -> list[dict[str, Any]]:
+        """Head at ``lr``; the last stage at ``lr*decay``, the one before at ``lr*decay**2``, ..."""
+        if hasattr(self.model, "block_parameters"):
+            stages = self.model.block_parameters()
+        else:
+            stages = [list(b.parameters()) for b in self.model.backbone_blocks()]
+        groups = [{"params": [p for p in self.model.head.parameters() if p.requires_grad], "lr": lr}]
+        for depth, stage in enumerate(reversed(stages), start=1):
+            params = [p for p in stage if p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": lr * decay ** depth})
+        return groups
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        torch.manual_seed(derive_seed(self.seed, self.name, epoch, "dropout"))
+        self.train_data.epoch = epoch
+        per_rank = math.ceil(self.batch_size / self.dist.world_size)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, self.name, epoch))
+        order = _shard(torch.randperm(len(self.train_data), generator=g), self.dist).tolist()
+        loader = DataLoader(torch.utils.data.Subset(self.train_data, order), batch_size=per_rank, shuffle=False,
+                            num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        self.model.train()
+        freeze_batchnorm(self.model)
+        total_loss, correct, seen = 0.0, 0, 0
+        for x, y in tqdm(loader, desc=f"unfreeze epoch {epoch}", leave=False, disable=not self.dist.is_main):
+            x, y = x.to(self.device), y.to(self.device)
+            logits = self.net(x)
+            loss = F.cross_entropy(logits, y, weight=self.weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        self.scheduler.step()
+        return total_loss / max(1, seen), correct / max(1, seen)
+
+    def predict_val(self) -> torch.Tensor:
+        return predict_images(self.model, self.val_ds, self.batch_size, self.workers, self.device)
+
+
+@dataclass
+class PhaseRun:
+    """What :func:`run_phase` needs besides the phase: where it starts and how to report."""
+
+    epochs: int
+    start_epoch: int = 0                 # epochs of this phase already done (resume)
+    epoch_offset: int = 0                # global epoch number of this phase's epoch 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    fail_after_epoch: int | None = None  # test hook: raise after this global epoch's state is saved
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by the ``fail_after_epoch`` test hook to simulate a crash."""
+
+
+def run_phase(phase: HeadPhase | ImagePhase, run: PhaseRun, stopper: EarlyStopping, best: dict[str, torch.Tensor],
+              on_epoch_end: Callable[[int, dict[str, torch.Tensor]], None],
+              progress: bool = True) -> dict[str, torch.Tensor]:
+    """Train ``phase`` epoch by epoch; returns the best state seen (``best`` if nothing beat it)."""
+    bar = tqdm(range(run.start_epoch + 1, run.epochs + 1), desc=f"training {phase.name}", unit="epoch",
+               leave=False, disable=not progress or not phase.dist.is_main)
+    for epoch in bar:
+        if stopper.should_stop:
+            break
+        t0 = time.perf_counter()
+        train_loss, train_acc = phase.train_epoch(epoch)
+        val = classification_metrics(phase.predict_val(), phase.val_y, phase.num_classes, phase.weight.cpu())
+        global_epoch = run.epoch_offset + epoch
+        if stopper.update(val["balanced_accuracy"], val["loss"], global_epoch, phase.name):
+            best = phase.state()
+        lr = phase.optimizer.param_groups[0]["lr"]
+        row = {"epoch": global_epoch, "phase": phase.name, "phase_epoch": epoch, "train_loss": train_loss,
+               "train_accuracy": train_acc, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+               "val_balanced_accuracy": val["balanced_accuracy"], "lr": lr,
+               "seconds": round(time.perf_counter() - t0, 4)}
+        run.history.append(row)
+        if phase.dist.is_main:
+            log.info("epoch %3d [%s] train loss %.4f acc %.3f | val loss %.4f acc %.3f bal %.3f%s",
+                     global_epoch, phase.name, train_loss, train_acc, val["loss"], val["accuracy"],
+                     val["balanced_accuracy"], " *" if stopper.best_epoch == global_epoch else "")
+        on_epoch_end(epoch, best)
+        if run.fail_after_epoch is not None and global_epoch >= run.fail_after_epoch:
+            raise InjectedFailure(f"injected failure after epoch {global_epoch}")
+    bar.close()
+    return best
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily run torch ops on ``n`` threads (None: leave as is).
+
+    Why: head training is thousands of tiny ops; on a busy 2-core machine every op's thread
+    hand-off costs more than the op (measured 50-170 ms vs 3-5 ms per step for 2 vs 1 thread).
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+__all__ = ["HeadPhase", "ImagePhase", "EarlyStopping", "OptimSpec", "PhaseRun", "run_phase", "InjectedFailure",
+           "classification_metrics", "class_weights", "derive_seed", "predict_images", "copy_state", "torch_threads"]

@@ -1,0 +1,86 @@
+"""Tiny ingested-like datasets for the fine-tuning and feature tests (written into tmp_path)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from posture.finetune import FinetuneConfig
+
+CLASSES = ["forward_head", "normal"]
+
+
+def make_dataset(root: Path, per_class: dict[str, int] | None = None, size: int = 40, seed: int = 0,
+                 classes: list[str] | None = None, labels_in: list[str] | None = None) -> Path:
+    """``root`` with images/, manifest.csv and classes.json, like ``posture.ingest`` writes.
+
+    The two classes differ in colour and in where a bright blob sits, so even a randomly
+    initialised backbone separates them: the tests exercise mechanics, not vision.
+    ``per_class`` maps split -> images per class (default train 12, val 6, test 6).
+    """
+    per_class = per_class or {"train": 12, "val": 6, "test": 6}
+    classes = classes or CLASSES
+    labels = labels_in or classes
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for split, n in per_class.items():
+        for label in labels:
+            k = classes.index(label)
+            for i in range(n):
+                img = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+                img[..., 0 if k == 0 else 2] += 150
+                y0 = 4 if k == 0 else size // 2
+                img[y0:y0 + size // 3, size // 3: 2 * size // 3] = 250
+                name = f"images/{split}_{label}_{i:03d}.png"
+                Image.fromarray(img).save(root / name)
+                data = (root / name).read_bytes()
+                rows.append({"path": name, "label": label, "split": split, "subject": f"{split}-{label}-{i}",
+                             "sha256": hashlib.sha256(data).hexdigest(), "width": size, "height": size,
+                             "source_path": name, "source": "test"})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    (root / "classes.json").write_text(json.dumps(classes))
+    return root
+
+
+def small_config(data: Path, out: Path, cache: Path, **overrides) -> FinetuneConfig:
+    """A fast configuration: random-init ResNet-18 at 32 px, torch extraction, no workers."""
+    base = dict(data=str(data), out=str(out), model="resnet18", weights="none", epochs=8, batch_size=8,
+                image_size=32, workers=0, aug_views=1, patience=0,
+                head_hidden=0, head_dropout=0.0, lr=1e-3, seed=0, cache_dir=str(cache),
+                extract_backend="torch", progress=False, device="cpu")
+    base.update(overrides)
+    return FinetuneConfig(**base)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tests run beside other suites on 2 shared cores, where 2 torch threads spin against each other
+    (measured 5-10x slower than 1). Results do not depend on it; only test time does."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def restore_logging():
+    """The CLI configures the root logger (basicConfig(force=True)); put it back for later tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
