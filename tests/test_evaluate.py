@@ -1,0 +1,162 @@
+"""python -m posture.evaluate end to end on a tiny run and a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from _evaluate_helpers import CLASSES, make_dataset, make_run
+from posture.cli import run_main
+from posture.evaluate import main
+from posture.predict import Predictor
+
+EVAL_FILES = ["report.json", "predictions.csv", "confusion_matrix.csv", "confusion_matrix.png", "roc_curve.png",
+              "pr_curve.png", "reliability.png", "top_losses.png", "by_subject.csv", "by_source.csv"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """One evaluation shared by the tests below (the expensive part runs once)."""
+    root = tmp_path_factory.mktemp("evaluate")
+    data = make_dataset(root / "ds")
+    run = make_run(root / "run", architecture="classic_lenet5", input_size=32, train_on=data, steps=3)
+    import contextlib
+    import io
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = run_main(main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:0.9",
+                               "--top-k", "3", "-q"])
+    assert code == 0
+    return {"root": root, "data": data, "run": run, "eval": run / "eval", "stdout": stdout.getvalue()}
+
+
+@pytest.mark.slow
+def test_cli_writes_every_file_and_prints_a_summary(evaluated) -> None:
+    for name in EVAL_FILES:
+        assert (evaluated["eval"] / name).is_file(), name
+    out = evaluated["stdout"]
+    assert "balanced accuracy" in out and "confusion matrix" in out and "forward_head" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in EVAL_FILES if n.endswith(".png")])
+def test_pngs_are_valid_images_of_sensible_size(evaluated, name: str) -> None:
+    with Image.open(evaluated["eval"] / name) as image:
+        image.verify()
+    with Image.open(evaluated["eval"] / name) as image:
+        assert image.format == "PNG"
+        assert 200 <= image.width <= 4000 and 200 <= image.height <= 4000
+
+
+@pytest.mark.slow
+def test_confusion_csv_agrees_with_predictions(evaluated) -> None:
+    predictions = pd.read_csv(evaluated["eval"] / "predictions.csv")
+    confusion = pd.read_csv(evaluated["eval"] / "confusion_matrix.csv").set_index("true_label")
+    crosstab = pd.crosstab(predictions["label"], predictions["predicted"]).reindex(
+        index=CLASSES, columns=CLASSES, fill_value=0)
+    np.testing.assert_array_equal(confusion[CLASSES].to_numpy(), crosstab.to_numpy())
+    np.testing.assert_allclose(confusion[[f"rate_{c}" for c in CLASSES]].sum(axis=1), 1.0)
+    report = json.loads((evaluated["eval"] / "report.json").read_text())
+    assert report["confusion_matrix"] == crosstab.to_numpy().tolist()
+    assert report["accuracy"] == pytest.approx((predictions["label"] == predictions["predicted"]).mean())
+    assert report["n"] == len(predictions) == 12  # the test split only
+
+
+@pytest.mark.slow
+def test_predictions_csv_columns_and_probabilities(evaluated) -> None:
+    predictions = pd.read_csv(evaluated["eval"] / "predictions.csv", dtype={"subject": str})
+    for column in ["path", "subject", "source", "label", "predicted", "p_forward_head", "p_normal"]:
+        assert column in predictions.columns
+    np.testing.assert_allclose(predictions[["p_forward_head", "p_normal"]].sum(axis=1), 1.0, atol=1e-5)
+    # the same numbers the Predictor (CLI, app) gives for the same files: one preprocessing path
+    predictor = Predictor.from_run(evaluated["run"])
+    paths = [evaluated["data"] / p for p in predictions["path"][:4]]
+    np.testing.assert_allclose(predictor.predict_proba(paths)[:, 0], predictions["p_forward_head"][:4], atol=1e-5)
+    assert [p.label for p in predictor.predict_many(paths)] == predictions["predicted"][:4].tolist()
+
+
+@pytest.mark.slow
+def test_calibration_is_stored_in_the_run_and_used_by_the_predictor(evaluated) -> None:
+    config = json.loads((evaluated["run"] / "config.json").read_text())
+    calibration = config["calibration"]
+    assert calibration["policy"] == "recall:0.9" and calibration["fitted_on"] == "val"
+    assert calibration["positive_class"] == "forward_head" and calibration["n"] == 12
+    predictor = Predictor.from_run(evaluated["run"])
+    assert predictor.temperature == pytest.approx(calibration["temperature"])
+    assert predictor.threshold == pytest.approx(calibration["threshold"])
+    report = json.loads((evaluated["eval"] / "report.json").read_text())
+    assert report["calibration"]["mode"] == "fit"
+    assert {"accuracy", "roc_auc", "ece", "log_loss"} <= set(report["uncalibrated"])
+
+
+@pytest.mark.slow
+def test_group_breakdowns(evaluated) -> None:
+    by_subject = pd.read_csv(evaluated["eval"] / "by_subject.csv", dtype={"subject": str})
+    by_source = pd.read_csv(evaluated["eval"] / "by_source.csv")
+    assert sorted(by_subject["subject"]) == ["p0", "p1", "p2"] and by_subject["n"].sum() == 12
+    assert sorted(by_source["source"]) == ["drop_a", "drop_b"]
+    report = json.loads((evaluated["eval"] / "report.json").read_text())
+    assert len(report["by_subject"]) == 3 and len(report["by_source"]) == 2
+
+
+@pytest.mark.slow
+def test_compare_writes_a_markdown_table(evaluated, capsys) -> None:
+    out = evaluated["root"] / "compare.md"
+    other = evaluated["root"] / "run_copy"
+    shutil.copytree(evaluated["run"], other)
+    assert run_main(main, ["--compare", str(evaluated["run"]), str(other), "--out", str(out),
+                           "--latency-images", "2", "-q"]) == 0
+    table = out.read_text()
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(lines) == 4 and "latency" in lines[0] and "classic_lenet5" in lines[2]
+    assert "run_copy" in lines[3]
+
+
+def test_class_mismatch_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    data = make_dataset(tmp_path / "pets", counts={"test": 1}, classes=["cat", "dog"])
+    run = make_run(tmp_path / "run", architecture="classic_lenet5", input_size=32)
+    code = run_main(main, ["--run", str(run), "--data", str(data)])
+    assert code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ")
+    assert "['cat', 'dog']" in errors[0] and "forward_head" in errors[0]
+    assert not (run / "eval").exists()
+
+
+def test_user_mistakes_exit_2(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "ds", counts={"val": 1, "test": 1})
+    run = make_run(tmp_path / "run", architecture="classic_lenet5", input_size=32)
+    assert run_main(main, ["--run", str(run), "--data", str(tmp_path / "missing")]) == 2
+    assert run_main(main, ["--run", str(tmp_path / "nope"), "--data", str(data)]) == 2
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "val"]) == 2
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "holdout"]) == 2
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "all"]) == 2  # would include val
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:2"]) == 2
+    assert run_main(main, ["--compare", str(run)]) == 2  # not evaluated yet
+    assert "calibration" not in json.loads((run / "config.json").read_text())
+
+
+@pytest.mark.slow
+def test_class_folder_tree_keeps_the_stored_calibration(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "tree", counts={"x": 2}, manifest=False)
+    run = make_run(tmp_path / "run", architecture="classic_lenet5", input_size=32)
+    from posture.checkpoint import update_config
+
+    stored = {"temperature": 2.0, "threshold": 0.3, "positive_class": "forward_head", "policy": "f1"}
+    update_config(run, calibration=stored)
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--out", str(tmp_path / "out"),
+                           "--no-gradcam", "--top-k", "2", "-q"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n"] == 4 and report["split"] == "(all rows)"
+    assert report["calibration"]["mode"] == "keep" and report["calibration"]["temperature"] == 2.0
+    assert json.loads((run / "config.json").read_text())["calibration"] == stored
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    expected = np.where(predictions["p_forward_head"] >= 0.3, "forward_head", "normal")
+    assert predictions["predicted"].tolist() == expected.tolist()
