@@ -9,7 +9,7 @@ from pathlib import Path
 
 from posture.cli import add_logging_flags, setup_logging
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
-from posture.synth.drop import VIEWS, SynthConfig, generate
+from posture.synth.drop import DEFAULT_MARGIN_DEG, VIEWS, SynthConfig, generate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "mixed: either, per picture (default)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_CVA_THRESHOLD_DEG,
                         help="label forward_head when CVA < this many degrees (default: %(default)s)")
-    parser.add_argument("--margin", type=float, default=3.0,
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN_DEG,
                         help="exclusion band: no CVA within this many degrees of the threshold, so labels are not "
-                             "coin flips (default: %(default)s; 0 = each class uniform up to the threshold)")
+                             "coin flips; published thresholds range 48-53 deg (default: %(default)s; 0 = each class uniform "
+                             "up to the threshold)")
     parser.add_argument("--cva-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=(30.0, 68.0),
                         help="CVA range in degrees the classes are drawn from (default: 30 68)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("MIN", "MAX"), default=(320, 480),
