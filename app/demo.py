@@ -1,0 +1,358 @@
+"""The web demo: a photo in, the posture label, its confidence and where the model looked out.
+
+Privacy and robustness decide most of the shape here:
+
+- Uploads are decoded by :func:`posture.images.open_rgb` (EXIF, 16-bit, CMYK, pixel limit) and
+  deleted as soon as the request has read them; Gradio's cache lives in a private temp folder
+  that is swept every minute and removed at exit. Only ``--flagging DIR`` keeps anything.
+- A broken, non-image or oversized upload becomes one friendly message in the page; the server
+  keeps serving. Byte size is capped by Gradio (``max_file_size``), pixels by us.
+- One shared :class:`~posture.predict.Predictor` answers every request; the queue's concurrency
+  limit keeps a burst of visitors from oversubscribing a small CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posture.checkpoint import find_latest_run
+from posture.cli import UserError
+from posture.fileio import read_json
+from posture.images import ImageDecodeError, open_rgb
+from posture.predict import Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+DEMO_COMMAND = ("python -m posture.synth data/raw-sample --n 500 --seed 0 && "
+                "python -m posture.ingest data/raw-sample --out data/sample && "
+                "python -m posture.finetune --data data/sample --model efficientnet_lite0 --out models/sample")
+
+#: Why these reasons, in the user's words.
+_FRIENDLY = {
+    "empty_file": "The file is empty.",
+    "not_an_image": "That file is not an image we can read. Please upload a JPEG, PNG or WebP photo.",
+    "corrupt": "The image is damaged or incomplete (perhaps a partial upload). Please try another file.",
+    "too_large": "The image has too many pixels. Please upload a photo of at most {mp:.0f} megapixels.",
+}
+
+
+@dataclass
+class AppConfig:
+    """Everything ``python -m app`` can be told; the defaults are safe for a laptop."""
+
+    run_dir: Path | None = None
+    models_dir: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = 7860
+    backend: str = "auto"
+    threads: int | None = None
+    concurrency: int = 2
+    max_queue: int = 64
+    max_file_size: str = "15mb"
+    max_pixels: int = 50_000_000
+    max_batch_files: int = 100
+    flagging_dir: Path | None = None
+    n_examples: int = 4
+    cam: bool = True
+    cache_sweep_s: int = 60  # how often Gradio's cache is swept...
+    cache_max_age_s: int = 120  # ...of outputs (overlays, CSVs) older than this
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class UploadError(ValueError):
+    """An upload we cannot classify; the message is meant for the person who uploaded it."""
+
+
+def resolve_run(config: AppConfig) -> Path:
+    """``--run`` if given, else the newest run under ``models/``; a helpful error when there is none."""
+    if config.run_dir is not None:
+        return Path(config.run_dir)
+    latest = find_latest_run(config.models_dir)
+    if latest is None:
+        raise UserError(f"no trained run under {config.models_dir}/ and no --run given; make the sample one "
+                        f"with:\n  {DEMO_COMMAND}\nthen start the demo with `python -m app --run models/sample`")
+    log.info("using the newest run: %s", latest)
+    return latest
+
+
+def decode_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int) -> np.ndarray:
+    """Decode an upload to ``H×W×3 uint8`` RGB or raise :class:`UploadError` with a friendly message."""
+    if source is None:
+        raise UploadError("Please upload a photo (or take one with the webcam) first.")
+    try:
+        return np.asarray(open_rgb(source, max_pixels=max_pixels))
+    except ImageDecodeError as exc:
+        raise UploadError(_FRIENDLY.get(exc.reason, "The image could not be read.").format(mp=max_pixels / 1e6)) \
+            from None
+    except OSError:
+        raise UploadError("The upload could not be read; please try again.") from None
+
+
+def label_value(pred: Prediction) -> dict[str, Any]:
+    """The decided label plus every class's confidence, in the form :class:`DecidedLabel` shows."""
+    ranked = sorted(pred.probabilities.items(), key=lambda kv: kv[1], reverse=True)
+    return {"label": pred.label, "confidences": [{"label": c, "confidence": p} for c, p in ranked]}
+
+
+def _accuracy(metrics: dict[str, Any], split: str) -> float | None:
+    """``{split}_accuracy`` or ``{split: {accuracy}}`` (finetune's metrics.json), if recorded."""
+    for value in (metrics.get(f"{split}_accuracy"), metrics.get(f"best_{split}_accuracy"),
+                  (metrics.get(split) or {}).get("accuracy") if isinstance(metrics.get(split), dict) else None):
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def model_card(predictor: Predictor) -> str:
+    """A short markdown card: what answers, on what, how well, and with which decision rule."""
+    run = predictor.run_dir
+    metrics: dict[str, Any] = {}
+    if run is not None and (run / "metrics.json").is_file():
+        metrics = read_json(run / "metrics.json")
+    val_acc = _accuracy(metrics, "val")
+    test_acc = _accuracy(metrics, "test")
+    if run is not None and (run / "eval" / "report.json").is_file():  # evaluation's numbers win
+        report = read_json(run / "eval" / "report.json")
+        test_acc = float(report["accuracy"]) if isinstance(report.get("accuracy"), (int, float)) else test_acc
+    pre = predictor.preprocessing
+    lines = [
+        "### The model",
+        f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** `{predictor.config.get('architecture')}`"
+        f" · **backend:** {predictor.backend_name}",
+        f"- **Classes:** {', '.join(predictor.class_names)} · **input:** {pre.input_size}px ({pre.resize_mode})",
+        f"- **Validation accuracy:** {f'{val_acc:.1%}' if val_acc is not None else 'not recorded'}"
+        + (f" · **test accuracy:** {test_acc:.1%}" if test_acc is not None else ""),
+    ]
+    if predictor.threshold is not None:
+        lines.append(f"- **Decision:** {predictor.positive_class} when its probability ≥ {float(predictor.threshold):.2f}"
+                     f" (temperature {predictor.temperature:.2f})")
+    else:
+        lines.append("- **Decision:** the most probable class (no calibrated threshold stored)")
+    lines.append("\n*A screening aid, not a diagnosis: the craniovertebral angle measured by a clinician is the "
+                 "reference.*")
+    return "\n".join(lines)
+
+
+class Handlers:
+    """The app's behaviour without the page: each method is what one button does.
+
+    ``forget`` is called with every uploaded file once it has been read; the app passes a
+    function that deletes Gradio's copy (so uploads do not outlive the request).
+    """
+
+    def __init__(self, predictor: Predictor, config: AppConfig, work_dir: Path,
+                 forget: Callable[[str], None] | None = None) -> None:
+        self.predictor = predictor
+        self.config = config
+        self.work_dir = Path(work_dir)
+        self.forget = forget or (lambda path: None)
+        self._explain: Callable[..., np.ndarray] | None = None
+        self.cam_note = ""
+        if config.cam:
+            try:
+                from posture.cam import explain
+
+                self._explain = explain
+            except ImportError as exc:  # optional: the label still works without it
+                self.cam_note = f"(Grad-CAM is unavailable here: {exc})"
+
+    @contextlib.contextmanager
+    def _read(self, source: str | bytes | None) -> Iterator[np.ndarray]:
+        try:
+            yield decode_upload(source, self.config.max_pixels)
+        finally:
+            if isinstance(source, str):
+                self.forget(source)
+
+    @property
+    def can_explain(self) -> bool:
+        return self._explain is not None
+
+    def classify(self, source: str | bytes | None, explain: bool = True) -> tuple[dict[str, Any], np.ndarray, str]:
+        """One photo → (label value, overlay or the photo itself, a one-line note)."""
+        with self._read(source) as rgb:
+            pred = self.predictor.predict(rgb)
+            note = f"**{pred.label}** with {pred.confidence:.0%} confidence."
+            shown = rgb
+            if explain and self._explain is not None:
+                try:
+                    index = self.predictor.class_names.index(pred.label)
+                    shown = self._explain(self.predictor, rgb, class_index=index)
+                    note += " Warm colours mark the regions that drove the answer."
+                except Exception:  # noqa: BLE001 - the answer stands even if its explanation fails
+                    log.exception("Grad-CAM failed; showing the plain photo")
+                    note += " (The explanation could not be drawn for this photo.)"
+            elif explain:
+                note += f" {self.cam_note}"
+        return label_value(pred), shown, note
+
+    def classify_many(self, sources: Sequence[str] | None, chunk: int = 16) -> tuple[list[list[Any]], str, str]:
+        """Several files → table rows, a CSV file to download and a summary; bad files become rows.
+
+        Decoded in chunks, so a long batch of big photos never sits in memory all at once.
+        """
+        sources = list(sources or [])
+        if not sources:
+            raise UploadError("Please add one or more photos first.")
+        if len(sources) > self.config.max_batch_files:
+            for source in sources:
+                self.forget(source)
+            raise UploadError(f"Please send at most {self.config.max_batch_files} photos at a time.")
+        names = self.predictor.class_names
+        rows: list[list[Any]] = []
+        for start in range(0, len(sources), chunk):
+            good: list[tuple[int, np.ndarray]] = []
+            for source in sources[start:start + chunk]:
+                row: list[Any] = [Path(source).name, "", None] + [None] * len(names) + [""]
+                try:
+                    with self._read(source) as rgb:
+                        good.append((len(rows), rgb))
+                except UploadError as exc:
+                    row[-1] = str(exc)
+                rows.append(row)
+            preds = self.predictor.predict_many([rgb for _, rgb in good]) if good else []
+            for (row_index, _), pred in zip(good, preds):
+                rows[row_index][1:3] = [pred.label, round(pred.confidence, 4)]
+                rows[row_index][3:3 + len(names)] = [round(pred.probabilities[c], 4) for c in names]
+        csv_path = self._write_csv(rows)
+        failed = sum(1 for r in rows if r[-1])
+        summary = f"{len(rows) - failed} of {len(rows)} photos classified" + (f"; {failed} could not be read." if
+                                                                            failed else ".")
+        return rows, str(csv_path), summary
+
+    def table_headers(self) -> list[str]:
+        return ["file", "label", "confidence"] + [f"p_{c}" for c in self.predictor.class_names] + ["error"]
+
+    def _write_csv(self, rows: list[list[Any]]) -> Path:
+        out_dir = self.work_dir / "batch"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - self.config.cache_max_age_s
+        for old in out_dir.glob("*.csv"):  # results of earlier batches: gone after a few minutes
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+        path = out_dir / f"posture-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(self.table_headers())
+            writer.writerows(rows)
+        return path
+
+
+def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
+               examples: Sequence[tuple[str, str]] = ()) -> Any:
+    """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder."""
+    import gradio as gr
+
+    from app.components import DecidedLabel, UploadedImage
+
+    demo: Any = None
+
+    def forget(path: str) -> None:
+        """Delete an uploaded file (and its now-empty hash folder) unless flagging needs it."""
+        if config.flagging_dir is not None or demo is None or path not in demo.upload_file_set:
+            return
+        demo.upload_file_set.discard(path)
+        with contextlib.suppress(OSError):
+            os.remove(path)
+            os.rmdir(os.path.dirname(path))
+
+    handlers = Handlers(predictor, config, work_dir, forget=forget)
+
+    def classify(source: str | bytes | None, explain: bool) -> tuple[Any, Any, str]:
+        try:
+            return handlers.classify(source, explain)
+        except UploadError as exc:
+            raise gr.Error(str(exc), title="Cannot classify this upload", print_exception=False) from None
+
+    def classify_many(sources: list[str] | None) -> tuple[Any, Any, str]:
+        try:
+            rows, csv_path, summary = handlers.classify_many(sources)
+        except UploadError as exc:
+            raise gr.Error(str(exc), title="Nothing to classify", print_exception=False) from None
+        if any(r[-1] for r in rows):
+            gr.Warning(summary)
+        return rows, csv_path, summary
+
+    title = "Posture check: forward head or normal?"
+    with gr.Blocks(title=title, analytics_enabled=False,
+                   delete_cache=(config.cache_sweep_s, config.cache_max_age_s)) as demo:
+        gr.Markdown(f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
+                    "The photo is classified and then deleted; nothing is stored.")
+        with gr.Tab("Photo"):
+            with gr.Row():
+                with gr.Column():
+                    image = UploadedImage(sources=["upload", "webcam"], label="Photo", height=380,
+                                          elem_id="photo")
+                    explain = gr.Checkbox(value=handlers.can_explain, label="Show where the model looked",
+                                          interactive=handlers.can_explain)
+                    button = gr.Button("Check posture", variant="primary", elem_id="check")
+                    if examples:
+                        gr.Examples([[path] for path, _ in examples], inputs=[image],
+                                    example_labels=[caption for _, caption in examples],
+                                    label="Synthetic examples")
+                with gr.Column():
+                    label = DecidedLabel(num_top_classes=len(predictor.class_names), label="Posture",
+                                         elem_id="label")
+                    overlay = gr.Image(label="Where the model looked", interactive=False, format="jpeg",
+                                       height=380, elem_id="overlay")
+                    note = gr.Markdown(elem_id="note")
+            button.click(classify, [image, explain], [label, overlay, note], api_name="classify")
+            if config.flagging_dir is not None:
+                flagger = gr.CSVLogger()
+                flagger.setup([image, label], str(config.flagging_dir))
+                flag = gr.Button("Flag this answer as wrong")
+
+                def flag_answer(*payloads: Any) -> None:
+                    flagger.flag(list(payloads))
+                    gr.Info(f"Saved to {config.flagging_dir} for review. Thank you.")
+
+                flag.click(flag_answer, [image, label], None, preprocess=False, api_name=False)
+        with gr.Tab("Batch"):
+            files = gr.File(file_count="multiple", file_types=["image"], label="Photos")
+            run_batch = gr.Button("Classify all", variant="primary")
+            summary = gr.Markdown()
+            table = gr.Dataframe(headers=handlers.table_headers(), interactive=False, label="Results")
+            download = gr.File(label="Results as CSV", interactive=False)
+            run_batch.click(classify_many, [files], [table, download, summary], api_name="classify_batch")
+        gr.Markdown(model_card(predictor))
+    demo.queue(default_concurrency_limit=config.concurrency, max_size=config.max_queue)
+    return demo
+
+
+def launch(config: AppConfig) -> None:
+    """Load the run, build the page and serve it until interrupted; the scratch folder goes with it."""
+    run = resolve_run(config)
+    predictor = Predictor.from_run(run, backend=config.backend, threads=config.threads)
+    log.info("serving %s with the %s backend", run, predictor.backend_name)
+    work_dir = Path(tempfile.mkdtemp(prefix="posture-app-"))
+    try:
+        # Gradio keeps uploads and outputs under GRADIO_TEMP_DIR: make that our private folder.
+        os.environ["GRADIO_TEMP_DIR"] = str(work_dir / "gradio")
+        examples = make_examples_safely(work_dir / "examples", config.n_examples)
+        demo = build_demo(predictor, config, work_dir, examples)
+        demo.launch(server_name=config.host, server_port=config.port, share=False,
+                    max_file_size=config.max_file_size, allowed_paths=[str(work_dir / "examples")],
+                    show_error=True, footer_links=["api"], run_history=False, enable_monitoring=False,
+                    mcp_server=False, ssr_mode=False)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def make_examples_safely(out_dir: Path, n: int) -> list[tuple[str, str]]:
+    from app.examples import make_examples
+
+    return make_examples(out_dir, n)

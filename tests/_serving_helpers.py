@@ -1,0 +1,117 @@
+"""Tiny trained-run folders and test photos for the serving tests (predict, export, app)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from posture.checkpoint import save_checkpoint
+from posture.transforms import Preprocessing
+
+CLASSES = ["forward_head", "normal"]
+REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+
+
+def make_run(run_dir: Path, arch: str = "efficientnet_lite0", input_size: int = 64, seed: int = 0,
+             calibration: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+    """A random-init run saved exactly like finetune saves one (safetensors + config.json).
+
+    efficientnet_lite0 (the demo's architecture) at 64 px: small and fast, and unlike some
+    random-init nets its outputs still differ from photo to photo, which threshold tests need.
+    """
+    from posture.models import build_model, get_preprocessing
+
+    torch.manual_seed(seed)
+    model = build_model(arch, len(CLASSES), pretrained=False)
+    pre = get_preprocessing(arch)
+    pre = Preprocessing(input_size=input_size, mean=pre.mean, std=pre.std, interpolation=pre.interpolation)
+    config: dict[str, Any] = {"architecture": arch, "classes": CLASSES, "preprocessing": pre.to_dict(),
+                              "head": {"hidden": 0, "dropout": 0.0}}
+    if calibration is not None:
+        config["calibration"] = calibration
+    return save_checkpoint(run_dir, model.state_dict(), config,
+                           metrics=metrics if metrics is not None else {"val_accuracy": 0.875})
+
+
+def photo(seed: int = 0, size: tuple[int, int] = (96, 72)) -> np.ndarray:
+    """A seeded ``H×W×3`` RGB picture: smooth gradient plus noise, so logits differ per seed."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([xx / w, yy / h, 1 - xx / w], axis=-1) * rng.uniform(80, 255, size=3)
+    return np.clip(base + rng.normal(0, 30, size=(h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def write_photo(path: Path, seed: int = 0, size: tuple[int, int] = (96, 72)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo(seed, size)).save(path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AppServer:
+    """``python -m app`` in a subprocess on a free loopback port, exactly as a user starts it.
+
+    ``TMPDIR`` points into the test's folder, so the app's private upload folder can be inspected.
+    """
+
+    def __init__(self, run: Path, tmp: Path, *extra: str) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.tmp = tmp
+        self.log_path = tmp / "app.log"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        repo = Path(__file__).resolve().parents[1]
+        env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "--run", str(run), "--port", str(self.port),
+                                      "--threads", "1", *extra], cwd=repo, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 240.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "gradio_api/info", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the app did not answer within {timeout}s:\n{self.log_path.read_text()}")
+
+    def private_dirs(self) -> list[Path]:
+        return sorted(self.tmp.glob("posture-app-*"))
+
+    def stop(self) -> int:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return int(self.proc.returncode)

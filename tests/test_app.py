@@ -1,0 +1,222 @@
+"""The web demo (``python -m app``): its handlers, and the live server called with gradio_client."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _serving_helpers import CLASSES, AppServer, make_run, photo, write_photo
+from app.demo import DEMO_COMMAND, AppConfig, Handlers, UploadError, decode_upload, model_card, resolve_run
+from posture.cli import UserError, run_main
+from posture.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("app") / "run",
+                    calibration={"temperature": 1.5, "threshold": 0.4, "positive_class": "forward_head",
+                                 "policy": "youden"})
+
+
+@pytest.fixture(scope="module")
+def handlers(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Handlers:
+    predictor = Predictor.from_run(run, backend="torch")
+    return Handlers(predictor, AppConfig(max_pixels=1_000_000), tmp_path_factory.mktemp("work"))
+
+
+def _jpeg_bytes(seed: int = 0, size: tuple[int, int] = (90, 60)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(photo(seed, size)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------ handlers
+
+@pytest.mark.parametrize(("data", "message"), [
+    (None, "upload a photo"),
+    (b"", "empty"),
+    (b"%PDF-1.4 this is a document", "not an image"),
+    (_jpeg_bytes()[:-400], "damaged or incomplete"),
+])
+def test_bad_uploads_get_a_message_a_person_can_act_on(data: bytes | None, message: str) -> None:
+    with pytest.raises(UploadError, match=message):
+        decode_upload(data, max_pixels=1_000_000)
+
+
+def test_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    Image.new("RGB", (1200, 1000)).save(big)  # tiny file, 1.2 megapixels
+    with pytest.raises(UploadError, match="at most 1 megapixels"):
+        decode_upload(str(big), max_pixels=1_000_000)
+
+
+def test_classify_returns_the_decided_label_both_confidences_and_an_overlay(handlers: Handlers,
+                                                                           tmp_path: Path) -> None:
+    forgotten: list[str] = []
+    handlers.forget = forgotten.append
+    path = str(write_photo(tmp_path / "p.png", seed=4, size=(90, 60)))
+    value, shown, note = handlers.classify(path, explain=True)
+    expected = handlers.predictor.predict(photo(4, (90, 60)))
+    assert value["label"] == expected.label and value["label"] in note
+    assert {c["label"] for c in value["confidences"]} == set(CLASSES)
+    assert {c["label"]: c["confidence"] for c in value["confidences"]} == pytest.approx(expected.probabilities)
+    assert shown.shape == (90, 60, 3) and shown.dtype == np.uint8  # Grad-CAM at the photo's own size
+    assert forgotten == [path]  # the upload is released as soon as it has been read
+
+
+def test_classify_without_explanation_shows_the_photo_and_still_forgets_bad_uploads(handlers: Handlers,
+                                                                                      tmp_path: Path) -> None:
+    forgotten: list[str] = []
+    handlers.forget = forgotten.append
+    _, shown, _ = handlers.classify(_jpeg_bytes(1), explain=False)
+    assert shown.shape == (90, 60, 3)  # the photo itself (H×W of photo(size=(90, 60)))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"GIF89a but not really")
+    with pytest.raises(UploadError):
+        handlers.classify(str(bad), explain=False)
+    assert forgotten == [str(bad)]
+
+
+def test_a_failing_explanation_still_returns_the_answer(handlers: Handlers, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> np.ndarray:
+        raise RuntimeError("no gradient")
+
+    monkeypatch.setattr(handlers, "_explain", broken)
+    value, shown, note = handlers.classify(_jpeg_bytes(2), explain=True)
+    assert value["label"] in CLASSES and shown.shape == (90, 60, 3) and "could not be drawn" in note
+
+
+def test_batch_gives_one_row_per_file_and_a_csv(handlers: Handlers, tmp_path: Path) -> None:
+    good = [str(write_photo(tmp_path / f"g{i}.png", seed=i)) for i in range(2)]
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    rows, csv_path, summary = handlers.classify_many([good[0], str(bad), good[1]])
+    assert [r[0] for r in rows] == ["g0.png", "notes.txt", "g1.png"]
+    assert rows[0][1] in CLASSES and rows[1][-1] and not rows[2][-1]
+    assert summary.startswith("2 of 3")
+    import pandas as pd
+
+    table = pd.read_csv(csv_path)
+    assert list(table.columns) == handlers.table_headers() and len(table) == 3
+    with pytest.raises(UploadError):
+        handlers.classify_many([])
+    forgotten: list[str] = []
+    capped = Handlers(handlers.predictor, AppConfig(max_batch_files=2), tmp_path / "work", forget=forgotten.append)
+    with pytest.raises(UploadError, match="at most 2 photos"):
+        capped.classify_many(good + [str(bad)])
+    assert forgotten == good + [str(bad)]  # refused uploads are released too
+
+
+def test_model_card_names_architecture_classes_accuracy_and_threshold(handlers: Handlers) -> None:
+    card = model_card(handlers.predictor)
+    for text in ("efficientnet_lite0", "forward_head, normal", "87.5%", "0.40"):
+        assert text in card
+
+
+def test_model_card_reads_finetunes_nested_metrics(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", metrics={"train": {"accuracy": 1.0}, "val": {"accuracy": 0.9},
+                                              "test": {"accuracy": 0.8}})
+    card = model_card(Predictor.from_run(run, backend="torch"))
+    assert "Validation accuracy:** 90.0%" in card and "test accuracy:** 80.0%" in card
+
+
+def test_without_a_run_the_app_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as exc:
+        resolve_run(AppConfig(models_dir=tmp_path / "models"))
+    assert DEMO_COMMAND in str(exc.value)
+    older = make_run(tmp_path / "models" / "a")
+    newer = make_run(tmp_path / "models" / "b")
+    os.utime(older / "model.safetensors", (1_000_000, 1_000_000))
+    assert resolve_run(AppConfig(models_dir=tmp_path / "models")) == newer
+
+
+def test_cli_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "127.0.0.1" in capsys.readouterr().out
+    assert run_main(main, ["--port", "0"]) == 2
+    assert run_main(main, ["--concurrency", "0"]) == 2
+
+
+# ---------------------------------------------------------------------------------- live server
+
+@pytest.fixture(scope="module")
+def server(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    app = AppServer(run, tmp_path_factory.mktemp("server"), "--max-file-size", "300kb", "--examples", "2",
+                    "--no-cam")
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.fixture()
+def client(server: AppServer, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False, download_files=str(tmp_path / "downloads"))
+
+
+@pytest.mark.slow
+def test_served_app_returns_the_label(client, tmp_path: Path, run: Path) -> None:  # type: ignore[no-untyped-def]
+    from gradio_client import handle_file
+
+    path = write_photo(tmp_path / "person.png", seed=8)
+    value, overlay, note = client.predict(handle_file(str(path)), False, api_name="/classify")
+    expected = Predictor.from_run(run, backend="torch").predict(path)
+    assert value["label"] == expected.label
+    assert {c["label"] for c in value["confidences"]} == set(CLASSES)
+    assert Path(overlay).is_file() and expected.label in note
+
+
+@pytest.mark.slow
+def test_malformed_and_oversized_uploads_get_errors_and_the_server_keeps_serving(
+        client, server: AppServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gradio_client import handle_file
+
+    not_image = tmp_path / "report.jpg"
+    not_image.write_bytes(b"%PDF-1.4 definitely not a photo")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(_jpeg_bytes(2, (200, 150))[:-800])
+    for bad, message in [(not_image, "not an image"), (truncated, "damaged or incomplete")]:
+        with pytest.raises(Exception, match=message):
+            client.predict(handle_file(str(bad)), False, api_name="/classify")
+    huge = tmp_path / "huge.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(huge)
+    assert huge.stat().st_size > 300_000
+    with pytest.raises(Exception):  # refused by Gradio's max_file_size before our code runs
+        client.predict(handle_file(str(huge)), False, api_name="/classify")
+    good = write_photo(tmp_path / "fine.png", seed=9)
+    value, _, _ = client.predict(handle_file(str(good)), False, api_name="/classify")
+    assert value["label"] in CLASSES
+    assert server.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_uploads_are_not_kept_after_the_request(client, server: AppServer,  # type: ignore[no-untyped-def]
+                                                tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    path = write_photo(tmp_path / "private-photo-7c1e.png", seed=10)
+    client.predict(handle_file(str(path)), False, api_name="/classify")
+    rows = client.predict([handle_file(str(path))], api_name="/classify_batch")
+    assert rows[0]["data"][0][1] in CLASSES and Path(rows[1]).is_file()
+    (folder,) = server.private_dirs()
+    assert not [p for p in folder.rglob("*") if p.name.startswith("private-photo")]
+
+
+@pytest.mark.slow
+def test_stopping_the_server_removes_its_private_folder(server: AppServer) -> None:
+    """Runs last in this file: stops the shared server (SIGTERM, as ``docker stop`` does)."""
+    assert len(server.private_dirs()) == 1
+    server.stop()
+    assert server.private_dirs() == []
