@@ -33,6 +33,10 @@ def read_manifest(root: str | os.PathLike[str]) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{root}: no {MANIFEST_NAME} here; make one with `python -m posture.ingest SRC --out {root}`")
     frame = pd.read_csv(path, dtype={"subject": str, "path": str, "label": str, "split": str})
+    if "split" not in frame.columns and {"path", "label"} <= set(frame.columns):
+        # A labelled folder that was never split (e.g. an evaluation set): all of it is one test split.
+        log.info("%s has no split column: every row counts as the test split", path)
+        frame["split"] = "test"
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -61,3 +61,11 @@ def test_missing_folder_and_missing_manifest_are_clear(tmp_path) -> None:
         open_dataset(tmp_path / "nope")
     with pytest.raises(UserError, match="no images"):
         open_dataset(tmp_path)
+
+
+def test_a_labelled_manifest_without_splits_is_one_test_split(tmp_path) -> None:
+    root = _make_dataset(tmp_path, [("normal", "x"), ("forward_head", "x")])
+    frame = pd.read_csv(root / "manifest.csv").drop(columns="split")
+    frame.to_csv(root / "manifest.csv", index=False)
+    ds = open_dataset(root, "test")
+    assert len(ds) == 2 and set(ds.frame["split"]) == {"test"}
