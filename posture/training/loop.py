@@ -138,6 +138,20 @@ class OptimSpec:
         return opt, sched
 
 
+def optimise_batch(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                   weight: torch.Tensor | None) -> tuple[float, int]:
+    """One class-weighted optimiser step, shared by the head and unfreeze phases so they cannot drift.
+
+    Returns the batch's summed loss and number correct, for the epoch means.
+    """
+    logits = net(x)
+    loss = F.cross_entropy(logits, y, weight=weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()) * len(y), int((logits.argmax(1) == y).sum())
+
+
 def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -189,15 +203,11 @@ class HeadPhase:
         self.head.train()
         total_loss, correct, seen = 0.0, 0, 0
         for idx in _batches(order, per_rank):
-            x = self.train_x[idx, views[idx]]
             y = self.train_y[idx]
-            logits = self.net(x)
-            loss = F.cross_entropy(logits, y, weight=self.weight)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total_loss += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            batch_loss, batch_correct = optimise_batch(self.net, self.optimizer, self.train_x[idx, views[idx]], y,
+                                                       self.weight)
+            total_loss += batch_loss
+            correct += batch_correct
             seen += len(idx)
         self.scheduler.step()
         return total_loss / max(1, seen), correct / max(1, seen)
@@ -301,13 +311,9 @@ class ImagePhase:
         total_loss, correct, seen = 0.0, 0, 0
         for x, y in tqdm(loader, desc=f"unfreeze epoch {epoch}", leave=False, disable=not self.dist.is_main):
             x, y = x.to(self.device), y.to(self.device)
-            logits = self.net(x)
-            loss = F.cross_entropy(logits, y, weight=self.weight)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total_loss += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            batch_loss, batch_correct = optimise_batch(self.net, self.optimizer, x, y, self.weight)
+            total_loss += batch_loss
+            correct += batch_correct
             seen += len(y)
         self.scheduler.step()
         return total_loss / max(1, seen), correct / max(1, seen)
