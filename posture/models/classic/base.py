@@ -75,3 +75,13 @@ def check_input_size(name: str, input_size: int | None, minimum: int, fixed: boo
         raise ValueError(f"{name} takes {minimum}x{minimum} images (got input_size={input_size})")
     if input_size < minimum:
         raise ValueError(f"{name} needs input_size >= {minimum} (got {input_size})")
+
+
+def init_resnet_weights(model: nn.Module) -> None:
+    """He et al.'s initialisation for ResNets: Kaiming-normal convolutions (fan-out), BatchNorm at identity."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posture.models.classic.base import ClassicModel, check_input_size
+from posture.models.classic.base import ClassicModel, check_input_size, init_resnet_weights
 from posture.models.classic.resnet import conv1x1, conv3x3
 
 CIFAR_INPUT_SIZE = 32
@@ -88,12 +88,7 @@ class CifarResNet(ClassicModel):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 64
         self.fc = nn.Linear(64, num_classes) if num_classes > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from posture.models.classic.base import ClassicModel, check_input_size
+from posture.models.classic.base import ClassicModel, check_input_size, init_resnet_weights
 
 RESNET_MIN_INPUT_SIZE = 32
 
@@ -98,12 +98,7 @@ class ResNet(ClassicModel):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = 512 * block.expansion
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
         if zero_init_residual:  # Goyal et al. 2017: each residual branch starts as the identity
             for m in self.modules():
                 last_bn = m.bn3 if isinstance(m, Bottleneck) else m.bn2 if isinstance(m, BasicBlock) else None
