@@ -7,8 +7,9 @@ sanity check a reviewer (and the web app's user) asks for.
 The heat map is computed by the ``grad-cam`` package on the model's last conv-ish layer
 (``PostureClassifier.cam_target_layer()``), on exactly the tensor the Predictor feeds the model
 (:meth:`posture.predict.Predictor.preprocess`), then mapped back from the letterboxed square onto
-the original photo: the padding is cut away and the remainder stretched to the photo's own size,
-so the overlay lines up pixel for pixel with what the user uploaded.
+the original photo: the padding is cut away and the remainder stretched to the photo's own size
+(or, for a run that crops to head and shoulders, to that crop's place in the photo), so the
+overlay lines up pixel for pixel with what the user uploaded.
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ _CAM_LOCK = threading.Lock()
 
 
 def content_box(predictor: Predictor, image: np.ndarray) -> tuple[int, int, int, int]:
-    """Where the photo sits inside the model's input square: ``(top, left, height, width)``.
+    """Where the photo (already cropped, if the run crops) sits inside the model's input square:
+    ``(top, left, height, width)``.
 
     Found by sending an all-ones mask through the run's own eval pipeline (albumentations carries
     masks through resize and padding, filling the padding with 0), so the box agrees with the
     preprocessing by construction, rounding included, and also for ``resize_mode="stretch"``.
     """
-    transform = build_eval_transform(predictor.preprocessing)
+    transform = build_eval_transform(predictor.preprocessing, crop=False)
     mask = transform(image=image, mask=np.ones(image.shape[:2], np.uint8))["mask"]
     mask = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     rows = np.flatnonzero(mask.any(axis=1))
@@ -78,9 +80,14 @@ def heatmap(predictor: Predictor, image: ImageInput, class_index: int | None = N
         finally:
             model.zero_grad(set_to_none=True)  # do not leave gradient buffers on a serving model
             model.train(was_training)
-    top, left, h, w = content_box(predictor, rgb)
-    crop = np.ascontiguousarray(grayscale[top:top + h, left:left + w], dtype=np.float32)
-    out = cv2.resize(crop, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    # Back through the pipeline: input square -> the (cropped) region -> its place in the photo.
+    # Outside a head-and-shoulders crop the model saw nothing, so the map is 0 there.
+    x0, y0, x1, y1 = predictor.crop_box(rgb)
+    region = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    top, left, h, w = content_box(predictor, region)
+    seen = np.ascontiguousarray(grayscale[top:top + h, left:left + w], dtype=np.float32)
+    out = np.zeros(rgb.shape[:2], np.float32)
+    out[y0:y1, x0:x1] = cv2.resize(seen, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     return np.clip(out, 0.0, 1.0)
 
 

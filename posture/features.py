@@ -166,8 +166,16 @@ class _ViewDataset(Dataset):
     def __init__(self, paths: Sequence[Path], shas: Sequence[str], todo: Sequence[list[int]],
                  spec: FeatureSpec) -> None:
         self.paths, self.shas, self.todo, self.spec = list(paths), list(shas), list(todo), spec
-        self._eval = build_eval_transform(spec.preprocessing)
-        self._train = build_train_transform(spec.preprocessing, spec.aug_strength) if spec.aug_views else None
+        # One pose detector (when the run crops) for both pipelines: its cache then finds each
+        # photo's landmarks once for the clean view and all augmented views.
+        detector = None
+        if spec.preprocessing.crop == "pose":
+            from posture.pose import PoseDetector
+
+            detector = PoseDetector()
+        self._eval = build_eval_transform(spec.preprocessing, detector=detector)
+        self._train = (build_train_transform(spec.preprocessing, spec.aug_strength, detector=detector)
+                       if spec.aug_views else None)
 
     def __len__(self) -> int:
         return len(self.paths)

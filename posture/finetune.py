@@ -44,7 +44,8 @@ from posture.training import distributed, resume
 from posture.training.loop import (EarlyStopping, HeadPhase, ImagePhase, OptimSpec, PhaseRun,
                                    classification_metrics, copy_state, predict_images, run_phase, torch_threads)
 from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
-from posture.transforms import build_eval_transform
+from posture.pose import INSTALL_HINT
+from posture.transforms import CROP_MODES, build_eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class FinetuneConfig:
     extract_backend: str = "auto"        # auto | torch | onnx
     extract_batch_size: int = 32
     image_size: int | None = None        # override the model's input size (small tests, classic nets)
+    crop: str = "none"                   # "pose": crop every photo to head and shoulders (posture.pose)
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -123,6 +125,12 @@ def _check_config(cfg: FinetuneConfig) -> None:
         raise UserError(f"--extract-backend {cfg.extract_backend}: choose one of {', '.join(BACKENDS)}")
     if cfg.image_size is not None and cfg.image_size < 16:
         raise UserError(f"--image-size {cfg.image_size}: too small (at least 16)")
+    if cfg.crop not in CROP_MODES:
+        raise UserError(f"--crop {cfg.crop}: choose one of {', '.join(CROP_MODES)}")
+    if cfg.crop == "pose":
+        from posture.pose import load_blazepose
+
+        load_blazepose()  # the install hint now, not a traceback after the model is built
     if cfg.head_hidden < 0 or not 0 <= cfg.head_dropout < 1:
         raise UserError("--head-hidden must be >= 0 and --head-dropout in [0, 1)")
     _parse_unfreeze(cfg.unfreeze)
@@ -225,7 +233,9 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         pre = model.preprocessing
         if cfg.image_size is not None:
             pre = replace(pre, input_size=int(cfg.image_size))
-            model.preprocessing = pre
+        if cfg.crop != "none":
+            pre = replace(pre, crop=cfg.crop)
+        model.preprocessing = pre
         fingerprint = zoo.weights_fingerprint(cfg.model, pretrained)
         model.freeze_backbone()
 
@@ -466,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the frozen backbone with ONNX Runtime (auto on CPU: faster) or torch")
     p.add_argument("--extract-batch-size", type=int, default=d.extract_batch_size, help="images per extraction batch")
     p.add_argument("--image-size", type=int, default=None, help="override the model's input size (pixels)")
+    p.add_argument("--crop", choices=CROP_MODES, default="none",
+                   help="'pose': crop each photo to head and shoulders found by MediaPipe BlazePose before "
+                        "the backbone (helps on real photos framed differently from the training ones; needs "
+                        f"`{INSTALL_HINT}`). Stored in the run, so evaluation and the app crop alike "
+                        "(default none)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

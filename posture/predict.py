@@ -252,8 +252,18 @@ class Predictor:
         return getattr(self.backend, "name", type(self.backend).__name__)
 
     def preprocess(self, image: ImageInput) -> np.ndarray:
-        """The one eval pipeline: letterbox to the model's size, normalise; ``3×S×S`` float32."""
+        """The one eval pipeline: crop (if the run does), letterbox to the model's size, normalise;
+        ``3×S×S`` float32."""
         return self._transform(image=to_rgb_array(image))["image"].numpy()
+
+    def crop_box(self, image: ImageInput) -> tuple[int, int, int, int]:
+        """The region ``(x_min, y_min, x_max, y_max)`` of the photo the model sees: the whole photo,
+        or head and shoulders for a run trained with ``--crop pose``."""
+        rgb = to_rgb_array(image)
+        first = self._transform.transforms[0] if len(self._transform.transforms) else None
+        if first is not None and hasattr(first, "box"):
+            return first.box(rgb)
+        return 0, 0, int(rgb.shape[1]), int(rgb.shape[0])
 
     def logits(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
         out = []

@@ -24,6 +24,9 @@ from albumentations.pytorch import ToTensorV2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Ways to pick the region of the photo the model sees before resizing.
+CROP_MODES = ("none", "pose")
+
 _INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
                    "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
 
@@ -38,15 +41,26 @@ class Preprocessing:
     interpolation: str = "bilinear"
     resize_mode: str = "letterbox"
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``"none"`` (the whole photo) or ``"pose"`` (head and shoulders, found by BlazePose; see
+    #: :mod:`posture.pose`). Part of the preprocessing, so every downstream user crops alike.
+    crop: str = "none"
+    crop_scale: float = 1.8
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"unknown crop {self.crop!r}; choose one of {', '.join(CROP_MODES)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if self.crop == "none":  # keep configs and feature-cache keys of uncropped runs as they were
+            del d["crop"], d["crop_scale"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        known = {k: d[k] for k in ("input_size", "interpolation", "resize_mode", "extra") if k in d}
+        known = {k: d[k] for k in ("input_size", "interpolation", "resize_mode", "extra", "crop", "crop_scale")
+                 if k in d}
         return cls(mean=tuple(d.get("mean", IMAGENET_MEAN)), std=tuple(d.get("std", IMAGENET_STD)), **known)
 
     @property
@@ -70,15 +84,29 @@ def _to_tensor(pre: Preprocessing) -> list[A.BasicTransform]:
     return [A.Normalize(mean=pre.mean, std=pre.std, max_pixel_value=255.0), ToTensorV2()]
 
 
-def build_eval_transform(pre: Preprocessing) -> A.Compose:
-    """Deterministic: the only pipeline evaluation, prediction and the app use."""
-    return A.Compose(_resize_and_pad(pre) + _to_tensor(pre))
+def _crop(pre: Preprocessing, detector: Any = None) -> list[A.BasicTransform]:
+    if pre.crop == "none":
+        return []
+    from posture.pose import PoseCrop, load_blazepose
+
+    load_blazepose()  # fail now, with the install hint, rather than inside a DataLoader worker
+    return [PoseCrop(scale=pre.crop_scale, detector=detector)]
 
 
-def build_train_transform(pre: Preprocessing, strength: float = 1.0) -> A.Compose:
+def build_eval_transform(pre: Preprocessing, *, crop: bool = True, detector: Any = None) -> A.Compose:
+    """Deterministic: the only pipeline evaluation, prediction and the app use.
+
+    ``crop=False`` leaves out the crop step (Grad-CAM maps its heat map back through the rest);
+    ``detector`` shares one :class:`posture.pose.PoseDetector` (and its cache) between pipelines.
+    """
+    return A.Compose((_crop(pre, detector) if crop else []) + _resize_and_pad(pre) + _to_tensor(pre))
+
+
+def build_train_transform(pre: Preprocessing, strength: float = 1.0, *, detector: Any = None) -> A.Compose:
     """Posture-preserving augmentation, then the same resize/pad/normalise as evaluation.
 
     ``strength`` scales the geometric and photometric ranges (0 gives the eval pipeline plus flips).
+    The crop (if any) comes first, on the untouched photo, so every view crops the same region.
     """
     s = max(0.0, float(strength))
     geometric = [
@@ -93,7 +121,7 @@ def build_train_transform(pre: Preprocessing, strength: float = 1.0) -> A.Compos
         A.ImageCompression(quality_range=(50, 95), p=0.3 * min(s, 1.0)),
         A.ToGray(p=0.05 * min(s, 1.0)),
     ]
-    return A.Compose(geometric + photometric + _resize_and_pad(pre) + _to_tensor(pre))
+    return A.Compose(_crop(pre, detector) + geometric + photometric + _resize_and_pad(pre) + _to_tensor(pre))
 
 
 def apply(transform: A.Compose, image: np.ndarray) -> torch.Tensor:

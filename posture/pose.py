@@ -1,0 +1,216 @@
+"""Body landmarks (MediaPipe BlazePose) and the head-and-shoulders crop built on them.
+
+Why crop at all: the photos a posture model meets differ far more in *framing* than in posture.
+A webcam shows a face filling half the frame, a physio photo a whole body standing in a room, a
+phone video a person and her living room. A frozen ImageNet backbone describes the whole scene,
+so a head trained on two capture sessions learns those sessions (room, camera distance, light)
+and calls every photo of a third session one class. Cropping every photo to the same region, a
+square around the ears, eyes, nose, mouth and shoulders, makes the backbone look at the evidence
+the label is about (the head's position over the shoulders) at about the same scale everywhere.
+Measured on the real photos in ``bench/real_photos.py``.
+
+Why BlazePose: ``mediapipe==0.10.21`` ships its pose detector and landmark models inside the
+wheel, so it works offline, it is fast on a CPU (about 40 ms a photo on 2 cores), and it finds
+ears and shoulders from the front and from the side. It is an optional dependency: its wheel
+pins ``numpy<2``, which the rest of the stack outgrew, so it is installed with ``--no-deps``
+(``requirements-pose.txt``). Its graph runs fine on numpy 2 and protobuf 6 (not 7).
+
+When no person is found (a drawing, a crop with no shoulders), the crop falls back to the whole
+photo, so a prediction is never refused for it; :attr:`PoseDetector.misses` counts those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from albumentations.augmentations.crops.transforms import BaseCrop
+
+from posture.cli import UserError
+
+log = logging.getLogger(__name__)
+
+#: BlazePose landmark indices the crop uses: nose, eyes, ears, mouth corners, shoulders.
+HEAD_AND_SHOULDERS = {"nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear": 8,
+                      "mouth_left": 9, "mouth_right": 10, "left_shoulder": 11, "right_shoulder": 12}
+#: Side of the crop square as a multiple of the landmarks' extent; 1.8 keeps the neck and some
+#: chest in view (1.3 cut too tight on side views and scored worse on the real photos).
+DEFAULT_CROP_SCALE = 1.8
+#: Smallest crop side, in pixels, accepted as a real detection rather than a fluke.
+MIN_CROP_SIDE = 16
+#: Landmarks below this visibility do not shape the crop (BlazePose guesses hidden ones).
+MIN_VISIBILITY = 0.3
+INSTALL_HINT = "pip install --no-deps -r requirements-pose.txt"
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what MediaPipe's C++ side prints while it loads and starts (on protobuf 6 a harmless
+    ``AttributeError ... GetPrototype`` it recovers from, then TFLite and absl start-up notices),
+    which would only alarm a user. Errors still surface: as Python exceptions."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (some embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def load_blazepose() -> Any:
+    """MediaPipe's pose solution module, or a :class:`UserError` that says how to install it."""
+    try:
+        if "mediapipe" in sys.modules:
+            from mediapipe.python.solutions import pose
+        else:
+            with _native_stderr_silenced():
+                from mediapipe.python.solutions import pose
+    except ImportError as exc:
+        raise UserError(f"the 'pose' crop needs MediaPipe BlazePose, which is not installed ({exc}); "
+                        f"install it with `{INSTALL_HINT}`") from None
+    return pose
+
+
+def pose_available() -> bool:
+    """True when :func:`load_blazepose` would succeed (tests and the bench ask before using it)."""
+    try:
+        load_blazepose()
+    except UserError:
+        return False
+    return True
+
+
+class PoseDetector:
+    """One BlazePose graph for still photos, safe to share between threads and to pickle.
+
+    The graph is built on first use (so DataLoader workers each build their own after they
+    start), guarded by a lock (a MediaPipe graph is not re-entrant, and the web app answers
+    several requests at once), and dropped when pickled. Answers are cached by the pixels'
+    digest, because the training pipeline crops the same photo once per augmented view.
+    """
+
+    def __init__(self, model_complexity: int = 1, min_confidence: float = 0.5, cache_size: int = 512) -> None:
+        self.model_complexity = int(model_complexity)
+        self.min_confidence = float(min_confidence)
+        self.cache_size = int(cache_size)
+        self.misses = 0
+        self._graph: Any = None
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray | None] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_graph=None, _lock=None, _cache=OrderedDict())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _ensure_graph(self) -> Any:
+        if self._graph is None:
+            pose = load_blazepose()
+            self._graph = pose.Pose(static_image_mode=True, model_complexity=self.model_complexity,
+                                     min_detection_confidence=self.min_confidence)
+        return self._graph
+
+    def detect(self, image: np.ndarray) -> np.ndarray | None:
+        """Landmarks of the most prominent person: a ``33×4`` float32 array of ``(x, y, z,
+        visibility)`` with x, y (and z, BlazePose's depth) in pixels; ``None`` if nobody is found."""
+        rgb = np.ascontiguousarray(image, dtype=np.uint8)
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an H×W×3 uint8 RGB array, got shape {rgb.shape}")
+        key = hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            if self._graph is None:  # building the graph and its first run print TFLite/absl notices
+                with _native_stderr_silenced():
+                    result = self._ensure_graph().process(rgb)
+            else:
+                result = self._graph.process(rgb)
+            landmarks = None
+            if result.pose_landmarks is not None:
+                h, w = rgb.shape[:2]
+                landmarks = np.array([[p.x * w, p.y * h, p.z * w, p.visibility]
+                                      for p in result.pose_landmarks.landmark], dtype=np.float32)
+            else:
+                self.misses += 1
+            self._cache[key] = landmarks
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return landmarks
+
+    def close(self) -> None:
+        with self._lock:
+            if self._graph is not None:
+                self._graph.close()
+                self._graph = None
+
+
+def head_shoulder_box(landmarks: np.ndarray | None, shape: tuple[int, ...],
+                      scale: float = DEFAULT_CROP_SCALE) -> tuple[int, int, int, int] | None:
+    """The crop square ``(x_min, y_min, x_max, y_max)`` around head and shoulders, clipped to the
+    photo; ``None`` when the landmarks are missing, too few are visible, or the box is tiny."""
+    if landmarks is None:
+        return None
+    points = landmarks[list(HEAD_AND_SHOULDERS.values())]
+    visible = points[points[:, 3] >= MIN_VISIBILITY, :2]
+    if len(visible) < 3:
+        return None
+    (x0, y0), (x1, y1) = visible.min(axis=0), visible.max(axis=0)
+    side = max(x1 - x0, y1 - y0) * float(scale)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    h, w = shape[:2]
+    box = (int(max(0.0, cx - side / 2)), int(max(0.0, cy - side / 2)),
+           int(min(float(w), cx + side / 2)), int(min(float(h), cy + side / 2)))
+    if box[2] - box[0] < MIN_CROP_SIDE or box[3] - box[1] < MIN_CROP_SIDE:
+        return None
+    return box
+
+
+class PoseCrop(BaseCrop):
+    """Albumentations step: crop to :func:`head_shoulder_box`, or keep the whole photo.
+
+    It runs first in every pipeline of a run whose preprocessing says ``crop="pose"``, so
+    training, evaluation, the CLI and the web app all see the same crop. Being a crop transform,
+    it carries masks along, which is how Grad-CAM finds where the model's input came from.
+    """
+
+    def __init__(self, scale: float = DEFAULT_CROP_SCALE, detector: PoseDetector | None = None,
+                 p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.scale = float(scale)
+        self.detector = detector if detector is not None else PoseDetector()
+
+    def box(self, image: np.ndarray) -> tuple[int, int, int, int]:
+        """The crop this step applies to ``image`` (the whole photo when nobody is found)."""
+        found = head_shoulder_box(self.detector.detect(image), image.shape, self.scale)
+        if found is None:
+            log.debug("no head and shoulders found; using the whole %dx%d photo", image.shape[1], image.shape[0])
+            return 0, 0, int(image.shape[1]), int(image.shape[0])
+        return found
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"crop_coords": self.box(data["image"])}
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("scale",)
+
+
+__all__ = ["HEAD_AND_SHOULDERS", "DEFAULT_CROP_SCALE", "PoseDetector", "PoseCrop", "head_shoulder_box",
+           "load_blazepose", "pose_available", "INSTALL_HINT"]
