@@ -191,6 +191,9 @@ def model_from_config(config: dict[str, Any]) -> PostureClassifier:
     for key in ("architecture", "classes"):
         if key not in config:
             raise UserError(f"run config has no {key!r}; is it a posture run's config.json?")
+    if config.get("kind") == "pose-calibrated":
+        raise UserError("this run is a calibrated pose model, not a network; use `python -m posture.posecal "
+                        "predict --run RUN --upright PHOTO IMAGES...`")
     pre = Preprocessing.from_dict(config["preprocessing"]) if "preprocessing" in config else None
     model = build_model(str(config["architecture"]), len(config["classes"]), pretrained=False,
                         head=HeadSpec.from_dict(config.get("head")),
