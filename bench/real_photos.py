@@ -19,7 +19,9 @@ Compared on the same folds:
 * **baseline**: a plain ``sklearn`` ``LogisticRegression`` on frozen genuine EfficientNet-Lite0 features
   (eval transform), trained on the fold's train+val images;
 * **product**: ``posture.finetune.run_finetune`` with one lever changed at a time (augmentation views,
-  MLP head, unfreezing, image size, a head pre-trained on ``posture.synth`` front views).
+  MLP head, unfreezing, image size, a head pre-trained on ``posture.synth`` front views, the
+  head-and-shoulders crop ``--crop pose``). The calibrated pose model has its own bench on the same
+  folds, ``bench/pose_calibration.py``.
 
 Reported per fold and pooled (every image is tested exactly once per protocol): balanced accuracy,
 accuracy, confusion-matrix counts (sklearn, rows = truth, class order as in ``classes``) and per
@@ -40,7 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,10 @@ class Variant:
     protocols: tuple[str, ...] = ("loso", "cv")  # unfreezing trains on images: too slow for every CV fold
     standardize: bool = False  # bench-only emulation of a proposed product change (see standardized_head)
 
+    @property
+    def crop(self) -> str:
+        return str(self.overrides.get("crop", "none"))
+
 
 #: The fixed reference every lever is changed from, one at a time. Pinned (rather than "whatever
 #: FinetuneConfig defaults to today") because the product's defaults move; `default` tracks them.
@@ -95,7 +101,16 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("lr_long", {**BASE, "lr": 1e-2, "epochs": 200, "patience": 40}, "base with head LR 1e-2, up to 200 epochs"),
     Variant("std_head", dict(BASE), "NOT a product option: the product's head training (HeadPhase, base options) on "
             "features standardised with the training split's mean/std, emulated in this bench", standardize=True),
+    Variant("crop", {**BASE, "crop": "pose"}, "base with --crop pose (head and shoulders found by BlazePose)"),
+    Variant("crop_aug0", {**BASE, "crop": "pose", "aug_views": 0}, "crop with no augmented views"),
+    Variant("crop_mlp", {**BASE, "crop": "pose", "head_hidden": 256, "head_dropout": 0.3},
+            "crop with an MLP head 256, dropout 0.3"),
+    Variant("crop_default", {"crop": "pose"}, "the product's defaults with --crop pose"),
+    Variant("crop_std", {**BASE, "crop": "pose"}, "std_head on cropped photos (bench emulation, see std_head)",
+            standardize=True),
 ]}
+#: Variants that need MediaPipe (``--crop pose``); left out of the default grid when it is missing.
+CROP_VARIANTS = [name for name, v in VARIANTS.items() if v.crop != "none"]
 #: Unfreezing is opt-in (--configs ...,unfreeze1,unfreeze2): it trains on images, ~2.5 min per fold on 2 busy
 #: cores (13 of the 26 min the full grid took); on these folds unfreeze1 changed no test prediction and
 #: unfreeze2 only made the postural fold worse.
@@ -202,7 +217,7 @@ def write_fold(frame: pd.DataFrame, ingested: Path, fold_dir: Path, test: np.nda
 
 
 def eval_features(root: Path, frame: pd.DataFrame, classes: list[str], image_size: int | None = None,
-                  weights: bool | str = True) -> torch.Tensor:
+                  weights: bool | str = True, crop: str = "none") -> torch.Tensor:
     """Frozen-backbone features of every row through the product's eval transform."""
     from dataclasses import replace
 
@@ -212,6 +227,7 @@ def eval_features(root: Path, frame: pd.DataFrame, classes: list[str], image_siz
 
     model = zoo.build_model(MODEL, len(classes), pretrained=weights)
     pre = model.preprocessing if image_size is None else replace(model.preprocessing, input_size=image_size)
+    pre = replace(pre, crop=crop)
     data = ManifestDataset(root, None, build_eval_transform(pre), classes, frame=frame)
     loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=False, num_workers=0)
     model.backbone.eval()
@@ -257,7 +273,7 @@ def train_synth_run(cfg: BenchConfig, cache: Path) -> Path:
 
 
 def product_predict(run_dir: Path, fold: pd.DataFrame, fold_dir: Path, classes: list[str],
-                    feats_by_size: dict[int, torch.Tensor], metrics: dict[str, Any]) -> np.ndarray:
+                    feats_by_size: dict[tuple[int, str], torch.Tensor], metrics: dict[str, Any]) -> np.ndarray:
     """Per-image test predictions of a finished run.
 
     Head-only runs: the run's head on the eval features (cheap; same frozen backbone). Unfrozen
@@ -269,7 +285,7 @@ def product_predict(run_dir: Path, fold: pd.DataFrame, fold_dir: Path, classes: 
 
     ckpt = load_checkpoint(run_dir)
     test = (fold["split"] == "test").to_numpy()
-    size = int(ckpt.config["input_size"])
+    size = (int(ckpt.config["input_size"]), str(ckpt.config["preprocessing"].get("crop", "none")))
     if metrics.get("best_phase") == "unfreeze" or size not in feats_by_size:
         from posture.predict import Predictor
 
@@ -293,7 +309,7 @@ def product_predict(run_dir: Path, fold: pd.DataFrame, fold_dir: Path, classes: 
 
 
 def standardized_head(fold_dir: Path, fold: pd.DataFrame, classes: list[str], cache: Path,
-                      seed: int) -> np.ndarray:
+                      seed: int, crop: str = "none") -> np.ndarray:
     """Test predictions of the product's own head phase on standardised features.
 
     Why: a plain logistic regression moves off chance on unseen sessions only once its inputs are
@@ -313,7 +329,7 @@ def standardized_head(fold_dir: Path, fold: pd.DataFrame, classes: list[str], ca
                             head=zoo.HeadSpec(hidden=d.head_hidden, dropout=d.head_dropout))
     model.freeze_backbone()
     spec = FeatureSpec(arch=MODEL, weights_fingerprint=zoo.weights_fingerprint(MODEL, True),
-                       preprocessing=model.preprocessing, aug_views=d.aug_views, aug_seed=seed,
+                       preprocessing=replace(model.preprocessing, crop=crop), aug_views=d.aug_views, aug_seed=seed,
                        aug_strength=d.aug_strength)
     parts = {s: fold[fold["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
     common = {"cache": FeatureCache(cache), "workers": 0, "num_features": model.num_features, "progress": False}
@@ -335,8 +351,6 @@ def standardized_head(fold_dir: Path, fold: pd.DataFrame, classes: list[str], ca
 
 
 def replace_views(spec: Any) -> Any:
-    from dataclasses import replace
-
     return replace(spec, aug_views=0)
 
 
@@ -370,14 +384,18 @@ def summarise(frame: pd.DataFrame, pred: np.ndarray, fold_of: np.ndarray, classe
 
 
 def run_protocol(cfg: BenchConfig, protocol: str, frame: pd.DataFrame, ingested: Path, classes: list[str],
-                 feats: dict[int, torch.Tensor], cache: Path, synth_run: Path | None) -> dict[str, Any]:
+                 feats: dict[tuple[int, str], torch.Tensor], cache: Path, synth_run: Path | None) -> dict[str, Any]:
     from posture.finetune import FinetuneConfig, run_finetune
 
     folds = make_folds(frame, protocol, cfg.cv_folds, cfg.seed)
     y = np.array([classes.index(lbl) for lbl in frame["label"]])
     fold_of = np.empty(len(frame), object)
     variants = [v for v in cfg.variants if protocol in VARIANTS[v].protocols]
-    preds = {"baseline_logreg": np.full(len(frame), -1), "baseline_logreg_scaled": np.full(len(frame), -1)}
+    baselines = {"baseline_logreg": ((224, "none"), False), "baseline_logreg_scaled": ((224, "none"), True)}
+    if (224, "pose") in feats:
+        baselines.update({"baseline_logreg_crop": ((224, "pose"), False),
+                          "baseline_logreg_crop_scaled": ((224, "pose"), True)})
+    preds = {k: np.full(len(frame), -1) for k in baselines}
     preds.update({v: np.full(len(frame), -1) for v in variants})
     if synth_run is not None:
         preds["synth_only"] = np.full(len(frame), -1)
@@ -391,12 +409,10 @@ def run_protocol(cfg: BenchConfig, protocol: str, frame: pd.DataFrame, ingested:
         fold_info.append({"fold": f["name"], **{s: int((split == s).sum()) for s in ("train", "val", "test")},
                           "test_subjects": int(fold.loc[test, "subject"].nunique()),
                           "train_sources": sorted(fold.loc[~test, "source"].unique())})
-        t0 = time.perf_counter()
-        preds["baseline_logreg"][test] = baseline_predict(feats[224].numpy(), y, ~test, cfg.seed)[test]
-        timings["baseline_logreg"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        preds["baseline_logreg_scaled"][test] = baseline_predict(feats[224].numpy(), y, ~test, cfg.seed, True)[test]
-        timings["baseline_logreg_scaled"] += time.perf_counter() - t0
+        for bname, (key, scaled) in baselines.items():
+            t0 = time.perf_counter()
+            preds[bname][test] = baseline_predict(feats[key].numpy(), y, ~test, cfg.seed, scaled)[test]
+            timings[bname] += time.perf_counter() - t0
         if synth_run is not None:
             preds["synth_only"][test] = product_predict(synth_run, fold, fold_dir, classes, feats, {})
         for name in variants:
@@ -409,7 +425,7 @@ def run_protocol(cfg: BenchConfig, protocol: str, frame: pd.DataFrame, ingested:
             run_dir = cfg.work / "runs" / protocol / f["name"].replace("=", "_") / name
             t0 = time.perf_counter()
             if v.standardize:
-                preds[name][test] = standardized_head(fold_dir, fold, classes, cache, cfg.seed)
+                preds[name][test] = standardized_head(fold_dir, fold, classes, cache, cfg.seed, v.crop)
                 timings[name] += time.perf_counter() - t0
                 continue
             metrics = run_finetune(FinetuneConfig(data=str(fold_dir), out=str(run_dir), model=MODEL, seed=cfg.seed,
@@ -436,9 +452,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     classes = list(classes)
     log.info("ingested %d images (classes %s)", len(frame), classes)
 
-    feats = {224: eval_features(ingested, frame, classes)}
+    feats = {(224, "none"): eval_features(ingested, frame, classes)}
     if any(VARIANTS[v].overrides.get("image_size") == 288 for v in cfg.variants):
-        feats[288] = eval_features(ingested, frame, classes, image_size=288)
+        feats[(288, "none")] = eval_features(ingested, frame, classes, image_size=288)
+    if any(VARIANTS[v].crop == "pose" for v in cfg.variants):
+        feats[(224, "pose")] = eval_features(ingested, frame, classes, crop="pose")
     synth_run = None
     if any(VARIANTS[v].synth_init for v in cfg.variants):
         t0 = time.perf_counter()
@@ -585,6 +603,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: no real photos (manifest.csv missing); nothing to do", real)
         return 2
     variants = [] if args.configs == "none" else [v.strip() for v in args.configs.split(",") if v.strip()]
+    from posture.pose import pose_available
+
+    if args.configs == build_parser().get_default("configs") and not pose_available():
+        log.warning("MediaPipe is not installed: leaving out %s (pip install --no-deps -r requirements-pose.txt)",
+                    ", ".join(CROP_VARIANTS))
+        variants = [v for v in variants if v not in CROP_VARIANTS]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         log.error("unknown configuration(s) %s; choose from %s", unknown, ", ".join(VARIANTS))

@@ -369,7 +369,12 @@ class PoseCalibrator:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m posture.posecal", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Needs MediaPipe: pip install --no-deps -r requirements-pose.txt")
+                                epilog="examples:\n"
+                                       "  python -m posture.posecal train --data data/real --out models/pose\n"
+                                       "  python -m posture.posecal predict --run models/pose --upright me_upright.jpg "
+                                       "photo.jpg\n\n"
+                                       "Each subcommand has --help. Needs MediaPipe: "
+                                       "pip install --no-deps -r requirements-pose.txt")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fit on an ingested dataset and evaluate on its test split")
     t.add_argument("--data", required=True, help="an ingested dataset folder (manifest.csv)")
