@@ -20,9 +20,10 @@ WORKDIR /srv/posture
 
 # CPU wheels of the pinned torch/torchvision first (the default PyPI wheels pull in ~3 GB of CUDA);
 # requirements.txt's `torch==2.14.1` is then already satisfied by 2.14.1+cpu.
-COPY requirements.txt ./
+COPY requirements.txt requirements-pose.txt ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \
- && pip install -r requirements.txt
+ && pip install -r requirements.txt \
+ && pip install --no-deps -r requirements-pose.txt
 
 COPY pyproject.toml README.md ./
 COPY posture ./posture
