@@ -349,6 +349,13 @@ def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: p
             else:
                 missing.append(v)
         todo.append(missing)
+    if world_size > 1:
+        # Ranks share the cache folder: without this barrier a fast rank can store part of its shard
+        # before a slow one has read the cache, the ranks then disagree on what is pending, and the
+        # shards (and the sum below) no longer line up; seen as a flaky DDP result under load.
+        import torch.distributed as dist
+
+        dist.barrier()
     pending = [i for i in range(n) if todo[i]]
     mine = pending[rank::world_size]
     if mine:

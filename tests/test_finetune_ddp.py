@@ -47,3 +47,55 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert abs(metrics["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.1
     assert abs(metrics["val"]["balanced_accuracy"] - single["val"]["balanced_accuracy"]) <= 0.1
     assert not (out / ".resume").exists()
+
+
+
+def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) -> "torch.Tensor":
+    import pandas as pd
+    import torch
+    from torch import nn
+
+    from posture.features import FeatureCache, FeatureSpec, extract_features
+    from posture.transforms import Preprocessing
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    spec = FeatureSpec(arch="tiny", weights_fingerprint="seed0", preprocessing=Preprocessing(input_size=32),
+                       aug_views=1)
+    frame = pd.read_csv(Path(data) / "manifest.csv")
+    return extract_features(backbone, data, frame, spec, cache=FeatureCache(cache), backend="torch", rank=rank,
+                            world_size=world_size, num_features=4, progress=False).features
+
+
+def _extract_on_rank(rank: int, world_size: int, init_file: str, data: str, cache: str, out: str) -> None:
+    """One gloo rank of :func:`test_ranks_agree_on_pending_images_when_one_starts_late`."""
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        if rank == 0:
+            time.sleep(3.0)  # by now rank 1 has extracted, and cached, its whole shard
+        torch.save(_tiny_extraction(data, cache, rank, world_size), out.format(rank=rank))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_agree_on_pending_images_when_one_starts_late(tmp_path: Path) -> None:
+    """Regression: ranks share the cache folder, so a rank that reached it late found the other
+    rank's freshly cached shard, split the remaining images differently, and the summed features
+    came out doubled or zero (a torchrun finetune then scored lower; flaky under load)."""
+    import torch
+    import torch.multiprocessing as mp
+
+    data = str(make_dataset(tmp_path / "ds", per_class={"train": 6}, size=32))
+    truth = _tiny_extraction(data, str(tmp_path / "single-cache"))
+    out = str(tmp_path / "features-{rank}.pt")
+    mp.start_processes(_extract_on_rank, args=(2, str(tmp_path / "init"), data, str(tmp_path / "cache"), out),
+                       nprocs=2, join=True, start_method="spawn")
+    for rank in range(2):
+        assert torch.allclose(torch.load(out.format(rank=rank), weights_only=True), truth, atol=1e-6)
