@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="turn on the 'flag as wrong' button, saving flagged photos and answers in DIR")
     parser.add_argument("--examples", type=int, default=4, help="synthetic example photos to show (default 4)")
     parser.add_argument("--no-cam", action="store_true", help="skip the Grad-CAM overlay (faster)")
+    parser.add_argument("--pose-run", type=Path, default=None, metavar="DIR",
+                        help="a calibrated pose run (python -m posture.posecal train): adds a 'Calibrated (pose)' "
+                             "tab that compares a photo with the visitor's own upright photo (needs MediaPipe)")
     add_logging_flags(parser)
     return parser
 
@@ -58,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        threads=args.threads or max(1, physical_cores() // args.concurrency),
                        concurrency=args.concurrency,
                        max_file_size=args.max_file_size, max_pixels=int(args.max_megapixels * 1e6),
-                       flagging_dir=args.flagging, n_examples=max(0, args.examples), cam=not args.no_cam)
+                       flagging_dir=args.flagging, n_examples=max(0, args.examples), cam=not args.no_cam,
+                       pose_run=args.pose_run)
     # `docker stop` and service managers send SIGTERM: shut down like Ctrl-C, so Gradio closes
     # its server and the private upload folder is removed.
     signal.signal(signal.SIGTERM, _interrupt)

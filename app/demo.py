@@ -67,6 +67,7 @@ class AppConfig:
     flagging_dir: Path | None = None
     n_examples: int = 4
     cam: bool = True
+    pose_run: Path | None = None  # a calibrated pose run: adds the "Calibrated (pose)" tab
     cache_sweep_s: int = 60  # how often Gradio's cache is swept...
     cache_max_age_s: int = 120  # ...of outputs (overlays, CSVs) older than this
     extra: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +100,17 @@ def decode_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int
             from None
     except OSError:
         raise UploadError("The upload could not be read; please try again.") from None
+
+
+@contextlib.contextmanager
+def read_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int,
+                forget: Callable[[str], None]) -> Iterator[np.ndarray]:
+    """Decode an upload, and hand its temporary file to ``forget`` whatever happens (uploads are not kept)."""
+    try:
+        yield decode_upload(source, max_pixels)
+    finally:
+        if isinstance(source, str):
+            forget(source)
 
 
 def label_value(pred: Prediction) -> dict[str, Any]:
@@ -169,13 +181,8 @@ class Handlers:
             except ImportError as exc:  # optional: the label still works without it
                 self.cam_note = f"(Grad-CAM is unavailable here: {exc})"
 
-    @contextlib.contextmanager
-    def _read(self, source: str | bytes | None) -> Iterator[np.ndarray]:
-        try:
-            yield decode_upload(source, self.config.max_pixels)
-        finally:
-            if isinstance(source, str):
-                self.forget(source)
+    def _read(self, source: str | bytes | None) -> contextlib.AbstractContextManager[np.ndarray]:
+        return read_upload(source, self.config.max_pixels, self.forget)
 
     @property
     def can_explain(self) -> bool:
@@ -253,8 +260,9 @@ class Handlers:
 
 
 def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
-               examples: Sequence[tuple[str, str]] = ()) -> Any:
-    """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder."""
+               examples: Sequence[tuple[str, str]] = (), pose: Any = None) -> Any:
+    """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder; ``pose`` (a
+    :class:`~posture.posecal.PoseCalibrator` or its run folder) adds the calibrated pose tab."""
     import gradio as gr
 
     from app.components import DecidedLabel, UploadedImage
@@ -328,6 +336,10 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
             table = gr.Dataframe(headers=handlers.table_headers(), interactive=False, label="Results")
             download = gr.File(label="Results as CSV", interactive=False)
             run_batch.click(classify_many, [files], [table, download, summary], api_name="classify_batch")
+        if pose is not None:
+            from app.pose_tab import build_pose_tab
+
+            build_pose_tab(pose, config, forget=forget)
         gr.Markdown(model_card(predictor))
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.max_queue)
     return demo
@@ -336,6 +348,12 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
 def launch(config: AppConfig) -> None:
     """Load the run, build the page and serve it until interrupted; the scratch folder goes with it."""
     run = resolve_run(config)
+    pose = None
+    if config.pose_run is not None:
+        from app.pose_tab import load_pose_calibrator
+
+        pose = load_pose_calibrator(config.pose_run)
+        log.info("calibrated pose tab: %s", config.pose_run)
     predictor = Predictor.from_run(run, backend=config.backend, threads=config.threads)
     log.info("serving %s with the %s backend", run, predictor.backend_name)
     work_dir = Path(tempfile.mkdtemp(prefix="posture-app-"))
@@ -343,7 +361,7 @@ def launch(config: AppConfig) -> None:
         # Gradio keeps uploads and outputs under GRADIO_TEMP_DIR: make that our private folder.
         os.environ["GRADIO_TEMP_DIR"] = str(work_dir / "gradio")
         examples = make_examples_safely(work_dir / "examples", config.n_examples)
-        demo = build_demo(predictor, config, work_dir, examples)
+        demo = build_demo(predictor, config, work_dir, examples, pose=pose)
         demo.launch(server_name=config.host, server_port=config.port, share=False,
                     max_file_size=config.max_file_size, allowed_paths=[str(work_dir / "examples")],
                     show_error=True, footer_links=["api"], run_history=False, enable_monitoring=False,

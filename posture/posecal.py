@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from posture.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint
+from posture.checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
 from posture.data import read_class_names, read_manifest
 from posture.fileio import atomic_write_csv
@@ -168,7 +168,7 @@ def pick_calibration(frame: pd.DataFrame, valid: np.ndarray, session_column: str
     """A boolean mask: ``k`` measurable upright photos per session (fewer if it has fewer), seeded."""
     rng = np.random.default_rng(seed)
     chosen = np.zeros(len(frame), bool)
-    for _, rows in frame.groupby(session_column, sort=True).indices.items():
+    for rows in frame.groupby(session_column, sort=True).indices.values():
         candidates = [i for i in rows if valid[i] and frame["label"].iloc[i] == REFERENCE_CLASS]
         if candidates:
             chosen[rng.choice(candidates, size=min(k, len(candidates)), replace=False)] = True
@@ -350,14 +350,19 @@ class PoseCalibrator:
         self.reference = geometry[ok].mean(axis=0)
         return self.reference
 
-    def predict(self, image: ImageInput) -> Prediction | None:
-        """The label for one photo of the calibrated session; ``None`` if no person is measurable."""
-        if self.reference is None:
+    def predict(self, image: ImageInput, reference: np.ndarray | None = None) -> Prediction | None:
+        """The label for one photo of the calibrated session; ``None`` if no person is measurable.
+
+        ``reference`` (from :meth:`calibrate` or :func:`measure`) overrides the stored one, so one
+        calibrator can serve many sessions at once (the web app keeps each visitor's reference).
+        """
+        reference = self.reference if reference is None else np.asarray(reference, dtype=np.float64)
+        if reference is None:
             raise UserError("calibrate first: give at least one upright photo of this session (--upright)")
         geometry = measure([image], self.detector)[0]
         if np.isnan(geometry).any():
             return None
-        probs = self.model.predict_proba(geometry, self.reference)[0]
+        probs = self.model.predict_proba(geometry, reference)[0]
         idx = int(np.argmax(probs))
         return Prediction(self.model.classes[idx], float(probs[idx]),
                           {c: float(p) for c, p in zip(self.model.classes, probs)})
