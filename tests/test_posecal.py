@@ -92,7 +92,7 @@ def test_calibration_removes_the_session_shift_that_defeats_the_uncalibrated_mod
 
 
 def test_calibration_photos_are_seeded_upright_and_per_session() -> None:
-    frame, geo = _sessions({"a": 0.0, "b": 1.0})
+    frame, _ = _sessions({"a": 0.0, "b": 1.0})
     valid = np.ones(len(frame), bool)
     valid[frame.index[(frame["source"] == "b") & (frame["label"] == "normal")][:5]] = False
     first = pick_calibration(frame, valid, "source", 3, seed=7)
