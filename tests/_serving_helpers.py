@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,21 @@ class AppServer:
                 self.proc.wait()
         self._log.close()
         return int(self.proc.returncode)
+
+
+#: Debian's headless Chromium, with the flags that make it work in CI containers.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1280, height: int = 1000) -> Iterator[Any]:
+    """A Playwright page in headless Debian Chromium, closed afterwards (browser tests only)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from _serving_helpers import CLASSES, REAL_DATA, AppServer, make_run, write_photo
+from _serving_helpers import CHROMIUM, CLASSES, REAL_DATA, AppServer, chromium_page, make_run, write_photo
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
 
@@ -35,27 +34,21 @@ def _a_photo(tmp_path: Path) -> Path:
 
 
 def test_upload_a_photo_and_see_the_label(server: AppServer, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(server.url, wait_until="networkidle")
-            page.locator("#photo input[type=file]").set_input_files(str(_a_photo(tmp_path)))
-            page.locator("#photo img").first.wait_for(timeout=60_000)  # the upload preview
-            page.locator("#check").click()
-            note = page.locator("#note")
-            expect(note).to_contain_text("confidence", timeout=120_000)
-            expect(page.locator("#overlay img").first).to_be_visible(timeout=60_000)
-            label_text = page.locator("#label").inner_text()
-            assert any(c in label_text for c in CLASSES)
-            assert any(c in note.inner_text() for c in CLASSES)
-            shot = tmp_path / "app.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page(1280, 1000) as page:
+        page.goto(server.url, wait_until="networkidle")
+        page.locator("#photo input[type=file]").set_input_files(str(_a_photo(tmp_path)))
+        page.locator("#photo img").first.wait_for(timeout=60_000)  # the upload preview
+        page.locator("#check").click()
+        note = page.locator("#note")
+        expect(note).to_contain_text("confidence", timeout=120_000)
+        expect(page.locator("#overlay img").first).to_be_visible(timeout=60_000)
+        label_text = page.locator("#label").inner_text()
+        assert any(c in label_text for c in CLASSES)
+        assert any(c in note.inner_text() for c in CLASSES)
+        shot = tmp_path / "app.png"
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     shutil.copy(shot, "/tmp/app_screenshot.png")  # for people reviewing the run
 
@@ -63,22 +56,16 @@ def test_upload_a_photo_and_see_the_label(server: AppServer, tmp_path: Path) -> 
 def test_a_non_image_upload_shows_a_friendly_error(server: AppServer, tmp_path: Path) -> None:
     """The page itself may refuse the file (its input accepts images only) or our message appears;
     either way no answer is shown for it and the page keeps working for the next photo."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not a png")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(server.url, wait_until="networkidle")
-            page.locator("#photo input[type=file]").set_input_files(str(bad))
-            page.wait_for_timeout(1500)
-            page.locator("#check").click()
-            expect(page.get_by_text("not an image we can read").or_(
-                page.get_by_text("upload a photo")).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
-            expect(page.locator("#note")).not_to_contain_text("confidence")
-        finally:
-            browser.close()
+    with chromium_page(1280, 1000) as page:
+        page.goto(server.url, wait_until="networkidle")
+        page.locator("#photo input[type=file]").set_input_files(str(bad))
+        page.wait_for_timeout(1500)
+        page.locator("#check").click()
+        expect(page.get_by_text("not an image we can read").or_(
+            page.get_by_text("upload a photo")).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
+        expect(page.locator("#note")).not_to_contain_text("confidence")

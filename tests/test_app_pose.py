@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _serving_helpers import CLASSES, REAL_DATA, AppServer, make_run
+from _serving_helpers import CHROMIUM, CLASSES, REAL_DATA, AppServer, chromium_page, make_run
 from app.demo import AppConfig, UploadError, build_demo
 from app.pose_tab import (NO_PERSON, NOT_CALIBRATED, PoseReference, PoseTab, calibrate_session, explain_change,
                           load_pose_calibrator, predict_session)
@@ -22,7 +22,6 @@ from posture.predict import Predictor
 needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed "
                                 "(pip install --no-deps -r requirements-pose.txt)")
 needs_real = pytest.mark.skipif(not (REAL_DATA / "manifest.csv").is_file(), reason="../shared/data/real is absent")
-CHROMIUM = Path("/usr/bin/chromium")
 
 # One capture session of the real photos (neckpose): the same person and camera, upright and slumped.
 UPRIGHT = "normal/neckpose-case4-0100.jpg"
@@ -233,30 +232,24 @@ def test_served_sessions_calibrate_separately(server: AppServer, tmp_path: Path)
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 def test_calibrate_and_check_in_a_browser(server: AppServer, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            # not "networkidle": the page keeps a heartbeat stream open for its per-session state
-            page.goto(server.url, wait_until="load")
-            page.get_by_role("tab", name="Calibrated (pose)").click(timeout=60_000)
-            page.locator("#pose-check").click()  # too early: a message, no answer
-            expect(page.get_by_text("Calibrate first").first).to_be_visible(timeout=60_000)
-            page.locator("#pose-upright input[type=file]").set_input_files(_real(UPRIGHT))
-            page.locator("#pose-upright img").first.wait_for(timeout=60_000)
-            page.locator("#pose-calibrate").click()
-            expect(page.locator("#pose-calibration-note")).to_contain_text("Calibrated", timeout=60_000)
-            page.locator("#pose-photo input[type=file]").set_input_files(_real(FORWARD))
-            page.locator("#pose-photo img").first.wait_for(timeout=60_000)
-            page.locator("#pose-check").click()
-            expect(page.locator("#pose-note")).to_contain_text("forward_head", timeout=60_000)
-            expect(page.locator("#pose-overlay img").first).to_be_visible(timeout=60_000)
-            assert "forward_head" in page.locator("#pose-label").inner_text()
-            shot = tmp_path / "pose.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page(1280, 1400) as page:
+        # not "networkidle": the page keeps a heartbeat stream open for its per-session state
+        page.goto(server.url, wait_until="load")
+        page.get_by_role("tab", name="Calibrated (pose)").click(timeout=60_000)
+        page.locator("#pose-check").click()  # too early: a message, no answer
+        expect(page.get_by_text("Calibrate first").first).to_be_visible(timeout=60_000)
+        page.locator("#pose-upright input[type=file]").set_input_files(_real(UPRIGHT))
+        page.locator("#pose-upright img").first.wait_for(timeout=60_000)
+        page.locator("#pose-calibrate").click()
+        expect(page.locator("#pose-calibration-note")).to_contain_text("Calibrated", timeout=60_000)
+        page.locator("#pose-photo input[type=file]").set_input_files(_real(FORWARD))
+        page.locator("#pose-photo img").first.wait_for(timeout=60_000)
+        page.locator("#pose-check").click()
+        expect(page.locator("#pose-note")).to_contain_text("forward_head", timeout=60_000)
+        expect(page.locator("#pose-overlay img").first).to_be_visible(timeout=60_000)
+        assert "forward_head" in page.locator("#pose-label").inner_text()
+        shot = tmp_path / "pose.png"
+        page.screenshot(path=str(shot), full_page=True)
     shutil.copy(shot, "/tmp/app_pose_screenshot.png")  # for people reviewing the run
