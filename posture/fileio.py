@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,24 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Replace the folder ``out`` (if any) with the finished folder ``staging``, by renames.
+
+    Why: a run is several files; writing them into ``staging`` first and renaming it over ``out``
+    means an interrupted write never leaves a half run where a finished one used to be.
+    """
+    staging, out = Path(staging), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(trash, ignore_errors=True)
+        out.rename(trash)
+        staging.rename(out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        staging.rename(out)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

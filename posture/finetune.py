@@ -39,12 +39,13 @@ from posture.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
 from posture.data import ManifestDataset, open_dataset, read_class_names
 from posture.device import DEVICE_CHOICES, resolve_device
+from posture.fileio import swap_into_place
 from posture.features import BACKENDS, FeatureCache, FeatureSpec, default_cache_dir, extract_features
 from posture.training import distributed, resume
 from posture.training.loop import (EarlyStopping, HeadPhase, ImagePhase, OptimSpec, PhaseRun,
                                    classification_metrics, copy_state, predict_images, run_phase, torch_threads)
-from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
 from posture.pose import INSTALL_HINT
+from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
 from posture.transforms import CROP_MODES, build_eval_transform
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,7 @@ def _finish(cfg: FinetuneConfig, model: torch.nn.Module, classes: list[str], pre
         try:
             save_checkpoint(staging, model.state_dict(), config, metrics=metrics, history=frame)
             plot_training_curve(frame, staging / CURVE_NAME, metrics.get("best_epoch"))
-            _swap_into_place(staging, out)
+            swap_into_place(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("wrote %s", out)
@@ -406,17 +407,6 @@ def _finish(cfg: FinetuneConfig, model: torch.nn.Module, classes: list[str], pre
     return metrics
 
 
-def _swap_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out`` (an old run or an interrupted one's resume state) with the finished run."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(trash, ignore_errors=True)
-        out.rename(trash)
-        staging.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        staging.rename(out)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from posture.checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
 from posture.data import read_class_names, read_manifest
-from posture.fileio import atomic_write_csv
+from posture.fileio import atomic_write_csv, swap_into_place
 from posture.geometry import GEOMETRY_FEATURES, posture_geometry
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.metrics import classification_metrics
@@ -255,14 +255,15 @@ def train(cfg: PoseCalConfig, frame: pd.DataFrame, geometry: np.ndarray, classes
     return fit_model(delta, y, classes, positive, cfg.regularization, cfg.seed)
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, to replace anything but an earlier run (and that only with --overwrite)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"{out} already holds files; pass --overwrite to replace them")
         if not (out / CONFIG_NAME).is_file():
             raise UserError(f"{out} is not a run folder (no {CONFIG_NAME}); refusing to delete it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def run_posecal(cfg: PoseCalConfig) -> dict[str, Any]:
@@ -273,7 +274,7 @@ def run_posecal(cfg: PoseCalConfig) -> dict[str, Any]:
     classes = read_class_names(root, frame)
     positive = _check(cfg, frame, classes)
     load_blazepose()
-    _prepare_out(out, cfg.overwrite)
+    _check_out(out, cfg.overwrite)
     detector = PoseDetector()
     geometry = measure([root / p for p in frame["path"]], detector, progress=cfg.progress)
     misses = int(np.isnan(geometry).any(axis=1).sum())
@@ -313,9 +314,15 @@ def run_posecal(cfg: PoseCalConfig) -> dict[str, Any]:
               "preprocessing": {"landmarks": "mediapipe BlazePose 0.10.21", "model_complexity": detector.model_complexity,
                                 "min_confidence": detector.min_confidence},
               "training": asdict(cfg)}
-    save_checkpoint(out, model.tensors(), config, metrics=metrics)
-    if not table.empty:
-        atomic_write_csv(out / PREDICTIONS_NAME, table)
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_checkpoint(staging, model.tensors(), config, metrics=metrics)
+        if not table.empty:
+            atomic_write_csv(staging / PREDICTIONS_NAME, table)
+        swap_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote %s (%.0f s)", out, time.perf_counter() - t0)
     return metrics
 

@@ -149,6 +149,10 @@ def test_run_on_real_photos_beats_chance_on_the_unseen_session_and_predicts_from
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "pose-calibrated" and config["classes"] == CLASSES
     assert (out / "model.safetensors").is_file() and (out / "predictions.csv").is_file()
+    again = run_posecal(PoseCalConfig(data=str(real_split), out=str(out), calibration_photos=3, progress=False,
+                                      overwrite=True))  # written aside, then swapped in: same seed, same run
+    assert again["test"]["confusion_matrix"] == test["confusion_matrix"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pose_run"]  # no staging or old copy left behind
 
     from posture.predict import Predictor
 
