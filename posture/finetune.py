@@ -407,8 +407,6 @@ def _finish(cfg: FinetuneConfig, model: torch.nn.Module, classes: list[str], pre
     return metrics
 
 
-
-
 # --------------------------------------------------------------------------- CLI
 
 
