@@ -16,7 +16,8 @@ pins ``numpy<2``, which the rest of the stack outgrew, so it is installed with `
 (``requirements-pose.txt``). Its graph runs fine on numpy 2 and protobuf 6 (not 7).
 
 When no person is found (a drawing, a crop with no shoulders), the crop falls back to the whole
-photo, so a prediction is never refused for it; :attr:`PoseDetector.misses` counts those.
+photo; :attr:`PoseDetector.misses` counts those. (A run that *reads* the landmarks, the zoo's
+``pose`` extractor and its fusions, answers "cannot assess" instead: :mod:`posture.geometry`.)
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def load_blazepose() -> Any:
             with _native_stderr_silenced():
                 from mediapipe.python.solutions import pose
     except ImportError as exc:
-        raise UserError(f"the 'pose' crop needs MediaPipe BlazePose, which is not installed ({exc}); "
-                        f"install it with `{INSTALL_HINT}`") from None
+        raise UserError(f"body landmarks (the 'pose' models and --crop pose) need MediaPipe BlazePose, which is not "
+                        f"installed ({exc}); install it with `{INSTALL_HINT}`, or use a CNN-only model meanwhile "
+                        f"(--model efficientnet_lite0)") from None
     return pose
 
 
@@ -128,8 +130,9 @@ class PoseDetector:
         return self._graph
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
-        """Landmarks of the most prominent person: a ``33×4`` float32 array of ``(x, y, z,
-        visibility)`` with x, y (and z, BlazePose's depth) in pixels; ``None`` if nobody is found."""
+        """Landmarks of the most prominent person, ``None`` if nobody is found: a ``33×7`` float32
+        array of ``(x, y, z, visibility)`` with x, y (and z, BlazePose's depth) in pixels, then the
+        3-D world landmarks ``(x, y, z)`` in metres (hips at the origin, camera-aligned axes)."""
         rgb = np.ascontiguousarray(image, dtype=np.uint8)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 uint8 RGB array, got shape {rgb.shape}")
@@ -146,8 +149,9 @@ class PoseDetector:
             landmarks = None
             if result.pose_landmarks is not None:
                 h, w = rgb.shape[:2]
-                landmarks = np.array([[p.x * w, p.y * h, p.z * w, p.visibility]
-                                      for p in result.pose_landmarks.landmark], dtype=np.float32)
+                world = result.pose_world_landmarks.landmark
+                landmarks = np.array([[p.x * w, p.y * h, p.z * w, p.visibility, q.x, q.y, q.z]
+                                      for p, q in zip(result.pose_landmarks.landmark, world)], dtype=np.float32)
             else:
                 self.misses += 1
             self._cache[key] = landmarks
@@ -155,11 +159,34 @@ class PoseDetector:
                 self._cache.popitem(last=False)
             return landmarks
 
+    @property
+    def version(self) -> str:
+        """What decides the landmarks this detector returns: part of every landmark-cache key."""
+        return detector_version(self.model_complexity, self.min_confidence)
+
     def close(self) -> None:
         with self._lock:
             if self._graph is not None:
                 self._graph.close()
                 self._graph = None
+
+
+def detector_version(model_complexity: int = 1, min_confidence: float = 0.5) -> str:
+    """``blazepose-<mediapipe version>-c<complexity>-p<confidence>`` (no graph is built)."""
+    try:
+        from importlib.metadata import version
+
+        mp_version = version("mediapipe")
+    except Exception:  # noqa: BLE001 - not installed: the key still names the settings
+        mp_version = "unknown"
+    return f"blazepose-{mp_version}-c{int(model_complexity)}-p{float(min_confidence):g}"
+
+
+def crop_box(image_shape: tuple[int, ...], landmarks: np.ndarray | None,
+             scale: float = DEFAULT_CROP_SCALE) -> tuple[int, int, int, int]:
+    """The head-and-shoulders square for these landmarks, or the whole photo when there is none."""
+    found = head_shoulder_box(landmarks, image_shape, scale)
+    return found if found is not None else (0, 0, int(image_shape[1]), int(image_shape[0]))
 
 
 def head_shoulder_box(landmarks: np.ndarray | None, shape: tuple[int, ...],
@@ -199,11 +226,7 @@ class PoseCrop(BaseCrop):
 
     def box(self, image: np.ndarray) -> tuple[int, int, int, int]:
         """The crop this step applies to ``image`` (the whole photo when nobody is found)."""
-        found = head_shoulder_box(self.detector.detect(image), image.shape, self.scale)
-        if found is None:
-            log.debug("no head and shoulders found; using the whole %dx%d photo", image.shape[1], image.shape[0])
-            return 0, 0, int(image.shape[1]), int(image.shape[0])
-        return found
+        return crop_box(image.shape, self.detector.detect(image), self.scale)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         return {"crop_coords": self.box(data["image"])}
@@ -212,5 +235,5 @@ class PoseCrop(BaseCrop):
         return ("scale",)
 
 
-__all__ = ["HEAD_AND_SHOULDERS", "DEFAULT_CROP_SCALE", "PoseDetector", "PoseCrop", "head_shoulder_box",
-           "load_blazepose", "pose_available", "INSTALL_HINT"]
+__all__ = ["HEAD_AND_SHOULDERS", "DEFAULT_CROP_SCALE", "PoseDetector", "PoseCrop", "crop_box", "detector_version",
+           "head_shoulder_box", "load_blazepose", "pose_available", "INSTALL_HINT"]
