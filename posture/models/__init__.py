@@ -1,15 +1,17 @@
-"""The model zoo: every backbone by name, split into pooled features + a small trainable head.
+"""The model zoo: every feature extractor by name, split into features + a small trainable head.
 
-``build_model("efficientnet_lite0", 2)`` is the offline default; ``list_models()`` names all
-torchvision classifiers, the EfficientNet-Lite family and the classic paper networks.
+``build_model("pose", 2)`` reads posture geometry from BlazePose landmarks; CNN names
+(``efficientnet_lite0``, every torchvision classifier, the classic paper networks) read pixels;
+``<cnn>+pose`` fuses both. ``list_models()`` names them all.
 """
 
-from posture.models.classifier import Backbone, PostureClassifier
+from posture.models.classifier import Backbone, FeatureNorm, PostureClassifier
 from posture.models.heads import HeadSpec, build_head
-from posture.models.registry import (build_model, get_preprocessing, has_pretrained, list_models,
-                                     model_from_config, suggest_models, weights_fingerprint)
+from posture.models.registry import (POSE, ExtractorParts, build_model, extractor_parts, get_preprocessing,
+                                     has_pretrained, list_models, model_from_config, suggest_models,
+                                     weights_fingerprint)
 from posture.models.weights import WeightsUnavailableError
 
-__all__ = ["Backbone", "HeadSpec", "PostureClassifier", "WeightsUnavailableError", "build_head", "build_model",
-           "get_preprocessing", "has_pretrained", "list_models", "model_from_config", "suggest_models",
-           "weights_fingerprint"]
+__all__ = ["Backbone", "ExtractorParts", "FeatureNorm", "HeadSpec", "POSE", "PostureClassifier",
+           "WeightsUnavailableError", "build_head", "build_model", "extractor_parts", "get_preprocessing",
+           "has_pretrained", "list_models", "model_from_config", "suggest_models", "weights_fingerprint"]

@@ -1,9 +1,16 @@
-"""``PostureClassifier``: any zoo backbone plus a small head, with freezing done right.
+"""``PostureClassifier``: any zoo feature extractor plus a small head, with freezing done right.
 
 Why the wrapper: fine-tuning, the feature cache, Grad-CAM and export all need the same three
 things from very different architectures: pooled features, the stages in order, and the last
 convolutional layer. Each family describes those once (as dotted module paths, so that
 ``copy.deepcopy`` and ``load_state_dict`` keep working) and everything downstream stays generic.
+
+The head's input is ``[CNN features ‖ posture geometry]``: either part may be absent. A CNN run
+has no geometry (and its head sees the raw CNN features, as it always did); the zoo's ``pose``
+extractor has no CNN (its "backbone" is an empty module and the geometry comes from BlazePose,
+outside the network); a fusion such as ``efficientnet_lite0+pose`` has both. Pose and fusion runs
+standardise the head's input with statistics stored in the run (:class:`FeatureNorm`), because
+geometry in degrees and face heights and CNN activations live on very different scales.
 """
 
 from __future__ import annotations
@@ -38,16 +45,50 @@ class Backbone:
     extra: dict = field(default_factory=dict)
 
 
+class NoImage(nn.Module):
+    """The "backbone" of a geometry-only run: no parameters, no pixels, an empty feature vector."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros((x.shape[0], 0))
+
+
+class FeatureNorm(nn.Module):
+    """``(x - mean) / std`` with statistics fitted on the training features and stored in the run."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+
+    @torch.no_grad()
+    def fit(self, features: torch.Tensor) -> FeatureNorm:
+        """Statistics of ``features`` ``[N, F]``; constant columns keep a unit scale."""
+        flat = features.reshape(-1, features.shape[-1]).double()
+        std = flat.std(dim=0, unbiased=False) if len(flat) > 1 else torch.ones(flat.shape[1], dtype=torch.float64)
+        self.mean.copy_(flat.mean(dim=0).float())
+        self.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)).float())
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 def _get(module: nn.Module, path: str) -> nn.Module:
     return module if path == "" else module.get_submodule(path)
 
 
 class PostureClassifier(nn.Module):
-    """``forward(x) = head(backbone(x))``; state-dict keys are ``backbone.*`` and ``head.*``."""
+    """``forward(x, geometry) = head(norm([backbone(x) ‖ geometry]))``.
+
+    State-dict keys are ``backbone.*``, ``head.*`` and, for pose and fusion runs, ``norm.*``.
+    ``num_features`` counts the CNN features only (0 for a geometry-only run); ``pose_features``
+    names the geometry columns (:mod:`posture.geometry`), empty for a CNN run.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_features: int, arch: str,
                  preprocessing: Preprocessing, blocks: list[BlockPath] | None = None,
-                 cam_layer: str | None = None, head_spec: HeadSpec | None = None) -> None:
+                 cam_layer: str | None = None, head_spec: HeadSpec | None = None,
+                 pose_features: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -55,11 +96,44 @@ class PostureClassifier(nn.Module):
         self.arch = arch
         self.preprocessing = preprocessing
         self.head_spec = head_spec if head_spec is not None else HeadSpec()
+        self.pose_features = tuple(pose_features)
+        self.norm: nn.Module = FeatureNorm(self.head_inputs) if self.pose_features else nn.Identity()
         self._block_paths: list[BlockPath] = list(blocks) if blocks else _default_blocks(backbone)
         self._cam_path = cam_layer if cam_layer is not None else _last_conv_path(backbone)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    @property
+    def uses_image(self) -> bool:
+        """Whether the network reads pixels (False for the geometry-only ``pose`` extractor)."""
+        return self.num_features > 0
+
+    @property
+    def uses_pose(self) -> bool:
+        """Whether the head reads posture geometry (the ``pose`` extractor and its fusions)."""
+        return bool(self.pose_features)
+
+    @property
+    def head_inputs(self) -> int:
+        return self.num_features + len(self.pose_features)
+
+    def forward(self, x: torch.Tensor | None = None, geometry: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify_features(self.combine(self.backbone(x) if self.uses_image else None, geometry))
+
+    def combine(self, cnn: torch.Tensor | None, geometry: torch.Tensor | None) -> torch.Tensor:
+        """The head's raw input ``[N, head_inputs]`` from its parts (what the feature cache holds)."""
+        parts = []
+        if self.uses_image:
+            if cnn is None:
+                raise ValueError(f"{self.arch} reads images: pass the image batch")
+            parts.append(cnn)
+        if self.uses_pose:
+            if geometry is None:
+                raise ValueError(f"{self.arch} reads posture geometry: pass geometry [N, {len(self.pose_features)}]")
+            parts.append(geometry.to(parts[0].dtype if parts else torch.float32))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def classify_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from the combined raw features (standardised first in pose and fusion runs)."""
+        return self.head(self.norm(features))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``[N, num_features]`` (what the feature cache stores)."""

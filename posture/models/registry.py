@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import torch
 
 from posture.cli import UserError
 from posture.models import classic_family, efficientnet_lite, torchvision_family
-from posture.models.classifier import Backbone, PostureClassifier
+from posture.models.classifier import Backbone, NoImage, PostureClassifier
 from posture.models.heads import HeadSpec, build_head
 from posture.models.weights import file_sha256, load_state_file, resolve_pretrained
 from posture.transforms import Preprocessing
@@ -73,9 +73,40 @@ def _registry() -> dict[str, ModelEntry]:
     return reg
 
 
+#: The geometry-only extractor: BlazePose landmarks → posture geometry (:mod:`posture.geometry`).
+POSE = "pose"
+#: ``<cnn>+pose`` fuses any CNN of the zoo (on the head-and-shoulders crop) with the geometry.
+FUSION_SUFFIX = "+pose"
+#: Fusions listed by :func:`list_models` (every ``<cnn>+pose`` builds; these are the documented ones).
+LISTED_FUSIONS = ("efficientnet_lite0", "resnet18", "resnet50")
+
+
+@dataclass(frozen=True)
+class ExtractorParts:
+    """What a zoo name reads: a CNN (by its zoo name) and/or the posture geometry."""
+
+    cnn: str | None
+    pose: bool
+
+    @property
+    def kind(self) -> str:
+        return "fusion" if self.cnn and self.pose else ("pose" if self.pose else "cnn")
+
+
+def extractor_parts(name: str) -> ExtractorParts:
+    """Split a zoo name: ``pose`` → geometry only, ``X+pose`` → CNN X fused with geometry, else a CNN."""
+    if name == POSE:
+        return ExtractorParts(None, True)
+    if name.endswith(FUSION_SUFFIX):
+        return ExtractorParts(name[:-len(FUSION_SUFFIX)], True)
+    return ExtractorParts(name, False)
+
+
 def list_models() -> list[str]:
-    """Every buildable name: torchvision's classifiers, EfficientNet-Lite, the classic networks."""
-    return sorted(_registry())
+    """Every buildable name: torchvision's classifiers, EfficientNet-Lite, the classic networks,
+    the geometry-only ``pose`` extractor and the documented ``<cnn>+pose`` fusions."""
+    reg = _registry()
+    return sorted([*reg, POSE, *(f"{c}{FUSION_SUFFIX}" for c in LISTED_FUSIONS if c in reg)])
 
 
 def suggest_models(name: str, n: int = 3) -> list[str]:
@@ -86,20 +117,29 @@ def suggest_models(name: str, n: int = 3) -> list[str]:
 
 def _entry(name: str) -> ModelEntry:
     reg = _registry()
-    if name in reg:
-        return reg[name]
+    cnn = extractor_parts(name).cnn
+    if cnn in reg:
+        return reg[cnn]
     hint = suggest_models(name)
     more = f"; did you mean: {', '.join(hint)}?" if hint else " (list them with posture.models.list_models())"
     raise UserError(f"unknown model '{name}'{more}")
 
 
 def get_preprocessing(name: str) -> Preprocessing:
-    """Input size, mean/std and interpolation that the model's genuine weights were trained with."""
-    return _entry(name).preprocessing()
+    """Input size, mean/std and interpolation that the model's genuine weights were trained with
+    (a fusion's CNN sees the head-and-shoulders crop; the geometry-only ``pose`` reads no pixels)."""
+    parts = extractor_parts(name)
+    if parts.cnn is None:
+        return Preprocessing()
+    pre = _entry(name).preprocessing()
+    return dataclasses.replace(pre, crop="pose") if parts.pose else pre
 
 
 def has_pretrained(name: str) -> bool:
-    """Whether genuine weights exist for ``name`` at all (not whether they are on this machine)."""
+    """Whether genuine weights exist for ``name`` at all (not whether they are on this machine);
+    the geometry-only ``pose`` has no network weights to fetch, so it counts as ready."""
+    if extractor_parts(name).cnn is None:
+        return True
     return _entry(name).weights_file is not None
 
 
@@ -145,8 +185,12 @@ def _load_posture(model: PostureClassifier, state: dict[str, torch.Tensor], sour
 
 def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLike[str] = True,
                 head: HeadSpec | dict[str, Any] | None = None, *, init_seed: int = DEFAULT_INIT_SEED,
-                input_size: int | None = None) -> PostureClassifier:
-    """A backbone from the zoo with a fresh ``num_classes`` head.
+                input_size: int | None = None, pose_features: Sequence[str] | None = None) -> PostureClassifier:
+    """A feature extractor from the zoo with a fresh ``num_classes`` head.
+
+    ``pose`` and ``<cnn>+pose`` names read posture geometry; ``pose_features`` names its columns
+    (default :data:`posture.geometry.DEFAULT_FEATURES`). The geometry comes from BlazePose outside
+    the network (:mod:`posture.landmarks`), so building such a model needs no MediaPipe.
 
     ``pretrained``: ``True`` the model's genuine weights (torchvision cache / pip package),
     ``False`` or ``"none"`` random init, or a ``.pth`` / ``.safetensors`` state dict in either the
@@ -157,10 +201,18 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
     feature extractor (``weights_fingerprint`` says ``random:<seed>``); the head still draws
     from the caller's RNG, so ``--seed`` varies what is trained.
     """
-    entry = _entry(name)
+    parts = extractor_parts(name)
     spec = HeadSpec.coerce(head)
+    features = _pose_feature_names(parts, pose_features)
+    if parts.cnn is None:
+        if input_size is not None:
+            log.debug("the geometry-only pose extractor reads no pixels; input size %s ignored", input_size)
+        return PostureClassifier(NoImage(), build_head(spec, len(features), num_classes), num_features=0, arch=name,
+                                 preprocessing=Preprocessing(), blocks=[], cam_layer="", head_spec=spec,
+                                 pose_features=features)
+    entry = _entry(name)
     source = resolve_pretrained(pretrained)
-    preprocessing = entry.preprocessing()
+    preprocessing = get_preprocessing(name)
     if input_size is not None and int(input_size) != preprocessing.input_size:
         if int(input_size) < 16:
             raise UserError(f"input size {input_size} is too small")
@@ -174,9 +226,10 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
         path = entry.weights_file()
         log.info("loading %s weights from %s", name, path)
         _load_original(backbone, entry.convert_original(load_state_file(path)), str(path))
-    model = PostureClassifier(backbone.module, build_head(spec, backbone.num_features, num_classes),
+    model = PostureClassifier(backbone.module, build_head(spec, backbone.num_features + len(features), num_classes),
                               num_features=backbone.num_features, arch=name, preprocessing=preprocessing,
-                              blocks=backbone.blocks, cam_layer=backbone.cam_layer, head_spec=spec)
+                              blocks=backbone.blocks, cam_layer=backbone.cam_layer, head_spec=spec,
+                              pose_features=features)
     if isinstance(source, Path):
         state = load_state_file(source)
         if any(k.startswith("backbone.") for k in state):
@@ -186,18 +239,31 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
     return model
 
 
+def _pose_feature_names(parts: ExtractorParts, names: Sequence[str] | None) -> tuple[str, ...]:
+    from posture.geometry import DEFAULT_FEATURES, check_feature_names
+
+    if not parts.pose:
+        if names:
+            raise UserError("pose features are for the 'pose' extractor and '<cnn>+pose' fusions")
+        return ()
+    try:
+        return check_feature_names(list(names) if names else list(DEFAULT_FEATURES))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def model_from_config(config: dict[str, Any]) -> PostureClassifier:
     """Rebuild a trained run's model (random init) ready for ``load_state_dict(model.safetensors)``."""
     for key in ("architecture", "classes"):
         if key not in config:
             raise UserError(f"run config has no {key!r}; is it a posture run's config.json?")
-    if config.get("kind") == "pose-calibrated":
-        raise UserError("this run is a calibrated pose model, not a network; use `python -m posture.posecal "
-                        "predict --run RUN --upright PHOTO IMAGES...`")
     pre = Preprocessing.from_dict(config["preprocessing"]) if "preprocessing" in config else None
+    pose = config.get("pose") or {}
     model = build_model(str(config["architecture"]), len(config["classes"]), pretrained=False,
                         head=HeadSpec.from_dict(config.get("head")),
-                        input_size=pre.input_size if pre is not None else None)
+                        input_size=pre.input_size if pre is not None else None,
+                        pose_features=[f["name"] if isinstance(f, dict) else f for f in pose.get("features", [])]
+                        or None)
     if pre is not None:
         model.preprocessing = pre
     return model
@@ -206,6 +272,8 @@ def model_from_config(config: dict[str, Any]) -> PostureClassifier:
 def weights_fingerprint(name: str, pretrained: bool | str | os.PathLike[str] = True,
                         init_seed: int = DEFAULT_INIT_SEED) -> str:
     """A short stable id of the weights, part of the feature-cache key (no weights are loaded)."""
+    if extractor_parts(name).cnn is None:
+        return "none"
     entry = _entry(name)
     source = resolve_pretrained(pretrained)
     if source is False:
