@@ -121,6 +121,54 @@ def image_folder_frame(root: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: How ``--val-group`` may re-draw the validation split.
+VAL_GROUPS = ("none", "subject", "source")
+#: Share of the train+val photos a re-drawn validation split aims for.
+VAL_SHARE = 0.2
+
+
+def regroup_validation(frame: pd.DataFrame, column: str, seed: int = 0, share: float = VAL_SHARE) -> pd.DataFrame:
+    """Re-draw the ``val`` split from whole groups (``column``: subjects or sources) of train+val.
+
+    Why: a validation split that shares people or capture sessions with training scores what the
+    model has seen, so early stopping and threshold fitting optimise for the wrong thing. Here the
+    validation photos come from groups absent from training, as the test photos of a new person
+    would. Groups are taken in a seeded order until about ``share`` of the photos are held out;
+    orders that leave a class out of training or validation are skipped. With fewer than two
+    groups (or no order that keeps both classes on both sides) the split is left as it was, with
+    a warning. The test split is never touched.
+    """
+    if column not in frame.columns:
+        raise UserError(f"--val-group {column}: the manifest has no {column!r} column "
+                        f"(columns: {', '.join(map(str, frame.columns))})")
+    pool = frame["split"].isin(["train", "val"]).to_numpy()
+    groups = frame.loc[pool, column].astype(str)
+    names = np.array(sorted(groups.unique()))
+    labels = frame.loc[pool, "label"]
+    if len(names) >= 2:
+        rng = np.random.default_rng(seed)
+        sizes = groups.value_counts()
+        for _ in range(64):
+            held, count = [], 0
+            for g in rng.permutation(names):
+                if count >= share * pool.sum():
+                    break
+                held.append(g)
+                count += int(sizes[g])
+            in_val = groups.isin(held).to_numpy()
+            if len(held) < len(names) and labels[in_val].nunique() == labels.nunique() == labels[~in_val].nunique():
+                out = frame.copy()
+                idx = np.flatnonzero(pool)
+                out.loc[out.index[idx[in_val]], "split"] = "val"
+                out.loc[out.index[idx[~in_val]], "split"] = "train"
+                log.info("validation re-drawn by %s: %d photos of %s held out of training", column, count,
+                         ", ".join(map(str, sorted(held))))
+                return out
+    log.warning("--val-group %s: cannot hold out whole %s groups with both classes on both sides "
+                "(%d group(s)); keeping the dataset's own validation split", column, column, len(names))
+    return frame
+
+
 def open_dataset(root: str | os.PathLike[str], split: str | Sequence[str] | None = None,
                  transform: Callable[[np.ndarray], torch.Tensor] | None = None,
                  class_names: Sequence[str] | None = None) -> ManifestDataset:
@@ -134,5 +182,5 @@ def open_dataset(root: str | os.PathLike[str], split: str | Sequence[str] | None
     return ManifestDataset(root, None, transform, class_names or read_class_names(root, frame), frame=frame)
 
 
-__all__ = ["ManifestDataset", "open_dataset", "read_manifest", "read_class_names", "ImageDecodeError",
-           "MANIFEST_NAME", "CLASSES_NAME", "SPLITS"]
+__all__ = ["ManifestDataset", "open_dataset", "read_manifest", "read_class_names", "regroup_validation",
+           "ImageDecodeError", "MANIFEST_NAME", "CLASSES_NAME", "SPLITS", "VAL_GROUPS"]

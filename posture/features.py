@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
@@ -150,11 +151,14 @@ class ExtractionStats:
 
 @dataclass
 class FeatureSet:
-    """``features[i, v]`` is image ``i``'s vector for view ``v``; ``ok[i]`` is False for unreadable images."""
+    """``features[i, v]`` is image ``i``'s vector for view ``v``; ``ok[i]`` is False for unreadable images
+    and, in pose-based runs, for photos that cannot be assessed (``not_assessed[i]`` says why)."""
 
     features: torch.Tensor  # [N, V+1, F] float32
     ok: torch.Tensor        # [N] bool
     stats: ExtractionStats
+    not_assessed: dict[int, str] = field(default_factory=dict)
+    landmarks: dict[str, Any] | None = None  # the landmark stage's summary (pose-based runs)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -164,18 +168,20 @@ class _ViewDataset(Dataset):
     """Decodes each image once and returns the views of it that the cache lacks."""
 
     def __init__(self, paths: Sequence[Path], shas: Sequence[str], todo: Sequence[list[int]],
-                 spec: FeatureSpec) -> None:
+                 spec: FeatureSpec, boxes: Sequence[tuple[int, int, int, int] | None] | None = None) -> None:
         self.paths, self.shas, self.todo, self.spec = list(paths), list(shas), list(todo), spec
-        # One pose detector (when the run crops) for both pipelines: its cache then finds each
-        # photo's landmarks once for the clean view and all augmented views.
-        detector = None
-        if spec.preprocessing.crop == "pose":
+        self.boxes = list(boxes) if boxes is not None else None
+        # Crop boxes found beforehand (the landmark stage) are applied here, so no pipeline runs
+        # BlazePose again; without them a cropping run's pipelines share one pose detector, whose
+        # cache finds each photo's landmarks once for the clean view and all augmented views.
+        detector, crop_in_pipeline = None, self.boxes is None
+        if spec.preprocessing.crop == "pose" and crop_in_pipeline:
             from posture.pose import PoseDetector
 
             detector = PoseDetector()
-        self._eval = build_eval_transform(spec.preprocessing, detector=detector)
-        self._train = (build_train_transform(spec.preprocessing, spec.aug_strength, detector=detector)
-                       if spec.aug_views else None)
+        self._eval = build_eval_transform(spec.preprocessing, crop=crop_in_pipeline, detector=detector)
+        self._train = (build_train_transform(spec.preprocessing, spec.aug_strength, detector=detector,
+                                             crop=crop_in_pipeline) if spec.aug_views else None)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -186,6 +192,10 @@ class _ViewDataset(Dataset):
         except (ImageDecodeError, OSError) as exc:
             reason = exc.reason if isinstance(exc, ImageDecodeError) else "unreadable"
             return torch.empty(0), i, [], f"{reason}: {exc}"
+        box = self.boxes[i] if self.boxes is not None else None
+        if box is not None:
+            x0, y0, x1, y1 = box
+            image = np.ascontiguousarray(image[y0:y1, x0:x1])
         tensors = []
         for view in self.todo[i]:
             if view == 0:
@@ -314,9 +324,12 @@ def _file_sha256(path: Path) -> str:
 def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: pd.DataFrame, spec: FeatureSpec, *,
                      cache: FeatureCache | None = None, backend: str = "auto", batch_size: int = 32,
                      workers: int = 0, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                     num_features: int | None = None, progress: bool = True) -> FeatureSet:
+                     num_features: int | None = None, progress: bool = True,
+                     boxes: Sequence[tuple[int, int, int, int] | None] | None = None) -> FeatureSet:
     """Features of every row of ``frame`` (columns ``path`` relative to ``root``, optional ``sha256``).
 
+    ``boxes`` (one per row): the region of each photo the backbone sees, for a run that crops to
+    head and shoulders and has found the landmarks already (:func:`extract_run_features`).
     Cached views are read, missing ones computed and stored. Under ``torch.distributed`` with
     ``world_size > 1``, ranks split the missing images and the result is summed across ranks, so
     every rank returns the full set. Unreadable images are logged, marked ``ok=False`` and get
@@ -325,11 +338,7 @@ def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: p
     start = time.perf_counter()
     device = torch.device(device)
     root = Path(root)
-    paths = [root / p for p in frame["path"]]
-    if "sha256" in frame.columns:
-        shas = [str(s) if isinstance(s, str) and s else _file_sha256(p) for s, p in zip(frame["sha256"], paths)]
-    else:
-        shas = [_file_sha256(p) for p in paths]
+    paths, shas = frame_paths(root, frame)
     names = spec.view_names()
     n, n_views = len(paths), len(names)
     if num_features is None:
@@ -362,7 +371,8 @@ def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: p
         if cache is not None:
             cache.write_meta(spec)
         runner = make_runner(backbone, spec, backend, device, cache, stats)
-        dataset = _ViewDataset([paths[i] for i in mine], [shas[i] for i in mine], [todo[i] for i in mine], spec)
+        dataset = _ViewDataset([paths[i] for i in mine], [shas[i] for i in mine], [todo[i] for i in mine], spec,
+                               boxes=[boxes[i] for i in mine] if boxes is not None else None)
         per_batch = max(1, batch_size // n_views) if n_views > 1 else batch_size
         loader = DataLoader(dataset, batch_size=per_batch, shuffle=False, num_workers=workers, collate_fn=_collate,
                             pin_memory=device.type == "cuda", persistent_workers=False,
@@ -407,6 +417,91 @@ def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: p
     return FeatureSet(features=features, ok=failed_flag == 0, stats=stats)
 
 
+def frame_paths(root: Path, frame: pd.DataFrame) -> tuple[list[Path], list[str]]:
+    """Each row's file and its sha256 (the manifest's, else hashed now): the cache's keys."""
+    paths = [Path(root) / p for p in frame["path"]]
+    if "sha256" in frame.columns:
+        shas = [str(s) if isinstance(s, str) and s else _file_sha256(p) for s, p in zip(frame["sha256"], paths)]
+    else:
+        shas = [_file_sha256(p) for p in paths]
+    return paths, shas
+
+
+def pose_views(landmarks: Sequence[np.ndarray | None], shapes: Sequence[tuple[int, int] | None],
+               shas: Sequence[str], names: Sequence[str], spec: FeatureSpec) -> tuple[torch.Tensor, dict[int, str]]:
+    """Geometry ``[N, V+1, F]`` for each photo's clean landmarks and ``spec.aug_views`` views made in
+    landmark space (seeded like the CNN views), and the reason for each photo that cannot be assessed."""
+    from posture.geometry import augment_landmarks, compute_features, posture_features
+
+    n_views = spec.aug_views + 1
+    out = torch.zeros(len(landmarks), n_views, len(names))
+    reasons: dict[int, str] = {}
+    for i, (lm, shape) in enumerate(zip(landmarks, shapes)):
+        clean, reason = posture_features(lm, names, shape)
+        if clean is None:
+            reasons[i] = reason or "cannot assess"
+            continue
+        out[i, 0] = torch.from_numpy(clean)
+        for v in range(1, n_views):
+            rng = np.random.default_rng(spec.view_seed(shas[i], v))
+            out[i, v] = torch.from_numpy(np.nan_to_num(compute_features(augment_landmarks(lm, rng, spec.aug_strength),
+                                                                        names)))
+    return out, reasons
+
+
+def extract_run_features(model: nn.Module, root: str | os.PathLike[str], frame: pd.DataFrame, spec: FeatureSpec, *,
+                         cache: FeatureCache | None = None, backend: str = "auto", batch_size: int = 32,
+                         workers: int = 0, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
+                         progress: bool = True, detector: Any = None) -> FeatureSet:
+    """The head's raw input for every row, for any extractor of the zoo: ``[CNN ‖ geometry]``.
+
+    Runs that read landmarks (the ``pose`` extractor, fusions, ``--crop pose``) find them first,
+    once per photo (:func:`posture.landmarks.detect_landmarks`, cached); the CNN then sees each
+    photo's head-and-shoulders crop from those landmarks, and the geometry and its augmented views
+    come from them too. Photos a pose-based run cannot assess get ``ok=False`` and a reason.
+    """
+    from posture.landmarks import detect_landmarks
+    from posture.pose import crop_box
+
+    root = Path(root)
+    uses_pose = bool(getattr(model, "pose_features", ()))
+    crops = spec.preprocessing.crop == "pose" and getattr(model, "uses_image", True)
+    marks = None
+    if uses_pose or crops:
+        paths, shas = frame_paths(root, frame)
+        marks = detect_landmarks(paths, shas, cache, detector=detector, workers=workers, progress=progress,
+                                 rank=rank, world_size=world_size)
+    parts: list[torch.Tensor] = []
+    ok = torch.ones(len(frame), dtype=torch.bool)
+    stats = ExtractionStats()
+    if getattr(model, "uses_image", True):
+        boxes = None
+        if crops and marks is not None:
+            boxes = [crop_box(shape, lm, spec.preprocessing.crop_scale) if shape is not None else None
+                     for lm, shape in zip(marks.landmarks, marks.shapes)]
+        cnn = extract_features(model.backbone, root, frame, spec, cache=cache, backend=backend, batch_size=batch_size,
+                               workers=workers, device=device, rank=rank, world_size=world_size,
+                               num_features=model.num_features, progress=progress, boxes=boxes)
+        parts.append(cnn.features)
+        ok &= cnn.ok
+        stats = cnn.stats
+    not_assessed: dict[int, str] = {}
+    if uses_pose and marks is not None:
+        geometry, not_assessed = pose_views(marks.landmarks, marks.shapes, shas, model.pose_features, spec)
+        parts.append(geometry)
+        for i, reason in marks.failed.items():
+            ok[i] = False
+            not_assessed.pop(i, None)
+            if not any(f["path"] == str(frame["path"].iloc[i]) for f in stats.failed):
+                stats.failed.append({"path": str(frame["path"].iloc[i]), "reason": reason})
+        for i in not_assessed:
+            ok[i] = False
+        stats.seconds += marks.seconds
+    features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+    return FeatureSet(features=features, ok=ok, stats=stats, not_assessed=not_assessed,
+                      landmarks=marks.to_dict() if marks is not None else None)
+
+
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
     """Sum a CPU tensor across ranks (through the GPU when the group is NCCL, which has no CPU path)."""
     import torch.distributed as dist
@@ -428,5 +523,5 @@ def _probe_features(backbone: nn.Module, spec: FeatureSpec) -> int:
     return int(out.shape[-1])
 
 
-__all__ = ["FeatureSpec", "FeatureCache", "FeatureSet", "ExtractionStats", "extract_features", "default_cache_dir",
-           "export_backbone_onnx", "make_runner", "BACKENDS"]
+__all__ = ["FeatureSpec", "FeatureCache", "FeatureSet", "ExtractionStats", "extract_features", "extract_run_features",
+           "default_cache_dir", "export_backbone_onnx", "frame_paths", "make_runner", "pose_views", "BACKENDS"]

@@ -102,7 +102,8 @@ def build_eval_transform(pre: Preprocessing, *, crop: bool = True, detector: Any
     return A.Compose((_crop(pre, detector) if crop else []) + _resize_and_pad(pre) + _to_tensor(pre))
 
 
-def build_train_transform(pre: Preprocessing, strength: float = 1.0, *, detector: Any = None) -> A.Compose:
+def build_train_transform(pre: Preprocessing, strength: float = 1.0, *, detector: Any = None,
+                          crop: bool = True) -> A.Compose:
     """Posture-preserving augmentation, then the same resize/pad/normalise as evaluation.
 
     ``strength`` scales the geometric and photometric ranges (0 gives the eval pipeline plus flips).
@@ -121,7 +122,8 @@ def build_train_transform(pre: Preprocessing, strength: float = 1.0, *, detector
         A.ImageCompression(quality_range=(50, 95), p=0.3 * min(s, 1.0)),
         A.ToGray(p=0.05 * min(s, 1.0)),
     ]
-    return A.Compose(_crop(pre, detector) + geometric + photometric + _resize_and_pad(pre) + _to_tensor(pre))
+    return A.Compose((_crop(pre, detector) if crop else []) + geometric + photometric + _resize_and_pad(pre)
+                     + _to_tensor(pre))
 
 
 def apply(transform: A.Compose, image: np.ndarray) -> torch.Tensor:

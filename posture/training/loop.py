@@ -51,6 +51,21 @@ def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.sum() / (num_classes * counts)
 
 
+def group_class_weights(targets: torch.Tensor, groups: list[str], num_classes: int) -> torch.Tensor:
+    """Per-photo weights (mean 1) giving every (group, class) cell the same total weight.
+
+    Why: real photos arrive in bursts. One capture session of 110 frames would otherwise outweigh a
+    session of 16 photos of nine different people, and the head would learn that session's camera;
+    weighting each session's classes equally asks it to fit every session (as the classes already are).
+    """
+    cells = [f"{g}\x00{int(t)}" for g, t in zip(groups, targets.tolist())]
+    counts: dict[str, int] = {}
+    for c in cells:
+        counts[c] = counts.get(c, 0) + 1
+    w = torch.tensor([1.0 / counts[c] for c in cells], dtype=torch.float32)
+    return w * len(w) / w.sum()
+
+
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int,
                            weight: torch.Tensor | None = None) -> dict[str, Any]:
     """Accuracy, balanced accuracy, confusion matrix (rows = truth) and mean loss."""
@@ -82,6 +97,10 @@ class EarlyStopping:
         else:
             self.bad_epochs += 1
         return better
+
+    def reset_patience(self) -> None:
+        """A new phase starts with a fresh patience budget (the best so far stays the bar to beat)."""
+        self.bad_epochs = 0
 
     @property
     def should_stop(self) -> bool:
@@ -139,13 +158,17 @@ class OptimSpec:
 
 
 def optimise_batch(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                   weight: torch.Tensor | None) -> tuple[float, int]:
-    """One class-weighted optimiser step, shared by the head and unfreeze phases so they cannot drift.
+                   weight: torch.Tensor | None, sample_weight: torch.Tensor | None = None) -> tuple[float, int]:
+    """One class-weighted (or per-photo weighted) optimiser step, shared by the head and unfreeze
+    phases so they cannot drift.
 
     Returns the batch's summed loss and number correct, for the epoch means.
     """
     logits = net(x)
-    loss = F.cross_entropy(logits, y, weight=weight)
+    if sample_weight is not None:
+        loss = (F.cross_entropy(logits, y, reduction="none") * sample_weight).sum() / sample_weight.sum()
+    else:
+        loss = F.cross_entropy(logits, y, weight=weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -173,13 +196,14 @@ class HeadPhase:
 
     def __init__(self, model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
                  val_y: torch.Tensor, num_classes: int, optim: OptimSpec, epochs: int, batch_size: int, seed: int,
-                 dist_info: DistInfo, device: torch.device) -> None:
+                 dist_info: DistInfo, device: torch.device, sample_weight: torch.Tensor | None = None) -> None:
         self.model, self.device, self.seed, self.dist = model, device, seed, dist_info
         self.head = model.head.to(device)
         self.train_x, self.train_y = train_x.to(device), train_y.to(device)
         self.val_x, self.val_y = val_x.to(device), val_y
         self.num_classes, self.batch_size = num_classes, batch_size
         self.weight = class_weights(train_y, num_classes).to(device)
+        self.sample_weight = sample_weight.to(device) if sample_weight is not None else None
         self.optimizer, self.scheduler = optim.build([{"params": list(self.head.parameters())}], epochs)
         self.net: nn.Module = self.head
         if dist_info.enabled:
@@ -204,8 +228,9 @@ class HeadPhase:
         total_loss, correct, seen = 0.0, 0, 0
         for idx in _batches(order, per_rank):
             y = self.train_y[idx]
-            batch_loss, batch_correct = optimise_batch(self.net, self.optimizer, self.train_x[idx, views[idx]], y,
-                                                       self.weight)
+            batch_loss, batch_correct = optimise_batch(
+                self.net, self.optimizer, self.train_x[idx, views[idx]], y, self.weight,
+                self.sample_weight[idx] if self.sample_weight is not None else None)
             total_loss += batch_loss
             correct += batch_correct
             seen += len(idx)
@@ -392,4 +417,4 @@ def copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 __all__ = ["HeadPhase", "ImagePhase", "EarlyStopping", "OptimSpec", "PhaseRun", "run_phase", "InjectedFailure",
-           "classification_metrics", "class_weights", "derive_seed", "predict_images", "copy_state", "torch_threads"]
+           "classification_metrics", "class_weights", "group_class_weights", "derive_seed", "predict_images", "copy_state", "torch_threads"]
