@@ -24,7 +24,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from posture.predict import ImageInput, to_rgb_array
+from posture.predict import ImageInput, softmax, to_rgb_array
 from posture.transforms import build_eval_transform
 
 if TYPE_CHECKING:
@@ -54,35 +54,57 @@ def content_box(predictor: Predictor, image: np.ndarray) -> tuple[int, int, int,
     return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
 
 
+class _WithGeometry(torch.nn.Module):
+    """A fusion model with one photo's geometry held fixed, so Grad-CAM sees ``images -> logits``."""
+
+    def __init__(self, model: torch.nn.Module, geometry: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.geometry = model, geometry
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.geometry.expand(x.shape[0], -1))
+
+
 def heatmap(predictor: Predictor, image: ImageInput, class_index: int | None = None) -> np.ndarray:
     """Grad-CAM for ``class_index`` (default: the class the predictor decides), as an ``H×W``
-    float32 map in [0, 1] at the photo's own size."""
+    float32 map in [0, 1] at the photo's own size. Only for runs that read pixels; in a fusion the
+    photo's geometry is held fixed, so the map shows what the CNN part looked at."""
     model = predictor.model
     if model is None:
         raise ValueError("this predictor has no torch model; Grad-CAM needs one")
-    rgb = to_rgb_array(image)
+    if not predictor.uses_image:
+        raise ValueError("this run reads posture geometry only; there is no image layer to explain")
+    analysis = predictor.analyse(image)
+    if analysis.reason is not None:
+        raise ValueError(f"cannot assess this photo: {analysis.reason}")
+    rgb = analysis.rgb
     if class_index is None:
-        probs = predictor.predict_proba([rgb])[0]
+        probs = softmax(predictor.logits_of([analysis]), predictor.temperature)[0]
         label, _ = predictor.decide(probs)
         class_index = predictor.class_names.index(label)
     if not 0 <= class_index < len(predictor.class_names):
         raise ValueError(f"class_index {class_index} out of range for {len(predictor.class_names)} classes")
     device = next(model.parameters()).device
-    x = torch.from_numpy(predictor.preprocess(rgb)).unsqueeze(0).to(device)
+    x = torch.from_numpy(predictor.preprocess(analysis)).unsqueeze(0).to(device)
+    target_model: torch.nn.Module = model
+    if predictor.uses_pose:
+        assert analysis.geometry is not None
+        geometry = torch.tensor(predictor.geometry_input(analysis.geometry), dtype=torch.float32, device=device)
+        target_model = _WithGeometry(model, geometry.unsqueeze(0))
     # A frozen backbone has no parameter that wants a gradient, so nothing would flow back to
     # the target layer; asking for the input's gradient keeps the whole graph differentiable.
     x.requires_grad_(True)
     with _CAM_LOCK, torch.enable_grad():
         was_training = model.training
         try:
-            with GradCAM(model=model, target_layers=[model.cam_target_layer()]) as cam:
+            with GradCAM(model=target_model, target_layers=[model.cam_target_layer()]) as cam:
                 grayscale = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(class_index))])[0]
         finally:
             model.zero_grad(set_to_none=True)  # do not leave gradient buffers on a serving model
             model.train(was_training)
     # Back through the pipeline: input square -> the (cropped) region -> its place in the photo.
     # Outside a head-and-shoulders crop the model saw nothing, so the map is 0 there.
-    x0, y0, x1, y1 = predictor.crop_box(rgb)
+    x0, y0, x1, y1 = predictor.crop_box(analysis)
     region = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     top, left, h, w = content_box(predictor, region)
     seen = np.ascontiguousarray(grayscale[top:top + h, left:left + w], dtype=np.float32)

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from posture.calibration import POLICY_HELP, ThresholdPolicy, calibration_record, choose_threshold, fit_temperature
 from posture.checkpoint import update_config
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
-from posture.data import CLASSES_NAME, MANIFEST_NAME, image_folder_frame
+from posture.data import CLASSES_NAME, MANIFEST_NAME, image_folder_frame, regroup_validation
 from posture.fileio import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.labels import FORWARD_HEAD
@@ -85,12 +85,20 @@ class EvalConfig:
 
 @dataclass
 class Scored:
-    """The rows that decoded, their raw logits, and the ones that did not."""
+    """The rows that were assessed, their raw logits, the ones that did not decode, and (pose-based
+    runs) the ones that could not be assessed, each with its reason."""
 
     frame: pd.DataFrame
     logits: np.ndarray
     y: np.ndarray
     skipped: list[dict[str, str]] = field(default_factory=list)
+    not_assessed: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float | None:
+        """Share of the readable photos that were assessed."""
+        total = len(self.y) + len(self.not_assessed)
+        return len(self.y) / total if total else None
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -140,29 +148,39 @@ def select_split(frame: pd.DataFrame, has_splits: bool, split: str) -> pd.DataFr
 
 def score_rows(predictor: Predictor, root: Path, frame: pd.DataFrame, batch_size: int = 32,
                desc: str = "scoring") -> Scored:
-    """Raw logits for every row through the Predictor; undecodable files are skipped and listed."""
-    kept, logits, skipped = [], [], []
+    """Raw logits for every row through the Predictor; undecodable files and photos a pose-based run
+    cannot assess are left out and listed."""
+    kept, logits, skipped, not_assessed = [], [], [], []
     chunk = max(1, batch_size)
     for start in tqdm(range(0, len(frame), chunk), desc=desc, unit="batch", disable=None, leave=False):
-        images, rows = [], []
+        analyses, rows = [], []
         for i in range(start, min(start + chunk, len(frame))):
             rel = frame.at[i, "path"]
             try:
-                images.append(load_rgb_array(root / rel))
-                rows.append(i)
+                analysis = predictor.analyse(load_rgb_array(root / rel))
             except ImageDecodeError as exc:
                 skipped.append({"path": rel, "reason": exc.reason, "detail": exc.detail})
+                continue
             except OSError as exc:
                 skipped.append({"path": rel, "reason": "unreadable", "detail": str(exc)})
-        if images:
-            logits.append(predictor.logits(images, batch_size=batch_size))
+                continue
+            if analysis.reason is not None:
+                not_assessed.append({"path": rel, "label": frame.at[i, "label"], "reason": analysis.reason})
+                continue
+            analyses.append(analysis)
+            rows.append(i)
+        if analyses:
+            logits.append(predictor.logits_of(analyses, batch_size=batch_size))
             kept.extend(rows)
     for item in skipped:
         log.warning("skipped %s: %s (%s)", item["path"], item["reason"], item["detail"])
+    if not_assessed:
+        log.warning("%d photo(s) could not be assessed (%s, ...); see report.json 'not_assessed'", len(not_assessed),
+                    not_assessed[0]["reason"])
     out = frame.iloc[kept].reset_index(drop=True)
     y = np.array([predictor.class_names.index(lbl) for lbl in out["label"]], dtype=int)
     stacked = np.concatenate(logits) if logits else np.zeros((0, len(predictor.class_names)), np.float32)
-    return Scored(out, stacked, y, skipped)
+    return Scored(out, stacked, y, skipped, not_assessed)
 
 
 # ----------------------------------------------------------------------------------- calibration
@@ -184,6 +202,9 @@ def calibrate(predictor: Predictor, cfg: EvalConfig, frame: pd.DataFrame, has_sp
     """
     positive = default_positive_class(predictor)
     mode = cfg.calibration
+    group = str((predictor.config.get("training") or {}).get("val_group") or "none")
+    if has_splits and group != "none" and cfg.val_split == "val":  # the validation photos the run itself used
+        frame = regroup_validation(frame, group, seed=int((predictor.config.get("training") or {}).get("seed", 0)))
     val = frame[frame["split"] == cfg.val_split].reset_index(drop=True) if has_splits else frame.iloc[0:0]
     if mode == "fit" and val.empty:
         log.warning("no %r split in %s to fit calibration on; keeping the run's stored calibration",
@@ -241,7 +262,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     applied = calibrate(predictor, cfg, frame, has_splits)
     scored = score_rows(predictor, Path(cfg.data), rows, cfg.batch_size, desc=f"scoring {cfg.split}")
     if len(scored.y) == 0:
-        raise UserError(f"none of the {len(rows)} images in {cfg.data} could be read")
+        what = "read" if not scored.not_assessed else "assessed (no person, or head and shoulders not visible)"
+        raise UserError(f"none of the {len(rows)} images in {cfg.data} could be {what}")
 
     pos = names.index(predictor.positive_class)
     proba = softmax(scored.logits, predictor.temperature)
@@ -273,14 +295,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     top = top_losses(predictions, cfg.top_k)
     plots.plot_gallery(gallery_items(predictor, Path(cfg.data), top, cfg.gradcam), out / "top_losses.png",
                        title=("most confidently wrong" if (top["label"] != top["predicted"]).any()
-                              else "highest-loss images (none wrong)") + (" · Grad-CAM of the predicted class"
-                                                                          if cfg.gradcam else ""))
+                              else "highest-loss images (none wrong)") + _gallery_note(predictor, cfg.gradcam))
     report = {
         "run": str(cfg.run), "architecture": predictor.config.get("architecture"), "backend": predictor.backend_name,
         "data": str(cfg.data),
         "split": cfg.split if has_splits and cfg.split != ALL_SPLITS else "(all rows)", "classes": names,
         "positive_class": predictor.positive_class, "n": int(len(scored.y)), "n_skipped": len(scored.skipped),
-        "skipped": scored.skipped, "calibration": applied, **metrics, "uncalibrated": uncalibrated,
+        "skipped": scored.skipped, "coverage": scored.coverage, "n_not_assessed": len(scored.not_assessed),
+        "not_assessed": scored.not_assessed, "calibration": applied, **metrics, "uncalibrated": uncalibrated,
         "by_subject": by_subject.to_dict(orient="records"), "by_source": by_source.to_dict(orient="records"),
         "top_losses": top[["path", "label", "predicted", "confidence", "loss"]].to_dict(orient="records"),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
@@ -329,16 +351,26 @@ def top_losses(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
     return predictions.sort_values("loss", ascending=False, kind="stable").head(k)
 
 
+def _gallery_note(predictor: Predictor, gradcam: bool) -> str:
+    if predictor.uses_pose and not predictor.uses_image:
+        return " · the body landmarks the answer was read from"
+    return " · Grad-CAM of the predicted class" if gradcam else ""
+
+
 def gallery_items(predictor: Predictor, root: Path, top: pd.DataFrame, gradcam: bool = True) -> list[Any]:
-    """Photos, Grad-CAM overlays of the predicted class and captions for the top-losses gallery."""
+    """Photos, their explanation and captions for the top-losses gallery: Grad-CAM of the predicted
+    class for runs that read pixels, the landmarks the answer was read from for pose runs."""
     from posture.cam import explain
+    from posture.drawing import draw_landmarks
     from posture.plots import GalleryItem
 
     items = []
     for row in top.itertuples(index=False):
         image = load_rgb_array(root / row.path)
         overlay = None
-        if gradcam:
+        if predictor.uses_pose and not predictor.uses_image:
+            overlay = draw_landmarks(image, predictor.analyse(image).landmarks, max_side=max(image.shape[:2]))
+        elif gradcam:
             try:
                 overlay = explain(predictor, image, class_index=predictor.class_names.index(row.predicted))
             except Exception as exc:  # a CAM failure must not cost the whole evaluation
@@ -362,7 +394,9 @@ def format_summary(report: dict[str, Any]) -> str:
     threshold = cal.get("threshold")
     lines = [f"{report['run']} ({report['architecture']}, {report.get('backend', 'torch')}) on {report['data']} "
              f"[{report['split']}]: "
-             f"{report['n']} images" + (f", {report['n_skipped']} unreadable (skipped)" if report["n_skipped"] else ""),
+             f"{report['n']} images" + (f", {report['n_skipped']} unreadable (skipped)" if report["n_skipped"] else "")
+             + (f"; coverage {report['coverage']:.1%}: {report['n_not_assessed']} photo(s) could not be assessed, "
+                "the scores below are on the assessed ones" if report.get("n_not_assessed") else ""),
              f"calibration ({cal['mode']}): temperature {cal['temperature']:.3f}, threshold "
              f"{'argmax' if threshold is None else f'{threshold:.3f}'} for {report['positive_class']}"
              + (f" ({cal.get('policy')}, fitted on {cal.get('fitted_on')} n={cal.get('n')})" if cal.get("policy") else ""),

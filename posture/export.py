@@ -8,10 +8,14 @@ only renamed to ``model.onnx`` when the largest probability difference is within
 otherwise the command fails (exit 1) and no ``model.onnx`` is left behind (an older one, which
 would now answer for weights it no longer matches, is removed too).
 
-The graph is the whole :class:`~posture.models.PostureClassifier` (backbone + head) producing
-logits, with a dynamic batch axis; temperature and threshold stay outside it, in the Predictor,
-so recalibrating a run never needs a re-export. Parity is checked on probabilities at the run's
-temperature when that is below 1 (it sharpens, and so magnifies, differences), else at 1.
+The graph is the network part of the :class:`~posture.models.PostureClassifier` producing
+logits, with a dynamic batch axis: its inputs are ``input`` (the preprocessed image batch, for
+runs that read pixels) and ``geometry`` (raw posture geometry, for pose-based runs; the
+standardisation is inside the graph). BlazePose is no part of it: the Predictor finds the
+landmarks first, as it does for torch. Temperature and threshold stay outside it, in the
+Predictor, so recalibrating a run never needs a re-export. Parity is checked on probabilities at
+the run's temperature when that is below 1 (it sharpens, and so magnifies, differences), else at 1,
+on preprocessed parity images and on seeded geometry around the training photos' own statistics.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
 from posture.fileio import atomic_path
-from posture.predict import ONNX_NAME, OnnxBackend, Predictor, expand_inputs, softmax
+from posture.predict import ONNX_INPUTS, ONNX_NAME, OnnxBackend, Predictor, expand_inputs, softmax
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +85,49 @@ def synthetic_images(n: int = 6, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def _export_graph(model: torch.nn.Module, path: Path, input_size: int, opset: int) -> None:
+class _GraphInputs(torch.nn.Module):
+    """The model with exactly the inputs its run reads, in the order the ONNX graph names them."""
+
+    def __init__(self, model: torch.nn.Module, images: bool, geometry: bool) -> None:
+        super().__init__()
+        self.model, self.images, self.geometry = model, images, geometry
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[0] if self.images else None
+        g = inputs[-1] if self.geometry else None
+        return self.model(x, g)
+
+
+def _export_graph(model: torch.nn.Module, path: Path, inputs: dict[str, np.ndarray], opset: int) -> None:
     """``torch.onnx.export`` with the TorchScript-based exporter (``dynamo=False``): it handles
     every zoo architecture and needs no extra dependencies; batch is the only dynamic axis."""
-    dummy = torch.zeros(2, 3, input_size, input_size)
+    keys = [k for k in ("images", "geometry") if k in inputs]
+    names = [ONNX_INPUTS[k] for k in keys]
+    dummies = tuple(torch.zeros(2, *inputs[k].shape[1:]) for k in keys)
+    wrapped = _GraphInputs(model, "images" in inputs, "geometry" in inputs).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice is not news to the user
-        torch.onnx.export(model, (dummy,), str(path), dynamo=False, opset_version=opset,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        torch.onnx.export(wrapped, dummies, str(path), dynamo=False, opset_version=opset,
+                          input_names=names, output_names=["logits"],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}},
                           do_constant_folding=True, external_data=False)
+
+
+def parity_inputs(predictor: Predictor, images: Sequence[np.ndarray | str], seed: int = 0) -> dict[str, np.ndarray]:
+    """What the graph is checked on: the preprocessed images (runs that read pixels) and, for
+    pose-based runs, one geometry row per image drawn around the training photos' statistics."""
+    model = predictor.model
+    assert model is not None
+    out: dict[str, np.ndarray] = {}
+    n = len(images)
+    if predictor.uses_image:
+        out["images"] = np.stack([predictor.preprocess(im) for im in images]).astype(np.float32)
+    if predictor.uses_pose:
+        n_cnn, rng = model.num_features, np.random.default_rng(seed)
+        mean = model.norm.mean[n_cnn:].numpy()
+        std = model.norm.std[n_cnn:].numpy()
+        out["geometry"] = (mean + std * rng.normal(size=(n, len(mean)))).astype(np.float32)
+    return out
 
 
 def _attach_metadata(path: Path, predictor: Predictor) -> None:
@@ -100,7 +137,8 @@ def _attach_metadata(path: Path, predictor: Predictor) -> None:
 
     proto = onnx.load(str(path))
     meta = {"classes": predictor.class_names, "architecture": predictor.config.get("architecture"),
-            "preprocessing": predictor.preprocessing.to_dict(), "output": "logits (apply softmax)"}
+            "preprocessing": predictor.preprocessing.to_dict(), "output": "logits (apply softmax)",
+            "geometry": list(predictor.pose_features)}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = f"posture.{key}", json.dumps(value)
@@ -129,20 +167,20 @@ def export_onnx(config: ExportConfig) -> ExportResult:
     model = predictor.model
     assert model is not None
     images = parity_images(config)
-    batch = np.stack([predictor.preprocess(im) for im in images]).astype(np.float32)
+    inputs = parity_inputs(predictor, images, config.seed)
     target = run / ONNX_NAME
     try:
         with atomic_path(target) as tmp:
             try:
-                _export_graph(model, tmp, predictor.preprocessing.input_size, config.opset)
+                _export_graph(model, tmp, inputs, config.opset)
                 _attach_metadata(tmp, predictor)
             except Exception as exc:  # noqa: BLE001 - exporter failures come in every type
                 raise ExportError(f"could not export {predictor.config.get('architecture')} to ONNX opset "
                                   f"{config.opset}: {type(exc).__name__}: {exc}") from exc
             # Probabilities as served: with the run's temperature (a T below 1 magnifies differences).
             t = min(1.0, predictor.temperature)
-            torch_probs = softmax(predictor.backend.logits(batch), t)
-            onnx_probs = softmax(OnnxBackend(tmp).logits(batch), t)
+            torch_probs = softmax(predictor.backend.logits(inputs), t)
+            onnx_probs = softmax(OnnxBackend(tmp).logits(inputs), t)
             diff = float(np.max(np.abs(torch_probs - onnx_probs)))
             log.info("parity on %d images: max |Δp| = %.3g (tolerance %.1g)", len(images), diff, config.tolerance)
             if not diff <= config.tolerance:  # also catches NaN

@@ -16,6 +16,7 @@ per image; a file that cannot be read is reported and the rest still run.
 from __future__ import annotations
 
 import argparse
+import copy
 import glob
 import json
 import logging
@@ -42,28 +43,62 @@ ImageInput = np.ndarray | Image.Image | str | os.PathLike[str] | bytes
 #: The exported graph beside the weights (written by ``python -m posture.export``).
 ONNX_NAME = "model.onnx"
 BACKENDS = ("auto", "torch", "onnx")
+#: Names of the exported graph's inputs for the Predictor's ``images`` and ``geometry``.
+ONNX_INPUTS = {"images": "input", "geometry": "geometry"}
 #: What the CLI picks up when handed a folder.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one image: the decided label, its confidence and every class's probability."""
+    """The answer for one image: the decided label, its confidence and every class's probability.
 
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
+    A pose-based run that cannot assess the photo (nobody found, head and shoulders not visible)
+    answers ``label=None`` with the ``reason``. Pose-based answers also carry the ``geometry`` that
+    decided them and an ``explanation`` in words.
+    """
+
+    label: str | None
+    confidence: float | None
+    probabilities: dict[str, float] | None
+    reason: str | None = None
+    geometry: dict[str, float] | None = None
+    explanation: str | None = None
+
+    @property
+    def assessed(self) -> bool:
+        return self.label is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+        out: dict[str, Any] = {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+        if not self.assessed:
+            out["reason"] = self.reason
+        if self.geometry is not None:
+            out["geometry"] = self.geometry
+        if self.explanation is not None:
+            out["explanation"] = self.explanation
+        return out
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the Predictor saw in one photo before the network: the pixels, the landmarks (runs that
+    read them), the region the CNN sees, the raw geometry, or why the photo cannot be assessed."""
+
+    rgb: np.ndarray
+    landmarks: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
+    geometry: np.ndarray | None = None
+    reason: str | None = None
 
 
 class Backend(Protocol):
-    """Turns a normalised ``N×3×S×S`` float32 batch into ``N×C`` logits."""
+    """Turns the network's inputs (``images``: a normalised ``N×3×S×S`` float32 batch, and/or
+    ``geometry``: ``N×F`` raw posture geometry) into ``N×C`` logits."""
 
     name: str
 
-    def logits(self, batch: np.ndarray) -> np.ndarray: ...
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
 def physical_cores() -> int:
@@ -114,12 +149,16 @@ class TorchBackend:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            return self.model(x).float().cpu().numpy()
+            x = geometry = None
+            if "images" in inputs:
+                x = torch.from_numpy(np.ascontiguousarray(inputs["images"])).to(self.device)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            if "geometry" in inputs:
+                geometry = torch.from_numpy(np.ascontiguousarray(inputs["geometry"], dtype=np.float32)).to(self.device)
+            return self.model(x, geometry).float().cpu().numpy()
 
 
 class OnnxBackend:
@@ -141,12 +180,13 @@ class OnnxBackend:
             providers.insert(0, "CUDAExecutionProvider")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(batch, dtype=np.float32)
-        return np.asarray(self.session.run([self.output_name], {self.input_name: x})[0], dtype=np.float32)
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {ONNX_INPUTS[key]: np.ascontiguousarray(value, dtype=np.float32) for key, value in inputs.items()
+                if ONNX_INPUTS[key] in self.input_names}
+        return np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
 
 
 def resolve_backend(run_dir: str | os.PathLike[str], backend: str = "auto", device: str | torch.device = "cpu") -> str:
@@ -201,17 +241,32 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 class Predictor:
-    """A trained run, ready to answer: preprocessing, backend, temperature and threshold in one place."""
+    """A trained run, ready to answer: landmarks, crop, preprocessing, backend, temperature,
+    threshold and (optionally) a session's upright reference, in one place."""
 
     def __init__(self, config: dict[str, Any], backend: Backend, model: torch.nn.Module | None = None,
-                 run_dir: Path | None = None) -> None:
+                 run_dir: Path | None = None, detector: Any = None) -> None:
+        """``detector``: a :class:`~posture.pose.PoseDetector` to share (and its cache of answers) with
+        other predictors; by default one is built on first use."""
+        from posture.models import extractor_parts
+
         self.config = config
         self.backend = backend
-        self.model = model  # kept for Grad-CAM even when the ONNX backend answers
+        self.model = model  # kept for Grad-CAM and explanations even when the ONNX backend answers
         self.run_dir = run_dir
         self.class_names: list[str] = list(config["classes"])
         self.preprocessing = Preprocessing.from_dict(config["preprocessing"])
-        self._transform = build_eval_transform(self.preprocessing)
+        parts = extractor_parts(str(config.get("architecture", "")))
+        self.uses_image = parts.cnn is not None
+        pose = config.get("pose") or {}
+        self.pose_features: tuple[str, ...] = tuple(f["name"] if isinstance(f, dict) else str(f)
+                                                    for f in pose.get("features", [])) if parts.pose else ()
+        self.upright = np.asarray(pose["upright_reference"], np.float64) if pose.get("upright_reference") else None
+        #: Mean raw geometry of this session's upright photos (:meth:`with_reference`); None: uncalibrated.
+        self.reference: np.ndarray | None = None
+        self.crops = self.uses_image and self.preprocessing.crop == "pose"
+        self._detector: Any = detector
+        self._transform = build_eval_transform(self.preprocessing, crop=False)
         calibration = config.get("calibration") or {}
         self.temperature = float(calibration.get("temperature", 1.0))
         self.threshold: float | None = calibration.get("threshold")
@@ -219,7 +274,7 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], backend: str = "auto",
-                 device: str | torch.device = "cpu", threads: int | None = None) -> Predictor:
+                 device: str | torch.device = "cpu", threads: int | None = None, detector: Any = None) -> Predictor:
         """Load ``models/RUN``.
 
         ``backend``: ``auto`` (ONNX Runtime when an up-to-date ``model.onnx`` is there, else
@@ -227,6 +282,7 @@ class Predictor:
         PyTorch's own setting for torch, one per physical core for ONNX Runtime). A server that
         runs k requests at once should pass ``physical_cores() // k``: more threads than cores
         makes OpenMP's spinning workers fight, and eager PyTorch then slows down many times over.
+        A pose-based run needs MediaPipe; without it this says what to install.
         """
         from posture.models import model_from_config
 
@@ -235,6 +291,10 @@ class Predictor:
         model = model_from_config(ckpt.config)
         model.load_state_dict(ckpt.state_dict)
         model.eval()
+        if model.uses_pose or model.preprocessing.crop == "pose":
+            from posture.pose import load_blazepose
+
+            load_blazepose()
         if threads is not None and torch.device(device).type == "cpu":
             # Process-wide in PyTorch; it matters for ONNX too, since Grad-CAM runs the torch model.
             torch.set_num_threads(max(1, int(threads)))
@@ -245,35 +305,100 @@ class Predictor:
         else:
             engine = TorchBackend(model, device, threads=threads)
         log.debug("predictor for %s on %s (%s)", run_dir, chosen, device)
-        return cls(ckpt.config, engine, model=model, run_dir=Path(run_dir))
+        return cls(ckpt.config, engine, model=model, run_dir=Path(run_dir), detector=detector)
 
     @property
     def backend_name(self) -> str:
         return getattr(self.backend, "name", type(self.backend).__name__)
 
-    def preprocess(self, image: ImageInput) -> np.ndarray:
-        """The one eval pipeline: crop (if the run does), letterbox to the model's size, normalise;
-        ``3×S×S`` float32."""
-        return self._transform(image=to_rgb_array(image))["image"].numpy()
+    @property
+    def uses_pose(self) -> bool:
+        """Whether this run reads posture geometry (and so can answer "cannot assess")."""
+        return bool(self.pose_features)
 
-    def crop_box(self, image: ImageInput) -> tuple[int, int, int, int]:
-        """The region ``(x_min, y_min, x_max, y_max)`` of the photo the model sees: the whole photo,
-        or head and shoulders for a run trained with ``--crop pose``."""
+    @property
+    def needs_landmarks(self) -> bool:
+        return self.uses_pose or self.crops
+
+    @property
+    def detector(self) -> Any:
+        """One BlazePose graph for this predictor, built on first use (thread-safe, see PoseDetector)."""
+        if self._detector is None:
+            from posture.pose import PoseDetector
+
+            self._detector = PoseDetector()
+        return self._detector
+
+    # -- what the network is fed ------------------------------------------------------------------
+    def analyse(self, image: ImageInput) -> Analysis:
+        """Landmarks (once per photo), the CNN's region and the raw geometry, or why it cannot be assessed."""
         rgb = to_rgb_array(image)
-        first = self._transform.transforms[0] if len(self._transform.transforms) else None
-        if first is not None and hasattr(first, "box"):
-            return first.box(rgb)
-        return 0, 0, int(rgb.shape[1]), int(rgb.shape[0])
+        if not self.needs_landmarks:
+            return Analysis(rgb)
+        from posture.geometry import posture_features
+        from posture.pose import crop_box
+
+        landmarks = self.detector.detect(rgb)
+        box = crop_box(rgb.shape, landmarks, self.preprocessing.crop_scale) if self.crops else None
+        if not self.uses_pose:
+            return Analysis(rgb, landmarks, box)
+        geometry, reason = posture_features(landmarks, self.pose_features, rgb.shape[:2])
+        return Analysis(rgb, landmarks, box, geometry, reason)
+
+    def preprocess(self, image: ImageInput | Analysis) -> np.ndarray:
+        """The one eval pipeline of the CNN part: crop (if the run does), letterbox to the model's size,
+        normalise; ``3×S×S`` float32."""
+        if not self.uses_image:
+            raise ValueError(f"{self.config.get('architecture')} reads no pixels (posture geometry only)")
+        analysis = image if isinstance(image, Analysis) else self.analyse(image)
+        rgb = analysis.rgb
+        if analysis.box is not None:
+            x0, y0, x1, y1 = analysis.box
+            rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+        return self._transform(image=rgb)["image"].numpy()
+
+    def crop_box(self, image: ImageInput | Analysis) -> tuple[int, int, int, int]:
+        """The region ``(x_min, y_min, x_max, y_max)`` of the photo the CNN sees: the whole photo,
+        or head and shoulders for a run that crops (fusions, ``--crop pose``)."""
+        analysis = image if isinstance(image, Analysis) else self.analyse(image)
+        if analysis.box is not None:
+            return analysis.box
+        return 0, 0, int(analysis.rgb.shape[1]), int(analysis.rgb.shape[0])
+
+    def geometry_input(self, geometry: np.ndarray) -> np.ndarray:
+        """The geometry the head reads: raw, or moved by this session's offset from the training
+        sessions' upright photos when a reference is set (:meth:`with_reference`)."""
+        geometry = np.asarray(geometry, np.float64)
+        if self.reference is not None and self.upright is not None:
+            return geometry - self.reference + self.upright
+        return geometry
+
+    def inputs(self, analyses: Sequence[Analysis]) -> dict[str, np.ndarray]:
+        """The network's inputs for assessed photos (every analysis here must be assessable)."""
+        out: dict[str, np.ndarray] = {}
+        if self.uses_image:
+            out["images"] = np.stack([self.preprocess(a) for a in analyses]).astype(np.float32)
+        if self.uses_pose:
+            out["geometry"] = np.stack([self.geometry_input(a.geometry) for a in analyses]).astype(np.float32)
+        return out
+
+    # -- answers ------------------------------------------------------------------------------------
+    def logits_of(self, analyses: Sequence[Analysis], batch_size: int = 32) -> np.ndarray:
+        """``N×C`` logits of analysed photos; NaN rows for the ones that cannot be assessed."""
+        out = np.full((len(analyses), len(self.class_names)), np.nan, np.float32)
+        ready = [i for i, a in enumerate(analyses) if a.reason is None]
+        for start in range(0, len(ready), batch_size):
+            rows = ready[start:start + batch_size]
+            out[rows] = self.backend.logits(self.inputs([analyses[i] for i in rows]))
+        return out
 
     def logits(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
-        out = []
-        for start in range(0, len(images), batch_size):
-            batch = np.stack([self.preprocess(im) for im in images[start:start + batch_size]]).astype(np.float32)
-            out.append(self.backend.logits(batch))
-        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+        """``N×C`` logits; rows of NaN for photos a pose-based run cannot assess."""
+        return self.logits_of([self.analyse(im) for im in images], batch_size)
 
     def predict_proba(self, images: Sequence[ImageInput], batch_size: int = 32, calibrated: bool = True) -> np.ndarray:
-        """``N×C`` probabilities in class order, with the run's temperature unless ``calibrated=False``."""
+        """``N×C`` probabilities in class order, with the run's temperature unless ``calibrated=False``;
+        NaN rows for photos that cannot be assessed."""
         return softmax(self.logits(images, batch_size), self.temperature if calibrated else 1.0)
 
     def decide(self, probabilities: np.ndarray) -> tuple[str, float]:
@@ -289,12 +414,97 @@ class Predictor:
         return self.predict_many([image])[0]
 
     def predict_many(self, images: Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
-        probs = self.predict_proba(images, batch_size)
+        return self.predict_analysed([self.analyse(im) for im in images], batch_size)
+
+    def predict_analysed(self, analyses: Sequence[Analysis], batch_size: int = 32) -> list[Prediction]:
+        """Answers for photos already analysed (the app draws the same landmarks it decided on)."""
+        probs = softmax(self.logits_of(analyses, batch_size), self.temperature)
         results = []
-        for row in probs:
+        for analysis, row in zip(analyses, probs):
+            if analysis.reason is not None:
+                results.append(Prediction(None, None, None, reason=analysis.reason))
+                continue
             label, confidence = self.decide(row)
-            results.append(Prediction(label, confidence, {c: float(p) for c, p in zip(self.class_names, row)}))
+            geometry = explanation = None
+            if self.uses_pose and analysis.geometry is not None:
+                geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, analysis.geometry)}
+                explanation = self.explain_geometry(analysis.geometry, label)
+            results.append(Prediction(label, confidence, {c: float(p) for c, p in zip(self.class_names, row)},
+                                      geometry=geometry, explanation=explanation))
         return results
+
+    def explain_geometry(self, geometry: np.ndarray, label: str, top: int = 2) -> str:
+        """The geometry that decided the answer, in words: the features that pushed hardest towards
+        ``label`` (gradient × distance from the upright reference), each with its upright value."""
+        from posture.geometry import format_value, phrase
+
+        reference = self.reference if self.reference is not None else self.upright
+        order = list(range(len(self.pose_features)))
+        if self.model is not None and len(self.class_names) == 2:
+            order = self._drivers(geometry, label)
+        parts = []
+        for i in order[:top]:
+            name = self.pose_features[i]
+            text = phrase(name, float(geometry[i]))
+            if reference is not None:
+                whose = "yours" if self.reference is not None else "in training"
+                text += f" (upright, {whose}: {format_value(name, float(reference[i]))})"
+            parts.append(text)
+        return f"{label.replace('_', ' ')}: " + "; ".join(parts) + "."
+
+    def _drivers(self, geometry: np.ndarray, label: str) -> list[int]:
+        model = self.model
+        assert model is not None
+        pos = self.class_names.index(label)
+        x = torch.tensor(self.geometry_input(geometry), dtype=torch.float32).unsqueeze(0).requires_grad_(True)
+        upright = self.upright if self.upright is not None else np.zeros(len(self.pose_features))
+        n_cnn = model.num_features
+        with torch.enable_grad():
+            norm = model.norm
+            mean, std = norm.mean[n_cnn:], norm.std[n_cnn:]
+            head_in = torch.cat([torch.zeros(1, n_cnn), ((x - mean) / std)], dim=1) if n_cnn else (x - mean) / std
+            logits = model.head(head_in)
+            margin = logits[0, pos] - logits[0, 1 - pos]
+            (grad,) = torch.autograd.grad(margin, x)
+        push = grad[0].numpy() * (self.geometry_input(geometry) - upright)
+        return [int(i) for i in np.argsort(-push)]
+
+    # -- variants -----------------------------------------------------------------------------------
+    def with_reference(self, upright_photos: Sequence[ImageInput]) -> Predictor:
+        """A copy calibrated to one capture session: geometry is taken relative to the mean of these
+        photos of the person sitting upright (what posture apps call "calibrate").
+
+        Why it helps: the camera's height shifts every geometry number of a session by about the
+        same amount; subtracting the session's own upright photos removes that shift. Raises a
+        :class:`UserError` when the run reads no geometry or no photo shows a measurable person.
+        """
+        if not self.uses_pose:
+            raise UserError(f"{self.config.get('architecture')} reads no posture geometry; calibrating with an "
+                            "upright photo needs a pose-based run (--model pose or CNN+pose)")
+        if self.upright is None:
+            raise UserError("this run stores no upright reference (config.json pose.upright_reference); retrain it")
+        measured = [a.geometry for a in map(self.analyse, upright_photos) if a.geometry is not None]
+        if not measured:
+            raise UserError("no person could be measured in the upright photo(s); use a photo that shows the face "
+                            "and both shoulders")
+        return self.with_reference_geometry(np.mean(measured, axis=0))
+
+    def with_reference_geometry(self, reference: Sequence[float] | np.ndarray | None) -> Predictor:
+        """A copy whose session reference is this raw geometry vector (``None``: uncalibrated).
+
+        The web app keeps each visitor's reference (a few numbers, never the photo) in their own
+        session and asks for such a copy per request, so visitors never share a calibration.
+        """
+        clone = copy.copy(self)
+        if reference is None:
+            clone.reference = None
+            return clone
+        vector = np.asarray(reference, np.float64)
+        if vector.shape != (len(self.pose_features),):
+            raise ValueError(f"a reference has {len(self.pose_features)} values ({', '.join(self.pose_features)}), "
+                             f"got shape {vector.shape}")
+        clone.reference = vector
+        return clone
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -326,15 +536,20 @@ def expand_inputs(items: Iterable[str]) -> list[tuple[str, str | None]]:
 
 
 def _format_line(path: str, pred: Prediction) -> str:
+    if not pred.assessed:
+        return f"{path}\tcannot assess: {pred.reason}"
+    assert pred.probabilities is not None and pred.confidence is not None
     probs = "  ".join(f"{name}={p:.3f}" for name, p in pred.probabilities.items())
-    return f"{path}\t{pred.label}\t{pred.confidence:.3f}\t{probs}"
+    line = f"{path}\t{pred.label}\t{pred.confidence:.3f}\t{probs}"
+    return line + (f"\t{pred.explanation}" if pred.explanation else "")
 
 
 def predict_paths(predictor: Predictor, items: Sequence[str], as_json: bool = False, batch_size: int = 16,
                   stream: Any = None) -> int:
     """Predict every image named by ``items`` and write one line each; returns the failure count.
 
-    Images are decoded one by one (so a broken file only costs itself) and sent in batches.
+    Images are decoded one by one (so a broken file only costs itself) and sent in batches. A photo
+    a pose-based run cannot assess is an answer (``label: null`` and a ``reason``), not a failure.
     """
     stream = stream or sys.stdout
     failures = 0
@@ -375,14 +590,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.predict",
         description="Classify photos with a trained run: one line per image (label, confidence, every "
-                    "class's probability), using the run's preprocessing, temperature and threshold. "
-                    "Exit code 0 when every image was classified, 1 when any could not be read, 2 for "
-                    "usage errors.")
+                    "class's probability and, for pose-based runs, the geometry that decided it), using the "
+                    "run's preprocessing, temperature and threshold. A pose-based run that finds no person, "
+                    "or not the head and both shoulders, says 'cannot assess' and why (label null in --json). "
+                    "Exit code 0 when every image was answered, 1 when any could not be read, 2 for usage "
+                    "errors.",
+        epilog="examples:\n"
+               "  python -m posture.predict --run models/sample photo.jpg photos/ 'more/*.png'\n"
+               "  python -m posture.predict --run models/sample --upright me_upright.jpg photo.jpg --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|GLOB",
                         help="image files, folders (searched recursively) or quoted glob patterns")
     parser.add_argument("--run", required=True, help="trained run folder, e.g. models/sample")
     parser.add_argument("--json", action="store_true",
-                        help="one JSON object per line: path, label, confidence, probabilities (or error)")
+                        help="one JSON object per line: path, label, confidence, probabilities (label null and a "
+                             "reason when the photo cannot be assessed; error when it cannot be read)")
+    parser.add_argument("--upright", action="append", default=[], metavar="PHOTO",
+                        help="calibrate pose-based runs to this camera with a photo of the same person sitting "
+                             "upright (repeat for several); geometry is then taken relative to it")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="auto (default): ONNX Runtime when the run has an up-to-date model.onnx, else torch")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (torch backend)")
@@ -405,6 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     threads = args.threads or physical_cores()
     predictor = Predictor.from_run(args.run, backend=args.backend, device=device, threads=threads)
+    if args.upright:
+        predictor = predictor.with_reference([Path(p) for p in args.upright])
     log.debug("backend: %s", predictor.backend_name)
     failures = predict_paths(predictor, args.inputs, as_json=args.json, batch_size=args.batch_size)
     if failures:
