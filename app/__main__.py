@@ -15,9 +15,11 @@ from posture.cli import UserError, add_logging_flags, run_main, setup_logging
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app",
-        description="Serve the posture web demo: upload or webcam photo → label, confidences and a "
-                    "Grad-CAM overlay of where the model looked; a batch tab with CSV download. "
-                    "Uploads are deleted after each request; nothing is stored unless --flagging is given.")
+        description="Serve the posture web demo: upload or webcam photo → label, confidences and where the "
+                    "model looked (the body landmarks a pose-based run read, a Grad-CAM overlay for a CNN); for "
+                    "pose-based runs an optional calibration with an upright photo of yourself; a batch tab with "
+                    "CSV download. Uploads are deleted after each request; nothing is stored unless --flagging is "
+                    "given.")
     parser.add_argument("--run", type=Path, default=None,
                         help="trained run folder (default: the newest run under models/)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -37,9 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="turn on the 'flag as wrong' button, saving flagged photos and answers in DIR")
     parser.add_argument("--examples", type=int, default=4, help="synthetic example photos to show (default 4)")
     parser.add_argument("--no-cam", action="store_true", help="skip the Grad-CAM overlay (faster)")
-    parser.add_argument("--pose-run", type=Path, default=None, metavar="DIR",
-                        help="a calibrated pose run (python -m posture.posecal train): adds a 'Calibrated (pose)' "
-                             "tab that compares a photo with the visitor's own upright photo (needs MediaPipe)")
     add_logging_flags(parser)
     return parser
 
@@ -61,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        threads=args.threads or max(1, physical_cores() // args.concurrency),
                        concurrency=args.concurrency,
                        max_file_size=args.max_file_size, max_pixels=int(args.max_megapixels * 1e6),
-                       flagging_dir=args.flagging, n_examples=max(0, args.examples), cam=not args.no_cam,
-                       pose_run=args.pose_run)
+                       flagging_dir=args.flagging, n_examples=max(0, args.examples), cam=not args.no_cam)
     # `docker stop` and service managers send SIGTERM: shut down like Ctrl-C, so Gradio closes
     # its server and the private upload folder is removed.
     signal.signal(signal.SIGTERM, _interrupt)

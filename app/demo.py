@@ -9,6 +9,10 @@ Privacy and robustness decide most of the shape here:
   keeps serving. Byte size is capped by Gradio (``max_file_size``), pixels by us.
 - One shared :class:`~posture.predict.Predictor` answers every request; the queue's concurrency
   limit keeps a burst of visitors from oversubscribing a small CPU.
+- For a pose-based run the visitor may first calibrate with an upright photo of themselves: the
+  reference (a few geometry numbers, never the photo) lives in that browser session's ``gr.State``
+  and is applied per request (:meth:`Predictor.with_reference_geometry`), so no visitor sees or
+  uses another's calibration. A photo the run cannot assess gets that answer and the reason.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 
 from posture.checkpoint import find_latest_run
 from posture.cli import UserError
+from posture.drawing import draw_landmarks
 from posture.fileio import read_json
 from posture.images import ImageDecodeError, open_rgb
 from posture.predict import Prediction, Predictor
@@ -38,7 +43,7 @@ log = logging.getLogger(__name__)
 
 DEMO_COMMAND = ("python -m posture.synth data/raw-sample --n 500 --seed 0 && "
                 "python -m posture.ingest data/raw-sample --out data/sample && "
-                "python -m posture.finetune --data data/sample --model efficientnet_lite0 --out models/sample")
+                "python -m posture.finetune --data data/sample --out models/sample")
 
 #: Why these reasons, in the user's words.
 _FRIENDLY = {
@@ -67,7 +72,6 @@ class AppConfig:
     flagging_dir: Path | None = None
     n_examples: int = 4
     cam: bool = True
-    pose_run: Path | None = None  # a calibrated pose run: adds the "Calibrated (pose)" tab
     cache_sweep_s: int = 60  # how often Gradio's cache is swept...
     cache_max_age_s: int = 120  # ...of outputs (overlays, CSVs) older than this
     extra: dict[str, Any] = field(default_factory=dict)
@@ -113,8 +117,16 @@ def read_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int,
             forget(source)
 
 
+#: What the label shows for a photo a pose-based run cannot assess.
+CANNOT_ASSESS = "cannot assess"
+NOT_MEASURED = ("No person could be measured in the upright photo: {reason}. Use a photo that shows the face and "
+                "both shoulders, well lit and not cut off.")
+
+
 def label_value(pred: Prediction) -> dict[str, Any]:
     """The decided label plus every class's confidence, in the form :class:`DecidedLabel` shows."""
+    if not pred.assessed or pred.probabilities is None:
+        return {"label": CANNOT_ASSESS, "confidences": []}
     ranked = sorted(pred.probabilities.items(), key=lambda kv: kv[1], reverse=True)
     return {"label": pred.label, "confidences": [{"label": c, "confidence": p} for c, p in ranked]}
 
@@ -128,6 +140,16 @@ def _accuracy(metrics: dict[str, Any], split: str) -> float | None:
     return None
 
 
+def _reads(predictor: Predictor) -> str:
+    if predictor.uses_pose and predictor.uses_image:
+        return (f"its CNN on the head-and-shoulders crop, fused with posture geometry "
+                f"({', '.join(predictor.pose_features)}) from BlazePose body landmarks")
+    if predictor.uses_pose:
+        return f"posture geometry ({', '.join(predictor.pose_features)}) from BlazePose body landmarks"
+    pre = predictor.preprocessing
+    return f"the photo at {pre.input_size}px ({pre.resize_mode}{', head-and-shoulders crop' if predictor.crops else ''})"
+
+
 def model_card(predictor: Predictor) -> str:
     """A short markdown card: what answers, on what, how well, and with which decision rule."""
     run = predictor.run_dir
@@ -139,12 +161,11 @@ def model_card(predictor: Predictor) -> str:
     if run is not None and (run / "eval" / "report.json").is_file():  # evaluation's numbers win
         report = read_json(run / "eval" / "report.json")
         test_acc = float(report["accuracy"]) if isinstance(report.get("accuracy"), (int, float)) else test_acc
-    pre = predictor.preprocessing
     lines = [
         "### The model",
         f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** `{predictor.config.get('architecture')}`"
         f" · **backend:** {predictor.backend_name}",
-        f"- **Classes:** {', '.join(predictor.class_names)} · **input:** {pre.input_size}px ({pre.resize_mode})",
+        f"- **Classes:** {', '.join(predictor.class_names)} · **reads:** {_reads(predictor)}",
         f"- **Validation accuracy:** {f'{val_acc:.1%}' if val_acc is not None else 'not recorded'}"
         + (f" · **test accuracy:** {test_acc:.1%}" if test_acc is not None else ""),
     ]
@@ -188,23 +209,61 @@ class Handlers:
     def can_explain(self) -> bool:
         return self._explain is not None
 
-    def classify(self, source: str | bytes | None, explain: bool = True) -> tuple[dict[str, Any], np.ndarray, str]:
-        """One photo → (label value, overlay or the photo itself, a one-line note)."""
+    def classify(self, source: str | bytes | None, explain: bool = True,
+                 reference: Sequence[float] | None = None) -> tuple[dict[str, Any], np.ndarray, str]:
+        """One photo → (label value, explanation picture or the photo itself, a short note).
+
+        ``reference``: this visitor's calibration (:meth:`calibrate`), or ``None``.
+        """
+        predictor = self.predictor_for(reference)
         with self._read(source) as rgb:
-            pred = self.predictor.predict(rgb)
+            analysis = predictor.analyse(rgb)
+            pred = predictor.predict_analysed([analysis])[0]
+            if not pred.assessed:
+                shown = draw_landmarks(rgb, analysis.landmarks) if analysis.landmarks is not None else rgb
+                return label_value(pred), shown, f"**Cannot assess this photo:** {pred.reason}."
             note = f"**{pred.label}** with {pred.confidence:.0%} confidence."
+            if reference is not None:
+                note += " (Calibrated with your upright photo.)"
+            if pred.explanation:
+                note += f"\n\n{pred.explanation[0].upper()}{pred.explanation[1:]}"
             shown = rgb
-            if explain and self._explain is not None:
+            if explain and predictor.uses_image and self._explain is not None:
                 try:
-                    index = self.predictor.class_names.index(pred.label)
-                    shown = self._explain(self.predictor, rgb, class_index=index)
-                    note += " Warm colours mark the regions that drove the answer."
+                    shown = self._explain(predictor, analysis.rgb, class_index=predictor.class_names.index(pred.label))
+                    note += "\n\nWarm colours mark the regions that drove the CNN's answer."
                 except Exception:  # noqa: BLE001 - the answer stands even if its explanation fails
                     log.exception("Grad-CAM failed; showing the plain photo")
                     note += " (The explanation could not be drawn for this photo.)"
-            elif explain:
+            elif explain and predictor.uses_image:
                 note += f" {self.cam_note}"
+            if explain and predictor.uses_pose:
+                shown = draw_landmarks(shown, analysis.landmarks)
+                note += "\n\nThe dots are the body landmarks the answer was read from."
         return label_value(pred), shown, note
+
+    def predictor_for(self, reference: Sequence[float] | None) -> Predictor:
+        """The shared predictor, or a per-request copy calibrated to this visitor's reference."""
+        if reference is None or not self.predictor.uses_pose:
+            return self.predictor
+        return self.predictor.with_reference_geometry(reference)
+
+    @property
+    def can_calibrate(self) -> bool:
+        return self.predictor.uses_pose and self.predictor.upright is not None
+
+    def calibrate(self, source: str | bytes | None) -> tuple[list[float], np.ndarray, str]:
+        """An upright photo of the visitor → (their reference geometry, the landmarks found, a note)."""
+        if not self.can_calibrate:
+            raise UploadError("This model reads no posture geometry, so it needs no calibration.")
+        with self._read(source) as rgb:
+            analysis = self.predictor.analyse(rgb)
+            if analysis.geometry is None:
+                raise UploadError(NOT_MEASURED.format(reason=analysis.reason or "no person found"))
+            reference = [float(v) for v in analysis.geometry]
+            shown = draw_landmarks(rgb, analysis.landmarks, caption="your upright reference")
+        return reference, shown, ("**Calibrated.** Photos from this camera are now judged against this upright "
+                                  "photo of you (kept in this browser tab only; Reset forgets it).")
 
     def classify_many(self, sources: Sequence[str] | None, chunk: int = 16) -> tuple[list[list[Any]], str, str]:
         """Several files → table rows, a CSV file to download and a summary; bad files become rows.
@@ -232,16 +291,22 @@ class Handlers:
                 rows.append(row)
             preds = self.predictor.predict_many([rgb for _, rgb in good]) if good else []
             for (row_index, _), pred in zip(good, preds):
+                if not pred.assessed or pred.probabilities is None or pred.confidence is None:
+                    rows[row_index][1] = CANNOT_ASSESS
+                    rows[row_index][-1] = str(pred.reason)
+                    continue
                 rows[row_index][1:3] = [pred.label, round(pred.confidence, 4)]
                 rows[row_index][3:3 + len(names)] = [round(pred.probabilities[c], 4) for c in names]
         csv_path = self._write_csv(rows)
-        failed = sum(1 for r in rows if r[-1])
-        summary = f"{len(rows) - failed} of {len(rows)} photos classified" + (f"; {failed} could not be read." if
-                                                                            failed else ".")
+        unassessed = sum(1 for r in rows if r[1] == CANNOT_ASSESS)
+        failed = sum(1 for r in rows if r[-1]) - unassessed
+        summary = f"{len(rows) - failed - unassessed} of {len(rows)} photos classified"
+        summary += "".join(part for part, n in ((f"; {failed} could not be read", failed),
+                                                (f"; {unassessed} could not be assessed", unassessed)) if n) + "."
         return rows, str(csv_path), summary
 
     def table_headers(self) -> list[str]:
-        return ["file", "label", "confidence"] + [f"p_{c}" for c in self.predictor.class_names] + ["error"]
+        return ["file", "label", "confidence"] + [f"p_{c}" for c in self.predictor.class_names] + ["note"]
 
     def _write_csv(self, rows: list[list[Any]]) -> Path:
         out_dir = self.work_dir / "batch"
@@ -260,9 +325,8 @@ class Handlers:
 
 
 def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
-               examples: Sequence[tuple[str, str]] = (), pose: Any = None) -> Any:
-    """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder; ``pose`` (a
-    :class:`~posture.posecal.PoseCalibrator` or its run folder) adds the calibrated pose tab."""
+               examples: Sequence[tuple[str, str]] = ()) -> Any:
+    """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder."""
     import gradio as gr
 
     from app.components import DecidedLabel, UploadedImage
@@ -280,11 +344,20 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
 
     handlers = Handlers(predictor, config, work_dir, forget=forget)
 
-    def classify(source: str | bytes | None, explain: bool) -> tuple[Any, Any, str]:
+    def classify(source: str | bytes | None, explain: bool, reference: list[float] | None) -> tuple[Any, Any, str]:
         try:
-            return handlers.classify(source, explain)
+            return handlers.classify(source, explain, reference)
         except UploadError as exc:
             raise gr.Error(str(exc), title="Cannot classify this upload", print_exception=False) from None
+
+    def calibrate(source: str | bytes | None) -> tuple[Any, Any, str]:
+        try:
+            return handlers.calibrate(source)
+        except UploadError as exc:
+            raise gr.Error(str(exc), title="Cannot calibrate with this photo", print_exception=False) from None
+
+    def reset() -> tuple[None, None, str]:
+        return None, None, "Calibration forgotten: photos are judged on their own again."
 
     def classify_many(sources: list[str] | None) -> tuple[Any, Any, str]:
         try:
@@ -300,13 +373,31 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                    delete_cache=(config.cache_sweep_s, config.cache_max_age_s)) as demo:
         gr.Markdown(f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
                     "The photo is classified and then deleted; nothing is stored.")
+        reference = gr.State(None)  # this browser session's upright reference (numbers only)
         with gr.Tab("Photo"):
+            if handlers.can_calibrate:
+                with gr.Accordion("Optional: calibrate with an upright photo of yourself", open=False):
+                    gr.Markdown("Sit (or stand) upright in front of the same camera and add that photo: later photos "
+                                "are judged by how far your head moved from it, which removes the effect of the "
+                                "camera's height. It is kept in this browser tab only.")
+                    with gr.Row():
+                        upright = UploadedImage(sources=["upload", "webcam"], label="Upright photo", height=240,
+                                                elem_id="upright")
+                        upright_shown = gr.Image(label="Reference landmarks", interactive=False, format="jpeg",
+                                                 height=240, elem_id="upright_shown")
+                    with gr.Row():
+                        calibrate_button = gr.Button("Calibrate", elem_id="calibrate")
+                        reset_button = gr.Button("Reset calibration", elem_id="reset")
+                    calibration_note = gr.Markdown(elem_id="calibration_note")
+                calibrate_button.click(calibrate, [upright], [reference, upright_shown, calibration_note],
+                                       api_name="calibrate")
+                reset_button.click(reset, None, [reference, upright_shown, calibration_note], api_name="reset")
             with gr.Row():
                 with gr.Column():
                     image = UploadedImage(sources=["upload", "webcam"], label="Photo", height=380,
                                           elem_id="photo")
-                    explain = gr.Checkbox(value=handlers.can_explain, label="Show where the model looked",
-                                          interactive=handlers.can_explain)
+                    can_show = handlers.can_explain or predictor.uses_pose
+                    explain = gr.Checkbox(value=can_show, label="Show where the model looked", interactive=can_show)
                     button = gr.Button("Check posture", variant="primary", elem_id="check")
                     if examples:
                         gr.Examples([[path] for path, _ in examples], inputs=[image],
@@ -318,7 +409,7 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                     overlay = gr.Image(label="Where the model looked", interactive=False, format="jpeg",
                                        height=380, elem_id="overlay")
                     note = gr.Markdown(elem_id="note")
-            button.click(classify, [image, explain], [label, overlay, note], api_name="classify")
+            button.click(classify, [image, explain, reference], [label, overlay, note], api_name="classify")
             if config.flagging_dir is not None:
                 flagger = gr.CSVLogger()
                 flagger.setup([image, label], str(config.flagging_dir))
@@ -336,10 +427,6 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
             table = gr.Dataframe(headers=handlers.table_headers(), interactive=False, label="Results")
             download = gr.File(label="Results as CSV", interactive=False)
             run_batch.click(classify_many, [files], [table, download, summary], api_name="classify_batch")
-        if pose is not None:
-            from app.pose_tab import build_pose_tab
-
-            build_pose_tab(pose, config, forget=forget)
         gr.Markdown(model_card(predictor))
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.max_queue)
     return demo
@@ -348,12 +435,6 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
 def launch(config: AppConfig) -> None:
     """Load the run, build the page and serve it until interrupted; the scratch folder goes with it."""
     run = resolve_run(config)
-    pose = None
-    if config.pose_run is not None:
-        from app.pose_tab import load_pose_calibrator
-
-        pose = load_pose_calibrator(config.pose_run)
-        log.info("calibrated pose tab: %s", config.pose_run)
     predictor = Predictor.from_run(run, backend=config.backend, threads=config.threads)
     log.info("serving %s with the %s backend", run, predictor.backend_name)
     work_dir = Path(tempfile.mkdtemp(prefix="posture-app-"))
@@ -361,7 +442,7 @@ def launch(config: AppConfig) -> None:
         # Gradio keeps uploads and outputs under GRADIO_TEMP_DIR: make that our private folder.
         os.environ["GRADIO_TEMP_DIR"] = str(work_dir / "gradio")
         examples = make_examples_safely(work_dir / "examples", config.n_examples)
-        demo = build_demo(predictor, config, work_dir, examples, pose=pose)
+        demo = build_demo(predictor, config, work_dir, examples)
         demo.launch(server_name=config.host, server_port=config.port, share=False,
                     max_file_size=config.max_file_size, allowed_paths=[str(work_dir / "examples")],
                     show_error=True, footer_links=["api"], run_history=False, enable_monitoring=False,
