@@ -10,6 +10,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import pytest  # noqa: E402
 
+# Fixtures shared across test files: a stand-in BlazePose, and one torch thread on 2 shared cores.
+from _finetune_helpers import one_torch_thread  # noqa: E402, F401
+from _pose_helpers import fake_blazepose  # noqa: E402, F401
+
 
 @pytest.fixture(autouse=True)
 def _isolated_feature_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,12 +132,14 @@ def test_real_photos_ingest(tmp_path):
     assert tree_fingerprint(REAL) == before
     c = result.summary["counts"]
     assert c["files_found"] == c["kept"] + c["rejected"] + c["duplicates"] + c["skipped"]
+    # Nothing pinned to today's set (it grows): the folder's own manifest is the truth.
+    listed = pd.read_csv(REAL / "manifest.csv")
     assert c["rejected"] == 0 and c["skipped"] == 2  # SOURCES.md and manifest.csv
-    # the neckpose video frames are near-identical bursts; the people stay apart across splits
-    assert 20 <= c["kept"] < 93 and c["duplicates"] > 0
+    # video frames are near-identical bursts, so some collapse; the people stay apart across splits
+    assert 0 < c["kept"] < len(listed) and c["duplicates"] > 0
     assert result.summary["duplicates"]["label_conflicts"] == 0
     assert result.manifest.groupby("subject")["split"].nunique().max() == 1
-    assert set(result.manifest["source"]) == {"neckpose", "postural", "posenet"}
+    assert set(result.manifest["source"]) == set(listed["source"])
 
 
 def test_an_interrupted_rerun_leaves_the_previous_dataset_intact(drop, tmp_path, monkeypatch):

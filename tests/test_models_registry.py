@@ -13,8 +13,8 @@ from torchvision import models as tvm
 
 from posture.checkpoint import load_checkpoint, save_checkpoint
 from posture.cli import UserError, run_main
-from posture.models import (HeadSpec, PostureClassifier, WeightsUnavailableError, build_model, get_preprocessing,
-                            list_models, model_from_config, suggest_models, weights_fingerprint)
+from posture.models import (HeadSpec, PostureClassifier, WeightsUnavailableError, build_model, extractor_parts,
+                            get_preprocessing, list_models, model_from_config, suggest_models, weights_fingerprint)
 from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from _models_helpers import input_size_for, is_heavy
@@ -23,7 +23,44 @@ SMALL = "mobilenet_v3_small"  # 2.5 M parameters, BatchNorm, a hidden layer kept
 
 
 def _all_models():
-    return [pytest.param(n, marks=pytest.mark.slow) if is_heavy(n) else n for n in list_models()]
+    """Every CNN of the zoo (the pose-based names are checked by the tests below)."""
+    return [pytest.param(n, marks=pytest.mark.slow) if is_heavy(n) else n for n in list_models()
+            if not extractor_parts(n).pose]
+
+
+def test_the_zoo_lists_the_pose_extractor_and_fusions():
+    names = list_models()
+    assert "pose" in names and "efficientnet_lite0+pose" in names
+    assert extractor_parts("pose").kind == "pose" and extractor_parts("resnet18+pose").kind == "fusion"
+    assert extractor_parts("resnet18").kind == "cnn"
+
+
+def test_the_pose_extractor_reads_geometry_only_and_standardises_it():
+    from posture.geometry import DEFAULT_FEATURES
+
+    model = build_model("pose", num_classes=2).eval()
+    assert not model.uses_image and model.pose_features == DEFAULT_FEATURES
+    assert model.head.in_features == len(DEFAULT_FEATURES)
+    assert {k for k in model.state_dict()} == {"head.weight", "head.bias", "norm.mean", "norm.std"}
+    geometry = torch.randn(4, len(DEFAULT_FEATURES))
+    assert model(geometry=geometry).shape == (4, 2)
+    with pytest.raises(ValueError, match="geometry"):
+        model(torch.randn(1, 3, 8, 8))
+    custom = build_model("pose", 2, pose_features=["head_height", "ear_shoulder_angle"])
+    assert custom.head.in_features == 2
+    with pytest.raises(UserError, match="unknown pose feature"):
+        build_model("pose", 2, pose_features=["chin_size"])
+
+
+def test_a_fusion_reads_the_cnn_on_the_crop_and_the_geometry():
+    model = build_model(f"{SMALL}+pose", num_classes=2, pretrained=False).eval()
+    assert model.uses_image and model.uses_pose and model.preprocessing.crop == "pose"
+    assert model.head.in_features == model.num_features + len(model.pose_features)
+    size = model.preprocessing.input_size
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size), torch.randn(2, len(model.pose_features)))
+    assert out.shape == (2, 2) and torch.isfinite(out).all()
+    assert weights_fingerprint("pose") == "none"
 
 
 @pytest.mark.parametrize("name", _all_models())

@@ -100,7 +100,7 @@ def test_blazepose_finds_ears_above_shoulders_on_real_photos(label: str, stem: s
     The webcam's head and shoulders fill its frame, so there the crop is (nearly) the whole photo."""
     image = _real(label, stem)
     lm = PoseDetector().detect(image)
-    assert lm is not None and lm.shape == (33, 4)
+    assert lm is not None and lm.shape == (33, 7)  # image x, y, z, visibility + world x, y, z (metres)
     ears_y = lm[[HEAD_AND_SHOULDERS["left_ear"], HEAD_AND_SHOULDERS["right_ear"]], 1].mean()
     shoulders_y = lm[[HEAD_AND_SHOULDERS["left_shoulder"], HEAD_AND_SHOULDERS["right_shoulder"]], 1].mean()
     assert ears_y < shoulders_y

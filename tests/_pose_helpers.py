@@ -1,0 +1,102 @@
+"""A stand-in for BlazePose, so the pose pipeline's mechanics are tested without MediaPipe.
+
+``FakeDetector`` "finds" a frontal person in any photo that is not almost black, and places the
+nose by the photo's brightness: bright photos sit upright (head high above the shoulders), dark
+ones have the head dropped. So a pose run can learn the two classes of :func:`make_pose_dataset`,
+and an all-black photo is a photo with nobody in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from posture.geometry import LANDMARK_INDEX as I
+
+CLASSES = ["forward_head", "normal"]
+
+
+def frontal_landmarks(w: int, h: int, drop: float) -> np.ndarray:
+    """``33×7`` landmarks of a person facing the camera; ``drop`` in [0, 1] lowers the head."""
+    lm = np.zeros((33, 7), np.float32)
+    lm[:, 3] = 0.99
+    cx, sy = w / 2, h * 0.8
+    face = h * 0.12
+    head_y = sy - face * (2.6 - 1.6 * drop)
+    points = {"nose": (cx, head_y), "left_eye": (cx + face * 0.3, head_y - face * 0.45),
+              "right_eye": (cx - face * 0.3, head_y - face * 0.45), "left_ear": (cx + face * 0.7, head_y - face * 0.3),
+              "right_ear": (cx - face * 0.7, head_y - face * 0.3), "mouth_left": (cx + face * 0.2, head_y + face * 0.55),
+              "mouth_right": (cx - face * 0.2, head_y + face * 0.55), "left_shoulder": (cx + face * 2, sy),
+              "right_shoulder": (cx - face * 2, sy), "left_hip": (cx + face * 1.5, h * 1.4),
+              "right_hip": (cx - face * 1.5, h * 1.4)}
+    for name, (x, y) in points.items():
+        lm[I[name], :2] = (x, y)
+        # world: metres, hips at the origin, y down; the head comes forward (-z) as it drops
+        lm[I[name], 4:7] = ((x - cx) / (face * 5), (y - h * 1.4) / (face * 5), -0.1 * drop if name in
+                            ("nose", "left_eye", "right_eye", "mouth_left", "mouth_right") else 0.0)
+    return lm
+
+
+class FakeDetector:
+    """Duck-types :class:`posture.pose.PoseDetector` (``detect``, ``version``, ``misses``, ``close``)."""
+
+    version = "fake-detector-1"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.misses = 0
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> np.ndarray | None:
+        self.calls += 1
+        mean = float(np.asarray(image).mean())
+        if mean < 8:
+            self.misses += 1
+            return None
+        h, w = image.shape[:2]
+        return frontal_landmarks(w, h, drop=1.0 - min(1.0, mean / 200.0))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_blazepose(monkeypatch: pytest.MonkeyPatch) -> type[FakeDetector]:
+    """Every part of the product that would build a BlazePose graph gets a FakeDetector instead."""
+    import posture.pose as pose
+
+    monkeypatch.setattr(pose, "PoseDetector", FakeDetector)
+    monkeypatch.setattr(pose, "load_blazepose", lambda: None)
+    monkeypatch.setattr(pose, "pose_available", lambda: True)
+    return FakeDetector
+
+
+def pose_photo(label: str, seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """Bright (upright, ``normal``) or dim (head dropped, ``forward_head``) noisy pictures."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(150, 200) if label == "normal" else rng.uniform(30, 80)
+    return np.clip(rng.normal(level, 10, size=(*size, 3)), 0, 255).astype(np.uint8)
+
+
+def make_pose_dataset(root: Path, per_class: dict[str, int] | None = None, sources: int = 2) -> Path:
+    """An ingested-like dataset whose classes :class:`FakeDetector` tells apart, in ``sources`` sessions."""
+    per_class = per_class or {"train": 10, "val": 4, "test": 4}
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows, seed = [], 0
+    for split, n in per_class.items():
+        for label in CLASSES:
+            for i in range(n):
+                seed += 1
+                name = f"images/{split}_{label}_{i:03d}.png"
+                Image.fromarray(pose_photo(label, seed)).save(root / name)
+                rows.append({"path": name, "label": label, "split": split, "subject": f"p{i % 3}-{split}",
+                             "sha256": hashlib.sha256((root / name).read_bytes()).hexdigest(), "width": 48,
+                             "height": 64, "source_path": name, "source": f"session{i % sources}"})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    return root
