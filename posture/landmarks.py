@@ -104,6 +104,7 @@ def detect_landmarks(paths: Sequence[Path], shas: Sequence[str], cache: Any = No
     from posture.pose import PoseDetector, load_blazepose
 
     start = time.perf_counter()
+    own_detector = detector is None
     detector = detector or PoseDetector()
     spec = LandmarkSpec(detector.version)
     n = len(paths)
@@ -122,7 +123,8 @@ def detect_landmarks(paths: Sequence[Path], shas: Sequence[str], cache: Any = No
         dist.barrier()  # every rank has read the cache before any rank writes to it (as in features.py)
     mine = pending[rank::world_size]
     if mine:
-        load_blazepose()
+        if own_detector:
+            load_blazepose()  # the install hint now, not an error inside a DataLoader worker
         loader = DataLoader(_DetectDataset([paths[i] for i in mine], detector), batch_size=4, num_workers=workers,
                             collate_fn=_collate, prefetch_factor=4 if workers > 0 else None)
         bar = tqdm(total=len(mine), desc="finding body landmarks", unit="img", leave=False,

@@ -99,3 +99,50 @@ def test_ranks_agree_on_pending_images_when_one_starts_late(tmp_path: Path) -> N
                        nprocs=2, join=True, start_method="spawn")
     for rank in range(2):
         assert torch.allclose(torch.load(out.format(rank=rank), weights_only=True), truth, atol=1e-6)
+
+
+def _landmarks_on_rank(rank: int, world_size: int, init_file: str, data: str, cache: str | None, out: str) -> None:
+    """One gloo rank of :func:`test_ranks_share_the_landmark_stage`."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    import torch.distributed as dist
+
+    from _pose_helpers import FakeDetector
+    from posture.features import FeatureCache, frame_paths
+    from posture.landmarks import detect_landmarks
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        paths, shas = frame_paths(Path(data), pd.read_csv(Path(data) / "manifest.csv"))
+        marks = detect_landmarks(paths, shas, FeatureCache(cache) if cache else None, detector=FakeDetector(),
+                                 progress=False, rank=rank, world_size=world_size)
+        np.savez(out.format(rank=rank), landmarks=np.stack(marks.landmarks), computed=marks.computed)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cached", [True, False])
+def test_ranks_share_the_landmark_stage(tmp_path: Path, cached: bool) -> None:
+    """Under torchrun each rank finds the landmarks of half the photos, and both end with all of them."""
+    import numpy as np
+    import pandas as pd
+    import torch.multiprocessing as mp
+
+    from _pose_helpers import FakeDetector, make_pose_dataset
+    from posture.features import frame_paths
+    from posture.landmarks import detect_landmarks
+
+    data = make_pose_dataset(tmp_path / "ds", per_class={"train": 5})
+    paths, shas = frame_paths(data, pd.read_csv(data / "manifest.csv"))
+    truth = detect_landmarks(paths, shas, None, detector=FakeDetector(), progress=False)
+    out = str(tmp_path / "marks-{rank}.npz")
+    mp.start_processes(_landmarks_on_rank, args=(2, str(tmp_path / "init"), str(data),
+                                                 str(tmp_path / "cache") if cached else None, out),
+                       nprocs=2, join=True, start_method="spawn")
+    for rank in range(2):
+        marks = np.load(out.format(rank=rank))
+        assert int(marks["computed"]) == len(paths)  # the ranks' shares add up to every photo, each once
+        np.testing.assert_allclose(marks["landmarks"], np.stack(truth.landmarks), atol=1e-5)

@@ -236,8 +236,12 @@ def test_val_group_holds_out_whole_sessions(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_a_fusion_trains_exports_predicts_and_explains(tmp_path, fake_blazepose, one_torch_thread) -> None:
+def test_a_fusion_trains_evaluates_exports_predicts_and_explains(tmp_path, fake_blazepose, one_torch_thread) -> None:
+    from PIL import Image
+
+    from app.demo import AppConfig, Handlers
     from posture.cam import explain
+    from posture.evaluate import EvalConfig, evaluate
     from posture.export import ExportConfig, export_onnx
     from posture.finetune import FinetuneConfig, run_finetune
     from posture.predict import Predictor
@@ -257,6 +261,12 @@ def test_a_fusion_trains_exports_predicts_and_explains(tmp_path, fake_blazepose,
     overlay = explain(Predictor.from_run(out, backend="torch"), pose_photo("normal", 77))
     assert overlay.shape == (64, 48, 3)
     assert predictor.predict(np.zeros((64, 48, 3), np.uint8)).label is None
+    report = evaluate(EvalConfig(run=out, data=data, top_k=2, device="cpu"))
+    assert report["coverage"] == 1.0 and report["n"] == 8 and (out / "eval" / "top_losses.png").is_file()
+    Image.fromarray(pose_photo("normal", 78)).save(tmp_path / "me.png")
+    label, shown, note = Handlers(predictor, AppConfig(), tmp_path).classify(str(tmp_path / "me.png"), explain=True)
+    assert label["label"] in ("normal", "forward_head") and shown.shape == (64, 48, 3)
+    assert "CNN" in note and "landmarks" in note  # Grad-CAM for the CNN part, the landmarks for the geometry
 
 
 # --------------------------------------------------------------------------------------- the app
