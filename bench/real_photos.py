@@ -1,36 +1,38 @@
-"""Accuracy on the real photos, with splits that never put one person (or one capture session) on both sides.
+"""Real photos of people the model never saw: every extractor of the zoo, leave-one-source-out.
 
-Why this benchmark exists: the 93 real photos in ``../shared/data/real`` come from 3 sources (capture
-sessions) and 11 people, 2 of whom account for 77 near-identical video frames. A random split of
-files would score the identity, not the posture. So two protocols, both grouped:
+Why this benchmark exists: ``../shared/data/real`` holds real photos from a few sources (capture
+sessions; see its SOURCES.md), most of them one person each, in near-identical video frames. A random
+split of files would score the identity, not the posture. So two protocols, both grouped:
 
-* **leave-one-source-out** (LOSO, 3 folds): train on two sources, test on the third, i.e. on "a capture
-  session it never saw" (different room, camera, viewpoint, labeller);
-* **subject-grouped CV**: ``StratifiedGroupKFold`` by ``subject`` (5 folds over 11 people).
+* **leave-one-source-out** (LOSO): train on every other source, test on one, i.e. on "a capture
+  session it never saw" (different room, camera, viewpoint, person, labeller);
+* **subject-grouped CV**: ``StratifiedGroupKFold`` by ``subject``.
 
 Each fold is written as a dataset folder (``manifest.csv`` with a ``split`` column; ``images/`` is a
-symlink to the ingested copy). The validation split, needed by ``posture.finetune`` for early
-stopping, comes from the training sources only: whole people where a source has many, and blocks of
-consecutive frames of each clip where a source is one person (those frames stay correlated with
-training, so val scores are optimistic; the test split never shares a person or session with training).
+symlink to the ingested copy). The validation split comes from the training sources only: whole people
+where a source has many, and blocks of consecutive frames of each clip where a source is one person.
 
-Compared on the same folds:
+Every configuration is trained by the product (``posture.finetune.run_finetune``) and answered by the
+product (``posture.predict.Predictor``), which says "cannot assess" when it finds no person: scores are
+on the assessed photos, with the coverage beside them. The grid (``--configs``):
 
-* **baseline**: a plain ``sklearn`` ``LogisticRegression`` on frozen genuine EfficientNet-Lite0 features
-  (eval transform), trained on the fold's train+val images;
-* **product**: ``posture.finetune.run_finetune`` with one lever changed at a time (augmentation views,
-  MLP head, unfreezing, image size, a head pre-trained on ``posture.synth`` front views, the
-  head-and-shoulders crop ``--crop pose``). The calibrated pose model has its own bench on the same
-  folds, ``bench/pose_calibration.py``.
+* extractors: ``cnn`` (EfficientNet-Lite0 on the whole photo), ``cnn_crop`` (on the BlazePose
+  head-and-shoulders crop), ``pose`` (posture geometry from BlazePose landmarks), ``fusion``
+  (``efficientnet_lite0+pose``); each with a linear and an MLP head;
+* ``default``: ``FinetuneConfig``'s defaults as they are (no option at all), and ``default_evaluated``:
+  the same run after ``posture.evaluate`` fitted its threshold on the fold's validation split, as the
+  README demo does before the app uses a run;
+* calibrated rows (pose and fusion): ``Predictor.with_reference`` on one upright photo of the test
+  session (``--calibration-draws`` seeded draws; that photo is not scored).
 
-Reported per fold and pooled (every image is tested exactly once per protocol): balanced accuracy,
-accuracy, confusion-matrix counts (sklearn, rows = truth, class order as in ``classes``) and per
-source. Writes ``bench/results/real_photos.json|md``; fold folders, runs and the feature cache stay
-under ``--work``.
+Reported: balanced accuracy per fold and pooled, per-fold confusion matrices, coverage, and a 95 %
+interval for the pooled balanced accuracy by person (a bootstrap that resamples whole subjects).
+``--select-features`` adds a forward selection of the geometry features by LOSO (a logistic regression
+on the product's own geometry as the proxy), which is how ``posture.geometry.DEFAULT_FEATURES`` was
+chosen. Writes ``bench/results/real_photos.json|md``; folds, runs and caches stay under ``--work``.
 
-    python bench/real_photos.py                     # default grid (~13 min on 2 busy cores)
-    python bench/real_photos.py --configs default,unfreeze1,unfreeze2 --protocols loso   # opt-in unfreezing
-    python bench/real_photos.py --configs default,aug0 --protocols loso
+    python bench/real_photos.py                       # the whole grid (~15 min on 2 cores, cold caches)
+    python bench/real_photos.py --configs default,pose_mlp --protocols loso
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,151 +61,113 @@ from posture.cli import UserError
 log = logging.getLogger("bench.real_photos")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REAL = Path("..") / "shared" / "data" / "real"
-MODEL = "efficientnet_lite0"
+CNN = "efficientnet_lite0"
 POSITIVE = "forward_head"
-
-
-# --------------------------------------------------------------------------- configurations
+UPRIGHT = "normal"
+MLP = {"head_hidden": 256, "head_dropout": 0.3}
+LINEAR = {"head_hidden": 0, "head_dropout": 0.0}
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One product configuration: FinetuneConfig overrides relative to the product defaults."""
+class Config:
+    """One product configuration: ``FinetuneConfig`` overrides (an empty dict is the defaults)."""
 
-    name: str
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""
-    synth_init: bool = False   # start the head from a run trained on posture.synth front views
-    protocols: tuple[str, ...] = ("loso", "cv")  # unfreezing trains on images: too slow for every CV fold
-    standardize: bool = False  # bench-only emulation of a proposed product change (see standardized_head)
+    evaluate: bool = False  # also run posture.evaluate (threshold fitted on val) before predicting
 
     @property
-    def crop(self) -> str:
-        return str(self.overrides.get("crop", "none"))
+    def reads_pose(self) -> bool:
+        from posture.finetune import DEFAULT_MODEL
+        from posture.models import extractor_parts
+
+        return extractor_parts(self.overrides.get("model", DEFAULT_MODEL)).pose
 
 
-#: The fixed reference every lever is changed from, one at a time. Pinned (rather than "whatever
-#: FinetuneConfig defaults to today") because the product's defaults move; `default` tracks them.
-BASE: dict[str, Any] = {"aug_views": 2, "head_hidden": 0, "head_dropout": 0.0, "patience": 10, "epochs": 60}
-
-VARIANTS: dict[str, Variant] = {v.name: v for v in [
-    Variant("default", {}, "the product's current FinetuneConfig defaults (see product_defaults in the JSON)"),
-    Variant("base", dict(BASE), "reference: 2 aug views, linear head, 224 px, head only, patience 10"),
-    Variant("aug0", {**BASE, "aug_views": 0}, "base with no augmented views"),
-    Variant("aug4", {**BASE, "aug_views": 4}, "base with 4 augmented views"),
-    Variant("mlp", {**BASE, "head_hidden": 256, "head_dropout": 0.3}, "base with an MLP head 256, dropout 0.3"),
-    Variant("unfreeze1", {**BASE, "unfreeze": "1", "unfreeze_epochs": 3},
-            "base, then last stage unfrozen, 3 epochs (LOSO only)", protocols=("loso",)),
-    Variant("unfreeze2", {**BASE, "unfreeze": "2", "unfreeze_epochs": 3},
-            "base, then last 2 stages unfrozen, 3 epochs (LOSO only)", protocols=("loso",)),
-    Variant("size288", {**BASE, "image_size": 288}, "base at input 288 px instead of 224"),
-    Variant("synth_head", dict(BASE), "base with the head initialised from a synth front-view run", synth_init=True),
-    Variant("lr_long", {**BASE, "lr": 1e-2, "epochs": 200, "patience": 40}, "base with head LR 1e-2, up to 200 epochs"),
-    Variant("std_head", dict(BASE), "NOT a product option: the product's head training (HeadPhase, base options) on "
-            "features standardised with the training split's mean/std, emulated in this bench", standardize=True),
-    Variant("crop", {**BASE, "crop": "pose"}, "base with --crop pose (head and shoulders found by BlazePose)"),
-    Variant("crop_aug0", {**BASE, "crop": "pose", "aug_views": 0}, "crop with no augmented views"),
-    Variant("crop_mlp", {**BASE, "crop": "pose", "head_hidden": 256, "head_dropout": 0.3},
-            "crop with an MLP head 256, dropout 0.3"),
-    Variant("crop_default", {"crop": "pose"}, "the product's defaults with --crop pose"),
-    Variant("crop_std", {**BASE, "crop": "pose"}, "std_head on cropped photos (bench emulation, see std_head)",
-            standardize=True),
-]}
-#: Variants that need MediaPipe (``--crop pose``); left out of the default grid when it is missing.
-CROP_VARIANTS = [name for name, v in VARIANTS.items() if v.crop != "none"]
-#: Unfreezing is opt-in (--configs ...,unfreeze1,unfreeze2): it trains on images, ~2.5 min per fold on 2 busy
-#: cores (13 of the 26 min the full grid took); on these folds unfreeze1 changed no test prediction and
-#: unfreeze2 only made the postural fold worse.
-DEFAULT_VARIANTS = [name for name in VARIANTS if not name.startswith("unfreeze")]
+CONFIGS: dict[str, Config] = {
+    "default": Config({}, "FinetuneConfig defaults, no option given"),
+    "default_evaluated": Config({}, "the defaults, then posture.evaluate's threshold (fitted on val)", evaluate=True),
+    "cnn": Config({"model": CNN, **LINEAR}, "EfficientNet-Lite0, whole photo, linear head"),
+    "cnn_mlp": Config({"model": CNN, **MLP}, "EfficientNet-Lite0, whole photo, MLP head (the CNN default)"),
+    "cnn_crop": Config({"model": CNN, "crop": "pose", **LINEAR}, "EfficientNet-Lite0 on the head-and-shoulders crop"),
+    "cnn_crop_mlp": Config({"model": CNN, "crop": "pose", **MLP}, "the same, MLP head"),
+    "pose": Config({"model": "pose", **LINEAR}, "posture geometry, linear head"),
+    "pose_mlp": Config({"model": "pose", **MLP}, "posture geometry, MLP head"),
+    "pose_val_source": Config({"model": "pose", "val_group": "source"}, "pose, validation from a held-out source"),
+    "pose_aug0": Config({"model": "pose", "aug_views": 0}, "pose without landmark-space augmentation"),
+    "fusion": Config({"model": f"{CNN}+pose", **LINEAR}, "CNN on the crop ‖ geometry, linear head"),
+    "fusion_mlp": Config({"model": f"{CNN}+pose", **MLP}, "the same, MLP head"),
+}
 
 
 @dataclass
 class BenchConfig:
     real: Path
     work: Path
-    variants: list[str]
+    configs: list[str]
     protocols: list[str]
     cv_folds: int = 5
     seed: int = 0
-    near_dup_threshold: int = -1
-    synth_n: int = 240
-    threads: int = 2
+    calibration_draws: int = 5
+    bootstrap: int = 2000
+    select_features: bool = False
 
 
-# --------------------------------------------------------------------------- data
+# --------------------------------------------------------------------------- data and folds
 
 
-def ingest(real: Path, out: Path, near_dup_threshold: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The product's ingest, with subject and source taken from the folder's own manifest."""
+def ingest(real: Path, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The product's ingest (exact duplicates removed), subject and source from the folder's manifest."""
     cmd = [sys.executable, "-m", "posture.ingest", str(real), "--out", str(out), "--labels",
-           str(real / "manifest.csv"), "--near-dup-threshold", str(near_dup_threshold),
-           "--no-progress", "-q", "--overwrite"]
+           str(real / "manifest.csv"), "--near-dup-threshold", "-1", "--no-progress", "-q", "--overwrite"]
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"ingest failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    frame = pd.read_csv(out / "manifest.csv")
-    summary = pd.read_json(out / "summary.json", typ="series")
-    counts = dict(summary["counts"])
-    info = {"command": " ".join(cmd[1:]).replace(str(real), "REAL").replace(str(out), "TMP"),
-            "near_dup_threshold": near_dup_threshold, "kept": len(frame), "counts": counts,
-            "kept_by_source_label": {f"{s}/{lbl}": int(n) for (s, lbl), n in
-                                     frame.groupby(["source", "label"]).size().items()}}
+    frame = pd.read_csv(out / "manifest.csv", dtype={"subject": str})
+    info = {"command": " ".join(cmd[1:]).replace(str(real), "REAL").replace(str(out), "TMP"), "kept": len(frame),
+            "by_source_label": {f"{s}/{lbl}": int(n) for (s, lbl), n in frame.groupby(["source", "label"]).size().items()},
+            "people": int(frame["subject"].nunique())}
     return frame, info
 
 
 def inner_groups(frame: pd.DataFrame, blocks: int = 5) -> pd.Series:
-    """Groups for carving val out of a training pool.
-
-    A person with few photos is one group. A person with many (a video of one person) is split
-    into ``blocks`` runs of consecutive frames per clip, so val holds frames from other moments
-    of the same clip rather than the neighbours of training frames.
-    """
+    """Groups for carving val out of a training pool: a person with few photos is one group; a
+    person with many (a video) is cut into ``blocks`` runs of consecutive frames per clip."""
     stems = frame["source_path"].astype(str).map(lambda p: Path(p).stem)
     clip = frame["subject"].astype(str) + "|" + stems.map(lambda s: re.sub(r"\d+$", "", s))
     sizes = frame.groupby("subject")["path"].transform("size")
     order = stems.groupby(clip).rank(method="first") - 1
-    clip_len = clip.map(clip.value_counts())
-    block = (order * blocks // clip_len).astype(int).astype(str)
+    block = (order * blocks // clip.map(clip.value_counts())).astype(int).astype(str)
     return pd.Series(np.where(sizes >= 10, clip + "|" + block, frame["subject"].astype(str)), index=frame.index)
 
 
-def pick_val(pool: pd.DataFrame, seed: int, share: int = 5) -> np.ndarray:
-    """Boolean mask over ``pool``: about 1/share of it, grouped and stratified by label."""
+def make_folds(frame: pd.DataFrame, protocol: str, cv_folds: int, seed: int) -> list[tuple[str, np.ndarray]]:
+    """``[(name, test_mask)]``; every row is in exactly one fold's test set."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    groups = inner_groups(pool)
-    n_splits = max(2, min(share, groups.nunique()))
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, val_idx = next(splitter.split(pool, pool["label"], groups))
-    mask = np.zeros(len(pool), bool)
-    mask[val_idx] = True
-    return mask
-
-
-def make_folds(frame: pd.DataFrame, protocol: str, cv_folds: int, seed: int) -> list[dict[str, Any]]:
-    """``[{name, test_mask}]``; every row is in exactly one fold's test set."""
     if protocol == "loso":
-        return [{"name": f"test={s}", "test": (frame["source"] == s).to_numpy()}
-                for s in sorted(frame["source"].unique())]
-    from sklearn.model_selection import StratifiedGroupKFold
-
+        return [(f"test={s}", (frame["source"] == s).to_numpy()) for s in sorted(frame["source"].unique())]
     splitter = StratifiedGroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
     folds = []
     for k, (_, test_idx) in enumerate(splitter.split(frame, frame["label"], frame["subject"])):
         mask = np.zeros(len(frame), bool)
         mask[test_idx] = True
-        folds.append({"name": f"cv{k}", "test": mask})
+        folds.append((f"cv{k}", mask))
     return folds
 
 
 def write_fold(frame: pd.DataFrame, ingested: Path, fold_dir: Path, test: np.ndarray, seed: int) -> pd.DataFrame:
-    """A dataset folder for one fold: manifest with train/val/test, images linked to the ingested copy."""
+    """A dataset folder for one fold: train/val from the other sources, test the held-out rows."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     fold = frame.copy()
     pool = fold[~test]
-    val = pick_val(pool, seed)
+    groups = inner_groups(pool)
+    splitter = StratifiedGroupKFold(n_splits=max(2, min(5, groups.nunique())), shuffle=True, random_state=seed)
+    _, val_idx = next(splitter.split(pool, pool["label"], groups))
     fold["split"] = "test"
-    fold.loc[pool.index[val], "split"] = "val"
-    fold.loc[pool.index[~val], "split"] = "train"
+    fold.loc[pool.index, "split"] = "train"
+    fold.loc[pool.index[val_idx], "split"] = "val"
     if fold_dir.exists():
         shutil.rmtree(fold_dir)
     fold_dir.mkdir(parents=True)
@@ -213,280 +177,204 @@ def write_fold(frame: pd.DataFrame, ingested: Path, fold_dir: Path, test: np.nda
     return fold
 
 
-# --------------------------------------------------------------------------- features and baseline
+# --------------------------------------------------------------------------- scoring
 
 
-def eval_features(root: Path, frame: pd.DataFrame, classes: list[str], image_size: int | None = None,
-                  weights: bool | str = True, crop: str = "none") -> torch.Tensor:
-    """Frozen-backbone features of every row through the product's eval transform."""
-    from dataclasses import replace
-
-    from posture import models as zoo
-    from posture.data import ManifestDataset
-    from posture.transforms import build_eval_transform
-
-    model = zoo.build_model(MODEL, len(classes), pretrained=weights)
-    pre = model.preprocessing if image_size is None else replace(model.preprocessing, input_size=image_size)
-    pre = replace(pre, crop=crop)
-    data = ManifestDataset(root, None, build_eval_transform(pre), classes, frame=frame)
-    loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=False, num_workers=0)
-    model.backbone.eval()
-    with torch.inference_mode():
-        return torch.cat([model.backbone(x) for x, _ in loader]).float()
-
-
-def baseline_predict(feats: np.ndarray, y: np.ndarray, train: np.ndarray, seed: int,
-                     scaled: bool = False) -> np.ndarray:
-    """The issue's plain baseline: sklearn defaults, no class weights (``scaled``: StandardScaler first)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = LogisticRegression(max_iter=5000, random_state=seed)
-    if scaled:
-        clf = make_pipeline(StandardScaler(), clf)
-    clf.fit(feats[train], y[train])
-    return clf.predict(feats)
-
-
-# --------------------------------------------------------------------------- product
-
-
-def train_synth_run(cfg: BenchConfig, cache: Path) -> Path:
-    """A head trained on posture.synth front views (frozen backbone), to initialise real-photo heads."""
-    from posture.finetune import FinetuneConfig, run_finetune
-
-    run = cfg.work / "synth_run_base"
-    if (run / "model.safetensors").is_file():
-        return run
-    drop, data = cfg.work / "synth_drop", cfg.work / "synth_data"
-    for cmd in ([sys.executable, "-m", "posture.synth", str(drop), "--view", "front", "--n", str(cfg.synth_n),
-                 "--seed", str(cfg.seed), "--overwrite", "-q"],
-                [sys.executable, "-m", "posture.ingest", str(drop), "--out", str(data), "--no-progress", "-q",
-                 "--overwrite"]):
-        proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise UserError(f"{' '.join(cmd[1:3])} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    run_finetune(FinetuneConfig(data=str(data), out=str(run), model=MODEL, seed=cfg.seed, **{**BASE, "aug_views": 0},
-                                cache_dir=str(cache), workers=0, progress=False, overwrite=True))
-    return run
-
-
-def product_predict(run_dir: Path, fold: pd.DataFrame, fold_dir: Path, classes: list[str],
-                    feats_by_size: dict[tuple[int, str], torch.Tensor], metrics: dict[str, Any]) -> np.ndarray:
-    """Per-image test predictions of a finished run.
-
-    Head-only runs: the run's head on the eval features (cheap; same frozen backbone). Unfrozen
-    runs: the whole model through the Predictor. Either way the counts are checked against the
-    confusion matrix ``run_finetune`` itself reported.
-    """
-    from posture.checkpoint import load_checkpoint
-    from posture.models import model_from_config
-
-    ckpt = load_checkpoint(run_dir)
-    test = (fold["split"] == "test").to_numpy()
-    size = (int(ckpt.config["input_size"]), str(ckpt.config["preprocessing"].get("crop", "none")))
-    if metrics.get("best_phase") == "unfreeze" or size not in feats_by_size:
-        from posture.predict import Predictor
-
-        predictor = Predictor.from_run(run_dir, backend="torch")
-        paths = [str(fold_dir / p) for p in fold.loc[test, "path"]]
-        pred = predictor.logits(paths).argmax(1)
-    else:
-        model = model_from_config(ckpt.config)
-        model.load_state_dict(ckpt.state_dict)
-        model.eval()
-        with torch.inference_mode():
-            pred = model.head(feats_by_size[size][torch.from_numpy(test.copy())]).argmax(1).numpy()
-    y = np.array([classes.index(lbl) for lbl in fold.loc[test, "label"]])
-    from sklearn.metrics import confusion_matrix
-
-    ours = confusion_matrix(y, pred, labels=list(range(len(classes)))).tolist()
-    if metrics.get("test") and ours != metrics["test"]["confusion_matrix"]:
-        log.warning("%s: recomputed test confusion %s differs from run_finetune's %s", run_dir, ours,
-                    metrics["test"]["confusion_matrix"])
-    return pred
-
-
-def standardized_head(fold_dir: Path, fold: pd.DataFrame, classes: list[str], cache: Path,
-                      seed: int, crop: str = "none") -> np.ndarray:
-    """Test predictions of the product's own head phase on standardised features.
-
-    Why: a plain logistic regression moves off chance on unseen sessions only once its inputs are
-    standardised, and ``run_finetune`` has no such option. This reuses the product's pieces
-    (feature cache, ``HeadPhase``, ``run_phase``, early stopping, default options) and only adds
-    ``(x - mean) / std`` with statistics of the training split, to size that proposed change.
-    """
-    from posture import models as zoo
-    from posture.features import FeatureCache, FeatureSpec, extract_features
-    from posture.finetune import FinetuneConfig, _optim_spec
-    from posture.training import distributed
-    from posture.training.loop import EarlyStopping, HeadPhase, PhaseRun, run_phase
-
-    d = FinetuneConfig(data=str(fold_dir), out="", seed=seed, **BASE)
-    torch.manual_seed(seed)
-    model = zoo.build_model(MODEL, len(classes), pretrained=True,
-                            head=zoo.HeadSpec(hidden=d.head_hidden, dropout=d.head_dropout))
-    model.freeze_backbone()
-    spec = FeatureSpec(arch=MODEL, weights_fingerprint=zoo.weights_fingerprint(MODEL, True),
-                       preprocessing=replace(model.preprocessing, crop=crop), aug_views=d.aug_views, aug_seed=seed,
-                       aug_strength=d.aug_strength)
-    parts = {s: fold[fold["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
-    common = {"cache": FeatureCache(cache), "workers": 0, "num_features": model.num_features, "progress": False}
-    train_x = extract_features(model.backbone, fold_dir, parts["train"], spec, **common).features
-    evalx = {s: extract_features(model.backbone, fold_dir, parts[s], replace_views(spec), **common).features[:, 0]
-             for s in ("val", "test")}
-    mean, std = train_x[:, 0].mean(0), train_x[:, 0].std(0) + 1e-6
-    train_x = (train_x - mean) / std
-    evalx = {s: (x - mean) / std for s, x in evalx.items()}
-    y = {s: torch.tensor([classes.index(lbl) for lbl in parts[s]["label"]]) for s in parts}
-    phase = HeadPhase(model, train_x, y["train"], evalx["val"], y["val"], len(classes), _optim_spec(d), d.epochs,
-                      d.batch_size, seed, distributed.detect(), torch.device("cpu"))
-    best = run_phase(phase, PhaseRun(epochs=d.epochs, history=[]), EarlyStopping(patience=d.patience),
-                     phase.state(), lambda epoch, best: None, progress=False)
-    phase.load(best)
-    model.head.eval()
-    with torch.inference_mode():
-        return model.head(evalx["test"]).argmax(1).numpy()
-
-
-def replace_views(spec: Any) -> Any:
-    return replace(spec, aug_views=0)
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, Any]:
+def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Balanced accuracy, accuracy and confusion on the assessed rows (``pred >= 0``)."""
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 
-    return {"n": len(y), "accuracy": round(float((y == pred).mean()), 4),
-            "balanced_accuracy": round(float(balanced_accuracy_score(y, pred)), 4) if len(set(y)) > 1 else None,
-            "confusion_matrix": confusion_matrix(y, pred, labels=list(range(n_classes))).tolist()}
+    seen = pred >= 0
+    ys, ps = y[seen], pred[seen]
+    return {"n": int(len(y)), "assessed": int(seen.sum()), "coverage": round(float(seen.mean()), 4) if len(y) else None,
+            "accuracy": round(float((ys == ps).mean()), 4) if len(ys) else None,
+            "balanced_accuracy": round(float(balanced_accuracy_score(ys, ps)), 4) if len(set(ys)) > 1 else None,
+            "confusion_matrix": confusion_matrix(ys, ps, labels=[0, 1]).tolist()}
 
 
-def summarise(frame: pd.DataFrame, pred: np.ndarray, fold_of: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Pooled, per fold and per source, from one prediction per image."""
-    y = np.array([classes.index(lbl) for lbl in frame["label"]])
-    out = {"pooled": scores(y, pred, len(classes)), "folds": {}, "per_source": {}}
+def person_interval(y: np.ndarray, pred: np.ndarray, subjects: np.ndarray, n: int, seed: int) -> list[float] | None:
+    """95 % interval of the pooled balanced accuracy, resampling whole people (cluster bootstrap)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    seen = pred >= 0
+    y, pred, subjects = y[seen], pred[seen], subjects[seen]
+    people = np.unique(subjects)
+    if len(people) < 2 or n < 1:
+        return None
+    rows = {p: np.flatnonzero(subjects == p) for p in people}
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        idx = np.concatenate([rows[p] for p in rng.choice(people, size=len(people), replace=True)])
+        if len(set(y[idx])) > 1:
+            values.append(balanced_accuracy_score(y[idx], pred[idx]))
+    return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)]
+
+
+def summarise(cfg: BenchConfig, frame: pd.DataFrame, pred: np.ndarray, fold_of: np.ndarray) -> dict[str, Any]:
+    y = (frame["label"] != POSITIVE).astype(int).to_numpy()  # class order: forward_head, normal
+    out: dict[str, Any] = {"pooled": scores(y, pred), "folds": {}, "per_source": {}}
+    out["pooled"]["interval_by_person"] = person_interval(y, pred, frame["subject"].astype(str).to_numpy(),
+                                                          cfg.bootstrap, cfg.seed)
     for name in pd.unique(fold_of):
         m = fold_of == name
-        out["folds"][str(name)] = scores(y[m], pred[m], len(classes))
+        out["folds"][str(name)] = scores(y[m], pred[m])
     for src in sorted(frame["source"].unique()):
         m = (frame["source"] == src).to_numpy()
-        out["per_source"][src] = scores(y[m], pred[m], len(classes))
-    fold_bacc = [f["balanced_accuracy"] for f in out["folds"].values() if f["balanced_accuracy"] is not None]
-    out["mean_fold_balanced_accuracy"] = round(float(np.mean(fold_bacc)), 4) if fold_bacc else None
+        out["per_source"][src] = scores(y[m], pred[m])
+    bacc = [f["balanced_accuracy"] for f in out["folds"].values() if f["balanced_accuracy"] is not None]
+    out["mean_fold_balanced_accuracy"] = round(float(np.mean(bacc)), 4) if bacc else None
+    out["min_fold_balanced_accuracy"] = round(float(np.min(bacc)), 4) if bacc else None
+    return out
+
+
+def predict_rows(predictor: Any, root: Path, rows: pd.DataFrame) -> tuple[np.ndarray, list[Any]]:
+    """Class index per row (``-1``: cannot assess) and the analyses, through the product's Predictor."""
+    from posture.images import load_rgb_array
+
+    analyses = [predictor.analyse(load_rgb_array(root / p)) for p in rows["path"]]
+    answers = predictor.predict_analysed(analyses)
+    return np.array([predictor.class_names.index(a.label) if a.assessed else -1 for a in answers]), analyses
+
+
+def calibrated_rows(predictor: Any, rows: pd.DataFrame, analyses: list[Any], draws: int,
+                    seed: int) -> list[np.ndarray]:
+    """Per draw: predictions after calibrating on one upright photo of the session (that photo -2, unscored)."""
+    candidates = [i for i, a in enumerate(analyses) if a.geometry is not None and rows["label"].iloc[i] == UPRIGHT]
+    out = []
+    rng = np.random.default_rng(seed)
+    for _ in range(draws):
+        pred = np.full(len(rows), -1)
+        if candidates:
+            ref = int(rng.choice(candidates))
+            calibrated = predictor.with_reference_geometry(analyses[ref].geometry)
+            answers = calibrated.predict_analysed(analyses)
+            pred = np.array([predictor.class_names.index(a.label) if a.assessed else -1 for a in answers])
+            pred[ref] = -2
+        out.append(pred)
     return out
 
 
 # --------------------------------------------------------------------------- the bench
 
 
-def run_protocol(cfg: BenchConfig, protocol: str, frame: pd.DataFrame, ingested: Path, classes: list[str],
-                 feats: dict[tuple[int, str], torch.Tensor], cache: Path, synth_run: Path | None) -> dict[str, Any]:
+def run_config(cfg: BenchConfig, name: str, protocol: str, folds: list[tuple[str, np.ndarray]],
+               frame: pd.DataFrame, fold_dirs: dict[str, Path], detector: Any) -> dict[str, Any]:
+    from posture.evaluate import EvalConfig, evaluate
     from posture.finetune import FinetuneConfig, run_finetune
+    from posture.predict import Predictor
 
-    folds = make_folds(frame, protocol, cfg.cv_folds, cfg.seed)
-    y = np.array([classes.index(lbl) for lbl in frame["label"]])
+    c = CONFIGS[name]
+    pred = np.full(len(frame), -1)
     fold_of = np.empty(len(frame), object)
-    variants = [v for v in cfg.variants if protocol in VARIANTS[v].protocols]
-    baselines = {"baseline_logreg": ((224, "none"), False), "baseline_logreg_scaled": ((224, "none"), True)}
-    if (224, "pose") in feats:
-        baselines.update({"baseline_logreg_crop": ((224, "pose"), False),
-                          "baseline_logreg_crop_scaled": ((224, "pose"), True)})
-    preds = {k: np.full(len(frame), -1) for k in baselines}
-    preds.update({v: np.full(len(frame), -1) for v in variants})
-    if synth_run is not None:
-        preds["synth_only"] = np.full(len(frame), -1)
-    fold_info, timings = [], {k: 0.0 for k in preds}
-    for f in folds:
-        test = f["test"]
-        fold_of[test] = f["name"]
-        fold_dir = cfg.work / "folds" / protocol / f["name"].replace("=", "_")
-        fold = write_fold(frame, ingested, fold_dir, test, cfg.seed)
-        split = fold["split"].to_numpy()
-        fold_info.append({"fold": f["name"], **{s: int((split == s).sum()) for s in ("train", "val", "test")},
-                          "test_subjects": int(fold.loc[test, "subject"].nunique()),
-                          "train_sources": sorted(fold.loc[~test, "source"].unique())})
-        for bname, (key, scaled) in baselines.items():
-            t0 = time.perf_counter()
-            preds[bname][test] = baseline_predict(feats[key].numpy(), y, ~test, cfg.seed, scaled)[test]
-            timings[bname] += time.perf_counter() - t0
-        if synth_run is not None:
-            preds["synth_only"][test] = product_predict(synth_run, fold, fold_dir, classes, feats, {})
-        for name in variants:
-            v = VARIANTS[name]
-            overrides = dict(v.overrides)
-            if v.synth_init:
-                if synth_run is None:
-                    continue
-                overrides["weights"] = str(synth_run / "model.safetensors")
-            run_dir = cfg.work / "runs" / protocol / f["name"].replace("=", "_") / name
-            t0 = time.perf_counter()
-            if v.standardize:
-                preds[name][test] = standardized_head(fold_dir, fold, classes, cache, cfg.seed, v.crop)
-                timings[name] += time.perf_counter() - t0
-                continue
-            metrics = run_finetune(FinetuneConfig(data=str(fold_dir), out=str(run_dir), model=MODEL, seed=cfg.seed,
-                                                  cache_dir=str(cache), workers=0, progress=False, overwrite=True,
-                                                  **overrides))
-            preds[name][test] = product_predict(run_dir, fold, fold_dir, classes, feats, metrics)
-            timings[name] += time.perf_counter() - t0
-            log.info("%s %s %s: test balanced accuracy %.3f (%.0f s)", protocol, f["name"], name,
-                     metrics["test"]["balanced_accuracy"], time.perf_counter() - t0)
-    results = {k: {**summarise(frame, p, fold_of, classes), "seconds": round(timings[k], 1)}
-               for k, p in preds.items() if (p >= 0).all()}
-    return {"folds": fold_info, "results": results}
+    calib = [np.full(len(frame), -1) for _ in range(cfg.calibration_draws)]
+    t0 = time.perf_counter()
+    for fold_name, test in folds:
+        fold_dir = fold_dirs[fold_name]
+        run = cfg.work / "runs" / protocol / fold_name.replace("=", "_") / name
+        options = {"seed": cfg.seed, **c.overrides}
+        run_finetune(FinetuneConfig(data=str(fold_dir), out=str(run), cache_dir=str(cfg.work / "cache"), workers=0,
+                                    progress=False, overwrite=True, **options))
+        if c.evaluate:
+            evaluate(EvalConfig(run=run, data=fold_dir, gradcam=False, top_k=0, device="cpu"))
+        predictor = Predictor.from_run(run, backend="torch", detector=detector)
+        rows = frame[test].reset_index(drop=True)
+        fold_of[test] = fold_name
+        pred[test], analyses = predict_rows(predictor, fold_dir, rows)
+        if c.reads_pose and protocol == "loso":
+            for k, p in enumerate(calibrated_rows(predictor, rows, analyses, cfg.calibration_draws, cfg.seed)):
+                calib[k][test] = p
+    out = {**summarise(cfg, frame, pred, fold_of), "seconds": round(time.perf_counter() - t0, 1)}
+    if c.reads_pose and protocol == "loso" and cfg.calibration_draws:
+        draws = [summarise(cfg, frame[p != -2].reset_index(drop=True), p[p != -2], fold_of[p != -2]) for p in calib]
+        means = [d["mean_fold_balanced_accuracy"] for d in draws if d["mean_fold_balanced_accuracy"] is not None]
+        out["calibrated"] = {"draws": len(draws), "mean_fold_balanced_accuracy": round(float(np.mean(means)), 4),
+                             "range": [round(float(min(means)), 4), round(float(max(means)), 4)],
+                             "folds": {f: round(float(np.mean([d["folds"][f]["balanced_accuracy"] for d in draws
+                                                               if d["folds"][f]["balanced_accuracy"] is not None])), 4)
+                                       for f in draws[0]["folds"]}}
+    log.info("%s %s: mean fold balanced accuracy %s (folds %s), coverage %s", protocol, name,
+             out["mean_fold_balanced_accuracy"], {k: v["balanced_accuracy"] for k, v in out["folds"].items()},
+             out["pooled"]["coverage"])
+    return out
+
+
+def select_features(cfg: BenchConfig, frame: pd.DataFrame, root: Path, detector: Any,
+                    max_features: int = 5) -> dict[str, Any]:
+    """Forward selection of geometry features by LOSO (mean fold balanced accuracy, ties by the worst
+    fold), on the product's own landmarks and geometry, with a class- and source-balanced logistic
+    regression as a fast proxy of the product's linear head."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from posture.features import FeatureCache, frame_paths
+    from posture.geometry import FEATURES, posture_features
+    from posture.landmarks import detect_landmarks
+
+    paths, shas = frame_paths(root, frame)
+    marks = detect_landmarks(paths, shas, FeatureCache(cfg.work / "cache"), detector=detector, progress=False)
+    names = list(FEATURES)
+    rows = [posture_features(lm, names, shape)[0] for lm, shape in zip(marks.landmarks, marks.shapes)]
+    keep = np.array([r is not None for r in rows])
+    x = np.stack([r for r in rows if r is not None])
+    y = (frame["label"][keep] == POSITIVE).to_numpy().astype(int)
+    src = frame["source"][keep].to_numpy()
+    weight = np.array([1.0 / (src == s).sum() for s in src])
+
+    def loso(cols: list[int]) -> list[float]:
+        out = []
+        for s in np.unique(src):
+            tr = src != s
+            clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000))
+            clf.fit(x[tr][:, cols], y[tr], logisticregression__sample_weight=weight[tr] * tr.sum() / weight[tr].sum())
+            out.append(float(balanced_accuracy_score(y[~tr], clf.predict(x[~tr][:, cols]))))
+        return out
+
+    chosen: list[int] = []
+    steps, best = [], -1.0
+    while len(chosen) < max_features:
+        trials = [(np.mean(f) + 0.5 * min(f), i, f) for i in range(len(names)) if i not in chosen
+                  for f in [loso(chosen + [i])]]
+        score, i, folds = max(trials)
+        if score <= best + 1e-9:
+            break
+        best = score
+        chosen.append(i)
+        steps.append({"features": [names[j] for j in chosen], "mean_fold": round(float(np.mean(folds)), 4),
+                      "folds": dict(zip(map(str, np.unique(src)), (round(v, 4) for v in folds)))})
+    single = {names[i]: round(float(np.mean(loso([i]))), 4) for i in range(len(names))}
+    return {"assessed": int(keep.sum()), "steps": steps, "single_feature_mean_fold": single}
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    cfg.work.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads)
-    t_start = time.perf_counter()
-    cache = cfg.work / "feature_cache"
-    ingested = cfg.work / "ingested"
-    frame, ingest_info = ingest(cfg.real, ingested, cfg.near_dup_threshold)
-    classes = [c for c in pd.read_json(ingested / "classes.json", typ="series")] \
-        if (ingested / "classes.json").is_file() else sorted(frame["label"].unique())
-    classes = list(classes)
-    log.info("ingested %d images (classes %s)", len(frame), classes)
-
-    feats = {(224, "none"): eval_features(ingested, frame, classes)}
-    if any(VARIANTS[v].overrides.get("image_size") == 288 for v in cfg.variants):
-        feats[(288, "none")] = eval_features(ingested, frame, classes, image_size=288)
-    if any(VARIANTS[v].crop == "pose" for v in cfg.variants):
-        feats[(224, "pose")] = eval_features(ingested, frame, classes, crop="pose")
-    synth_run = None
-    if any(VARIANTS[v].synth_init for v in cfg.variants):
-        t0 = time.perf_counter()
-        synth_run = train_synth_run(cfg, cache)
-        log.info("synth front-view run ready (%.0f s)", time.perf_counter() - t0)
-
     from posture.finetune import FinetuneConfig
+    from posture.pose import PoseDetector
 
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    ingested = cfg.work / "ingested"
+    frame, ingest_info = ingest(cfg.real, ingested)
+    detector = PoseDetector(cache_size=4096)  # one BlazePose graph for every predictor of the bench
     defaults = FinetuneConfig(data="", out="").training_dict()
-    payload: dict[str, Any] = {"classes": classes, "model": MODEL, "ingest": ingest_info,
-                               "product_defaults": {k: v for k, v in defaults.items() if k not in ("data", "out")},
-                               "base": BASE,
-                               "variants": {k: {"overrides": VARIANTS[k].overrides, "note": VARIANTS[k].note}
-                                            for k in cfg.variants},
-                               "protocols": {}}
+    payload: dict[str, Any] = {"ingest": ingest_info, "product_defaults": {k: v for k, v in defaults.items()
+                                                                          if k not in ("data", "out")},
+                               "configs": {k: {"overrides": CONFIGS[k].overrides, "note": CONFIGS[k].note}
+                                           for k in cfg.configs}, "protocols": {}}
+    if cfg.select_features:
+        payload["feature_selection"] = select_features(cfg, frame, ingested, detector)
     for protocol in cfg.protocols:
-        payload["protocols"][protocol] = run_protocol(cfg, protocol, frame, ingested, classes, feats, cache,
-                                                      synth_run)
-
-    # The issue's baseline on the default-deduplicated set too (near-duplicate frames removed).
-    dedup_dir = cfg.work / "ingested_dedup"
-    dframe, dinfo = ingest(cfg.real, dedup_dir, 5)
-    dfeats = eval_features(dedup_dir, dframe, classes).numpy()
-    dy = np.array([classes.index(lbl) for lbl in dframe["label"]])
-    dfolds = make_folds(dframe, "loso", cfg.cv_folds, cfg.seed)
-    dpred, dfold_of = np.full(len(dframe), -1), np.empty(len(dframe), object)
-    for f in dfolds:
-        dpred[f["test"]] = baseline_predict(dfeats, dy, ~f["test"], cfg.seed)[f["test"]]
-        dfold_of[f["test"]] = f["name"]
-    payload["dedup_baseline_loso"] = {"ingest": dinfo, **summarise(dframe, dpred, dfold_of, classes)}
+        folds = make_folds(frame, protocol, cfg.cv_folds, cfg.seed)
+        fold_dirs, info = {}, []
+        for name, test in folds:
+            fold_dirs[name] = cfg.work / "folds" / protocol / name.replace("=", "_")
+            fold = write_fold(frame, ingested, fold_dirs[name], test, cfg.seed)
+            info.append({"fold": name, **{s: int((fold["split"] == s).sum()) for s in ("train", "val", "test")},
+                         "test_people": int(fold.loc[test, "subject"].nunique()),
+                         "train_sources": sorted(fold.loc[~test, "source"].unique())})
+        results = {name: run_config(cfg, name, protocol, folds, frame, fold_dirs, detector) for name in cfg.configs}
+        payload["protocols"][protocol] = {"folds": info, "results": results}
     payload["seconds_total"] = round(time.perf_counter() - t_start, 1)
     payload["machine"] = machine()
     return payload
@@ -495,162 +383,103 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def _cm(c: list[list[int]]) -> str:
-    return f"[[{c[0][0]},{c[0][1]}],[{c[1][0]},{c[1][1]}]]" if len(c) == 2 else str(c)
-
-
-def _f(x: float | None) -> str:
+def _f(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def _cm(c: list[list[int]]) -> str:
+    return f"[[{c[0][0]},{c[0][1]}],[{c[1][0]},{c[1][1]}]]"
+
+
 def to_markdown(p: dict[str, Any]) -> str:
-    classes = p["classes"]
-    ing = p["ingest"]
-    lines = ["# Real photos: grouped accuracy (baseline vs product)", "",
-             (f"Model `{p['model']}` (genuine ImageNet weights). Data: `../shared/data/real` ingested with "
-             f"`{ing['command']}`: kept {ing['kept']} of {ing['counts'].get('files_found')} files "
-             f"(the other 2 are manifest.csv and SOURCES.md; {ing['counts'].get('duplicates')} duplicates removed). The default near-duplicate threshold (5 bits) "
-             f"keeps only {p['dedup_baseline_loso']['ingest']['kept']} (the video frames collapse to a few poses), "
-             "too few for per-source folds with training, so the main tables use exact-duplicate removal only; "
-             "the plain baseline on the deduplicated set is given at the end."), "",
-             (f"Confusion matrices are `[[TP_fh, FN_fh], [FP, TN]]` with rows = truth in class order {classes}. "
-             "Pooled = every image tested once, predictions concatenated over folds. "
-             "Test images come from people (LOSO: sessions) never seen in training; the val split used for early "
-             "stopping comes from the training sources only."), ""]
+    lines = ["# Real photos of unseen people: every extractor, leave-one-source-out", "",
+             f"`python bench/real_photos.py` on `../shared/data/real`: {p['ingest']['kept']} photos of "
+             f"{p['ingest']['people']} people ({', '.join(f'{k} {v}' for k, v in p['ingest']['by_source_label'].items())});"
+             " exact duplicates removed by the product's ingest. Every run is `posture.finetune` and every answer "
+             "`posture.predict.Predictor`; scores are balanced accuracy on the photos it could assess, coverage "
+             "beside them. Confusion matrices `[[TP_fh, FN_fh], [FP, TN]]` (rows = truth, forward_head first). "
+             "Intervals: 95 % by person (bootstrap over subjects) of the pooled balanced accuracy.", ""]
     for protocol, block in p["protocols"].items():
-        title = ("Leave-one-source-out (unseen capture session)" if protocol == "loso"
-                 else "Subject-grouped CV (StratifiedGroupKFold by subject)")
-        lines += [f"## {title}", "", "| fold | train | val | test | test people | trained on |",
-                  "|---|---:|---:|---:|---:|---|"]
-        for f in block["folds"]:
-            lines.append(f"| {f['fold']} | {f['train']} | {f['val']} | {f['test']} | {f['test_subjects']} | "
-                         f"{', '.join(f['train_sources'])} |")
-        fold_names = [f["fold"] for f in block["folds"]]
-        sources = sorted(next(iter(block["results"].values()))["per_source"]) if block["results"] else []
-        lines += ["", "| configuration | pooled bal. acc | pooled acc | mean fold bal. acc | "
-                  + " | ".join(f"{n} bal. acc" for n in fold_names) + " | pooled confusion | "
-                  + " | ".join(f"{s} acc (n)" for s in sources) + " | s |",
-                  "|---|---:|---:|---:|" + "---:|" * len(fold_names) + "---|" + "---:|" * len(sources) + "---:|"]
+        title = "Leave-one-source-out (unseen capture session)" if protocol == "loso" else \
+            "Subject-grouped CV (StratifiedGroupKFold by subject)"
+        lines += [f"## {title}", "", "| fold | train | val | test | test people | trained on |", "|---|---:|---:|---:|---:|---|"]
+        lines += [f"| {f['fold']} | {f['train']} | {f['val']} | {f['test']} | {f['test_people']} | "
+                  f"{', '.join(f['train_sources'])} |" for f in block["folds"]]
+        folds = [f["fold"] for f in block["folds"]]
+        lines += ["", "| configuration | mean fold bal. acc | worst fold | " + " | ".join(folds)
+                  + " | pooled bal. acc [95% by person] | coverage | calibrated (1 upright photo) | s |",
+                  "|---|---:|---:|" + "---:|" * len(folds) + "---:|---:|---:|---:|"]
         for name, r in block["results"].items():
-            lines.append(
-                f"| {name} | {_f(r['pooled']['balanced_accuracy'])} | {_f(r['pooled']['accuracy'])} | "
-                f"{_f(r['mean_fold_balanced_accuracy'])} | "
-                + " | ".join(_f(r["folds"][n]["balanced_accuracy"]) for n in fold_names)
-                + f" | {_cm(r['pooled']['confusion_matrix'])} | "
-                + " | ".join(f"{_f(r['per_source'][s]['accuracy'])} ({r['per_source'][s]['n']})" for s in sources)
-                + f" | {r['seconds']} |")
+            pooled = r["pooled"]
+            iv = pooled.get("interval_by_person")
+            cal = r.get("calibrated")
+            lines.append(f"| {name} | {_f(r['mean_fold_balanced_accuracy'])} | {_f(r['min_fold_balanced_accuracy'])} | "
+                         + " | ".join(_f(r["folds"][f]["balanced_accuracy"]) for f in folds)
+                         + f" | {_f(pooled['balanced_accuracy'])}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else "")
+                         + f" | {_f(pooled['coverage'])} | "
+                         + (f"{_f(cal['mean_fold_balanced_accuracy'])} ({cal['range'][0]:.2f}–{cal['range'][1]:.2f})"
+                            if cal else "–") + f" | {r['seconds']:.0f} |")
+        lines += ["", "Per-fold confusion matrices (assessed photos):", "",
+                  "| configuration | " + " | ".join(folds) + " |", "|---|" + "---|" * len(folds)]
+        lines += [f"| {name} | " + " | ".join(_cm(r["folds"][f]["confusion_matrix"]) for f in folds) + " |"
+                  for name, r in block["results"].items()]
         lines.append("")
-        lines += ["Per-fold confusion matrices:", "", "| configuration | " + " | ".join(fold_names) + " |",
-                  "|---|" + "---|" * len(fold_names)]
-        for name, r in block["results"].items():
-            lines.append(f"| {name} | " + " | ".join(_cm(r["folds"][n]["confusion_matrix"]) for n in fold_names) + " |")
-        lines.append("")
-    d = p["dedup_baseline_loso"]
-    lines += ["## Plain baseline on the deduplicated set (near-dup threshold 5), leave-one-source-out", "",
-              f"{d['ingest']['kept']} images kept ({d['ingest']['kept_by_source_label']}). Pooled balanced accuracy "
-              f"{_f(d['pooled']['balanced_accuracy'])}, accuracy {_f(d['pooled']['accuracy'])}, confusion "
-              f"{_cm(d['pooled']['confusion_matrix'])}; per fold "
-              + ", ".join(f"{k}: {_f(v['balanced_accuracy'])} (n={v['n']})" for k, v in d["folds"].items()) + ".", ""]
-    lines += ["Variants: " + "; ".join(f"`{k}`: {v['note']}" for k, v in p["variants"].items()) + ". "
-              "`baseline_logreg`: sklearn LogisticRegression defaults on frozen eval features "
-              "(`_scaled`: StandardScaler first). `synth_only`: the "
-              "synthetic front-view run applied as is (no real photo in training).", "",
-              (f"Compute time {p['seconds_total']} s (summed over the runs merged into this file) on "
-               f"{p['machine']['cpu_count']} cores"
-               + (f", plus {p['seconds_total_unfreeze_runs']} s for the merged unfreeze runs "
-                  if p.get("seconds_total_unfreeze_runs") else " ")
-               + f"(load average at start {p['machine']['load_average_at_start'][0]:.1f})."), ""]
-    if p.get("what_helped"):
-        lines += ["## What helped", "", p["what_helped"], ""]
+    if "feature_selection" in p:
+        fs = p["feature_selection"]
+        lines += ["## How the default geometry features were picked", "",
+                  f"Forward selection by LOSO on the {fs['assessed']} assessed photos (a class- and source-balanced "
+                  "logistic regression on the product's geometry as the proxy; score = mean fold + ½ worst fold):", ""]
+        lines += [f"{i + 1}. {', '.join(s['features'])}: mean fold {s['mean_fold']:.3f} ("
+                  + ", ".join(f"{k} {v:.2f}" for k, v in s["folds"].items()) + ")" for i, s in enumerate(fs["steps"])]
+        lines += ["", "Each feature alone (mean fold): " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                                    sorted(fs["single_feature_mean_fold"].items(),
+                                                                           key=lambda kv: -kv[1])), ""]
+    lines += ["Configurations: " + "; ".join(f"`{k}`: {v['note']}" for k, v in p["configs"].items()) + ".", "",
+              f"Product defaults: `{p['product_defaults']}`.", "",
+              f"Compute time {p['seconds_total']:.0f} s on {p['machine']['cpu_count']} cores "
+              f"(load average at start {p['machine']['load_average_at_start'][0]:.1f})."]
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- CLI
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", default=str(DEFAULT_REAL), help="the real-photo folder (default %(default)s)")
-    p.add_argument("--work", default="/tmp/posture_real_photos", help="fold folders, runs and feature cache")
-    p.add_argument("--configs", default=",".join(DEFAULT_VARIANTS), help="product variants, comma-separated "
-                   f"(default: {', '.join(DEFAULT_VARIANTS)}; also: "
-                   f"{', '.join(sorted(set(VARIANTS) - set(DEFAULT_VARIANTS)))}); 'none' for the baseline only")
-    p.add_argument("--protocols", default="loso,cv", help="loso and/or cv (default %(default)s)")
-    p.add_argument("--cv-folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--what-helped", default=None, help="a file whose text becomes the 'What helped' paragraph")
-    p.add_argument("--no-write", action="store_true", help="print the markdown, do not write bench/results")
-    p.add_argument("--merge-into", default=None, metavar="FILE",
-                   help="add this run's variants to an earlier results JSON (same folds) instead of replacing it")
-    p.add_argument("--from-json", default=None, metavar="FILE",
-                   help="re-render the markdown from a results JSON (e.g. to add --what-helped) without rerunning")
-    return p
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the real photo folder (default %(default)s)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/posture_real_photos"),
+                        help="scratch folder for folds, runs and caches (default %(default)s)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configurations")
+    parser.add_argument("--protocols", default="loso,cv", help="loso, cv or both (default %(default)s)")
+    parser.add_argument("--calibration-draws", type=int, default=5, help="seeded upright-photo draws (default 5)")
+    parser.add_argument("--select-features", action="store_true", help="also run the geometry feature selection")
+    parser.add_argument("--no-write", action="store_true", help="print the markdown, write nothing to bench/results")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
-    real = Path(args.real)
-    if not real.is_absolute() and not real.exists():
-        real = ROOT / real  # the documented path is relative to the repository root
-    if args.from_json:
-        import json
-
-        payload = json.loads(Path(args.from_json).read_text())
-        return _emit(payload, args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("posture", "posture.features", "posture.landmarks", "posture.finetune", "posture.training.loop",
+                  "posture.evaluate", "posture.data"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    real = args.real if args.real.is_absolute() else (ROOT / args.real)
     if not (real / "manifest.csv").is_file():
-        log.error("%s: no real photos (manifest.csv missing); nothing to do", real)
+        log.error("error: %s has no manifest.csv (the real photos live in ../shared/data/real)", real)
         return 2
-    variants = [] if args.configs == "none" else [v.strip() for v in args.configs.split(",") if v.strip()]
-    from posture.pose import pose_available
-
-    if args.configs == build_parser().get_default("configs") and not pose_available():
-        log.warning("MediaPipe is not installed: leaving out %s (pip install --no-deps -r requirements-pose.txt)",
-                    ", ".join(CROP_VARIANTS))
-        variants = [v for v in variants if v not in CROP_VARIANTS]
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
     if unknown:
-        log.error("unknown configuration(s) %s; choose from %s", unknown, ", ".join(VARIANTS))
+        log.error("error: unknown configuration(s) %s; choose from %s", unknown, ", ".join(CONFIGS))
         return 2
-    cfg = BenchConfig(real=real.resolve(), work=Path(args.work), variants=variants,
-                      protocols=[s.strip() for s in args.protocols.split(",") if s.strip()],
-                      cv_folds=args.cv_folds, seed=args.seed)
+    torch.set_num_threads(2)
+    cfg = BenchConfig(real=real.resolve(), work=args.work, configs=args.configs.split(","),
+                      protocols=args.protocols.split(","), calibration_draws=args.calibration_draws,
+                      select_features=args.select_features)
     payload = run_bench(cfg)
-    if args.merge_into:
-        payload = merge(json_load(args.merge_into), payload)
-    return _emit(payload, args)
-
-
-def json_load(path: str) -> dict[str, Any]:
-    import json
-
-    return json.loads(Path(path).read_text())
-
-
-def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Earlier results plus this run's variants; folds must match (same data, seed and fold count)."""
-    for protocol, block in new["protocols"].items():
-        if protocol not in old["protocols"]:
-            old["protocols"][protocol] = block
-            continue
-        if block["folds"] != old["protocols"][protocol]["folds"]:
-            raise UserError(f"--merge-into: the {protocol} folds differ from the earlier run's; rerun everything")
-        old["protocols"][protocol]["results"].update(block["results"])
-    old["variants"].update(new["variants"])
-    old["seconds_total"] = round(float(old["seconds_total"]) + float(new["seconds_total"]), 1)
-    return old
-
-
-def _emit(payload: dict[str, Any], args: argparse.Namespace) -> int:
-    if args.what_helped:
-        payload["what_helped"] = Path(args.what_helped).read_text().strip()
     markdown = to_markdown(payload)
     if args.no_write:
         print(markdown)
     else:
-        for path in write_results("real_photos", payload, markdown):
-            log.info("wrote %s", path)
+        paths = write_results("real_photos", payload, markdown)
+        log.info("wrote %s", ", ".join(map(str, paths)))
     return 0
 
 
