@@ -146,7 +146,7 @@ def bench_in_process(cfg: ServeBenchConfig, run: Path, images: list[Path], threa
 
     torch_pred = Predictor.from_run(run, backend="torch", threads=threads)
     onnx_pred = Predictor.from_run(run, backend="onnx", threads=threads)
-    x = torch_pred.preprocess(images[0])[None].astype(np.float32)
+    x = {"images": torch_pred.preprocess(images[0])[None].astype(np.float32)}
     counter = {"i": 0}
 
     def next_image() -> Path:
