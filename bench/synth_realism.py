@@ -1,0 +1,169 @@
+"""How close are the synthetic pictures to photographs, as a pose model reads them?
+
+The demo model is trained on ``posture.synth`` pictures alone; it can only carry over to real photos
+if BlazePose reads the synthetic people as it reads people, and if the geometry it measures there
+follows the rendered craniovertebral angle the way it follows posture in photographs. This bench
+measures exactly that, with the product's own landmark stage and geometry:
+
+* BlazePose detection (and assessment) rate per view;
+* the correlation of each geometry feature with the rendered CVA, per view;
+* each feature's distribution per class, synthetic vs ``../shared/data/real``, as a plot
+  (``bench/results/synth_realism_features.png``) and as per-class medians in the table.
+
+    python bench/synth_realism.py                 # 300 pictures per view, seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, repo_root_on_path, write_results  # noqa: E402
+
+repo_root_on_path()
+log = logging.getLogger("bench.synth_realism")
+DEFAULT_REAL = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "real"
+PLOT_NAME = "synth_realism_features.png"
+
+
+def geometry_table(root: Path, frame: pd.DataFrame, cache: Path) -> pd.DataFrame:
+    """Every geometry feature of every photo (NaN when it cannot be assessed), plus ``found``."""
+    from posture.features import FeatureCache, frame_paths
+    from posture.geometry import FEATURES, posture_features
+    from posture.landmarks import detect_landmarks
+
+    paths, shas = frame_paths(root, frame)
+    marks = detect_landmarks(paths, shas, FeatureCache(cache), progress=False)
+    names = list(FEATURES)
+    rows = []
+    for lm, shape in zip(marks.landmarks, marks.shapes):
+        values, _ = posture_features(lm, names, shape)
+        rows.append({"found": lm is not None, "assessed": values is not None,
+                     **dict(zip(names, values if values is not None else [np.nan] * len(names)))})
+    return pd.concat([frame.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
+def synthetic(n: int, seed: int, work: Path) -> pd.DataFrame:
+    from posture.synth.drop import SynthConfig, generate
+
+    frames = []
+    for view in ("side", "front"):
+        out = work / f"synth_{view}"
+        labels = generate(SynthConfig(out=out, n=n, seed=seed, view=view, overwrite=True))
+        labels = labels.rename(columns={"filename": "path"})
+        labels["root"] = str(out)
+        frames.append(labels)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
+    from posture.geometry import FEATURES
+
+    out: dict[str, Any] = {"views": {}, "medians": {}}
+    for view, part in synth.groupby("view"):
+        ok = part[part["assessed"]]
+        out["views"][str(view)] = {
+            "pictures": int(len(part)), "person_found": round(float(part["found"].mean()), 4),
+            "assessed": round(float(part["assessed"].mean()), 4),
+            "r_with_cva": {f: (round(float(np.corrcoef(ok[f], ok["cva_deg"])[0, 1]), 3) if len(ok) > 3 else None)
+                           for f in FEATURES}}
+    for f in FEATURES:
+        row = {f"synth {lbl}": round(float(synth.loc[synth["label"] == lbl, f].median()), 3)
+               for lbl in ("forward_head", "normal")}
+        if real is not None:
+            row.update({f"real {lbl}": round(float(real.loc[real["label"] == lbl, f].median()), 3)
+                        for lbl in ("forward_head", "normal")})
+        out["medians"][f] = row
+    if real is not None:
+        out["real"] = {"photos": int(len(real)), "person_found": round(float(real["found"].mean()), 4),
+                       "assessed": round(float(real["assessed"].mean()), 4)}
+    return out
+
+
+def plot(synth: pd.DataFrame, real: pd.DataFrame | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from posture.geometry import FEATURES
+
+    names = list(FEATURES)
+    cols = 4
+    fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(4 * cols, 2.6 * ((len(names) + 3) // 4)))
+    for ax, name in zip(axes.flat, names):
+        groups = [("synth", synth, "-"), ("real", real, "--")] if real is not None else [("synth", synth, "-")]
+        for kind, frame, style in groups:
+            for label, colour in (("forward_head", "tab:red"), ("normal", "tab:blue")):
+                values = frame.loc[frame["label"] == label, name].dropna()
+                if len(values) > 1:
+                    ax.hist(values, bins=25, histtype="step", density=True, linestyle=style, color=colour,
+                            label=f"{kind} {label}")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle("geometry per class: synthetic (solid) vs real photos (dashed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def to_markdown(p: dict[str, Any]) -> str:
+    lines = ["# Synthetic pictures as BlazePose reads them, next to real photos", "",
+             f"`python bench/synth_realism.py`: {p['n']} pictures per view (seed {p['seed']}); the product's "
+             "landmark stage and geometry. Plot: `bench/results/" + PLOT_NAME + "`.", "",
+             "| view | person found | assessed |", "|---|---:|---:|"]
+    lines += [f"| {v} | {s['person_found']:.2f} | {s['assessed']:.2f} |" for v, s in p["summary"]["views"].items()]
+    if "real" in p["summary"]:
+        r = p["summary"]["real"]
+        lines.append(f"| real photos ({r['photos']}) | {r['person_found']:.2f} | {r['assessed']:.2f} |")
+    views = list(p["summary"]["views"])
+    lines += ["", "Correlation with the rendered CVA (assessed pictures) and per-class medians:", "",
+              "| feature | " + " | ".join(f"r ({v})" for v in views) + " | synth fh | synth normal | real fh | real normal |",
+              "|---|" + "---:|" * (len(views) + 4)]
+    for f, med in p["summary"]["medians"].items():
+        rs = [p["summary"]["views"][v]["r_with_cva"][f] for v in views]
+        lines.append(f"| {f} | " + " | ".join("n/a" if r is None else f"{r:.2f}" for r in rs) + " | "
+                     + " | ".join(str(med.get(k, "n/a")) for k in ("synth forward_head", "synth normal",
+                                                                    "real forward_head", "real normal")) + " |")
+    lines += ["", f"Machine: {p['machine']['cpu_count']} cores."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=300, help="pictures per view (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=7, help="synth seed (default %(default)s)")
+    parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="real photo folder (default: shared)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("posture").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="posture-synth-realism-") as tmp:
+        work = Path(tmp)
+        labels = synthetic(args.n, args.seed, work)
+        parts = [geometry_table(Path(root), part, work / "cache") for root, part in labels.groupby("root")]
+        synth = pd.concat(parts, ignore_index=True)
+        real = None
+        if (args.real / "manifest.csv").is_file():
+            real = geometry_table(args.real, pd.read_csv(args.real / "manifest.csv"), work / "cache")
+    summary = summarise(synth, real)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(synth, real, RESULTS / PLOT_NAME)
+    payload = {"n": args.n, "seed": args.seed, "summary": summary, "machine": machine()}
+    paths = write_results("synth_realism", payload, to_markdown(payload))
+    log.info("wrote %s and %s", ", ".join(map(str, paths)), RESULTS / PLOT_NAME)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
