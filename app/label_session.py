@@ -29,7 +29,9 @@ from posture.cli import UserError
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
 from posture.images import ImageDecodeError, open_rgb
 from posture.labels import CLASS_NAMES
+from posture.formats import IMAGE_EXTENSIONS
 from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
+from posture.walk import RefusedFile, read_regular_file, walk_files
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +80,23 @@ class LabelConfig:
             raise UserError(f"--out {self.out}: is a folder; give a CSV file name")
 
 
+def scan_images(root: str | os.PathLike[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The photos under ``root`` a labeler can be shown, and the files left out, each with a reason.
+
+    The folder is walked exactly as ``posture.ingest`` walks it (:func:`posture.walk.walk_files`):
+    hidden and system entries are skipped, and FIFOs, devices, symlink loops and links out of the
+    folder are left out with their reason, so no photo the labeler answers is one ingest refuses,
+    and the page never blocks on a file that is not a regular file.
+    """
+    walk = walk_files(root)
+    found = [rel for rel in walk.files if os.path.splitext(rel)[1].lower() in IMAGE_EXTENSIONS]
+    left_out = [(r.rel, f"{r.reason}: {r.detail}") for r in walk.refused]
+    return found, left_out
+
+
 def list_images(root: str | os.PathLike[str]) -> list[str]:
     """Image files under ``root`` as ``/``-separated relative paths, sorted; hidden entries skipped."""
-    from posture.data import IMAGE_EXTENSIONS  # here, not at the top: it pulls in torch, and --help should be quick
-
-    base = Path(root)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append((Path(dirpath) / name).relative_to(base).as_posix())
-    return sorted(found)
+    return scan_images(root)[0]
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,9 @@ class LabelSession:
         config.validate()
         self.config = config
         self.root = Path(config.images)
-        self.files = list_images(self.root)
+        self.files, self.skipped = scan_images(self.root)
+        for name, reason in self.skipped:
+            log.warning("%s: left out (%s)", name, reason)
         if not self.files:
             raise UserError(f"{self.root}: no images found (.jpg, .png, .webp, ... files, searched recursively)")
         self.store = LabelStore(config.out)
@@ -243,14 +252,14 @@ class LabelSession:
 
     def _load_view(self, filename: str) -> ImageView:
         try:
-            img = open_rgb(self.root / filename)
+            img = open_rgb(read_regular_file(self.root / filename))  # a FIFO swapped in must not block
             # Longest side = display_max, up or down: big photos load fast, small ones get big
             # enough to click precisely (the browser never enlarges a Gradio image itself).
             f = self.config.display_max / max(img.size)
             shown = img if f == 1 else img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))),
                                                   Image.Resampling.LANCZOS)
             view = ImageView(filename, np.asarray(shown), img.size)
-        except (ImageDecodeError, OSError) as exc:
+        except (ImageDecodeError, RefusedFile, OSError) as exc:
             from app.label_overlay import placeholder
 
             log.warning("%s: cannot open (%s)", filename, exc)

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from posture.images import ImageDecodeError, open_rgb
+from posture.walk import DEFAULT_MAX_BYTES, RefusedFile, read_regular_file
 
 
 #: Side of the gray thumbnail both perceptual hashes are computed from.
@@ -36,6 +37,7 @@ class DecodeSettings:
     max_side: int  # 0: keep the size
     image_format: str  # "jpg" or "png"
     jpeg_quality: int = 95
+    max_bytes: int = DEFAULT_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,9 @@ def perceptual_hashes(img: Image.Image) -> tuple[int, int]:
 def decode_one(task: DecodeTask, settings: DecodeSettings) -> Decoded:
     """Never raises for a bad file: every failure becomes a ``Decoded`` with a reason."""
     try:
-        data = Path(task.src).read_bytes()
-    except OSError as exc:
-        return Decoded(task.index, "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}")
+        data = read_regular_file(task.src, settings.max_bytes)  # never blocks on a FIFO, never reads unbounded
+    except RefusedFile as exc:
+        return Decoded(task.index, exc.reason, exc.detail)
     source_sha = hashlib.sha256(data).hexdigest()
     try:
         img = open_rgb(data, max_pixels=settings.max_pixels)

@@ -63,7 +63,8 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         folder.mkdir(parents=True, exist_ok=True)
     base = str(staging)
     tasks = [DecodeTask(i, str(c.abs_path), f"{base}/{names[i]}") for i, c in enumerate(candidates)]
-    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, ext, config.jpeg_quality)
+    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, ext, config.jpeg_quality,
+                              config.max_bytes)
     decoded: list[Decoded] = list(decode_all(tasks, settings, config.n_workers, config.progress))
 
     rejected: list[tuple[str, str, str]] = [(r.path, r.reason, r.detail) for r in found.rejections]
@@ -179,10 +180,10 @@ def _manifest_row(rel: str, cand: Candidate, d: Decoded) -> dict[str, Any]:
 
 def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
     """Refuse set-ups that would read our own output or destroy something that is not ours."""
-    src = config.src.resolve()
+    src = Path(os.path.realpath(config.src))  # realpath, not resolve(): a symlink loop must not raise
     if not src.is_dir():
         raise UserError(f"{config.src}: no such folder")
-    out = config.out.resolve()
+    out = Path(os.path.realpath(config.out))
     if out == src or src in out.parents:
         raise UserError(f"--out {config.out} lies inside the source folder; choose a folder outside it")
     if out in src.parents:

@@ -22,7 +22,7 @@ OPTIONAL_COLUMNS = ("cva_deg", "ear_x", "ear_y", "c7_x", "c7_y")
 REJECTED_COLUMNS = ("path", "reason", "detail")
 #: The reasons a file can be rejected for (besides ``duplicate_of:<kept path>``).
 REASONS = ("empty_file", "not_an_image", "corrupt", "too_large", "too_small", "unknown_label", "missing_file",
-           "outside_root", "unreadable")
+           "outside_root", "unreadable", "not_a_regular_file", "symlink_loop")
 SKIP_KINDS = ("hidden_system", "non_image", "symlinked_folder")
 SUMMARY_FORMAT = "posture.ingest/1"
 

@@ -22,12 +22,10 @@ from posture.cli import UserError
 from posture.cva import craniovertebral_angle, label_from_cva
 from posture.formats import IMAGE_EXTENSIONS
 from posture.labels import CLASS_NAMES, normalise_label_text
+from posture.walk import is_hidden_or_system, walk_files
 
 log = logging.getLogger(__name__)
 
-#: Files that operating systems and sync tools drop into folders; never photos.
-SYSTEM_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
-SYSTEM_DIR_NAMES = frozenset({"__macosx", "$recycle.bin", "system volume information"})
 AUTO_LABELS_NAME = "labels.csv"
 
 FILENAME_COLUMNS = ("filename", "file", "path", "image", "image_path", "filepath", "file_name")
@@ -88,11 +86,6 @@ class LabelRow:
     derived_disagrees: bool = False  # an explicit label contradicted the angle
 
 
-def is_hidden_or_system(name: str) -> bool:
-    """Dot files (``.DS_Store``, AppleDouble ``._x.jpg``) and Windows/macOS litter."""
-    return name.startswith(".") or name.lower() in SYSTEM_FILE_NAMES or name.lower() in SYSTEM_DIR_NAMES
-
-
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
@@ -101,69 +94,25 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _count_files(top: str) -> int:
-    return sum(len(files) for _, _, files in os.walk(top))
-
-
 def walk_tree(src: Path) -> tuple[list[str], list[Rejection], Counter, int, set[str]]:
-    """Every entry under ``src``: image paths, rejections (symlinks out), skip counts, total, non-image paths.
+    """Every entry under ``src``: image paths, rejections (special files, loops, links out), skip
+    counts, total, non-image paths.
 
-    Walks in sorted order so that everything downstream is deterministic.
+    The walk itself (:func:`posture.walk.walk_files`) is shared with the labeling tool, so both
+    agree on which files are photos that may be read.
     """
-    root = src.resolve()
+    walk = walk_files(src)
+    rejections = [Rejection(r.rel, r.reason, r.detail) for r in walk.refused]
+    skipped = Counter(walk.skip_counts)
     images: list[str] = []
-    rejections: list[Rejection] = []
-    skipped: Counter = Counter()
     non_images: set[str] = set()
-    total = 0
-
-    def unreadable(err: OSError) -> None:  # a folder we may not list must not vanish silently
-        nonlocal total
-        total += 1
-        where = Path(err.filename).relative_to(root).as_posix() if err.filename else "?"
-        rejections.append(Rejection(where, "unreadable", f"{type(err).__name__}: {err.strerror or err}"))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        keep_dirs = []
-        for name in sorted(dirnames):
-            full = os.path.join(dirpath, name)
-            rel = prefix + name
-            if os.path.islink(full):
-                total += 1
-                if not _inside(Path(full).resolve(), root):
-                    rejections.append(Rejection(rel, "outside_root", "symbolic link to a folder outside SRC"))
-                else:
-                    skipped["symlinked_folder"] += 1  # its files are reached through the real folder
-            elif is_hidden_or_system(name):
-                n = _count_files(full)
-                total += n
-                skipped["hidden_system"] += n
-            else:
-                keep_dirs.append(name)
-        dirnames[:] = keep_dirs
-        for name in sorted(filenames):
-            rel = prefix + name
-            total += 1
-            if is_hidden_or_system(name):
-                skipped["hidden_system"] += 1
-                continue
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                target = Path(full).resolve()
-                if not _inside(target, root):
-                    rejections.append(Rejection(rel, "outside_root", "symbolic link to a file outside SRC"))
-                    continue
-                if not target.exists():
-                    rejections.append(Rejection(rel, "missing_file", "broken symbolic link"))
-                    continue
-            if is_image_name(name):
-                images.append(rel)
-            else:
-                skipped["non_image"] += 1
-                non_images.add(rel)
-    return images, rejections, skipped, total, non_images
+    for rel in walk.files:
+        if is_image_name(rel):
+            images.append(rel)
+        else:
+            skipped["non_image"] += 1
+            non_images.add(rel)
+    return images, rejections, skipped, walk.total, non_images
 
 
 # --------------------------------------------------------------------------- label CSVs

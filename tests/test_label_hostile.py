@@ -1,0 +1,43 @@
+"""The labeling tool on a hostile folder: special files and odd names never hang or block a session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.label_session import LabelConfig, LabelSession, list_images
+from tests._label_helpers import make_photos
+
+
+def _session(images: Path, tmp_path: Path) -> LabelSession:
+    return LabelSession(LabelConfig(images=images, out=tmp_path / "labels.csv", labeler="ann"))
+
+
+@pytest.mark.timeout(60)  # a hang is the failure this guards against
+def test_fifos_devices_and_symlink_loops_are_left_out_with_a_reason(tmp_path: Path) -> None:
+    photos = make_photos(tmp_path / "photos", ["a.jpg", "c.jpg"])
+    os.mkfifo(photos / "b.jpg")
+    os.symlink("loop.jpg", photos / "loop.jpg")
+    try:
+        os.mknod(photos / "zero.jpg", 0o644 | 0o020000, os.makedev(1, 5))  # /dev/zero, where allowed
+    except OSError:
+        pass
+    assert list_images(photos) == ["a.jpg", "c.jpg"]
+    s = _session(photos, tmp_path)
+    reasons = dict(s.skipped)
+    assert reasons["b.jpg"].startswith("not_a_regular_file") and reasons["loop.jpg"].startswith("symlink_loop")
+    s.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_photo_replaced_by_a_fifo_after_listing_does_not_hang_the_page(tmp_path: Path) -> None:
+    photos = make_photos(tmp_path / "photos", ["a.jpg", "b.jpg"])
+    s = _session(photos, tmp_path)
+    (photos / "a.jpg").unlink()
+    os.mkfifo(photos / "a.jpg")
+    view = s.view("a.jpg")
+    assert view.error and "not_a_regular_file" in view.error
+    assert s.view("b.jpg").error is None
+    s.close()
