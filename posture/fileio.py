@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from posture.csvcells import write_csv
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -57,8 +59,12 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """Write ``frame`` (no index) spreadsheet-safe and quoted so that it reads back exactly.
+
+    Read it back with :func:`posture.csvcells.read_csv` (see that module for why).
+    """
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        write_csv(frame, tmp)
 
 
 def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import stat
 import subprocess
@@ -10,6 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 from _ingest_helpers import class_tree, photo, run, save
+
+from posture.csvcells import read_csv
+from posture.data import read_manifest
+from posture.filenames import real_name, text_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,3 +84,73 @@ def test_photos_behind_symlinks_inside_src_are_still_read(tmp_path):
     os.symlink("../extra/real.jpg", src / "normal" / "linked.jpg")
     result = run(src, tmp_path / "out")
     assert "normal/linked.jpg" in set(result.manifest["source_path"])
+
+
+# --------------------------------------------------------------------------- odd file names
+
+def test_a_name_that_is_not_utf8_is_kept_and_recorded_losslessly(tmp_path):
+    src = class_tree(tmp_path / "drop", per_class=2)
+    latin1 = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 "café.jpg" from a Windows zip
+    save(photo(40), src / "normal" / latin1)
+    proc = _ingest_cli(src, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")  # plain UTF-8 text
+    (row,) = manifest[manifest["source_path"].str.startswith("normal/caf")].itertuples()
+    assert row.source_path == "normal/caf\\xe9.jpg"
+    assert real_name(row.source_path) == "normal/" + latin1  # the original name, byte for byte
+    assert row.path.isascii() and (tmp_path / "out" / row.path).is_file()
+
+
+def test_line_breaks_in_names_do_not_corrupt_the_manifest(tmp_path):
+    src = tmp_path / "drop"
+    save(photo(1), src / "normal" / "a\rb.jpg")
+    save(photo(2), src / "forward_head" / "c\nd.jpg")
+    save(photo(3), src / "forward_head" / "e\r\nf.jpg")
+    result = run(src, tmp_path / "out")
+    assert result.kept == 3
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv", dtype=str)
+    assert len(manifest) == 3
+    assert sorted(manifest["source_path"]) == ["forward_head/c\\x0ad.jpg", "forward_head/e\\x0d\\x0af.jpg",
+                                               "normal/a\\x0db.jpg"]
+    assert all((tmp_path / "out" / p).is_file() for p in manifest["path"])
+    assert sorted(real_name(p) for p in manifest["source_path"]) == ["forward_head/c\nd.jpg",
+                                                                      "forward_head/e\r\nf.jpg", "normal/a\rb.jpg"]
+
+
+def test_name_escapes_round_trip():
+    for name in ["plain.jpg", "ünïcode/ß.jpg", "back\\slash.jpg", "lit\\xe9.jpg", os.fsdecode(b"caf\xe9\xff.jpg"),
+                 "tab\there\r\n.jpg", "\x7f"]:
+        shown = text_name(name)
+        assert shown.isprintable() and real_name(shown) == name
+        shown.encode("utf-8")  # never raises
+    assert text_name("normal/ok.jpg") == "normal/ok.jpg"
+
+
+# --------------------------------------------------------------------------- formula injection
+
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def _cells(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [cell for row in csv.reader(fh) for cell in row]
+
+
+def test_formula_cells_are_neutralised_and_read_back_exactly(tmp_path):
+    src = class_tree(tmp_path / "=cmd", per_class=2)  # the source name, too, comes from a folder name
+    save(photo(20), src / "normal" / "=HYPERLINK(x).jpg")
+    save(photo(21), src / "normal" / "@sum.jpg")
+    save(photo(22), src / "forward_head" / "-2+3.jpg")
+    save(photo(23), src / "normal" / "=anna" / "x.jpg")  # subject from a folder name
+    (src / "normal" / "+bad.jpg").write_bytes(b"not an image")
+    save(photo(24), src / "@top.jpg")  # no class folder: rejected, its path starts the cell
+    result = run(src, tmp_path / "out")
+    assert result.kept == 8
+    for name in ("manifest.csv", "rejected.csv"):
+        risky = [c for c in _cells(tmp_path / "out" / name) if c.startswith(FORMULA_STARTS)]
+        assert risky == [], name
+    manifest = read_manifest(tmp_path / "out")  # how every stage reads it
+    assert {"normal/=HYPERLINK(x).jpg", "normal/@sum.jpg", "forward_head/-2+3.jpg"} <= set(manifest["source_path"])
+    assert set(manifest["source"]) == {"=cmd"} and "=anna" in set(manifest["subject"])
+    assert all((tmp_path / "out" / p).is_file() for p in manifest["path"])
+    assert list(read_csv(tmp_path / "out" / "rejected.csv")["path"]) == ["@top.jpg", "normal/+bad.jpg"]

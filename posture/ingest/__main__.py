@@ -14,6 +14,7 @@ from posture.ingest.config import (DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE, DEFAULT_N
                                    IngestConfig, parse_label_map, parse_ratios)
 from posture.ingest.pipeline import ingest
 from posture.ingest.report import format_summary
+from posture.filenames import text_name
 from posture.labels import CLASS_NAMES
 from posture.walk import DEFAULT_MAX_BYTES
 
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet)
     result = ingest(config_from_args(args))
     print(format_summary(result.summary, CLASS_NAMES))
-    print(f"\nwrote {result.out}")
+    print(f"\nwrote {text_name(str(result.out))}")
     return 0 if result.kept else 1
 
 

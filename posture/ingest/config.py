@@ -17,6 +17,7 @@ import pandas as pd
 
 from posture.cli import UserError
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
+from posture.filenames import text_name
 from posture.images import DEFAULT_MAX_PIXELS
 from posture.labels import CLASS_NAMES, DEFAULT_LABEL_ALIASES, normalise_label_text
 from posture.walk import DEFAULT_MAX_BYTES
@@ -76,7 +77,8 @@ class IngestConfig:
 
     @property
     def source(self) -> str:
-        return self.source_name or Path(os.path.realpath(self.src)).name
+        """The manifest's ``source`` value: ``source_name`` or SRC's folder name (as printable text)."""
+        return text_name(self.source_name or Path(os.path.realpath(self.src)).name)
 
     @property
     def n_workers(self) -> int:

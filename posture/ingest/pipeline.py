@@ -116,7 +116,7 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         log.warning("warning: %s", w)
 
     summary = build_summary(
-        src=str(config.src.resolve()), source=config.source, settings=config.describe(),
+        src=os.path.realpath(config.src), source=config.source, settings=config.describe(),
         files_found=found.files_found, manifest=manifest, reason_counts=reason_counts,
         duplicates=list(duplicates.values()), label_conflicts=conflicts, skipped=found.skipped,
         csv_rows_rejected=csv_rows_rejected, warnings=warnings, classes=CLASS_NAMES)

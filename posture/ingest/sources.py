@@ -21,6 +21,8 @@ import pandas as pd
 from posture.cli import UserError
 from posture.cva import craniovertebral_angle, label_from_cva
 from posture.formats import IMAGE_EXTENSIONS
+from posture.csvcells import restore_frame
+from posture.filenames import text_name
 from posture.labels import CLASS_NAMES, normalise_label_text
 from posture.walk import is_hidden_or_system, walk_files
 
@@ -40,7 +42,7 @@ FRONTAL_VIEWS = frozenset({"front", "frontal", "anterior", "back", "posterior"})
 class Candidate:
     """An image file that has a label and a subject and now needs decoding."""
 
-    source_path: str  # POSIX path relative to SRC
+    source_path: str  # POSIX path relative to SRC, as posture.filenames.text_name writes it
     abs_path: Path
     label: str
     subject: str
@@ -102,7 +104,7 @@ def walk_tree(src: Path) -> tuple[list[str], list[Rejection], Counter, int, set[
     agree on which files are photos that may be read.
     """
     walk = walk_files(src)
-    rejections = [Rejection(r.rel, r.reason, r.detail) for r in walk.refused]
+    rejections = [Rejection(text_name(r.rel), r.reason, r.detail) for r in walk.refused]
     skipped = Counter(walk.skip_counts)
     images: list[str] = []
     non_images: set[str] = set()
@@ -137,7 +139,7 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
     column says front/back are kept but give no angle: the CVA exists only in a side view.
     """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        frame = restore_frame(pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read the labels CSV ({exc})") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
@@ -320,26 +322,27 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
         by_path = _match_csv_rows(rows, root, images, non_images, result)
 
     for rel in sorted(images):
+        shown = text_name(rel)  # what every report records; rel is what the file system wants
         row = by_path.get(rel)
         if row is not None and row.label is None:
-            result.rejections.append(Rejection(rel, "unknown_label", row.problem))
+            result.rejections.append(Rejection(shown, "unknown_label", row.problem))
             continue
         label = row.label if row is not None else folder_label(rel, aliases)
         if label is None:
             detail = ("not listed in the labels CSV, and no folder names a class" if by_path
                       else "no folder on its path names a class (see --label-map)")
-            result.rejections.append(Rejection(rel, "unknown_label", detail))
+            result.rejections.append(Rejection(shown, "unknown_label", detail))
             continue
         subject, subject_from, missed = row.subject if row is not None else None, "csv", False
         if subject is None and pattern is not None:
-            subject, subject_from = pattern_subject(posixpath.basename(rel), pattern), "pattern"
+            subject, subject_from = pattern_subject(posixpath.basename(shown), pattern), "pattern"
             missed = subject is None
         if subject is None:
-            subject, subject_from = folder_subject(rel, aliases), "folder"
+            subject, subject_from = folder_subject(shown, aliases), "folder"
         if subject is None:
-            subject, subject_from = posixpath.splitext(rel)[0], "file"
+            subject, subject_from = posixpath.splitext(shown)[0], "file"
         result.candidates.append(Candidate(
-            source_path=rel, abs_path=root / rel, label=label, subject=subject,
+            source_path=shown, abs_path=root / rel, label=label, subject=subject,
             source=(row.source if row is not None and row.source else source),
             cva_deg=row.cva_deg if row is not None else None,
             keypoints=row.keypoints if row is not None else None,
@@ -371,4 +374,4 @@ def _warn_empty_class_folders(root: Path, aliases: Mapping[str, str], result: Sc
     for entry in sorted(root.iterdir()):
         if (entry.is_dir() and not entry.is_symlink() and not is_hidden_or_system(entry.name)
                 and normalise_label_text(entry.name) in table and entry.name not in used):
-            result.warnings.append(f"class folder {entry.name}/ holds no usable image")
+            result.warnings.append(f"class folder {text_name(entry.name)}/ holds no usable image")
