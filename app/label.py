@@ -79,7 +79,8 @@ class LabelPage:
         progress = s.progress().format()
         if filename is None:
             done = placeholder("All images are labeled. Use Previous to review.")
-            return (done, "### Done\nEvery image in the folder has an answer from you.", progress, "", message, state)
+            text = "### Done\nEvery image in the folder has an answer from you." + self._left_out_text()
+            return (done, text, progress, "", message, state)
         view = s.view(filename)
         points = [tuple(p) for p in state["points"]]
         label, cva = None, None
@@ -109,7 +110,18 @@ class LabelPage:
                          f"Accept (Enter) or redo (r).{warn}")
         else:
             lines.append("The two points coincide: redo them.")
-        return (shown, "\n\n".join(lines), progress, self._model_text(filename), message, state)
+        return (shown, "\n\n".join(lines) + self._left_out_text(), progress, self._model_text(filename), message,
+                state)
+
+    def _left_out_text(self, most: int = 8) -> str:
+        """The files this session cannot show or save, with the reason: visible, so none is lost silently."""
+        skipped = self.session.skipped
+        if not skipped:
+            return ""
+        lines = [f"- `{name}`: {reason}" for name, reason in skipped[:most]]
+        if len(skipped) > most:
+            lines.append(f"- … and {len(skipped) - most} more (listed in the log)")
+        return f"\n\n**Left out of this session ({len(skipped)}):**\n" + "\n".join(lines)
 
     def _model_text(self, filename: str) -> str:
         pred = self.session.predict(filename)
@@ -162,7 +174,10 @@ class LabelPage:
         filename = state["file"]
         if filename is None:
             return self._render(state)
-        self.session.answer_class(filename, label)
+        try:
+            self.session.answer_class(filename, label)
+        except ValueError as exc:
+            return self._render(state, f"Not saved: {exc}.")
         return self._goto(self.session.next_pending(), f"Saved {filename}: {label}.")
 
     def redo(self, state: dict[str, Any]) -> tuple[Any, ...]:

@@ -29,6 +29,7 @@ from posture.cli import UserError
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
 from posture.images import ImageDecodeError, open_rgb
 from posture.labels import CLASS_NAMES
+from posture.filenames import needs_escape, text_name
 from posture.formats import IMAGE_EXTENSIONS
 from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
 from posture.walk import RefusedFile, read_regular_file, walk_files
@@ -36,6 +37,8 @@ from posture.walk import RefusedFile, read_regular_file, walk_files
 log = logging.getLogger(__name__)
 
 ORDERS = ("name", "uncertainty")
+UNSTORABLE_NAME = ("unsupported_name: the name holds a line break, a control character, a backslash or bytes "
+                   "that are not UTF-8, which the label CSV cannot hold; rename the file and restart")
 
 
 def default_labeler() -> str:
@@ -87,11 +90,21 @@ def scan_images(root: str | os.PathLike[str]) -> tuple[list[str], list[tuple[str
     hidden and system entries are skipped, and FIFOs, devices, symlink loops and links out of the
     folder are left out with their reason, so no photo the labeler answers is one ingest refuses,
     and the page never blocks on a file that is not a regular file.
+
+    Names the answer file cannot hold (a line break, a control character, bytes that are not
+    UTF-8, a backslash, which ingest reads as a folder separator) are left out too, so one such
+    file can never block a session; names are given as :func:`posture.filenames.text_name` text.
     """
     walk = walk_files(root)
-    found = [rel for rel in walk.files if os.path.splitext(rel)[1].lower() in IMAGE_EXTENSIONS]
-    left_out = [(r.rel, f"{r.reason}: {r.detail}") for r in walk.refused]
-    return found, left_out
+    found, left_out = [], [(text_name(r.rel), f"{r.reason}: {r.detail}") for r in walk.refused]
+    for rel in walk.files:
+        if os.path.splitext(rel)[1].lower() not in IMAGE_EXTENSIONS:
+            continue
+        if needs_escape(rel):
+            left_out.append((text_name(rel), UNSTORABLE_NAME))
+        else:
+            found.append(rel)
+    return found, sorted(left_out)
 
 
 def list_images(root: str | os.PathLike[str]) -> list[str]:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from app.label import LabelPage
 from app.label_session import LabelConfig, LabelSession, list_images
+from posture.labelstore import read_labels
 from tests._label_helpers import make_photos
 
 
@@ -41,3 +43,21 @@ def test_a_photo_replaced_by_a_fifo_after_listing_does_not_hang_the_page(tmp_pat
     assert view.error and "not_a_regular_file" in view.error
     assert s.view("b.jpg").error is None
     s.close()
+
+
+def test_names_the_label_csv_cannot_hold_are_skipped_with_a_visible_reason(tmp_path: Path) -> None:
+    latin1 = os.fsdecode(b"caf\xe9.jpg")
+    photos = make_photos(tmp_path / "photos", ["a.jpg", "b\nc.jpg", "e\rf.jpg", latin1, "d.jpg", "=g.jpg"])
+    page = LabelPage(_session(photos, tmp_path))
+    out = page.load()
+    shown = []
+    while out[5]["file"] is not None:  # answer every photo the page offers, as a labeler would
+        shown.append(out[5]["file"])
+        out = page.answer_class(out[5], "normal")
+    assert shown == ["=g.jpg", "a.jpg", "d.jpg"]  # the session went on past the bad names
+    assert "Done" in out[1]
+    for text in ("b\\x0ac.jpg", "e\\x0df.jpg", "caf\\xe9.jpg"):
+        assert text in out[1]  # the labeler sees which files were left out, and why
+    assert "rename" in out[1]
+    assert sorted(read_labels(tmp_path / "labels.csv")) == ["=g.jpg", "a.jpg", "d.jpg"]
+    page.session.close()
