@@ -28,6 +28,7 @@ from typing import Any
 
 from app.label_overlay import draw_points, placeholder
 from app.label_session import ORDERS, LabelConfig, LabelSession, default_labeler
+from app.scratch import CACHE_SWEEP, private_gradio_temp, stop_on_sigterm
 from posture.cli import add_logging_flags, run_main, setup_logging
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
 from posture.labels import FORWARD_HEAD, NORMAL
@@ -196,7 +197,7 @@ def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
 
     page = LabelPage(session)
     cfg = session.config
-    with gr.Blocks(title="posture · labeling", analytics_enabled=False) as demo:
+    with gr.Blocks(title="posture · labeling", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown(f"## Posture labeling — {cfg.images}  →  {cfg.out}  ·  labeler **{cfg.labeler}**")
         progress = gr.Markdown(elem_id="lbl-progress")
         with gr.Row():
@@ -295,9 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(args)
     config.validate()
     session = LabelSession(config, predictor=load_predictor(config.run))
+    stop_on_sigterm()
     try:
         log.info("%s", session.progress().format().replace("**", ""))
-        build_app(session).launch(**launch_kwargs(config))
+        # The PNG copies of the photos shown go to a private folder, never the shared /tmp/gradio.
+        with private_gradio_temp("posture-label-"):
+            build_app(session).launch(**launch_kwargs(config))
     finally:
         session.close()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from app.label import LabelPage
 from app.label_session import LabelConfig, LabelSession, list_images
 from posture.labelstore import read_labels
 from tests._label_helpers import make_photos
+from tests._serving_helpers import AppServer
 
 
 def _session(images: Path, tmp_path: Path) -> LabelSession:
@@ -61,3 +63,24 @@ def test_names_the_label_csv_cannot_hold_are_skipped_with_a_visible_reason(tmp_p
     assert "rename" in out[1]
     assert sorted(read_labels(tmp_path / "labels.csv")) == ["=g.jpg", "a.jpg", "d.jpg"]
     page.session.close()
+
+
+@pytest.mark.slow
+def test_shown_photos_stay_in_a_private_folder_that_is_removed_at_exit(tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    photos = make_photos(tmp_path / "photos", ["private-a.jpg", "private-b.jpg"])
+    tmp = tmp_path / "tmp"
+    server = AppServer(None, tmp, "--images", str(photos), "--out", str(tmp_path / "labels.csv"), "--labeler", "ann",
+                       module="app.label", private_prefix="posture-label-")
+    try:
+        server.wait_ready()
+        client = Client(server.url, verbose=False, download_files=str(tmp_path / "downloads"))
+        client.predict(api_name="/load")  # the page shows the first photo: Gradio writes a PNG copy of it
+        (private,) = server.private_dirs()
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+        assert list(private.rglob("*.png"))  # the copies are in the private folder ...
+        assert not (tmp / "gradio").exists()  # ... not in the shared /tmp/gradio
+    finally:
+        server.stop()  # SIGTERM, as a service manager stops it
+    assert server.private_dirs() == []
