@@ -154,3 +154,35 @@ def test_formula_cells_are_neutralised_and_read_back_exactly(tmp_path):
     assert set(manifest["source"]) == {"=cmd"} and "=anna" in set(manifest["subject"])
     assert all((tmp_path / "out" / p).is_file() for p in manifest["path"])
     assert list(read_csv(tmp_path / "out" / "rejected.csv")["path"]) == ["@top.jpg", "normal/+bad.jpg"]
+
+
+# --------------------------------------------------------------------------- concurrent runs
+
+def test_a_second_ingest_into_the_same_out_is_refused_while_the_first_runs(tmp_path, monkeypatch):
+    import posture.ingest.pipeline as pipeline
+
+    src = class_tree(tmp_path / "drop", per_class=2)
+    out = tmp_path / "out"
+    real_decode, seen = pipeline.decode_all, {}
+
+    def decode_while_another_user_starts(*args, **kwargs):
+        seen["second"] = _ingest_cli(src, out)  # the second ingest, while the first is decoding
+        seen["staging"] = sorted(tmp_path.glob(".out.partial-*"))
+        yield from real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "decode_all", decode_while_another_user_starts)
+    result = run(src, out)  # the first one finishes as if alone
+    assert result.kept == 4 and len(pd.read_csv(out / "manifest.csv")) == 4
+    second = seen["second"]
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:") and "another ingest" in lines[0]
+    assert len(seen["staging"]) == 1  # the first run's staging folder was left alone
+    assert not list(tmp_path.glob(".out.*"))  # and nothing is left beside the dataset afterwards
+
+
+def test_a_lock_file_left_by_a_killed_run_does_not_block_the_next(tmp_path):
+    src = class_tree(tmp_path / "drop", per_class=2)
+    (tmp_path / ".out.lock").write_text("12345\n")  # its holder died: the kernel dropped the lock
+    assert run(src, tmp_path / "out").kept == 4
+    assert not (tmp_path / ".out.lock").exists()

@@ -2,7 +2,9 @@
 
 The whole dataset is built in a hidden staging folder beside ``out`` and moved into place at the
 end, so an interrupted run leaves the previous dataset (or nothing) and can simply be rerun; the
-source folder is only ever read.
+source folder is only ever read. A lock file beside ``out`` (``.<out>.lock``) keeps a second
+ingest into the same folder out while one runs: it would otherwise take the first one's staging
+folder for an interrupted run's leftovers and delete it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from posture.cli import UserError
 from posture.formats import CLASSES_NAME, MANIFEST_NAME
-from posture.fileio import atomic_write_csv, atomic_write_json, read_json
+from posture.fileio import LockHeld, atomic_write_csv, atomic_write_json, exclusive_lock, read_json, swap_into_place
 from posture.ingest.config import IngestConfig, IngestResult
 from posture.ingest.decode import DecodeSettings, DecodeTask, Decoded, decode_all
 from posture.ingest.dedup import Duplicate, HashedImage, find_duplicates
@@ -38,6 +40,16 @@ SUMMARY_NAME = "summary.json"
 def ingest(config: IngestConfig) -> IngestResult:
     """Run the whole ingest described by ``config`` and return what was written to ``config.out``."""
     src, out = _check_paths(config)
+    try:
+        with exclusive_lock(out.parent / f".{out.name}.lock"):
+            return _ingest_locked(config, src, out)
+    except LockHeld as exc:
+        raise UserError(f"another ingest (process {exc.holder or '?'}) is writing to --out {config.out}; "
+                        "wait for it to finish, or choose another --out") from None
+
+
+def _ingest_locked(config: IngestConfig, src: Path, out: Path) -> IngestResult:
+    _check_out(config, src, out)
     found = scan(src, config.labels, config.aliases(), config.cva_threshold, config.subject_pattern, config.source)
     log.info("%d files under %s: %d images to decode", found.files_found, src, len(found.candidates))
 
@@ -45,7 +57,7 @@ def ingest(config: IngestConfig) -> IngestResult:
     staging.chmod(0o755)  # mkdtemp's 0700 would make the dataset private to this user
     try:
         result = _build(config, found, staging)
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -189,6 +201,11 @@ def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
     if out in src.parents:
         raise UserError(f"--out {config.out} contains the source folder; replacing it would delete the source")
     out.parent.mkdir(parents=True, exist_ok=True)
+    return src, out
+
+
+def _check_out(config: IngestConfig, src: Path, out: Path) -> None:
+    """Under the lock: clear an interrupted run's leftovers, refuse to replace what is not ours."""
     for stale in [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")]:
         log.info("removing %s left by an interrupted run", stale)
         shutil.rmtree(stale, ignore_errors=True)
@@ -206,7 +223,6 @@ def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
                 raise UserError(f"--out {config.out} holds a dataset ingested from {previous.get('src')}; "
                                 "pass --overwrite to replace it")
             log.info("replacing the dataset in %s", out)
-    return src, out
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
@@ -215,14 +231,3 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("format") == SUMMARY_FORMAT else None
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out`` with ``staging`` using renames, so a crash leaves one of the two complete."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
