@@ -56,8 +56,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as JSON text, numpy values and paths included (how every project JSON is written)."""
+    return json.dumps(obj, indent=indent, sort_keys=False, default=_json_default)
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(path, json_text(obj) + "\n")
 
 
 def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
