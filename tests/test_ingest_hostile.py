@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import stat
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from _ingest_helpers import class_tree, photo, run, save
+from PIL import Image, features
 
 from posture.csvcells import read_csv
 from posture.data import read_manifest
@@ -186,3 +188,77 @@ def test_a_lock_file_left_by_a_killed_run_does_not_block_the_next(tmp_path):
     (tmp_path / ".out.lock").write_text("12345\n")  # its holder died: the kernel dropped the lock
     assert run(src, tmp_path / "out").kept == 4
     assert not (tmp_path / ".out.lock").exists()
+
+
+# --------------------------------------------------------------------------- validation
+
+def test_min_side_holds_for_the_stored_image_not_just_the_original(tmp_path):
+    src = class_tree(tmp_path / "drop", per_class=2)
+    save(photo(60, (20000, 64)), src / "normal" / "strip.jpg")  # would be stored as 1024x3
+    result = run(src, tmp_path / "out")  # --max-side 1024, --min-side 64
+    assert _rejected(result) == {"normal/strip.jpg": "too_small"}
+    assert "1024x3" in result.rejected["detail"][0]
+    assert (result.manifest[["width", "height"]].min(axis=1) >= 64).all()
+
+
+def test_angles_and_keypoints_outside_a_physical_range_are_rejected(tmp_path):
+    src = tmp_path / "angles"
+    names = [f"p{i}.png" for i in range(7)]
+    for i, name in enumerate(names):
+        save(photo(70 + i), src / name)  # 120x90
+    pd.DataFrame({"filename": names[:4], "cva_deg": [48.0, -5.0, 1000.0, 90.5]}).to_csv(tmp_path / "cva.csv",
+                                                                                          index=False)
+    pd.DataFrame({"filename": names[4:], "ear_x": [60, 1e308, 500], "ear_y": [20, 20, 20], "c7_x": [40, 40, 40],
+                  "c7_y": [60, 60, 60]}).to_csv(tmp_path / "kp.csv", index=False)
+    by_cva = run(src, tmp_path / "out1", labels=(tmp_path / "cva.csv",))
+    reasons = _rejected(by_cva)
+    assert {k: reasons[k] for k in names[1:4]} == {n: "implausible_label" for n in names[1:4]}
+    assert list(by_cva.manifest["source_path"]) == ["p0.png"]
+    by_points = run(src, tmp_path / "out2", labels=(tmp_path / "kp.csv",))
+    reasons = _rejected(by_points)
+    assert {k: reasons[k] for k in names[5:]} == {"p5.png": "implausible_label", "p6.png": "implausible_label"}
+    assert list(by_points.manifest["source_path"]) == ["p4.png"]
+    detail = dict(zip(by_points.rejected["path"], by_points.rejected["detail"]))
+    assert "outside the 120x90 image" in detail["p6.png"]
+
+
+def test_flat_images_of_different_colours_are_not_near_duplicates(tmp_path):
+    src = class_tree(tmp_path / "drop", per_class=2)
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255), (128, 128, 128), (20, 20, 20)]):
+        save(Image.new("RGB", (120, 90), colour), src / "normal" / f"flat-{i}.png")
+    result = run(src, tmp_path / "out")
+    assert result.summary["counts"]["duplicates"] == 0 and result.kept == 8
+    (src / "normal" / "flat-copy.png").write_bytes((src / "normal" / "flat-0.png").read_bytes())
+    assert run(src, tmp_path / "out2").summary["duplicates"]["exact"] == 1  # byte copies are still found
+
+
+def test_other_image_formats_are_accepted_or_rejected_by_name_and_skips_are_listed(tmp_path):
+    src = class_tree(tmp_path / "drop", per_class=2)
+    nm = src / "normal"
+    save(photo(80), nm / "old-camera.jfif", format="JPEG")
+    (nm / "iphone.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
+    save(photo(81, (64, 64)), nm / "favicon.ico", format="ICO")
+    (nm / "notes.txt").write_text("taken on Tuesday\n")
+    (src / ".DS_Store").write_bytes(b"\0")
+    save(photo(82), src / ".trash" / "old.jpg")
+    proc = _ingest_cli(src, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    rejected = pd.read_csv(tmp_path / "out" / "rejected.csv")
+    assert dict(zip(rejected["path"], rejected["reason"])) == {"normal/iphone.heic": "unsupported_format",
+                                                               "normal/favicon.ico": "unsupported_format"}
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert "normal/old-camera.jfif" in set(manifest["source_path"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["skipped_files"] == {"hidden_system": [".DS_Store", ".trash/"], "non_image": ["normal/notes.txt"]}
+    for name in (".DS_Store", ".trash/", "normal/notes.txt"):
+        assert name in proc.stdout  # the printed report names them too
+
+
+def test_avif_is_read_when_pillow_can(tmp_path):
+    src = class_tree(tmp_path / "drop", per_class=2)
+    if features.check("avif"):
+        save(photo(83), src / "normal" / "new-phone.avif", quality=90)
+        assert "normal/new-phone.avif" in set(run(src, tmp_path / "out").manifest["source_path"])
+    else:
+        (src / "normal" / "new-phone.avif").write_bytes(b"\0\0\0\x1cftypavif" + bytes(64))
+        assert _rejected(run(src, tmp_path / "out")) == {"normal/new-phone.avif": "unsupported_format"}

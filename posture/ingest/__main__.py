@@ -34,10 +34,13 @@ subjects:
 outputs (DST):
   images/<label>/*.jpg, manifest.csv, rejected.csv, classes.json, summary.json.
   Every file under SRC ends up in exactly one place: a manifest row, a rejected.csv row
-  (empty_file, not_an_image, corrupt, too_large, too_small, unknown_label, missing_file,
-  outside_root, unreadable, not_a_regular_file, symlink_loop, duplicate_of:<kept file>), or a
-  counted skip (hidden/system
-  files such as .DS_Store, Thumbs.db, ._*, dot-folders; non-image extensions).
+  (empty_file, not_an_image, corrupt, too_large, too_small, unknown_label, implausible_label,
+  missing_file, outside_root, unreadable, not_a_regular_file, symlink_loop, unsupported_format,
+  duplicate_of:<kept file>), or a skip listed by name in summary.json and the report
+  (hidden/system files such as .DS_Store, Thumbs.db, ._*, dot-folders; non-image extensions).
+  implausible_label: a CVA outside 0..90 degrees, or keypoints outside the photo.
+  unsupported_format: HEIC/HEIF, ICO, JPEG XL, camera RAW, ... (.jfif is read as JPEG).
+  --min-side applies to the image as stored, after --max-side downscaling.
 example:
   python -m posture.ingest ../shared/data/real --out data/real \\
       --labels ../shared/data/real/manifest.csv
@@ -66,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, metavar="PX",
                    help="downscale images whose long side exceeds this; 0 keeps sizes (default %(default)s)")
     p.add_argument("--min-side", type=int, default=DEFAULT_MIN_SIDE, metavar="PX",
-                   help="reject images whose short side is below this (default %(default)s)")
+                   help="reject images whose short side, as stored (after --max-side), is below this "
+                        "(default %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="reject images with more pixels (decompression bombs; default %(default)s)")
     p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",

@@ -16,6 +16,7 @@ import posixpath
 import re
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,10 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
     csv_rows_rejected = sum(not r.is_file for r in found.rejections)
     good = []
     for d in decoded:
+        if d.ok and candidates[d.index].keypoints is not None:  # clicks must land on the photo
+            problem = _keypoints_outside(candidates[d.index].keypoints, d.orig_width, d.orig_height)
+            if problem:
+                d = replace(d, reason="implausible_label", detail=problem)
         if d.ok:
             good.append(d)
         else:
@@ -95,7 +100,7 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
             reason_counts[d.reason] = reason_counts.get(d.reason, 0) + 1
 
     hashed = [HashedImage(d.index, candidates[d.index].source_path, candidates[d.index].label,
-                          d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash) for d in good]
+                          d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash, d.flat) for d in good]
     duplicates = find_duplicates(hashed, config.near_dup_threshold)
     for dup in duplicates.values():
         rejected.append(_duplicate_row(dup, candidates))
@@ -131,12 +136,21 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         src=os.path.realpath(config.src), source=config.source, settings=config.describe(),
         files_found=found.files_found, manifest=manifest, reason_counts=reason_counts,
         duplicates=list(duplicates.values()), label_conflicts=conflicts, skipped=found.skipped,
+        skipped_files=found.skipped_files,
         csv_rows_rejected=csv_rows_rejected, warnings=warnings, classes=CLASS_NAMES)
     atomic_write_csv(staging / MANIFEST_NAME, manifest)
     atomic_write_csv(staging / REJECTED_NAME, rejected_df)
     atomic_write_json(staging / CLASSES_NAME, list(CLASS_NAMES))
     atomic_write_json(staging / SUMMARY_NAME, summary)
     return IngestResult(out=staging, manifest=manifest, rejected=rejected_df, summary=summary)
+
+
+def _keypoints_outside(points: tuple[float, float, float, float], width: int, height: int) -> str:
+    """Why ear/C7 points (original pixels) cannot be clicks on a ``width`` x ``height`` photo, or ``""``."""
+    ex, ey, cx, cy = points
+    if all(0 <= x <= width for x in (ex, cx)) and all(0 <= y <= height for y in (ey, cy)):
+        return ""
+    return f"keypoints ear ({ex:g}, {ey:g}), C7 ({cx:g}, {cy:g}) lie outside the {width}x{height} image"
 
 
 def _duplicate_row(dup: Duplicate, candidates: list[Candidate]) -> tuple[str, str, str]:

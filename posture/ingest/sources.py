@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from posture.cli import UserError
-from posture.cva import craniovertebral_angle, label_from_cva
-from posture.formats import IMAGE_EXTENSIONS
+from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
+from posture.formats import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS
 from posture.csvcells import restore_frame
 from posture.filenames import text_name
 from posture.labels import CLASS_NAMES, normalise_label_text
@@ -69,6 +69,8 @@ class Scan:
     candidates: list[Candidate] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    skipped_files: dict[str, list[str]] = field(default_factory=dict)  # kind -> names (text_name), for the report
+    refused: set[str] = field(default_factory=set)  # walked files already rejected (real names)
     files_found: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -85,6 +87,7 @@ class LabelRow:
     subject: str | None
     source: str | None
     problem: str = ""  # why ``label`` is None
+    reason: str = "unknown_label"  # the rejected.csv reason when ``label`` is None
     derived_disagrees: bool = False  # an explicit label contradicted the angle
 
 
@@ -96,25 +99,31 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def walk_tree(src: Path) -> tuple[list[str], list[Rejection], Counter, int, set[str]]:
-    """Every entry under ``src``: image paths, rejections (special files, loops, links out), skip
-    counts, total, non-image paths.
+def walk_tree(src: Path) -> tuple[Scan, list[str], set[str]]:
+    """Every entry under ``src``: a :class:`Scan` holding the rejections (special files, loops,
+    links out, unsupported formats), skips and total, plus the image and the non-image paths.
 
     The walk itself (:func:`posture.walk.walk_files`) is shared with the labeling tool, so both
     agree on which files are photos that may be read.
     """
     walk = walk_files(src)
-    rejections = [Rejection(text_name(r.rel), r.reason, r.detail) for r in walk.refused]
-    skipped = Counter(walk.skip_counts)
+    result = Scan(rejections=[Rejection(text_name(r.rel), r.reason, r.detail) for r in walk.refused],
+                  skipped=Counter(walk.skip_counts), files_found=walk.total, refused={r.rel for r in walk.refused})
+    for kind, names in walk.skipped.items():
+        result.skipped_files[kind] = [text_name(n) for n in names]
     images: list[str] = []
     non_images: set[str] = set()
     for rel in walk.files:
-        if is_image_name(rel):
+        unsupported = UNSUPPORTED_IMAGE_FORMATS.get(os.path.splitext(rel)[1].lower())
+        if unsupported:
+            result.rejections.append(Rejection(text_name(rel), "unsupported_format", unsupported))
+            result.refused.add(rel)
+        elif is_image_name(rel):
             images.append(rel)
         else:
-            skipped["non_image"] += 1
+            result.skipped["non_image"] += 1
             non_images.add(rel)
-    return images, rejections, skipped, walk.total, non_images
+    return result, images, non_images
 
 
 # --------------------------------------------------------------------------- label CSVs
@@ -177,7 +186,15 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
                         cva = craniovertebral_angle(*keypoints)  # type: ignore[arg-type]
                     except ValueError as exc:
                         keypoints, cva, problem = None, None, f"keypoints: {exc}"
-        label = label_from_cva(cva, cva_threshold) if cva is not None else typed
+        reason = "unknown_label"
+        if cva is not None and not plausible_cva(cva):
+            lo, hi = PLAUSIBLE_CVA_DEG
+            where = "the keypoints give" if keypoints is not None else "cva_deg is"
+            problem, reason = f"{where} a CVA of {cva:g}°, outside the physical range {lo:g}..{hi:g}°", \
+                "implausible_label"
+            label = None
+        else:
+            label = label_from_cva(cva, cva_threshold) if cva is not None else typed
         if label is None and not problem:
             problem = (f"label {raw_label!r} is not one of the known names for {', '.join(CLASS_NAMES)}"
                        if raw_label else "no label, angle or keypoints in the CSV row")
@@ -186,7 +203,7 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
             cva_deg=None if cva is None else round(float(cva), 3), keypoints=keypoints,
             subject=(str(record.get("subject", "")).strip() or None),
             source=(str(record.get("source", "")).strip() or None),
-            problem=problem,
+            problem=problem, reason=reason,
             derived_disagrees=bool(typed and cva is not None and typed != label),
         ))
     return rows
@@ -271,6 +288,8 @@ def _match_csv_rows(rows: list[LabelRow], root: Path, images: list[str], non_ima
             continue
         if rel not in image_set and "/" not in rel and len(by_name.get(rel, [])) == 1:
             rel = by_name[rel][0]
+        if rel in result.refused:
+            continue  # the file has its rejection already (unsupported format, FIFO, loop...)
         if rel in non_images:
             non_images.discard(rel)
             result.skipped["non_image"] -= 1
@@ -299,8 +318,7 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
     """Walk ``src``, attach labels (CSV first, then folder names) and subjects to each image."""
     root = src.resolve()
     pattern = compile_subject_pattern(subject_pattern)
-    images, rejections, skipped, total, non_images = walk_tree(root)
-    result = Scan(rejections=rejections, skipped=skipped, files_found=total)
+    result, images, non_images = walk_tree(root)
 
     if len(label_csvs) > 1:  # several labelers: report their agreement, take the labels from the first
         from posture.agreement import labeler_agreement
@@ -325,7 +343,7 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
         shown = text_name(rel)  # what every report records; rel is what the file system wants
         row = by_path.get(rel)
         if row is not None and row.label is None:
-            result.rejections.append(Rejection(shown, "unknown_label", row.problem))
+            result.rejections.append(Rejection(shown, row.reason, row.problem))
             continue
         label = row.label if row is not None else folder_label(rel, aliases)
         if label is None:
@@ -348,6 +366,8 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
             keypoints=row.keypoints if row is not None else None,
             subject_from=subject_from, pattern_missed=missed,
         ))
+    if non_images:  # what is left of them: those the CSV named are decoded after all
+        result.skipped_files["non_image"] = sorted(text_name(n) for n in non_images)
     _warn_empty_class_folders(root, aliases, result)
     return result
 
