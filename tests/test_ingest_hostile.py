@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from _ingest_helpers import class_tree, photo, run, save
+from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from PIL import Image, features
 
 from posture.csvcells import read_csv
@@ -262,3 +262,38 @@ def test_avif_is_read_when_pillow_can(tmp_path):
     else:
         (src / "normal" / "new-phone.avif").write_bytes(b"\0\0\0\x1cftypavif" + bytes(64))
         assert _rejected(run(src, tmp_path / "out")) == {"normal/new-phone.avif": "unsupported_format"}
+
+
+# --------------------------------------------------------------------------- all of it at once
+
+def test_a_hostile_drop_is_ingested_completely_within_bounded_time(tmp_path):
+    src = class_tree(tmp_path / "drop", per_class=3)  # 6 ordinary photos
+    nm, fh = src / "normal", src / "forward_head"
+    os.mkfifo(nm / "fifo.jpg")
+    try:
+        os.mknod(nm / "zero.jpg", stat.S_IFCHR | 0o644, os.makedev(1, 5))
+    except OSError:
+        pass
+    os.symlink("self.jpg", nm / "self.jpg")
+    os.symlink("loopdir", src / "loopdir")
+    good = [nm / os.fsdecode(b"caf\xe9.jpg"), fh / "a\rb.jpg", fh / "c\nd.jpg", nm / "e\r\nf.jpg",
+            nm / "=cmd|' /C calc'!A0.jpg", fh / "+x.jpg", nm / "-y.jpg", nm / "@z.jpg"]
+    for i, path in enumerate(good):
+        save(photo(100 + i), path)
+    (nm / "=broken.jpg").write_bytes(b"=1+1")
+    save(photo(120), src / "@evil\n.jpg")  # no class folder: rejected, with a name as bad as it gets
+    entries = sorted(os.path.relpath(os.path.join(d, n), src) for d, _, files in os.walk(src) for n in files)
+    before = tree_fingerprint(src)
+
+    proc = _ingest_cli(src, tmp_path / "out", timeout=300)  # the timeout only turns a hang into a failure
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    out = tmp_path / "out"
+    raw_manifest = pd.read_csv(out / "manifest.csv")  # plain pandas: one row per kept image
+    assert len(raw_manifest) == 6 + len(good)
+    manifest, rejected = read_csv(out / "manifest.csv"), read_csv(out / "rejected.csv")
+    assert all((out / p).is_file() for p in manifest["path"])
+    traced = [real_name(p) for p in [*manifest["source_path"], *rejected["path"]]]
+    assert sorted(traced) == entries  # every input file is a manifest row or a rejection, exactly once
+    assert json.loads((out / "summary.json").read_text())["counts"]["files_found"] == len(entries)
+    assert tree_fingerprint(src) == before  # SRC untouched
