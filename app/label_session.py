@@ -32,7 +32,7 @@ from posture.labels import CLASS_NAMES
 from posture.filenames import needs_escape, text_name
 from posture.formats import IMAGE_EXTENSIONS
 from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
-from posture.walk import RefusedFile, read_regular_file, walk_files
+from posture.walk import walk_files
 
 log = logging.getLogger(__name__)
 
@@ -265,14 +265,14 @@ class LabelSession:
 
     def _load_view(self, filename: str) -> ImageView:
         try:
-            img = open_rgb(read_regular_file(self.root / filename))  # a FIFO swapped in must not block
+            img = open_rgb(self.root / filename)  # reads regular files only: a FIFO swapped in cannot block
             # Longest side = display_max, up or down: big photos load fast, small ones get big
             # enough to click precisely (the browser never enlarges a Gradio image itself).
             f = self.config.display_max / max(img.size)
             shown = img if f == 1 else img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))),
                                                   Image.Resampling.LANCZOS)
             view = ImageView(filename, np.asarray(shown), img.size)
-        except (ImageDecodeError, RefusedFile, OSError) as exc:
+        except (ImageDecodeError, OSError) as exc:
             from app.label_overlay import placeholder
 
             log.warning("%s: cannot open (%s)", filename, exc)

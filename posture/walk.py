@@ -26,8 +26,11 @@ SYSTEM_DIR_NAMES = frozenset({"__macosx", "$recycle.bin", "system volume informa
 DEFAULT_MAX_BYTES = 256 * 2**20
 
 
-class RefusedFile(Exception):
-    """A file we will not read; ``reason`` is a ``rejected.csv`` reason, ``detail`` says why."""
+class RefusedFile(OSError):
+    """A file we will not read; ``reason`` is a ``rejected.csv`` reason, ``detail`` says why.
+
+    An ``OSError``, so every caller that already handles unreadable files handles these too.
+    """
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -138,6 +141,8 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX
         if size > max_bytes:  # grew while being read
             raise RefusedFile("too_large", f"more than the limit of {max_bytes} bytes")
         return b"".join(chunks)
+    except RefusedFile:
+        raise
     except OSError as exc:
         raise _oserror_refusal(exc, False) from None
     finally:

@@ -85,8 +85,8 @@ class AppServer:
         env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self._log = open(self.log_path, "w")
         env.pop("GRADIO_TEMP_DIR", None)  # the app must choose its own
-        command = [sys.executable, "-m", module, *([] if run is None else ["--run", str(run)]), "--port", str(self.port),
-                   *(["--threads", "1"] if module == "app" else []), *extra]
+        command = [sys.executable, "-m", module, *([] if run is None else ["--run", str(run)]),
+                   "--port", str(self.port), *(["--threads", "1"] if module == "app" else []), *extra]
         self.proc = subprocess.Popen(command, cwd=repo, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 240.0) -> None:

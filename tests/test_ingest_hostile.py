@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from PIL import Image, features
 
@@ -297,3 +298,12 @@ def test_a_hostile_drop_is_ingested_completely_within_bounded_time(tmp_path):
     assert sorted(traced) == entries  # every input file is a manifest row or a rejection, exactly once
     assert json.loads((out / "summary.json").read_text())["counts"]["files_found"] == len(entries)
     assert tree_fingerprint(src) == before  # SRC untouched
+
+
+@pytest.mark.timeout(60)  # a hang is the failure
+def test_every_stage_that_opens_a_photo_by_path_refuses_a_fifo(tmp_path):
+    from posture.images import open_rgb
+
+    os.mkfifo(tmp_path / "photo.jpg")  # prediction, training and the apps all decode through open_rgb
+    with pytest.raises(OSError, match="not_a_regular_file"):
+        open_rgb(tmp_path / "photo.jpg")

@@ -18,7 +18,8 @@ class Killed(BaseException):
 def _save(run_dir: Path, epoch: int) -> None:
     t = torch.full((3,), float(epoch))
     save_state(run_dir, model={"w": t}, best={"w": t.clone()},
-               optimizer={"state": {0: {"exp_avg": t.clone(), "step": epoch}}, "param_groups": [{"lr": 0.1, "params": [0]}]},
+               optimizer={"state": {0: {"exp_avg": t.clone(), "step": epoch}},
+                          "param_groups": [{"lr": 0.1, "params": [0]}]},
                scheduler={"last_epoch": epoch}, meta={"epoch": epoch, "phase": "head"})
 
 
