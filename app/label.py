@@ -28,6 +28,7 @@ from typing import Any
 
 from app.label_overlay import draw_points, placeholder
 from app.label_session import ORDERS, LabelConfig, LabelSession, default_labeler
+from app.scratch import CACHE_SWEEP, private_gradio_temp, stop_on_sigterm
 from posture.cli import add_logging_flags, run_main, setup_logging
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
 from posture.labels import FORWARD_HEAD, NORMAL
@@ -79,7 +80,8 @@ class LabelPage:
         progress = s.progress().format()
         if filename is None:
             done = placeholder("All images are labeled. Use Previous to review.")
-            return (done, "### Done\nEvery image in the folder has an answer from you.", progress, "", message, state)
+            text = "### Done\nEvery image in the folder has an answer from you." + self._left_out_text()
+            return (done, text, progress, "", message, state)
         view = s.view(filename)
         points = [tuple(p) for p in state["points"]]
         label, cva = None, None
@@ -109,7 +111,18 @@ class LabelPage:
                          f"Accept (Enter) or redo (r).{warn}")
         else:
             lines.append("The two points coincide: redo them.")
-        return (shown, "\n\n".join(lines), progress, self._model_text(filename), message, state)
+        return (shown, "\n\n".join(lines) + self._left_out_text(), progress, self._model_text(filename), message,
+                state)
+
+    def _left_out_text(self, most: int = 8) -> str:
+        """The files this session cannot show or save, with the reason: visible, so none is lost silently."""
+        skipped = self.session.skipped
+        if not skipped:
+            return ""
+        lines = [f"- `{name}`: {reason}" for name, reason in skipped[:most]]
+        if len(skipped) > most:
+            lines.append(f"- … and {len(skipped) - most} more (listed in the log)")
+        return f"\n\n**Left out of this session ({len(skipped)}):**\n" + "\n".join(lines)
 
     def _model_text(self, filename: str) -> str:
         pred = self.session.predict(filename)
@@ -162,7 +175,10 @@ class LabelPage:
         filename = state["file"]
         if filename is None:
             return self._render(state)
-        self.session.answer_class(filename, label)
+        try:
+            self.session.answer_class(filename, label)
+        except ValueError as exc:
+            return self._render(state, f"Not saved: {exc}.")
         return self._goto(self.session.next_pending(), f"Saved {filename}: {label}.")
 
     def redo(self, state: dict[str, Any]) -> tuple[Any, ...]:
@@ -181,7 +197,7 @@ def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
 
     page = LabelPage(session)
     cfg = session.config
-    with gr.Blocks(title="posture · labeling", analytics_enabled=False) as demo:
+    with gr.Blocks(title="posture · labeling", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown(f"## Posture labeling — {cfg.images}  →  {cfg.out}  ·  labeler **{cfg.labeler}**")
         progress = gr.Markdown(elem_id="lbl-progress")
         with gr.Row():
@@ -280,9 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(args)
     config.validate()
     session = LabelSession(config, predictor=load_predictor(config.run))
+    stop_on_sigterm()
     try:
         log.info("%s", session.progress().format().replace("**", ""))
-        build_app(session).launch(**launch_kwargs(config))
+        # The PNG copies of the photos shown go to a private folder, never the shared /tmp/gradio.
+        with private_gradio_temp("posture-label-"):
+            build_app(session).launch(**launch_kwargs(config))
     finally:
         session.close()
     return 0

@@ -29,11 +29,16 @@ from posture.cli import UserError
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
 from posture.images import ImageDecodeError, open_rgb
 from posture.labels import CLASS_NAMES
+from posture.filenames import needs_escape, text_name
+from posture.formats import IMAGE_EXTENSIONS
 from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
+from posture.walk import walk_files
 
 log = logging.getLogger(__name__)
 
 ORDERS = ("name", "uncertainty")
+UNSTORABLE_NAME = ("unsupported_name: the name holds a line break, a control character, a backslash or bytes "
+                   "that are not UTF-8, which the label CSV cannot hold; rename the file and restart")
 
 
 def default_labeler() -> str:
@@ -78,18 +83,33 @@ class LabelConfig:
             raise UserError(f"--out {self.out}: is a folder; give a CSV file name")
 
 
+def scan_images(root: str | os.PathLike[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The photos under ``root`` a labeler can be shown, and the files left out, each with a reason.
+
+    The folder is walked exactly as ``posture.ingest`` walks it (:func:`posture.walk.walk_files`):
+    hidden and system entries are skipped, and FIFOs, devices, symlink loops and links out of the
+    folder are left out with their reason, so no photo the labeler answers is one ingest refuses,
+    and the page never blocks on a file that is not a regular file.
+
+    Names the answer file cannot hold (a line break, a control character, bytes that are not
+    UTF-8, a backslash, which ingest reads as a folder separator) are left out too, so one such
+    file can never block a session; names are given as :func:`posture.filenames.text_name` text.
+    """
+    walk = walk_files(root)
+    found, left_out = [], [(text_name(r.rel), f"{r.reason}: {r.detail}") for r in walk.refused]
+    for rel in walk.files:
+        if os.path.splitext(rel)[1].lower() not in IMAGE_EXTENSIONS:
+            continue
+        if needs_escape(rel):
+            left_out.append((text_name(rel), UNSTORABLE_NAME))
+        else:
+            found.append(rel)
+    return found, sorted(left_out)
+
+
 def list_images(root: str | os.PathLike[str]) -> list[str]:
     """Image files under ``root`` as ``/``-separated relative paths, sorted; hidden entries skipped."""
-    from posture.data import IMAGE_EXTENSIONS  # here, not at the top: it pulls in torch, and --help should be quick
-
-    base = Path(root)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append((Path(dirpath) / name).relative_to(base).as_posix())
-    return sorted(found)
+    return scan_images(root)[0]
 
 
 @dataclass(frozen=True)
@@ -159,7 +179,9 @@ class LabelSession:
         config.validate()
         self.config = config
         self.root = Path(config.images)
-        self.files = list_images(self.root)
+        self.files, self.skipped = scan_images(self.root)
+        for name, reason in self.skipped:
+            log.warning("%s: left out (%s)", name, reason)
         if not self.files:
             raise UserError(f"{self.root}: no images found (.jpg, .png, .webp, ... files, searched recursively)")
         self.store = LabelStore(config.out)
@@ -243,7 +265,7 @@ class LabelSession:
 
     def _load_view(self, filename: str) -> ImageView:
         try:
-            img = open_rgb(self.root / filename)
+            img = open_rgb(self.root / filename)  # reads regular files only: a FIFO swapped in cannot block
             # Longest side = display_max, up or down: big photos load fast, small ones get big
             # enough to click precisely (the browser never enlarges a Gradio image itself).
             f = self.config.display_max / max(img.size)

@@ -10,6 +10,15 @@ from __future__ import annotations
 import math
 
 DEFAULT_CVA_THRESHOLD_DEG = 50.0
+#: The angles a seated or standing person can show: 90° is the ear straight above C7; below 0°
+#: the ear would sit below C7, which is a mis-click or a typo, not a posture. Labels outside
+#: this range are rejected by ``posture.ingest`` rather than turned into a class.
+PLAUSIBLE_CVA_DEG = (0.0, 90.0)
+
+
+def plausible_cva(cva_deg: float) -> bool:
+    """True when ``cva_deg`` lies in :data:`PLAUSIBLE_CVA_DEG` (both ends included)."""
+    return PLAUSIBLE_CVA_DEG[0] <= cva_deg <= PLAUSIBLE_CVA_DEG[1]
 
 
 def craniovertebral_angle(ear_x: float, ear_y: float, c7_x: float, c7_y: float) -> float:

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from posture.cli import UserError
+from posture.csvcells import read_csv
 from posture.fileio import read_json
 # The format constants live in the torch-free posture.formats; re-exported here unchanged.
 from posture.formats import CLASSES_NAME, IMAGE_EXTENSIONS, MANIFEST_NAME, REQUIRED_COLUMNS, SPLITS
@@ -32,7 +33,7 @@ def read_manifest(root: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         raise UserError(f"{root}: no {MANIFEST_NAME} here; make one with `python -m posture.ingest SRC --out {root}`")
-    frame = pd.read_csv(path, dtype={"subject": str, "path": str, "label": str, "split": str})
+    frame = read_csv(path, dtype={"subject": str, "path": str, "label": str, "split": str})
     if "split" not in frame.columns and {"path", "label"} <= set(frame.columns):
         # A labelled folder that was never split (e.g. an evaluation set): all of it is one test split.
         log.info("%s has no split column: every row counts as the test split", path)

@@ -6,16 +6,20 @@ can simply be rerun.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from posture.csvcells import write_csv
 
 
 @contextmanager
@@ -52,13 +56,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as JSON text, numpy values and paths included (how every project JSON is written)."""
+    return json.dumps(obj, indent=indent, sort_keys=False, default=_json_default)
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(path, json_text(obj) + "\n")
 
 
 def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """Write ``frame`` (no index) spreadsheet-safe and quoted so that it reads back exactly.
+
+    Read it back with :func:`posture.csvcells.read_csv` (see that module for why).
+    """
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        write_csv(frame, tmp)
 
 
 def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
@@ -70,13 +83,59 @@ def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]
     staging, out = Path(staging), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(trash, ignore_errors=True)
+        trash = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # never another run's
         out.rename(trash)
         staging.rename(out)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         staging.rename(out)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``holder`` is what it wrote into the lock file (its pid)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path} is held by process {holder or '?'}")
+        self.path = path
+        self.holder = holder
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` for the block, or raise :class:`LockHeld` at once.
+
+    Why a lock and not only unique names: two runs writing the same output folder each clean up
+    what looks like an interrupted run's leftovers, which is the other's live work. The kernel
+    drops the lock when the holder dies, even by SIGKILL, so a stale lock file never blocks a
+    rerun. The file is removed on release; a waiter that opened it just before checks it still
+    holds the file at ``path`` and otherwise tries again.
+    """
+    target = Path(path)
+    while True:
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise LockHeld(target, holder) from None
+        try:
+            live = os.fstat(fd).st_ino == os.stat(target).st_ino
+        except FileNotFoundError:
+            live = False
+        if live:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

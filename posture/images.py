@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from posture.walk import read_regular_file
 
 #: Refuse images with more pixels than this (decompression bombs); about a 120-megapixel photo.
 DEFAULT_MAX_PIXELS = 120_000_000
@@ -58,9 +59,12 @@ def open_rgb(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT_M
     """Fully decode ``source`` (a path or bytes), apply EXIF orientation, return 8-bit RGB.
 
     Raises :class:`ImageDecodeError` with reason ``empty_file``, ``not_an_image``, ``too_large``
-    or ``corrupt``; never a bare PIL exception, so callers can report and move on.
+    or ``corrupt``; never a bare PIL exception, so callers can report and move on. A path that
+    is not a regular file, or is larger than :data:`posture.walk.DEFAULT_MAX_BYTES`, raises
+    :class:`posture.walk.RefusedFile` (an ``OSError``) without being read.
     """
-    data = Path(source).read_bytes() if not isinstance(source, bytes) else source
+    # A path is read as a regular file with a byte cap: a FIFO or device must not block or flood us.
+    data = read_regular_file(source) if not isinstance(source, bytes) else source
     if len(data) == 0:
         raise ImageDecodeError("empty_file", "0 bytes")
     try:

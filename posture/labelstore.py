@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from posture.cli import UserError
+from posture.csvcells import neutralise, restore
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,16 @@ class LabelRecord:
         return None not in (self.ear_x, self.ear_y, self.c7_x, self.c7_y)
 
     def to_row(self) -> list[str]:
-        """Text cells in :data:`COLUMNS` order; floats rounded to what a click can resolve."""
+        """Text cells in :data:`COLUMNS` order; floats rounded to what a click can resolve.
+
+        Names are neutralised against spreadsheet formulas (:mod:`posture.csvcells`);
+        :meth:`from_row` restores them, so ingest and the tool read back the real file name.
+        """
         def num(v: float | None, digits: int) -> str:
             return "" if v is None else f"{float(v):.{digits}f}"
 
-        return [self.filename, self.label, num(self.cva_deg, 2), num(self.ear_x, 1), num(self.ear_y, 1),
-                num(self.c7_x, 1), num(self.c7_y, 1), self.labeler, self.timestamp]
+        return [neutralise(self.filename), self.label, num(self.cva_deg, 2), num(self.ear_x, 1), num(self.ear_y, 1),
+                num(self.c7_x, 1), num(self.c7_y, 1), neutralise(self.labeler), self.timestamp]
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> LabelRecord:
@@ -84,9 +89,9 @@ class LabelRecord:
             value = float(text)
             return value if math.isfinite(value) else None
 
-        return cls(filename=(row.get("filename") or "").strip(), label=(row.get("label") or "").strip(),
+        return cls(filename=restore((row.get("filename") or "").strip()), label=(row.get("label") or "").strip(),
                    cva_deg=num("cva_deg"), ear_x=num("ear_x"), ear_y=num("ear_y"), c7_x=num("c7_x"),
-                   c7_y=num("c7_y"), labeler=(row.get("labeler") or "").strip(),
+                   c7_y=num("c7_y"), labeler=restore((row.get("labeler") or "").strip()),
                    timestamp=(row.get("timestamp") or "").strip())
 
     def to_dict(self) -> dict[str, object]:

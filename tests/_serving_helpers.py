@@ -67,11 +67,14 @@ class AppServer:
     ``TMPDIR`` points into the test's folder, so the app's private upload folder can be inspected.
     """
 
-    def __init__(self, run: Path, tmp: Path, *extra: str) -> None:
+    def __init__(self, run: Path | None, tmp: Path, *extra: str, module: str = "app",
+                 private_prefix: str = "posture-app-") -> None:
+        """``python -m app --run RUN``; ``module="app.label"`` (and ``run=None``) serves the labeling tool."""
         import os
         import subprocess
         import sys
 
+        self.private_prefix = private_prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.tmp = tmp
@@ -81,9 +84,10 @@ class AppServer:
         repo = Path(__file__).resolve().parents[1]
         env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "--run", str(run), "--port", str(self.port),
-                                      "--threads", "1", *extra], cwd=repo, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        env.pop("GRADIO_TEMP_DIR", None)  # the app must choose its own
+        command = [sys.executable, "-m", module, *([] if run is None else ["--run", str(run)]),
+                   "--port", str(self.port), *(["--threads", "1"] if module == "app" else []), *extra]
+        self.proc = subprocess.Popen(command, cwd=repo, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 240.0) -> None:
         import time
@@ -103,7 +107,7 @@ class AppServer:
         raise RuntimeError(f"the app did not answer within {timeout}s:\n{self.log_path.read_text()}")
 
     def private_dirs(self) -> list[Path]:
-        return sorted(self.tmp.glob("posture-app-*"))
+        return sorted(self.tmp.glob(self.private_prefix + "*"))
 
     def stop(self) -> int:
         import subprocess

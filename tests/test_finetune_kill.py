@@ -1,4 +1,8 @@
-"""A training run killed with SIGKILL mid-way resumes to exactly the uninterrupted result."""
+"""A training run killed with SIGKILL mid-way resumes to exactly the uninterrupted result.
+
+Killed at a random moment, and at fixed points around each rename of the resume state, where a
+state written as two files used to tear (new tensors beside old metadata: a silently different run).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from safetensors.torch import load_file
 
 from _finetune_helpers import make_dataset
 
+from posture.training.resume import read_meta
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,19 +33,35 @@ def _command(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
 
 
 def _saved_epoch(out: Path) -> int:
-    try:
-        return int(json.loads((out / ".resume" / "state.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
+    meta = read_meta(out)  # the header only: cheap enough to poll
+    return int(meta["epoch"]) if meta else 0
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(data, feature cache, the run trained without interruption), shared by the kill tests."""
+    tmp = tmp_path_factory.mktemp("kill")
+    data, cache = make_dataset(tmp / "ds"), tmp / "cache"
+    subprocess.run(_command(data, tmp / "whole", cache), check=True, env=ENV, cwd=REPO, timeout=600)
+    return data, cache, tmp / "whole"
+
+
+def _assert_same_run(whole: Path, resumed_dir: Path) -> None:
+    whole_w, resumed = load_file(str(whole / "model.safetensors")), load_file(str(resumed_dir / "model.safetensors"))
+    assert whole_w.keys() == resumed.keys()
+    assert all((whole_w[k] == resumed[k]).all() for k in whole_w)
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (whole, resumed_dir)]
+    assert metrics[0]["test"] == metrics[1]["test"] and metrics[0]["best_epoch"] == metrics[1]["best_epoch"]
+    assert not (resumed_dir / ".resume").exists()
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "ds")
-    cache = tmp_path / "cache"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    subprocess.run(_command(data, tmp_path / "whole", cache), check=True, env=env, cwd=REPO, timeout=600)
-
+def test_sigkill_then_resume_equals_uninterrupted(uninterrupted: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, cache, whole = uninterrupted
+    env = ENV
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_command(data, killed, cache), env=env, cwd=REPO)
     try:
@@ -57,9 +79,19 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     refused = subprocess.run(_command(data, killed, cache), env=env, cwd=REPO, capture_output=True, text=True)
     assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
     subprocess.run(_command(data, killed, cache, "--resume"), check=True, env=env, cwd=REPO, timeout=600)
+    _assert_same_run(whole, killed)
 
-    whole, resumed = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(killed / "model.safetensors"))
-    assert whole.keys() == resumed.keys()
-    assert all((whole[k] == resumed[k]).all() for k in whole)
-    metrics = [json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "whole", killed)]
-    assert metrics[0]["test"] == metrics[1]["test"] and metrics[0]["best_epoch"] == metrics[1]["best_epoch"]
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("nth", "when"), [(1, "before"), (3, "after"), (4, "before"), (6, "after")])
+def test_sigkill_around_a_resume_state_rename_then_resume_equals_uninterrupted(
+        uninterrupted: tuple[Path, Path, Path], tmp_path: Path, nth: int, when: str) -> None:
+    """Killed just before / after the n-th rename into .resume/ (for a two-file state, some of
+    these fall between the tensors and the metadata of one epoch)."""
+    data, cache, whole = uninterrupted
+    killed = tmp_path / "killed"
+    wrapper = [sys.executable, str(REPO / "tests" / "_kill_at_rename.py"), str(nth), when]
+    proc = subprocess.run(wrapper + _command(data, killed, cache)[3:], env=ENV, cwd=REPO, timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    subprocess.run(_command(data, killed, cache, "--resume"), check=True, env=ENV, cwd=REPO, timeout=600)
+    _assert_same_run(whole, killed)

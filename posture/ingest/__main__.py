@@ -14,7 +14,9 @@ from posture.ingest.config import (DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE, DEFAULT_N
                                    IngestConfig, parse_label_map, parse_ratios)
 from posture.ingest.pipeline import ingest
 from posture.ingest.report import format_summary
+from posture.filenames import text_name
 from posture.labels import CLASS_NAMES
+from posture.walk import DEFAULT_MAX_BYTES
 
 EPILOG = """\
 inputs (SRC):
@@ -32,9 +34,13 @@ subjects:
 outputs (DST):
   images/<label>/*.jpg, manifest.csv, rejected.csv, classes.json, summary.json.
   Every file under SRC ends up in exactly one place: a manifest row, a rejected.csv row
-  (empty_file, not_an_image, corrupt, too_large, too_small, unknown_label, missing_file,
-  outside_root, unreadable, duplicate_of:<kept file>), or a counted skip (hidden/system
-  files such as .DS_Store, Thumbs.db, ._*, dot-folders; non-image extensions).
+  (empty_file, not_an_image, corrupt, too_large, too_small, unknown_label, implausible_label,
+  missing_file, outside_root, unreadable, not_a_regular_file, symlink_loop, unsupported_format,
+  duplicate_of:<kept file>), or a skip listed by name in summary.json and the report
+  (hidden/system files such as .DS_Store, Thumbs.db, ._*, dot-folders; non-image extensions).
+  implausible_label: a CVA outside 0..90 degrees, or keypoints outside the photo.
+  unsupported_format: HEIC/HEIF, ICO, JPEG XL, camera RAW, ... (.jfif is read as JPEG).
+  --min-side applies to the image as stored, after --max-side downscaling.
 example:
   python -m posture.ingest ../shared/data/real --out data/real \\
       --labels ../shared/data/real/manifest.csv
@@ -63,9 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, metavar="PX",
                    help="downscale images whose long side exceeds this; 0 keeps sizes (default %(default)s)")
     p.add_argument("--min-side", type=int, default=DEFAULT_MIN_SIDE, metavar="PX",
-                   help="reject images whose short side is below this (default %(default)s)")
+                   help="reject images whose short side, as stored (after --max-side), is below this "
+                        "(default %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="reject images with more pixels (decompression bombs; default %(default)s)")
+    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+                   help="reject larger files without reading them (default %(default)s, 256 MiB)")
     p.add_argument("--near-dup-threshold", type=int, default=DEFAULT_NEAR_DUP_THRESHOLD, metavar="BITS",
                    help="max phash and dhash Hamming distance (of 64) for a near-duplicate; "
                         "-1 finds exact copies only (default %(default)s)")
@@ -83,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
     return IngestConfig(
         src=args.src, out=args.out, labels=tuple(args.labels), label_map=args.label_map,
         cva_threshold=args.cva_threshold, subject_pattern=args.subject_pattern, ratios=args.ratios, seed=args.seed,
-        max_side=args.max_side, max_pixels=args.max_pixels, min_side=args.min_side,
+        max_side=args.max_side, max_pixels=args.max_pixels, max_bytes=args.max_bytes, min_side=args.min_side,
         near_dup_threshold=args.near_dup_threshold, image_format=args.image_format, source_name=args.source_name,
         workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress and not args.quiet,
     )
@@ -94,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet)
     result = ingest(config_from_args(args))
     print(format_summary(result.summary, CLASS_NAMES))
-    print(f"\nwrote {result.out}")
+    print(f"\nwrote {text_name(str(result.out))}")
     return 0 if result.kept else 1
 
 

@@ -17,8 +17,10 @@ import pandas as pd
 
 from posture.cli import UserError
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
+from posture.filenames import text_name
 from posture.images import DEFAULT_MAX_PIXELS
 from posture.labels import CLASS_NAMES, DEFAULT_LABEL_ALIASES, normalise_label_text
+from posture.walk import DEFAULT_MAX_BYTES
 
 DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 DEFAULT_MAX_SIDE = 1024
@@ -47,6 +49,7 @@ class IngestConfig:
     seed: int = 0
     max_side: int = DEFAULT_MAX_SIDE  # 0 keeps the original size
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES  # larger files are rejected unread (too_large)
     min_side: int = DEFAULT_MIN_SIDE
     near_dup_threshold: int = DEFAULT_NEAR_DUP_THRESHOLD  # negative: exact duplicates only
     image_format: str = "jpg"
@@ -63,8 +66,8 @@ class IngestConfig:
         if self.image_format not in IMAGE_FORMATS:
             raise UserError(f"--format must be one of {', '.join(IMAGE_FORMATS)}, not {self.image_format!r}")
         object.__setattr__(self, "ratios", validate_ratios(self.ratios))
-        if self.max_side < 0 or self.min_side < 1 or self.max_pixels < 1:
-            raise UserError("--max-side must be >= 0, --min-side and --max-pixels >= 1")
+        if self.max_side < 0 or self.min_side < 1 or self.max_pixels < 1 or self.max_bytes < 1:
+            raise UserError("--max-side must be >= 0, --min-side, --max-pixels and --max-bytes >= 1")
         if self.max_side and self.max_side < self.min_side:
             raise UserError(f"--max-side {self.max_side} is smaller than --min-side {self.min_side}")
         if self.workers is not None and self.workers < 1:
@@ -74,7 +77,8 @@ class IngestConfig:
 
     @property
     def source(self) -> str:
-        return self.source_name or self.src.resolve().name
+        """The manifest's ``source`` value: ``source_name`` or SRC's folder name (as printable text)."""
+        return text_name(self.source_name or Path(os.path.realpath(self.src)).name)
 
     @property
     def n_workers(self) -> int:
@@ -98,6 +102,7 @@ class IngestConfig:
             "seed": self.seed,
             "max_side": self.max_side,
             "max_pixels": self.max_pixels,
+            "max_bytes": self.max_bytes,
             "min_side": self.min_side,
             "near_dup_threshold": self.near_dup_threshold,
             "image_format": self.image_format,

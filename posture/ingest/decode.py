@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from posture.images import ImageDecodeError, open_rgb
+from posture.walk import DEFAULT_MAX_BYTES, RefusedFile, read_regular_file
 
 
 #: Side of the gray thumbnail both perceptual hashes are computed from.
@@ -36,6 +37,7 @@ class DecodeSettings:
     max_side: int  # 0: keep the size
     image_format: str  # "jpg" or "png"
     jpeg_quality: int = 95
+    max_bytes: int = DEFAULT_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Decoded:
     height: int = 0
     phash: int = 0
     dhash: int = 0
+    flat: bool = False  # one colour: its perceptual hashes say nothing (see is_flat)
 
     @property
     def ok(self) -> bool:
@@ -86,12 +89,36 @@ def perceptual_hashes(img: Image.Image) -> tuple[int, int]:
     return _hash_int(imagehash.phash(thumb)), _hash_int(imagehash.dhash(thumb))
 
 
+#: A picture whose gray thumbnail varies less than this (standard deviation, of 255) is flat.
+FLAT_STD = 1.0
+
+
+def is_flat(img: Image.Image) -> bool:
+    """True for a picture of (nearly) one colour.
+
+    Why: perceptual hashes describe structure, and a flat picture has none: every flat picture,
+    red or blue, gets the same hashes, so comparing them would call any two flat pictures near
+    copies. Flat pictures are only matched as exact (byte) copies.
+    """
+    gray = img.convert("L")
+    gray.thumbnail((HASH_SIDE, HASH_SIDE))
+    return float(np.asarray(gray, dtype=np.float64).std()) < FLAT_STD
+
+
+def stored_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size an image of ``width`` x ``height`` is stored at: the long side capped at ``max_side`` (0: no cap)."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def decode_one(task: DecodeTask, settings: DecodeSettings) -> Decoded:
     """Never raises for a bad file: every failure becomes a ``Decoded`` with a reason."""
     try:
-        data = Path(task.src).read_bytes()
-    except OSError as exc:
-        return Decoded(task.index, "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}")
+        data = read_regular_file(task.src, settings.max_bytes)  # never blocks on a FIFO, never reads unbounded
+    except RefusedFile as exc:
+        return Decoded(task.index, exc.reason, exc.detail)
     source_sha = hashlib.sha256(data).hexdigest()
     try:
         img = open_rgb(data, max_pixels=settings.max_pixels)
@@ -101,15 +128,16 @@ def decode_one(task: DecodeTask, settings: DecodeSettings) -> Decoded:
         return Decoded(task.index, "too_large", "out of memory while decoding", source_sha256=source_sha)
     try:
         orig_w, orig_h = img.size
-        if min(orig_w, orig_h) < settings.min_side:
-            return Decoded(task.index, "too_small",
-                           f"{orig_w}x{orig_h}, shorter side below --min-side {settings.min_side}",
+        size = stored_size(orig_w, orig_h, settings.max_side)
+        if min(size) < settings.min_side:  # judged on what training will see, after downscaling
+            shown = f"{orig_w}x{orig_h}" + ("" if size == (orig_w, orig_h) else
+                                            f", stored as {size[0]}x{size[1]} (--max-side {settings.max_side})")
+            return Decoded(task.index, "too_small", f"{shown}: shorter side below --min-side {settings.min_side}",
                            source_sha256=source_sha, orig_width=orig_w, orig_height=orig_h)
-        if settings.max_side and max(orig_w, orig_h) > settings.max_side:
-            scale = settings.max_side / max(orig_w, orig_h)
-            size = (max(1, round(orig_w * scale)), max(1, round(orig_h * scale)))
+        if size != (orig_w, orig_h):
             img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         phash, dhash = perceptual_hashes(img)
+        flat = is_flat(img)
         buf = io.BytesIO()
         if settings.image_format == "png":
             img.save(buf, format="PNG")
@@ -119,7 +147,7 @@ def decode_one(task: DecodeTask, settings: DecodeSettings) -> Decoded:
         Path(task.dst).write_bytes(encoded)
         return Decoded(task.index, source_sha256=source_sha,
                        sha256=hashlib.sha256(encoded).hexdigest(), orig_width=orig_w, orig_height=orig_h,
-                       width=img.width, height=img.height, phash=phash, dhash=dhash)
+                       width=img.width, height=img.height, phash=phash, dhash=dhash, flat=flat)
     except Exception as exc:  # noqa: BLE001 - a bad file must become a rejection, never a crash
         return Decoded(task.index, "corrupt", f"{type(exc).__name__}: {exc}", source_sha256=source_sha)
 

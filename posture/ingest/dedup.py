@@ -4,7 +4,8 @@ Exact copies share the SHA-256 of their file bytes; a copy in another container 
 metadata has the same hashes (distance 0) and is found as a near copy.
 Near copies (re-saved JPEGs, resized copies, burst frames) are within a few bits on *both* a
 perceptual hash (DCT, robust to resizing and compression) and a difference hash (gradients):
-asking both to agree keeps distinct photos of a similar scene apart.
+asking both to agree keeps distinct photos of a similar scene apart. Flat (one-colour) pictures
+have no structure to hash, so they are matched as exact copies only.
 
 The search is greedy in priority order (largest picture first, then path): each image is compared
 with the images kept so far using vectorised XOR + popcount, which is O(n * kept) numpy work and
@@ -29,6 +30,7 @@ class HashedImage:
     content_sha256: str
     phash: int
     dhash: int
+    flat: bool = False  # a one-colour picture: matched by its bytes only (its hashes carry no information)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def find_duplicates(images: Sequence[HashedImage], threshold: int) -> dict[int, 
     order = sorted(images, key=lambda im: (-im.pixels, im.path))
     kept_p = np.zeros(len(order), dtype=np.uint64)
     kept_d = np.zeros(len(order), dtype=np.uint64)
-    kept: list[HashedImage] = []
+    hashed: list[HashedImage] = []  # the kept images that near copies are looked for among
     by_sha: dict[str, HashedImage] = {}
     result: dict[int, Duplicate] = {}
     for image in order:
@@ -65,19 +67,20 @@ def find_duplicates(images: Sequence[HashedImage], threshold: int) -> dict[int, 
         if twin is not None:
             result[image.key] = Duplicate(image.key, twin.key, "exact", 0, 0, twin.label != image.label)
             continue
-        if threshold >= 0 and kept:
-            n = len(kept)
+        if threshold >= 0 and hashed and not image.flat:
+            n = len(hashed)
             dp = _popcount(kept_p[:n] ^ np.uint64(image.phash))
             dd = _popcount(kept_d[:n] ^ np.uint64(image.dhash))
             close = np.flatnonzero((dp <= threshold) & (dd <= threshold))
             if close.size:
                 best = close[np.argmin(dp[close].astype(np.int64) + dd[close])]  # first on ties
-                other = kept[best]
+                other = hashed[best]
                 result[image.key] = Duplicate(image.key, other.key, "near", int(dp[best]), int(dd[best]),
                                               other.label != image.label)
                 continue
-        kept_p[len(kept)] = image.phash
-        kept_d[len(kept)] = image.dhash
-        kept.append(image)
         by_sha[image.content_sha256] = image
+        if not image.flat:
+            kept_p[len(hashed)] = image.phash
+            kept_d[len(hashed)] = image.dhash
+            hashed.append(image)
     return result

@@ -2,7 +2,9 @@
 
 The whole dataset is built in a hidden staging folder beside ``out`` and moved into place at the
 end, so an interrupted run leaves the previous dataset (or nothing) and can simply be rerun; the
-source folder is only ever read.
+source folder is only ever read. A lock file beside ``out`` (``.<out>.lock``) keeps a second
+ingest into the same folder out while one runs: it would otherwise take the first one's staging
+folder for an interrupted run's leftovers and delete it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import posixpath
 import re
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from posture.cli import UserError
 from posture.formats import CLASSES_NAME, MANIFEST_NAME
-from posture.fileio import atomic_write_csv, atomic_write_json, read_json
+from posture.fileio import LockHeld, atomic_write_csv, atomic_write_json, exclusive_lock, read_json, swap_into_place
 from posture.ingest.config import IngestConfig, IngestResult
 from posture.ingest.decode import DecodeSettings, DecodeTask, Decoded, decode_all
 from posture.ingest.dedup import Duplicate, HashedImage, find_duplicates
@@ -38,6 +41,16 @@ SUMMARY_NAME = "summary.json"
 def ingest(config: IngestConfig) -> IngestResult:
     """Run the whole ingest described by ``config`` and return what was written to ``config.out``."""
     src, out = _check_paths(config)
+    try:
+        with exclusive_lock(out.parent / f".{out.name}.lock"):
+            return _ingest_locked(config, src, out)
+    except LockHeld as exc:
+        raise UserError(f"another ingest (process {exc.holder or '?'}) is writing to --out {config.out}; "
+                        "wait for it to finish, or choose another --out") from None
+
+
+def _ingest_locked(config: IngestConfig, src: Path, out: Path) -> IngestResult:
+    _check_out(config, src, out)
     found = scan(src, config.labels, config.aliases(), config.cva_threshold, config.subject_pattern, config.source)
     log.info("%d files under %s: %d images to decode", found.files_found, src, len(found.candidates))
 
@@ -45,7 +58,7 @@ def ingest(config: IngestConfig) -> IngestResult:
     staging.chmod(0o755)  # mkdtemp's 0700 would make the dataset private to this user
     try:
         result = _build(config, found, staging)
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -63,7 +76,8 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         folder.mkdir(parents=True, exist_ok=True)
     base = str(staging)
     tasks = [DecodeTask(i, str(c.abs_path), f"{base}/{names[i]}") for i, c in enumerate(candidates)]
-    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, ext, config.jpeg_quality)
+    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, ext, config.jpeg_quality,
+                              config.max_bytes)
     decoded: list[Decoded] = list(decode_all(tasks, settings, config.n_workers, config.progress))
 
     rejected: list[tuple[str, str, str]] = [(r.path, r.reason, r.detail) for r in found.rejections]
@@ -74,6 +88,10 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
     csv_rows_rejected = sum(not r.is_file for r in found.rejections)
     good = []
     for d in decoded:
+        if d.ok and candidates[d.index].keypoints is not None:  # clicks must land on the photo
+            problem = _keypoints_outside(candidates[d.index].keypoints, d.orig_width, d.orig_height)
+            if problem:
+                d = replace(d, reason="implausible_label", detail=problem)
         if d.ok:
             good.append(d)
         else:
@@ -82,7 +100,7 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
             reason_counts[d.reason] = reason_counts.get(d.reason, 0) + 1
 
     hashed = [HashedImage(d.index, candidates[d.index].source_path, candidates[d.index].label,
-                          d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash) for d in good]
+                          d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash, d.flat) for d in good]
     duplicates = find_duplicates(hashed, config.near_dup_threshold)
     for dup in duplicates.values():
         rejected.append(_duplicate_row(dup, candidates))
@@ -115,15 +133,24 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         log.warning("warning: %s", w)
 
     summary = build_summary(
-        src=str(config.src.resolve()), source=config.source, settings=config.describe(),
+        src=os.path.realpath(config.src), source=config.source, settings=config.describe(),
         files_found=found.files_found, manifest=manifest, reason_counts=reason_counts,
         duplicates=list(duplicates.values()), label_conflicts=conflicts, skipped=found.skipped,
+        skipped_files=found.skipped_files,
         csv_rows_rejected=csv_rows_rejected, warnings=warnings, classes=CLASS_NAMES)
     atomic_write_csv(staging / MANIFEST_NAME, manifest)
     atomic_write_csv(staging / REJECTED_NAME, rejected_df)
     atomic_write_json(staging / CLASSES_NAME, list(CLASS_NAMES))
     atomic_write_json(staging / SUMMARY_NAME, summary)
     return IngestResult(out=staging, manifest=manifest, rejected=rejected_df, summary=summary)
+
+
+def _keypoints_outside(points: tuple[float, float, float, float], width: int, height: int) -> str:
+    """Why ear/C7 points (original pixels) cannot be clicks on a ``width`` x ``height`` photo, or ``""``."""
+    ex, ey, cx, cy = points
+    if all(0 <= x <= width for x in (ex, cx)) and all(0 <= y <= height for y in (ey, cy)):
+        return ""
+    return f"keypoints ear ({ex:g}, {ey:g}), C7 ({cx:g}, {cy:g}) lie outside the {width}x{height} image"
 
 
 def _duplicate_row(dup: Duplicate, candidates: list[Candidate]) -> tuple[str, str, str]:
@@ -179,15 +206,20 @@ def _manifest_row(rel: str, cand: Candidate, d: Decoded) -> dict[str, Any]:
 
 def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
     """Refuse set-ups that would read our own output or destroy something that is not ours."""
-    src = config.src.resolve()
+    src = Path(os.path.realpath(config.src))  # realpath, not resolve(): a symlink loop must not raise
     if not src.is_dir():
         raise UserError(f"{config.src}: no such folder")
-    out = config.out.resolve()
+    out = Path(os.path.realpath(config.out))
     if out == src or src in out.parents:
         raise UserError(f"--out {config.out} lies inside the source folder; choose a folder outside it")
     if out in src.parents:
         raise UserError(f"--out {config.out} contains the source folder; replacing it would delete the source")
     out.parent.mkdir(parents=True, exist_ok=True)
+    return src, out
+
+
+def _check_out(config: IngestConfig, src: Path, out: Path) -> None:
+    """Under the lock: clear an interrupted run's leftovers, refuse to replace what is not ours."""
     for stale in [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")]:
         log.info("removing %s left by an interrupted run", stale)
         shutil.rmtree(stale, ignore_errors=True)
@@ -205,7 +237,6 @@ def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
                 raise UserError(f"--out {config.out} holds a dataset ingested from {previous.get('src')}; "
                                 "pass --overwrite to replace it")
             log.info("replacing the dataset in %s", out)
-    return src, out
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
@@ -214,14 +245,3 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("format") == SUMMARY_FORMAT else None
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out`` with ``staging`` using renames, so a crash leaves one of the two complete."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -22,9 +22,12 @@ OPTIONAL_COLUMNS = ("cva_deg", "ear_x", "ear_y", "c7_x", "c7_y")
 REJECTED_COLUMNS = ("path", "reason", "detail")
 #: The reasons a file can be rejected for (besides ``duplicate_of:<kept path>``).
 REASONS = ("empty_file", "not_an_image", "corrupt", "too_large", "too_small", "unknown_label", "missing_file",
-           "outside_root", "unreadable")
+           "outside_root", "unreadable", "not_a_regular_file", "symlink_loop", "implausible_label",
+           "unsupported_format")
 SKIP_KINDS = ("hidden_system", "non_image", "symlinked_folder")
 SUMMARY_FORMAT = "posture.ingest/1"
+#: Skipped files the printed report names per kind (summary.json lists them all).
+SHOW_SKIPPED = 10
 
 
 def manifest_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -73,11 +76,12 @@ def imbalance_warning(manifest: pd.DataFrame, classes: Sequence[str], min_ratio:
 def build_summary(*, src: str, source: str, settings: dict[str, Any], files_found: int, manifest: pd.DataFrame,
                   reason_counts: Mapping[str, int], duplicates: Sequence[Duplicate], label_conflicts: int,
                   skipped: Mapping[str, int], csv_rows_rejected: int, warnings: Sequence[str],
-                  classes: Sequence[str]) -> dict[str, Any]:
+                  classes: Sequence[str], skipped_files: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """``summary.json``: the counts that account for every input file, and the run's settings.
 
     ``files_found == kept + rejected + duplicates + skipped``; CSV rows that name no usable file
-    are counted apart because they are not files.
+    are counted apart because they are not files. ``skipped_files`` names every skipped file by
+    kind (a hidden folder once, ending in ``/``), so nothing is left out without a trace.
     """
     skip = {k: int(skipped.get(k, 0)) for k in SKIP_KINDS}
     return {
@@ -101,6 +105,7 @@ def build_summary(*, src: str, source: str, settings: dict[str, Any], files_foun
             "label_conflicts": label_conflicts,
         },
         "skipped": skip,
+        "skipped_files": {k: sorted(v) for k, v in sorted((skipped_files or {}).items()) if v},
         "splits": split_table(manifest, classes),
         "subjects": int(manifest["subject"].nunique()) if len(manifest) else 0,
         "warnings": list(warnings),
@@ -122,6 +127,10 @@ def format_summary(summary: dict[str, Any], classes: Sequence[str]) -> str:
         f"  skipped            {c['skipped']:>6}   (hidden/system {skip['hidden_system']}, "
         f"non-image {skip['non_image']}, symlinked folders {skip['symlinked_folder']})",
     ]
+    for kind, names in summary.get("skipped_files", {}).items():
+        shown = ", ".join(names[:SHOW_SKIPPED]) + (f", ... {len(names) - SHOW_SKIPPED} more in summary.json"
+                                                   if len(names) > SHOW_SKIPPED else "")
+        lines.append(f"    {kind.replace('_', ' ')}: {shown}")
     if c["csv_rows_rejected"]:
         lines.append(f"  CSV rows rejected  {c['csv_rows_rejected']:>6}   (missing or outside SRC)")
     header = ["split", *classes, "total", "subjects"]

@@ -19,15 +19,15 @@ from pathlib import Path
 import pandas as pd
 
 from posture.cli import UserError
-from posture.cva import craniovertebral_angle, label_from_cva
-from posture.formats import IMAGE_EXTENSIONS
+from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
+from posture.formats import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS
+from posture.csvcells import restore_frame
+from posture.filenames import text_name
 from posture.labels import CLASS_NAMES, normalise_label_text
+from posture.walk import is_hidden_or_system, walk_files
 
 log = logging.getLogger(__name__)
 
-#: Files that operating systems and sync tools drop into folders; never photos.
-SYSTEM_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
-SYSTEM_DIR_NAMES = frozenset({"__macosx", "$recycle.bin", "system volume information"})
 AUTO_LABELS_NAME = "labels.csv"
 
 FILENAME_COLUMNS = ("filename", "file", "path", "image", "image_path", "filepath", "file_name")
@@ -42,7 +42,7 @@ FRONTAL_VIEWS = frozenset({"front", "frontal", "anterior", "back", "posterior"})
 class Candidate:
     """An image file that has a label and a subject and now needs decoding."""
 
-    source_path: str  # POSIX path relative to SRC
+    source_path: str  # POSIX path relative to SRC, as posture.filenames.text_name writes it
     abs_path: Path
     label: str
     subject: str
@@ -69,6 +69,8 @@ class Scan:
     candidates: list[Candidate] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    skipped_files: dict[str, list[str]] = field(default_factory=dict)  # kind -> names (text_name), for the report
+    refused: set[str] = field(default_factory=set)  # walked files already rejected (real names)
     files_found: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -85,12 +87,8 @@ class LabelRow:
     subject: str | None
     source: str | None
     problem: str = ""  # why ``label`` is None
+    reason: str = "unknown_label"  # the rejected.csv reason when ``label`` is None
     derived_disagrees: bool = False  # an explicit label contradicted the angle
-
-
-def is_hidden_or_system(name: str) -> bool:
-    """Dot files (``.DS_Store``, AppleDouble ``._x.jpg``) and Windows/macOS litter."""
-    return name.startswith(".") or name.lower() in SYSTEM_FILE_NAMES or name.lower() in SYSTEM_DIR_NAMES
 
 
 def is_image_name(name: str) -> bool:
@@ -101,69 +99,31 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _count_files(top: str) -> int:
-    return sum(len(files) for _, _, files in os.walk(top))
+def walk_tree(src: Path) -> tuple[Scan, list[str], set[str]]:
+    """Every entry under ``src``: a :class:`Scan` holding the rejections (special files, loops,
+    links out, unsupported formats), skips and total, plus the image and the non-image paths.
 
-
-def walk_tree(src: Path) -> tuple[list[str], list[Rejection], Counter, int, set[str]]:
-    """Every entry under ``src``: image paths, rejections (symlinks out), skip counts, total, non-image paths.
-
-    Walks in sorted order so that everything downstream is deterministic.
+    The walk itself (:func:`posture.walk.walk_files`) is shared with the labeling tool, so both
+    agree on which files are photos that may be read.
     """
-    root = src.resolve()
+    walk = walk_files(src)
+    result = Scan(rejections=[Rejection(text_name(r.rel), r.reason, r.detail) for r in walk.refused],
+                  skipped=Counter(walk.skip_counts), files_found=walk.total, refused={r.rel for r in walk.refused})
+    for kind, names in walk.skipped.items():
+        result.skipped_files[kind] = [text_name(n) for n in names]
     images: list[str] = []
-    rejections: list[Rejection] = []
-    skipped: Counter = Counter()
     non_images: set[str] = set()
-    total = 0
-
-    def unreadable(err: OSError) -> None:  # a folder we may not list must not vanish silently
-        nonlocal total
-        total += 1
-        where = Path(err.filename).relative_to(root).as_posix() if err.filename else "?"
-        rejections.append(Rejection(where, "unreadable", f"{type(err).__name__}: {err.strerror or err}"))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        keep_dirs = []
-        for name in sorted(dirnames):
-            full = os.path.join(dirpath, name)
-            rel = prefix + name
-            if os.path.islink(full):
-                total += 1
-                if not _inside(Path(full).resolve(), root):
-                    rejections.append(Rejection(rel, "outside_root", "symbolic link to a folder outside SRC"))
-                else:
-                    skipped["symlinked_folder"] += 1  # its files are reached through the real folder
-            elif is_hidden_or_system(name):
-                n = _count_files(full)
-                total += n
-                skipped["hidden_system"] += n
-            else:
-                keep_dirs.append(name)
-        dirnames[:] = keep_dirs
-        for name in sorted(filenames):
-            rel = prefix + name
-            total += 1
-            if is_hidden_or_system(name):
-                skipped["hidden_system"] += 1
-                continue
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                target = Path(full).resolve()
-                if not _inside(target, root):
-                    rejections.append(Rejection(rel, "outside_root", "symbolic link to a file outside SRC"))
-                    continue
-                if not target.exists():
-                    rejections.append(Rejection(rel, "missing_file", "broken symbolic link"))
-                    continue
-            if is_image_name(name):
-                images.append(rel)
-            else:
-                skipped["non_image"] += 1
-                non_images.add(rel)
-    return images, rejections, skipped, total, non_images
+    for rel in walk.files:
+        unsupported = UNSUPPORTED_IMAGE_FORMATS.get(os.path.splitext(rel)[1].lower())
+        if unsupported:
+            result.rejections.append(Rejection(text_name(rel), "unsupported_format", unsupported))
+            result.refused.add(rel)
+        elif is_image_name(rel):
+            images.append(rel)
+        else:
+            result.skipped["non_image"] += 1
+            non_images.add(rel)
+    return result, images, non_images
 
 
 # --------------------------------------------------------------------------- label CSVs
@@ -188,7 +148,7 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
     column says front/back are kept but give no angle: the CVA exists only in a side view.
     """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        frame = restore_frame(pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read the labels CSV ({exc})") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
@@ -226,7 +186,15 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
                         cva = craniovertebral_angle(*keypoints)  # type: ignore[arg-type]
                     except ValueError as exc:
                         keypoints, cva, problem = None, None, f"keypoints: {exc}"
-        label = label_from_cva(cva, cva_threshold) if cva is not None else typed
+        reason = "unknown_label"
+        if cva is not None and not plausible_cva(cva):
+            lo, hi = PLAUSIBLE_CVA_DEG
+            where = "the keypoints give" if keypoints is not None else "cva_deg is"
+            problem, reason = f"{where} a CVA of {cva:g}°, outside the physical range {lo:g}..{hi:g}°", \
+                "implausible_label"
+            label = None
+        else:
+            label = label_from_cva(cva, cva_threshold) if cva is not None else typed
         if label is None and not problem:
             problem = (f"label {raw_label!r} is not one of the known names for {', '.join(CLASS_NAMES)}"
                        if raw_label else "no label, angle or keypoints in the CSV row")
@@ -235,7 +203,7 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
             cva_deg=None if cva is None else round(float(cva), 3), keypoints=keypoints,
             subject=(str(record.get("subject", "")).strip() or None),
             source=(str(record.get("source", "")).strip() or None),
-            problem=problem,
+            problem=problem, reason=reason,
             derived_disagrees=bool(typed and cva is not None and typed != label),
         ))
     return rows
@@ -320,6 +288,8 @@ def _match_csv_rows(rows: list[LabelRow], root: Path, images: list[str], non_ima
             continue
         if rel not in image_set and "/" not in rel and len(by_name.get(rel, [])) == 1:
             rel = by_name[rel][0]
+        if rel in result.refused:
+            continue  # the file has its rejection already (unsupported format, FIFO, loop...)
         if rel in non_images:
             non_images.discard(rel)
             result.skipped["non_image"] -= 1
@@ -348,8 +318,7 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
     """Walk ``src``, attach labels (CSV first, then folder names) and subjects to each image."""
     root = src.resolve()
     pattern = compile_subject_pattern(subject_pattern)
-    images, rejections, skipped, total, non_images = walk_tree(root)
-    result = Scan(rejections=rejections, skipped=skipped, files_found=total)
+    result, images, non_images = walk_tree(root)
 
     if len(label_csvs) > 1:  # several labelers: report their agreement, take the labels from the first
         from posture.agreement import labeler_agreement
@@ -371,31 +340,34 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
         by_path = _match_csv_rows(rows, root, images, non_images, result)
 
     for rel in sorted(images):
+        shown = text_name(rel)  # what every report records; rel is what the file system wants
         row = by_path.get(rel)
         if row is not None and row.label is None:
-            result.rejections.append(Rejection(rel, "unknown_label", row.problem))
+            result.rejections.append(Rejection(shown, row.reason, row.problem))
             continue
         label = row.label if row is not None else folder_label(rel, aliases)
         if label is None:
             detail = ("not listed in the labels CSV, and no folder names a class" if by_path
                       else "no folder on its path names a class (see --label-map)")
-            result.rejections.append(Rejection(rel, "unknown_label", detail))
+            result.rejections.append(Rejection(shown, "unknown_label", detail))
             continue
         subject, subject_from, missed = row.subject if row is not None else None, "csv", False
         if subject is None and pattern is not None:
-            subject, subject_from = pattern_subject(posixpath.basename(rel), pattern), "pattern"
+            subject, subject_from = pattern_subject(posixpath.basename(shown), pattern), "pattern"
             missed = subject is None
         if subject is None:
-            subject, subject_from = folder_subject(rel, aliases), "folder"
+            subject, subject_from = folder_subject(shown, aliases), "folder"
         if subject is None:
-            subject, subject_from = posixpath.splitext(rel)[0], "file"
+            subject, subject_from = posixpath.splitext(shown)[0], "file"
         result.candidates.append(Candidate(
-            source_path=rel, abs_path=root / rel, label=label, subject=subject,
+            source_path=shown, abs_path=root / rel, label=label, subject=subject,
             source=(row.source if row is not None and row.source else source),
             cva_deg=row.cva_deg if row is not None else None,
             keypoints=row.keypoints if row is not None else None,
             subject_from=subject_from, pattern_missed=missed,
         ))
+    if non_images:  # what is left of them: those the CSV named are decoded after all
+        result.skipped_files["non_image"] = sorted(text_name(n) for n in non_images)
     _warn_empty_class_folders(root, aliases, result)
     return result
 
@@ -422,4 +394,4 @@ def _warn_empty_class_folders(root: Path, aliases: Mapping[str, str], result: Sc
     for entry in sorted(root.iterdir()):
         if (entry.is_dir() and not entry.is_symlink() and not is_hidden_or_system(entry.name)
                 and normalise_label_text(entry.name) in table and entry.name not in used):
-            result.warnings.append(f"class folder {entry.name}/ holds no usable image")
+            result.warnings.append(f"class folder {text_name(entry.name)}/ holds no usable image")
