@@ -344,7 +344,7 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
 
     handlers = Handlers(predictor, config, work_dir, forget=forget)
 
-    def classify(source: str | bytes | None, explain: bool, reference: list[float] | None) -> tuple[Any, Any, str]:
+    def classify(source: str | bytes | None, explain: bool, reference: list[float] | None = None) -> tuple[Any, Any, str]:
         try:
             return handlers.classify(source, explain, reference)
         except UploadError as exc:
@@ -373,9 +373,12 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                    delete_cache=(config.cache_sweep_s, config.cache_max_age_s)) as demo:
         gr.Markdown(f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
                     "The photo is classified and then deleted; nothing is stored.")
-        reference = gr.State(None)  # this browser session's upright reference (numbers only)
+        # This browser session's upright reference (numbers only), for runs that can be calibrated. A page
+        # with a gr.State keeps a session channel busy (Playwright's "networkidle" never comes), so the
+        # other runs' pages carry none.
+        reference = gr.State(None) if handlers.can_calibrate else None
         with gr.Tab("Photo"):
-            if handlers.can_calibrate:
+            if reference is not None:
                 with gr.Accordion("Optional: calibrate with an upright photo of yourself", open=False):
                     gr.Markdown("Sit (or stand) upright in front of the same camera and add that photo: later photos "
                                 "are judged by how far your head moved from it, which removes the effect of the "
@@ -409,7 +412,8 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                     overlay = gr.Image(label="Where the model looked", interactive=False, format="jpeg",
                                        height=380, elem_id="overlay")
                     note = gr.Markdown(elem_id="note")
-            button.click(classify, [image, explain, reference], [label, overlay, note], api_name="classify")
+            button.click(classify, [image, explain] + ([reference] if reference is not None else []),
+                         [label, overlay, note], api_name="classify")
             if config.flagging_dir is not None:
                 flagger = gr.CSVLogger()
                 flagger.setup([image, label], str(config.flagging_dir))

@@ -57,6 +57,8 @@ from _common import machine, repo_root_on_path, write_results
 
 repo_root_on_path()
 from posture.cli import UserError
+from posture.data import read_manifest
+from posture.fileio import atomic_write_csv
 
 log = logging.getLogger("bench.real_photos")
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +125,7 @@ def ingest(real: Path, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"ingest failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    frame = pd.read_csv(out / "manifest.csv", dtype={"subject": str})
+    frame = read_manifest(out)
     info = {"command": " ".join(cmd[1:]).replace(str(real), "REAL").replace(str(out), "TMP"), "kept": len(frame),
             "by_source_label": {f"{s}/{lbl}": int(n) for (s, lbl), n in frame.groupby(["source", "label"]).size().items()},
             "people": int(frame["subject"].nunique())}
@@ -173,7 +175,7 @@ def write_fold(frame: pd.DataFrame, ingested: Path, fold_dir: Path, test: np.nda
     fold_dir.mkdir(parents=True)
     (fold_dir / "images").symlink_to((ingested / "images").resolve(), target_is_directory=True)
     shutil.copy(ingested / "classes.json", fold_dir / "classes.json")
-    fold.to_csv(fold_dir / "manifest.csv", index=False)
+    atomic_write_csv(fold_dir / "manifest.csv", fold)
     return fold
 
 

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from posture.calibration import POLICY_HELP, ThresholdPolicy, calibration_record, choose_threshold, fit_temperature
 from posture.checkpoint import update_config
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.csvcells import read_csv
 from posture.data import CLASSES_NAME, MANIFEST_NAME, image_folder_frame, regroup_validation
 from posture.fileio import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from posture.images import ImageDecodeError, load_rgb_array
@@ -115,7 +116,7 @@ def load_eval_frame(data: str | os.PathLike[str], class_names: Sequence[str]) ->
         raise UserError(f"--data {data}: no such dataset folder")
     manifest = root / MANIFEST_NAME
     if manifest.is_file():
-        frame = pd.read_csv(manifest, dtype={"path": str, "label": str, "split": str, "subject": str,
+        frame = read_csv(manifest, dtype={"path": str, "label": str, "split": str, "subject": str,
                                              "source": str})
         missing = [c for c in ("path", "label") if c not in frame.columns]
         if missing:
@@ -442,7 +443,7 @@ def _latency_images(report: dict[str, Any], run: Path, n: int) -> list[Any]:
     images: list[Any] = []
     predictions = run / "eval" / PREDICTIONS_NAME
     if predictions.is_file() and report.get("data"):
-        for rel in pd.read_csv(predictions, dtype={"path": str})["path"].head(n):
+        for rel in read_csv(predictions, dtype={"path": str})["path"].head(n):
             try:
                 images.append(load_rgb_array(Path(report["data"]) / rel))
             except (OSError, ImageDecodeError):
