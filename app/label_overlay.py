@@ -9,35 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from posture.cva import craniovertebral_angle
+from posture.drawing import font, text_label
 
 EAR_COLOUR = (255, 170, 0)
 C7_COLOUR = (0, 200, 255)
 LINE_COLOUR = (255, 235, 59)
 HORIZONTAL_COLOUR = (255, 255, 255)
-
-
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow built without FreeType: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
-           colour: tuple[int, int, int]) -> None:
-    """Text on a dark box, so it reads on any background."""
-    font = _font(size)
-    left, top, right, bottom = draw.textbbox(xy, text, font=font)
-    pad = max(2, size // 5)
-    draw.rectangle((left - pad, top - pad, right + pad, bottom + pad), fill=(0, 0, 0))
-    draw.text(xy, text, fill=colour, font=font)
 
 
 def draw_points(image: np.ndarray, points: Sequence[tuple[float, float]], threshold_deg: float | None = None,
@@ -81,19 +63,19 @@ def draw_points(image: np.ndarray, points: Sequence[tuple[float, float]], thresh
             if threshold_deg is not None:
                 text += f"  (threshold {threshold_deg:g}°)"
             tx = cx + side * (arc_r + radius)
-            bbox = draw.textbbox((0, 0), text, font=_font(text_size))
+            bbox = draw.textbbox((0, 0), text, font=font(text_size))
             if side < 0:
                 tx -= bbox[2] - bbox[0]
             tx = min(max(2, tx), max(2, w - (bbox[2] - bbox[0]) - 4))
             ty = min(max(2, cy + radius), max(2, h - (bbox[3] - bbox[1]) - 6))
-            _label(draw, (tx, ty), text, text_size, LINE_COLOUR)
+            text_label(draw, (tx, ty), text, text_size, LINE_COLOUR)
     name_size = max(10, text_size * 3 // 4)
     for (x, y), name, colour in zip(points[:2], names, colours):
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=(0, 0, 0), width=1)
-        left, top, right, bottom = draw.textbbox((0, 0), name, font=_font(name_size))
+        left, top, right, bottom = draw.textbbox((0, 0), name, font=font(name_size))
         nx = x + radius + 2 if x + radius + 2 + (right - left) + 4 < w else x - radius - 2 - (right - left) - 4
         ny = max(2, y - radius - name_size)
-        _label(draw, (nx, ny), name, name_size, colour)
+        text_label(draw, (nx, ny), name, name_size, colour)
     return np.asarray(canvas)
 
 
@@ -101,5 +83,5 @@ def placeholder(text: str, size: tuple[int, int] = (640, 400)) -> np.ndarray:
     """A grey card with a message, for "all done" and images that cannot be opened."""
     canvas = Image.new("RGB", size, (60, 60, 60))
     draw = ImageDraw.Draw(canvas)
-    _label(draw, (20, size[1] // 2 - 12), text, 20, (255, 255, 255))
+    text_label(draw, (20, size[1] // 2 - 12), text, 20, (255, 255, 255))
     return np.asarray(canvas)

@@ -27,7 +27,7 @@ _DRAWN = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "mouth_left"
 
 
 @lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow built without FreeType: fixed-size bitmap font
@@ -36,12 +36,12 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def text_label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
                colour: tuple[int, int, int]) -> None:
-    """Text on a dark box, so it reads on any background."""
-    font = _font(size)
-    left, top, right, bottom = draw.textbbox(xy, text, font=font)
+    """Text on a dark box, so it reads on any background (the app's overlays and the labeling tool's)."""
+    face = font(size)
+    left, top, right, bottom = draw.textbbox(xy, text, font=face)
     pad = max(2, size // 5)
     draw.rectangle((left - pad, top - pad, right + pad, bottom + pad), fill=(0, 0, 0))
-    draw.text(xy, text, fill=colour, font=font)
+    draw.text(xy, text, fill=colour, font=face)
 
 
 def draw_landmarks(rgb: np.ndarray, landmarks: np.ndarray | None, caption: str | None = None,
@@ -99,4 +99,4 @@ def _draw_body(draw: ImageDraw.ImageDraw, lm: np.ndarray, radius: int, width: in
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=(0, 0, 0), width=1)
 
 
-__all__ = ["DISPLAY_SIDE", "draw_landmarks", "text_label"]
+__all__ = ["DISPLAY_SIDE", "draw_landmarks", "font", "text_label"]

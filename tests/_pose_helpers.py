@@ -100,3 +100,14 @@ def make_pose_dataset(root: Path, per_class: dict[str, int] | None = None, sourc
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     (root / "classes.json").write_text(json.dumps(CLASSES))
     return root
+
+
+def real_fold(root: Path, real: Path, split: np.ndarray) -> Path:
+    """A dataset folder over the real photos (linked, never copied) with the given split per row."""
+    frame = pd.read_csv(real / "manifest.csv").assign(split=split)
+    root.mkdir(parents=True)
+    for label in frame["label"].unique():
+        (root / label).symlink_to((real / label).resolve(), target_is_directory=True)
+    frame.to_csv(root / "manifest.csv", index=False)
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    return root

@@ -3,7 +3,6 @@ then the optional calibration with an upright photo on the main tab."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _pose_helpers import real_fold
 from _serving_helpers import CHROMIUM, REAL_DATA, AppServer, chromium_page
 from posture.pose import pose_available
 
@@ -25,14 +25,8 @@ def _pose_run(tmp: Path) -> Path:
     """A default (pose) run trained on the real photos, every source in train/val (fast: landmarks only)."""
     from posture.finetune import FinetuneConfig, run_finetune
 
-    frame = pd.read_csv(REAL_DATA / "manifest.csv")
-    frame["split"] = np.where(np.arange(len(frame)) % 5 == 0, "val", "train")
-    data = tmp / "data"
-    data.mkdir()
-    for label in frame["label"].unique():
-        (data / label).symlink_to((REAL_DATA / label).resolve(), target_is_directory=True)
-    frame.to_csv(data / "manifest.csv", index=False)
-    (data / "classes.json").write_text(json.dumps(["forward_head", "normal"]))
+    n = len(pd.read_csv(REAL_DATA / "manifest.csv"))
+    data = real_fold(tmp / "data", REAL_DATA, np.where(np.arange(n) % 5 == 0, "val", "train"))
     run = tmp / "run"
     run_finetune(FinetuneConfig(data=str(data), out=str(run), workers=0, progress=False, cache_dir=str(tmp / "cache")))
     return run

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _pose_helpers import frontal_landmarks, make_pose_dataset, pose_photo
+from _pose_helpers import frontal_landmarks, make_pose_dataset, pose_photo, real_fold
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
 from posture.geometry import (DEFAULT_FEATURES, FEATURES, assess, augment_landmarks, compute_features,
@@ -313,15 +313,10 @@ def test_real_pose_run_on_sessions_it_never_saw(tmp_path, one_torch_thread) -> N
 
     manifest = pd.read_csv(REAL_DATA / "manifest.csv")
     held_out = manifest["source"].value_counts().idxmax()  # the biggest session: a meaningful test
-    frame = manifest.assign(split=np.where(manifest["source"] == held_out, "test", "train"))
-    pool = np.flatnonzero(frame["split"] == "train")
-    frame.loc[pool[::5], "split"] = "val"
-    data = tmp_path / "fold"
-    data.mkdir()
-    for label in frame["label"].unique():
-        (data / label).symlink_to((REAL_DATA / label).resolve(), target_is_directory=True)
-    frame.to_csv(data / "manifest.csv", index=False)
-    (data / "classes.json").write_text(json.dumps(["forward_head", "normal"]))
+    split = np.where(manifest["source"] == held_out, "test", "train")
+    pool = np.flatnonzero(split == "train")
+    split[pool[::5]] = "val"
+    data = real_fold(tmp_path / "fold", REAL_DATA, split)
     metrics = run_finetune(FinetuneConfig(data=str(data), out=str(tmp_path / "run"), workers=0, progress=False,
                                           cache_dir=str(tmp_path / "cache"), device="cpu"))
     assert metrics["coverage"] > 0.9
