@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from posture.checkpoint import find_latest_run
+from posture.checkpoint import find_latest_run, read_metrics
 from posture.cli import UserError
 from posture.drawing import draw_landmarks
-from posture.fileio import read_json
+from posture.fileio import DamagedFileError, read_json
 from posture.images import ImageDecodeError, open_rgb
 from posture.predict import Prediction, Predictor
 
@@ -153,14 +153,17 @@ def _reads(predictor: Predictor) -> str:
 def model_card(predictor: Predictor) -> str:
     """A short markdown card: what answers, on what, how well, and with which decision rule."""
     run = predictor.run_dir
-    metrics: dict[str, Any] = {}
-    if run is not None and (run / "metrics.json").is_file():
-        metrics = read_json(run / "metrics.json")
+    metrics = read_metrics(run) if run is not None else {}
     val_acc = _accuracy(metrics, "val")
     test_acc = _accuracy(metrics, "test")
     if run is not None and (run / "eval" / "report.json").is_file():  # evaluation's numbers win
-        report = read_json(run / "eval" / "report.json")
-        test_acc = float(report["accuracy"]) if isinstance(report.get("accuracy"), (int, float)) else test_acc
+        try:
+            report = read_json(run / "eval" / "report.json")
+        except DamagedFileError as exc:  # a card without a score beats an app that will not start
+            log.warning("%s; the model card leaves its scores out", exc)
+            report = {}
+        accuracy = report.get("accuracy") if isinstance(report, dict) else None
+        test_acc = float(accuracy) if isinstance(accuracy, (int, float)) else test_acc
     lines = [
         "### The model",
         f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** `{predictor.config.get('architecture')}`"

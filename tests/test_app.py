@@ -136,6 +136,40 @@ def test_without_a_run_the_app_says_how_to_make_one(tmp_path: Path) -> None:
     assert resolve_run(AppConfig(models_dir=tmp_path / "models")) == newer
 
 
+@pytest.mark.parametrize(("damage", "named"), [
+    ("truncated weights", "model.safetensors"),
+    ("config that is not JSON", "config.json"),
+    ("more classes than the weights", "3 classes"),
+])
+def test_a_damaged_run_stops_the_app_with_one_error_line(damage: str, named: str, run: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import signal
+
+    from app.__main__ import main
+    from test_predict import DAMAGES
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # main() installs a SIGTERM handler
+    broken = Path(shutil.copytree(run, tmp_path / "run"))
+    DAMAGES[damage][0](broken)
+    assert run_main(main, ["--run", str(broken)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
+
+
+def test_the_model_card_survives_damaged_score_files(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    (copy / "metrics.json").write_text('{"val_accuracy": 0.8')
+    (copy / "eval").mkdir()
+    (copy / "eval" / "report.json").write_bytes(b"\xff\xfe not json")
+    card = model_card(Predictor.from_run(copy, backend="torch"))
+    assert "Validation accuracy:** not recorded" in card and "test accuracy" not in card
+
+
 def test_cli_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     from app.__main__ import main
 
