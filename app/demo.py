@@ -322,9 +322,24 @@ class Handlers:
         path = out_dir / f"posture-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.csv"
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(self.table_headers())
-            writer.writerows(rows)
+            writer.writerow([spreadsheet_safe(h) for h in self.table_headers()])
+            writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
         return path
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: text starting like a formula gets a leading ``'``.
+
+    Why: file names come from visitors, and ``=HYPERLINK(...)`` or ``=cmd|...`` in a name would run
+    when the downloaded CSV is opened in Excel or LibreOffice. Numbers are left alone.
+    """
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
 
 
 def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,

@@ -113,6 +113,22 @@ def test_batch_gives_one_row_per_file_and_a_csv(handlers: Handlers, tmp_path: Pa
     assert forgotten == good + [str(bad)]  # refused uploads are released too
 
 
+def test_batch_csv_cells_cannot_run_as_spreadsheet_formulas(handlers: Handlers, tmp_path: Path) -> None:
+    """A file named ``=cmd.png`` must not become a live formula when the CSV is opened in a spreadsheet."""
+    import csv
+
+    names = ["=cmd.png", "+sum.png", "-2.png", "@at.png", "plain.png"]
+    paths = [str(write_photo(tmp_path / name, seed=i)) for i, name in enumerate(names)]
+    rows, csv_path, _ = handlers.classify_many(paths)
+    assert [r[0] for r in rows] == names  # the page's table shows the names as they are
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))[1:]
+    assert [r[0] for r in table] == ["'=cmd.png", "'+sum.png", "'-2.png", "'@at.png", "plain.png"]
+    for row in table:  # numbers stay numbers
+        assert row[1] in CLASSES and 0.0 <= float(row[2]) <= 1.0
+        assert all(0.0 <= float(cell) <= 1.0 for cell in row[3:3 + len(CLASSES)])
+
+
 def test_model_card_names_architecture_classes_accuracy_and_threshold(handlers: Handlers) -> None:
     card = model_card(handlers.predictor)
     for text in ("efficientnet_lite0", "forward_head, normal", "87.5%", "0.40"):
