@@ -53,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--concurrency must be at least 1")
     if args.max_megapixels <= 0:
         raise UserError("--max-megapixels must be positive")
+    from app.limits import parse_size
+
+    try:
+        parse_size(args.max_file_size)
+    except ValueError as exc:
+        raise UserError(f"--max-file-size: {exc}") from None
     from app.demo import AppConfig, launch
     from posture.predict import physical_cores
 

@@ -6,7 +6,8 @@ Privacy and robustness decide most of the shape here:
   deleted as soon as the request has read them; Gradio's cache lives in a private temp folder
   that is swept every minute and removed at exit. Only ``--flagging DIR`` keeps anything.
 - A broken, non-image or oversized upload becomes one friendly message in the page; the server
-  keeps serving. Byte size is capped by Gradio (``max_file_size``), pixels by us.
+  keeps serving. Byte size is capped by Gradio (``max_file_size``) for uploads and by
+  :mod:`app.limits` for images sent inline and for request bodies; pixels by us.
 - One shared :class:`~posture.predict.Predictor` answers every request; the queue's concurrency
   limit keeps a burst of visitors from oversubscribing a small CPU.
 - For a pose-based run the visitor may first calibrate with an upright photo of themselves: the
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from app.limits import DEFAULT_MAX_FILE_SIZE, BodySizeLimit, parse_size
 from posture.checkpoint import find_latest_run, read_metrics
 from posture.cli import UserError
 from posture.drawing import draw_landmarks
@@ -66,7 +68,7 @@ class AppConfig:
     threads: int | None = None
     concurrency: int = 2
     max_queue: int = 64
-    max_file_size: str = "15mb"
+    max_file_size: str = DEFAULT_MAX_FILE_SIZE
     max_pixels: int = 50_000_000
     max_batch_files: int = 100
     flagging_dir: Path | None = None
@@ -75,6 +77,11 @@ class AppConfig:
     cache_sweep_s: int = 60  # how often Gradio's cache is swept...
     cache_max_age_s: int = 120  # ...of outputs (overlays, CSVs) older than this
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_file_bytes(self) -> int:
+        """``max_file_size`` in bytes: the one cap for uploads, inline images and request bodies."""
+        return parse_size(self.max_file_size)
 
 
 class UploadError(ValueError):
@@ -404,6 +411,7 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                     with gr.Row():
                         upright = UploadedImage(sources=["upload", "webcam"], label="Upright photo", height=240,
                                                 elem_id="upright")
+                        upright.max_bytes = config.max_file_bytes
                         upright_shown = gr.Image(label="Reference landmarks", interactive=False, format="jpeg",
                                                  height=240, elem_id="upright_shown")
                     with gr.Row():
@@ -417,6 +425,7 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                 with gr.Column():
                     image = UploadedImage(sources=["upload", "webcam"], label="Photo", height=380,
                                           elem_id="photo")
+                    image.max_bytes = config.max_file_bytes
                     can_show = handlers.can_explain or predictor.uses_pose
                     explain = gr.Checkbox(value=can_show, label="Show where the model looked", interactive=can_show)
                     button = gr.Button("Check posture", variant="primary", elem_id="check")
@@ -465,8 +474,12 @@ def launch(config: AppConfig) -> None:
         os.environ["GRADIO_TEMP_DIR"] = str(work_dir / "gradio")
         examples = make_examples_safely(work_dir / "examples", config.n_examples)
         demo = build_demo(predictor, config, work_dir, examples)
+        from starlette.middleware import Middleware
+
+        body_limit = Middleware(BodySizeLimit, **BodySizeLimit.for_images(config.max_file_bytes))
         demo.launch(server_name=config.host, server_port=config.port, share=False,
-                    max_file_size=config.max_file_size, allowed_paths=[str(work_dir / "examples")],
+                    max_file_size=config.max_file_bytes, allowed_paths=[str(work_dir / "examples")],
+                    app_kwargs={"middleware": [body_limit]},
                     show_error=True, footer_links=["api"], run_history=False, enable_monitoring=False,
                     mcp_server=False, ssr_mode=False)
     finally:

@@ -56,6 +56,88 @@ def test_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> None:
         decode_upload(str(big), max_pixels=1_000_000)
 
 
+def _data_url(data: bytes, mime: str = "image/png") -> str:
+    import base64
+
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _inline(url: str) -> object:
+    """What the component receives for an API call that sends the image inline instead of uploading it."""
+    from gradio.data_classes import FileData
+
+    return FileData(path="inline.png", url=url)
+
+
+def test_inline_data_obeys_the_byte_cap_and_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    import gradio as gr
+
+    from app.components import UploadedImage
+
+    image = UploadedImage()
+    image.max_bytes = 100_000
+    decoded: list[int] = []
+    real = base64.b64decode
+    monkeypatch.setattr(base64, "b64decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    with pytest.raises(gr.Error, match="larger than the 98 KB"):
+        image.preprocess(_inline(_data_url(b"\0" * 150_000)))
+    assert decoded == []  # judged by the base64 text's length alone
+    small = _jpeg_bytes()
+    assert image.preprocess(_inline(_data_url(small, "image/jpeg"))) == small
+
+
+def test_inline_data_obeys_the_pixel_cap(handlers: Handlers) -> None:
+    from app.components import UploadedImage
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1200, 1000)).save(buffer, format="PNG")  # a few kB, 1.2 megapixels
+    data = UploadedImage().preprocess(_inline(_data_url(buffer.getvalue())))
+    with pytest.raises(UploadError, match="at most 1 megapixels"):
+        handlers.classify(data, explain=False)
+
+
+@pytest.mark.parametrize("url", ["data:image/png;base64,abc", "data:image/png;base64", "data:image/png,%89PNG",
+                                 "data:;base64,@@@@", "data:image/png;base64,AAAA=AAA", "data:" + "image/png" * 40])
+def test_a_malformed_data_url_gets_a_friendly_message(url: str) -> None:
+    import gradio as gr
+
+    from app.components import UploadedImage
+
+    with pytest.raises(gr.Error, match="inline image") as exc:
+        UploadedImage().preprocess(_inline(url))
+    assert "FileData" not in str(exc.value) and "data:" not in str(exc.value)[:10]
+
+
+def test_the_body_limit_refuses_big_requests_even_chunked_but_not_uploads() -> None:
+    import asyncio
+
+    import httpx
+
+    from app.limits import BodySizeLimit
+
+    async def echo(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: counted as it arrives
+        for _ in range(10):
+            yield b"x" * 300
+
+    async def statuses() -> list[int]:
+        transport = httpx.ASGITransport(app=BodySizeLimit(echo, max_body_bytes=1000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            return [(await http.post(path, content=body)).status_code for path, body in [
+                ("/gradio_api/queue/join", chunks()), ("/gradio_api/queue/join", b"x" * 3000),
+                ("/gradio_api/queue/join", b"x" * 900), ("/gradio_api/upload", b"x" * 3000)]]
+
+    assert asyncio.run(statuses()) == [413, 413, 200, 200]
+
+
 def test_classify_returns_the_decided_label_both_confidences_and_an_overlay(handlers: Handlers,
                                                                            tmp_path: Path) -> None:
     forgotten: list[str] = []
@@ -194,6 +276,9 @@ def test_cli_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0 and "127.0.0.1" in capsys.readouterr().out
     assert run_main(main, ["--port", "0"]) == 2
     assert run_main(main, ["--concurrency", "0"]) == 2
+    capsys.readouterr()
+    assert run_main(main, ["--max-file-size", "15 parsecs"]) == 2
+    assert "--max-file-size" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------- live server
@@ -249,6 +334,27 @@ def test_malformed_and_oversized_uploads_get_errors_and_the_server_keeps_serving
     value, _, _ = client.predict(handle_file(str(good)), False, api_name="/classify")
     assert value["label"] in CLASSES
     assert server.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_inline_data_urls_obey_the_upload_cap_and_bad_ones_get_a_message(server: AppServer,
+                                                                          tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    assert len(buffer.getvalue()) > 300_000  # over this server's --max-file-size 300kb
+    huge = _data_url(buffer.getvalue())
+    assert server.call("classify", [{"path": "inline.png", "url": huge}, False, None]) == ("refused", 413)
+    just_over = _data_url(rng.integers(0, 255, 320_000, dtype=np.uint8).tobytes())  # fits the body, not the cap
+    kind, answer = server.call("classify", [{"path": "inline.png", "url": just_over}, False, None])
+    assert kind == "error" and "larger than the 300 KB" in answer, (kind, answer)
+    kind, answer = server.call("classify", [{"path": "inline.png", "url": "data:image/png;base64,abc"}, False, None])
+    assert kind == "error" and "inline image" in answer and "FileData" not in answer
+    good = _data_url(_jpeg_bytes(3), "image/jpeg")
+    kind, answer = server.call("classify", [{"path": "inline.jpg", "url": good}, False, None])
+    assert kind == "complete" and answer[0]["label"] in CLASSES
+    log = server.log_path.read_text()
+    assert "ComponentProcessingError" not in log and "binascii" not in log
 
 
 @pytest.mark.slow
