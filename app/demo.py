@@ -19,7 +19,6 @@ Privacy and robustness decide most of the shape here:
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import os
 import shutil
@@ -32,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from app.limits import DEFAULT_MAX_FILE_SIZE, BodySizeLimit, parse_size
 from posture.checkpoint import find_latest_run, read_metrics
 from posture.cli import UserError
+from posture.csvcells import write_csv
 from posture.drawing import draw_landmarks
 from posture.fileio import DamagedFileError, read_json
 from posture.images import ImageDecodeError, open_rgb
@@ -327,26 +328,9 @@ class Handlers:
                 if old.stat().st_mtime < cutoff:
                     old.unlink()
         path = out_dir / f"posture-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow([spreadsheet_safe(h) for h in self.table_headers()])
-            writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+        # File names come from visitors: csvcells keeps "=cmd.png" from running as a spreadsheet formula.
+        write_csv(pd.DataFrame(rows, columns=self.table_headers()), path)
         return path
-
-
-#: What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(cell: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as text: text starting like a formula gets a leading ``'``.
-
-    Why: file names come from visitors, and ``=HYPERLINK(...)`` or ``=cmd|...`` in a name would run
-    when the downloaded CSV is opened in Excel or LibreOffice. Numbers are left alone.
-    """
-    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
-        return "'" + cell
-    return cell
 
 
 def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
