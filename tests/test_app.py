@@ -165,6 +165,11 @@ def test_classify_without_explanation_shows_the_photo_and_still_forgets_bad_uplo
     assert forgotten == [str(bad)]
 
 
+def test_an_upload_swept_meanwhile_asks_to_add_the_photo_again(handlers: Handlers, tmp_path: Path) -> None:
+    with pytest.raises(UploadError, match="no longer on the server.*add it again"):
+        handlers.classify(str(tmp_path / "swept.png"), explain=False)
+
+
 def test_a_failing_explanation_still_returns_the_answer(handlers: Handlers, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> np.ndarray:
         raise RuntimeError("no gradient")
@@ -344,30 +349,117 @@ def test_inline_data_urls_obey_the_upload_cap_and_bad_ones_get_a_message(server:
     Image.fromarray(rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(buffer, format="PNG")
     assert len(buffer.getvalue()) > 300_000  # over this server's --max-file-size 300kb
     huge = _data_url(buffer.getvalue())
-    assert server.call("classify", [{"path": "inline.png", "url": huge}, False, None]) == ("refused", 413)
+    assert server.call("classify", [{"path": "inline.png", "url": huge}, False]) == ("refused", 413)
     just_over = _data_url(rng.integers(0, 255, 320_000, dtype=np.uint8).tobytes())  # fits the body, not the cap
-    kind, answer = server.call("classify", [{"path": "inline.png", "url": just_over}, False, None])
+    kind, answer = server.call("classify", [{"path": "inline.png", "url": just_over}, False])
     assert kind == "error" and "larger than the 300 KB" in answer, (kind, answer)
-    kind, answer = server.call("classify", [{"path": "inline.png", "url": "data:image/png;base64,abc"}, False, None])
+    kind, answer = server.call("classify", [{"path": "inline.png", "url": "data:image/png;base64,abc"}, False])
     assert kind == "error" and "inline image" in answer and "FileData" not in answer
     good = _data_url(_jpeg_bytes(3), "image/jpeg")
-    kind, answer = server.call("classify", [{"path": "inline.jpg", "url": good}, False, None])
+    kind, answer = server.call("classify", [{"path": "inline.jpg", "url": good}, False])
     assert kind == "complete" and answer[0]["label"] in CLASSES
     log = server.log_path.read_text()
     assert "ComponentProcessingError" not in log and "binascii" not in log
 
 
 @pytest.mark.slow
-def test_uploads_are_not_kept_after_the_request(client, server: AppServer,  # type: ignore[no-untyped-def]
-                                                tmp_path: Path) -> None:
-    from gradio_client import handle_file
+def test_the_same_upload_can_be_checked_again_with_the_explanation_toggled(server: AppServer,
+                                                                           tmp_path: Path) -> None:
+    """The page uploads a photo once and sends the same reference with every click."""
+    ref = server.upload(write_photo(tmp_path / "again.png", seed=11))
+    answers = [server.call("classify", [ref, explain]) for explain in (False, True, False, False)]
+    assert [kind for kind, _ in answers] == ["complete"] * 4, answers
+    assert len({answer[0]["label"] for _, answer in answers}) == 1
 
-    path = write_photo(tmp_path / "private-photo-7c1e.png", seed=10)
-    client.predict(handle_file(str(path)), False, api_name="/classify")
-    rows = client.predict([handle_file(str(path))], api_name="/classify_batch")
-    assert rows[0]["data"][0][1] in CLASSES and Path(rows[1]).is_file()
-    (folder,) = server.private_dirs()
-    assert not [p for p in folder.rglob("*") if p.name.startswith("private-photo")]
+
+@pytest.mark.slow
+def test_identical_uploads_from_many_visitors_at_once_all_succeed(server: AppServer, tmp_path: Path) -> None:
+    """Same bytes, same name: Gradio stores them at one path, which no visitor may delete under another."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    path = write_photo(tmp_path / "same.png", seed=12)
+
+    def visitor(i: int) -> list[str]:
+        client = Client(server.url, verbose=False, download_files=str(tmp_path / f"downloads-{i}"))
+        outcomes = []
+        for _ in range(5):
+            try:
+                value, _, _ = client.submit(handle_file(str(path)), False, api_name="/classify").result(
+                    timeout=180)
+                outcomes.append("ok" if value["label"] in CLASSES else f"odd answer {value}")
+            except Exception as exc:  # noqa: BLE001 - counted and shown below
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+        return outcomes
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = [o for visits in pool.map(visitor, range(8)) for o in visits]
+    assert outcomes == ["ok"] * 40, Counter(outcomes)
+    assert server.proc.poll() is None
+
+
+def _wait_until(condition, timeout: float = 90.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until it holds; bounded, so a regression fails instead of hanging."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return bool(condition())
+
+
+@pytest.mark.slow
+def test_a_killed_apps_folder_is_removed_at_the_next_start(run: Path, tmp_path: Path) -> None:
+    """SIGKILL skips every clean-up; the next start removes the dead app's folder and its photos."""
+    import signal
+
+    first = AppServer(run, tmp_path / "srv", "--examples", "0", "--no-cam")
+    try:
+        first.wait_ready()
+        (killed,) = first.private_dirs()
+        ref = first.upload(write_photo(tmp_path / "private-photo-7c1e.png", seed=13))
+        assert first.call("classify", [ref, True])[0] == "complete"
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=60)
+    finally:
+        first.stop()
+    assert [p for p in (killed / "gradio").rglob("*") if p.is_file()]  # photo and overlay, left by the kill
+    second = AppServer(run, tmp_path / "srv", "--examples", "0", "--no-cam")
+    try:
+        second.wait_ready()
+        assert not killed.exists() and len(second.private_dirs()) == 1
+    finally:
+        second.stop()
+    assert second.private_dirs() == []
+
+
+@pytest.mark.slow
+def test_overlays_and_uploads_are_deleted_soon_after_their_last_use(run: Path, tmp_path: Path) -> None:
+    """Overlays go seconds after they were shown, uploads (and batch CSVs) soon after their last use;
+    here with short --keep-outputs / --keep-uploads so the test takes seconds."""
+    import httpx
+
+    photo_path = write_photo(tmp_path / "private-photo-9d2f.png", seed=14)
+    app = AppServer(run, tmp_path / "srv", "--examples", "0", "--no-cam", "--keep-outputs", "2",
+                    "--keep-uploads", "6")
+    try:
+        app.wait_ready()
+        (folder,) = app.private_dirs()
+        ref = app.upload(photo_path)
+        kind, (_, overlay, _) = app.call("classify", [ref, True])
+        assert kind == "complete" and httpx.get(overlay["url"], timeout=30).status_code == 200
+        assert app.call("classify_batch", [[app.upload(photo_path)]])[0] == "complete"
+        assert _wait_until(lambda: httpx.get(overlay["url"], timeout=30).status_code != 200)
+        assert _wait_until(lambda: not [p for p in folder.rglob("*") if p.is_file() and p.name != "owner.json"])
+        kind, message = app.call("classify", [ref, False])  # the page still holds the swept upload
+        assert kind == "error" and "no longer on the server" in message and "add it again" in message
+        assert app.proc.poll() is None
+    finally:
+        app.stop()
 
 
 @pytest.mark.slow
