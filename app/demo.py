@@ -2,11 +2,15 @@
 
 Privacy and robustness decide most of the shape here:
 
-- Uploads are decoded by :func:`posture.images.open_rgb` (EXIF, 16-bit, CMYK, pixel limit) and
-  deleted as soon as the request has read them; Gradio's cache lives in a private temp folder
-  that is swept every minute and removed at exit. Only ``--flagging DIR`` keeps anything.
+- Uploads are decoded by :func:`posture.images.open_rgb` (EXIF, 16-bit, CMYK, pixel limit).
+  Gradio's cache lives in a private temp folder (:mod:`app.scratch`) that is removed at exit and,
+  after a crash, at the next start. While serving, :mod:`app.janitor` deletes each upload a few
+  minutes after its last use (the page sends the same upload again with every click, and
+  visitors' identical uploads share one file, so a request must never delete what it read) and
+  each overlay seconds after it was shown. Only ``--flagging DIR`` keeps anything.
 - A broken, non-image or oversized upload becomes one friendly message in the page; the server
-  keeps serving. Byte size is capped by Gradio (``max_file_size``), pixels by us.
+  keeps serving. Byte size is capped by Gradio (``max_file_size``) for uploads and by
+  :mod:`app.limits` for images sent inline and for request bodies; pixels by us.
 - One shared :class:`~posture.predict.Predictor` answers every request; the queue's concurrency
   limit keeps a burst of visitors from oversubscribing a small CPU.
 - For a pose-based run the visitor may first calibrate with an upright photo of themselves: the
@@ -18,11 +22,8 @@ Privacy and robustness decide most of the shape here:
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -31,11 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from posture.checkpoint import find_latest_run
+from app.janitor import CacheJanitor, KeepFor, sweep_period
+from app.limits import DEFAULT_MAX_FILE_SIZE, BodySizeLimit, parse_size
+from posture.checkpoint import find_latest_run, read_metrics
 from posture.cli import UserError
+from posture.csvcells import write_csv
 from posture.drawing import draw_landmarks
-from posture.fileio import read_json
+from posture.fileio import DamagedFileError, read_json
 from posture.images import ImageDecodeError, open_rgb
 from posture.predict import Prediction, Predictor
 
@@ -52,6 +57,8 @@ _FRIENDLY = {
     "corrupt": "The image is damaged or incomplete (perhaps a partial upload). Please try another file.",
     "too_large": "The image has too many pixels. Please upload a photo of at most {mp:.0f} megapixels.",
 }
+_SWEPT = ("This photo is no longer on the server (uploads are deleted a few minutes after their last use); "
+          "please add it again.")
 
 
 @dataclass
@@ -66,15 +73,20 @@ class AppConfig:
     threads: int | None = None
     concurrency: int = 2
     max_queue: int = 64
-    max_file_size: str = "15mb"
+    max_file_size: str = DEFAULT_MAX_FILE_SIZE
     max_pixels: int = 50_000_000
     max_batch_files: int = 100
     flagging_dir: Path | None = None
     n_examples: int = 4
     cam: bool = True
-    cache_sweep_s: int = 60  # how often Gradio's cache is swept...
-    cache_max_age_s: int = 120  # ...of outputs (overlays, CSVs) older than this
+    upload_max_age_s: float = 300.0  # uploads (and the batch CSV) this long after their last use...
+    output_max_age_s: float = 30.0  # ...overlays this long after they were made (app.janitor)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_file_bytes(self) -> int:
+        """``max_file_size`` in bytes: the one cap for uploads, inline images and request bodies."""
+        return parse_size(self.max_file_size)
 
 
 class UploadError(ValueError):
@@ -102,14 +114,15 @@ def decode_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int
     except ImageDecodeError as exc:
         raise UploadError(_FRIENDLY.get(exc.reason, "The image could not be read.").format(mp=max_pixels / 1e6)) \
             from None
-    except OSError:
-        raise UploadError("The upload could not be read; please try again.") from None
+    except OSError as exc:  # posture.walk.RefusedFile says "missing_file" for a file gone meanwhile
+        gone = isinstance(exc, FileNotFoundError) or getattr(exc, "reason", None) == "missing_file"
+        raise UploadError(_SWEPT if gone else "The upload could not be read; please try again.") from None
 
 
 @contextlib.contextmanager
 def read_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int,
                 forget: Callable[[str], None]) -> Iterator[np.ndarray]:
-    """Decode an upload, and hand its temporary file to ``forget`` whatever happens (uploads are not kept)."""
+    """Decode an upload, and hand its temporary file to ``forget`` whatever happens (it was just used)."""
     try:
         yield decode_upload(source, max_pixels)
     finally:
@@ -153,14 +166,17 @@ def _reads(predictor: Predictor) -> str:
 def model_card(predictor: Predictor) -> str:
     """A short markdown card: what answers, on what, how well, and with which decision rule."""
     run = predictor.run_dir
-    metrics: dict[str, Any] = {}
-    if run is not None and (run / "metrics.json").is_file():
-        metrics = read_json(run / "metrics.json")
+    metrics = read_metrics(run) if run is not None else {}
     val_acc = _accuracy(metrics, "val")
     test_acc = _accuracy(metrics, "test")
     if run is not None and (run / "eval" / "report.json").is_file():  # evaluation's numbers win
-        report = read_json(run / "eval" / "report.json")
-        test_acc = float(report["accuracy"]) if isinstance(report.get("accuracy"), (int, float)) else test_acc
+        try:
+            report = read_json(run / "eval" / "report.json")
+        except DamagedFileError as exc:  # a card without a score beats an app that will not start
+            log.warning("%s; the model card leaves its scores out", exc)
+            report = {}
+        accuracy = report.get("accuracy") if isinstance(report, dict) else None
+        test_acc = float(accuracy) if isinstance(accuracy, (int, float)) else test_acc
     lines = [
         "### The model",
         f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** `{predictor.config.get('architecture')}`"
@@ -183,7 +199,9 @@ class Handlers:
     """The app's behaviour without the page: each method is what one button does.
 
     ``forget`` is called with every uploaded file once it has been read; the app passes a
-    function that deletes Gradio's copy (so uploads do not outlive the request).
+    function that restarts the file's keep-alive clock (:meth:`app.janitor.CacheJanitor.touch`):
+    the janitor deletes it once unused for ``upload_max_age_s``, not at request end, because the
+    same file serves the visitor's next click and other visitors' identical uploads.
     """
 
     def __init__(self, predictor: Predictor, config: AppConfig, work_dir: Path,
@@ -310,17 +328,10 @@ class Handlers:
 
     def _write_csv(self, rows: list[list[Any]]) -> Path:
         out_dir = self.work_dir / "batch"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cutoff = time.time() - self.config.cache_max_age_s
-        for old in out_dir.glob("*.csv"):  # results of earlier batches: gone after a few minutes
-            with contextlib.suppress(OSError):
-                if old.stat().st_mtime < cutoff:
-                    old.unlink()
+        out_dir.mkdir(parents=True, exist_ok=True)  # swept by the janitor like uploads
         path = out_dir / f"posture-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(self.table_headers())
-            writer.writerows(rows)
+        # File names come from visitors: csvcells keeps "=cmd.png" from running as a spreadsheet formula.
+        write_csv(pd.DataFrame(rows, columns=self.table_headers()), path)
         return path
 
 
@@ -334,27 +345,25 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
     demo: Any = None
 
     def forget(path: str) -> None:
-        """Delete an uploaded file (and its now-empty hash folder) unless flagging needs it."""
-        if config.flagging_dir is not None or demo is None or path not in demo.upload_file_set:
-            return
-        demo.upload_file_set.discard(path)
-        with contextlib.suppress(OSError):
-            os.remove(path)
-            os.rmdir(os.path.dirname(path))
+        """An upload was just read: its clock restarts (deleting it is the janitor's job, see Handlers)."""
+        if demo is not None and path in demo.upload_file_set:
+            CacheJanitor.touch(path)
 
     handlers = Handlers(predictor, config, work_dir, forget=forget)
 
     def classify(source: str | bytes | None, explain: bool, reference: list[float] | None = None) -> tuple[Any, Any, str]:
         try:
-            return handlers.classify(source, explain, reference)
+            value, shown, note = handlers.classify(source, explain, reference)
         except UploadError as exc:
             raise gr.Error(str(exc), title="Cannot classify this upload", print_exception=False) from None
+        return value, shown_file(shown, work_dir), note
 
     def calibrate(source: str | bytes | None) -> tuple[Any, Any, str]:
         try:
-            return handlers.calibrate(source)
+            reference, shown, note = handlers.calibrate(source)
         except UploadError as exc:
             raise gr.Error(str(exc), title="Cannot calibrate with this photo", print_exception=False) from None
+        return reference, shown_file(shown, work_dir), note
 
     def reset() -> tuple[None, None, str]:
         return None, None, "Calibration forgotten: photos are judged on their own again."
@@ -369,10 +378,10 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
         return rows, csv_path, summary
 
     title = "Posture check: forward head or normal?"
-    with gr.Blocks(title=title, analytics_enabled=False,
-                   delete_cache=(config.cache_sweep_s, config.cache_max_age_s)) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:  # its cache is swept by app.janitor
         gr.Markdown(f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
-                    "The photo is classified and then deleted; nothing is stored.")
+                    f"Photos are deleted {_duration(config.upload_max_age_s)} after you last checked them; "
+                    "nothing is stored.")
         # This browser session's upright reference (numbers only), for runs that can be calibrated. A page
         # with a gr.State keeps a session channel busy (Playwright's "networkidle" never comes), so the
         # other runs' pages carry none.
@@ -386,6 +395,7 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                     with gr.Row():
                         upright = UploadedImage(sources=["upload", "webcam"], label="Upright photo", height=240,
                                                 elem_id="upright")
+                        upright.max_bytes = config.max_file_bytes
                         upright_shown = gr.Image(label="Reference landmarks", interactive=False, format="jpeg",
                                                  height=240, elem_id="upright_shown")
                     with gr.Row():
@@ -399,8 +409,10 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                 with gr.Column():
                     image = UploadedImage(sources=["upload", "webcam"], label="Photo", height=380,
                                           elem_id="photo")
+                    image.max_bytes = config.max_file_bytes
                     can_show = handlers.can_explain or predictor.uses_pose
-                    explain = gr.Checkbox(value=can_show, label="Show where the model looked", interactive=can_show)
+                    explain = gr.Checkbox(value=can_show, label="Show where the model looked", interactive=can_show,
+                                          elem_id="explain")
                     button = gr.Button("Check posture", variant="primary", elem_id="check")
                     if examples:
                         gr.Examples([[path] for path, _ in examples], inputs=[image],
@@ -438,21 +450,96 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
 
 def launch(config: AppConfig) -> None:
     """Load the run, build the page and serve it until interrupted; the scratch folder goes with it."""
+    from starlette.middleware import Middleware
+
+    from app.scratch import private_gradio_temp
+
     run = resolve_run(config)
     predictor = Predictor.from_run(run, backend=config.backend, threads=config.threads)
     log.info("serving %s with the %s backend", run, predictor.backend_name)
-    work_dir = Path(tempfile.mkdtemp(prefix="posture-app-"))
-    try:
-        # Gradio keeps uploads and outputs under GRADIO_TEMP_DIR: make that our private folder.
-        os.environ["GRADIO_TEMP_DIR"] = str(work_dir / "gradio")
+    with private_gradio_temp("posture-app-") as work_dir:  # Gradio's uploads and outputs go in here
         examples = make_examples_safely(work_dir / "examples", config.n_examples)
         demo = build_demo(predictor, config, work_dir, examples)
-        demo.launch(server_name=config.host, server_port=config.port, share=False,
-                    max_file_size=config.max_file_size, allowed_paths=[str(work_dir / "examples")],
-                    show_error=True, footer_links=["api"], run_history=False, enable_monitoring=False,
-                    mcp_server=False, ssr_mode=False)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        janitor = CacheJanitor([work_dir / name for name in ("gradio", "batch", SHOWN_DIR)],
+                               policy=retention(demo, config, work_dir),
+                               period_s=sweep_period(config.upload_max_age_s, config.output_max_age_s),
+                               on_delete=lambda paths: forget_files(demo, paths))
+        body_limit = Middleware(BodySizeLimit, **BodySizeLimit.for_images(config.max_file_bytes))
+        janitor.start()
+        try:
+            demo.launch(server_name=config.host, server_port=config.port, share=False,
+                        max_file_size=config.max_file_bytes, allowed_paths=[str(work_dir / "examples")],
+                        app_kwargs={"middleware": [body_limit]},
+                        show_error=True, footer_links=["api"], run_history=False, enable_monitoring=False,
+                        mcp_server=False, ssr_mode=False)
+        finally:
+            janitor.stop()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
+
+
+#: Under the private folder: the pictures the page shows, one file per answer (:func:`shown_file`).
+SHOWN_DIR = "shown"
+
+
+def shown_file(image: np.ndarray, work_dir: Path) -> str:
+    """The picture an answer shows, as a JPEG file of its own, for the output ``gr.Image``.
+
+    Why not hand Gradio the array: it names cached pictures by their content and rewrites an
+    existing one in place, so two visitors getting the same picture at once (the same photo
+    checked) raced, and one browser received a truncated file. A file of our own with a unique
+    name is copied into the cache under that name, atomically, never rewritten.
+    """
+    from PIL import Image
+
+    folder = work_dir / SHOWN_DIR
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.jpeg"
+    Image.fromarray(np.ascontiguousarray(image)).save(path, format="JPEG", quality=90)
+    return str(path)
+
+
+def retention(demo: Any, config: AppConfig, work_dir: Path) -> Callable[[], KeepFor]:
+    """The janitor's policy for this page: how long each file of the private folder may outlive its last use.
+
+    Pictures the page shows (:func:`shown_file` and their copies in the output ``gr.Image`` blocks:
+    overlays, landmark drawings) get ``output_max_age_s``; what Gradio keeps on purpose (examples)
+    stays; everything else, uploads and the batch CSV among them, gets ``upload_max_age_s``.
+    Gradio's own bookkeeping decides, read afresh at each sweep.
+    """
+    import gradio as gr
+
+    shown_dir = os.path.realpath(work_dir / SHOWN_DIR) + os.sep
+
+    def real(paths: Any) -> set[str]:
+        return {os.path.realpath(p) for p in set(paths)}
+
+    def snapshot() -> KeepFor:
+        blocks = list(demo.blocks.values())
+        kept = set().union(*(real(getattr(b, "keep_in_cache", ())) for b in blocks))
+        uploads = real(demo.upload_file_set)
+        shown = set().union(*(real(b.temp_files) for b in blocks
+                              if isinstance(b, gr.Image) and b.interactive is False)) - uploads
+
+        def keep_for(path: str) -> float | None:
+            if path in kept:
+                return None
+            if path in shown or path.startswith(shown_dir):
+                return config.output_max_age_s
+            return config.upload_max_age_s
+
+        return keep_for
+
+    return snapshot
+
+
+def forget_files(demo: Any, paths: Sequence[str]) -> None:
+    """Drop deleted files from Gradio's sets of files it made, which would otherwise only grow."""
+    gone = set(paths)
+    for files in list(demo.temp_file_sets):
+        files -= {p for p in set(files) if os.path.realpath(p) in gone}
 
 
 def make_examples_safely(out_dir: Path, n: int) -> list[tuple[str, str]]:

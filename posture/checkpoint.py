@@ -3,6 +3,10 @@
 Data in, data out: tensors live in safetensors and everything else in JSON, so loading a run a
 stranger hands us never unpickles anything. ``config.json`` is the contract the evaluator, the
 predictor, the exporter and the app read; its keys are documented in :func:`save_checkpoint`.
+
+Runs get copied, synced and hand-edited, so loading checks what it reads: a truncated or foreign
+file, a config without its contract keys, or weights from another run (say, a different class
+count) is one :class:`~posture.cli.UserError` naming the file and what to do, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from posture.cli import UserError
-from posture.fileio import atomic_path, atomic_write_csv, atomic_write_json, read_json
+from posture.fileio import DamagedFileError, atomic_path, atomic_write_csv, atomic_write_json, read_json, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,8 @@ CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.json"
 HISTORY_NAME = "history.csv"
 FORMAT_VERSION = 1
+#: What to tell someone whose run folder is damaged.
+REPAIR = "copy the run folder again, or retrain it with `python -m posture.finetune`"
 
 
 @dataclass
@@ -46,6 +52,31 @@ class Checkpoint:
     @property
     def architecture(self) -> str:
         return str(self.config["architecture"])
+
+    def load_into(self, model: torch.nn.Module) -> None:
+        """Load these weights into ``model`` (built from this config), strictly.
+
+        Why not plain ``load_state_dict``: weights and config from different runs (a class added,
+        another architecture) fail there with a wall of tensor shapes; this names both files and
+        says which tensors disagree.
+        """
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(self.state_dict))
+        unexpected = sorted(set(self.state_dict) - set(expected))
+        wrong = [k for k in expected if k in self.state_dict and expected[k].shape != self.state_dict[k].shape]
+        if not (missing or unexpected or wrong):
+            model.load_state_dict(self.state_dict)
+            return
+        where = f"{self.run_dir / WEIGHTS_NAME} does not fit {self.run_dir / CONFIG_NAME}"
+        if wrong:
+            k = wrong[0]
+            detail = (f"{k} is {list(self.state_dict[k].shape)} in the weights but {list(expected[k].shape)} for the "
+                      f"{self.architecture} with {len(self.class_names)} classes the config describes"
+                      + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+        else:
+            detail = (f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else
+                      f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        raise UserError(f"{where}: {detail}; the two files come from different runs: {REPAIR}")
 
 
 def library_versions() -> dict[str, str]:
@@ -93,11 +124,38 @@ def save_checkpoint(run_dir: str | os.PathLike[str], state_dict: dict[str, torch
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The run's ``config.json``, with a clear error when the folder is not a run."""
+    """The run's ``config.json``, with a clear error when the folder is not a run, is an unfinished
+    one, or its config is damaged or lacks the contract keys (:func:`save_checkpoint`)."""
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
+        from posture.training.resume import RESUME_DIR
+
+        if (Path(run_dir) / RESUME_DIR).is_dir():
+            raise UserError(f"{run_dir}: an interrupted training run (only {RESUME_DIR}/, no {CONFIG_NAME} yet); "
+                            f"finish it with `python -m posture.finetune ... --out {run_dir} --resume` (same options) "
+                            "or start again with --overwrite")
         raise UserError(f"{run_dir}: not a trained run (no {CONFIG_NAME}); train one with `python -m posture.finetune`")
-    return read_json(path)
+    try:
+        config = read_json(path)
+    except DamagedFileError as exc:
+        raise UserError(f"{exc}; {REPAIR}") from None
+    _check_contract(path, config)
+    return config
+
+
+def _check_contract(path: Path, config: Any) -> None:
+    """The keys every reader relies on, with the types they rely on."""
+    if not isinstance(config, dict):
+        raise UserError(f"{path} holds a JSON {type(config).__name__}, not a run's config object; {REPAIR}")
+    classes = config.get("classes")
+    problems = [f"no {key!r}" for key in ("architecture", "classes", "preprocessing") if key not in config]
+    if "classes" in config and not (isinstance(classes, list) and len(classes) >= 2
+                                    and all(isinstance(c, str) for c in classes)):
+        problems.append("'classes' is not a list of at least two class names")
+    if "preprocessing" in config and not isinstance(config["preprocessing"], dict):
+        problems.append("'preprocessing' is not an object")
+    if problems:
+        raise UserError(f"{path} is not a complete run config ({'; '.join(problems)}); {REPAIR}")
 
 
 def update_config(run_dir: str | os.PathLike[str], **updates: Any) -> dict[str, Any]:
@@ -115,10 +173,25 @@ def load_checkpoint(run_dir: str | os.PathLike[str], device: str | torch.device 
     weights = run / WEIGHTS_NAME
     if not weights.is_file():
         raise UserError(f"{run}: {WEIGHTS_NAME} is missing; the run did not finish")
-    state = load_file(str(weights), device=str(device))
-    metrics_path = run / METRICS_NAME
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
-    return Checkpoint(run_dir=run, config=config, state_dict=state, metrics=metrics)
+    try:
+        state = read_tensors(weights, device=str(device))
+    except DamagedFileError as exc:
+        raise UserError(f"{exc}; {REPAIR}") from None
+    return Checkpoint(run_dir=run, config=config, state_dict=state, metrics=read_metrics(run))
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``metrics.json`` if there is a readable one, else ``{}`` with a warning: the numbers describe
+    a run, the run works without them."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        return {}
+    try:
+        metrics = read_json(path)
+    except DamagedFileError as exc:
+        log.warning("%s; ignoring it (the run's recorded scores are unknown, its answers are unaffected)", exc)
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
 
 
 def find_latest_run(models_dir: str | os.PathLike[str] = "models") -> Path | None:

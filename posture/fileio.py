@@ -1,7 +1,9 @@
 """Atomic file writes: a reader (or a rerun after a crash) sees the old file or the new one, never half.
 
 Every stage writes through these so that an interrupted ingest, training run or labeling session
-can simply be rerun.
+can simply be rerun. The readers here (:func:`read_json`, :func:`read_tensors`) are the other half:
+a file that was damaged anyway (a partial copy, a full disk, a hand edit) becomes one
+:class:`DamagedFileError` naming the file, never a decoder's traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from posture.cli import UserError
 from posture.csvcells import write_csv
 
 
@@ -138,8 +141,34 @@ def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)
 
 
+class DamagedFileError(UserError, ValueError):
+    """A file we wrote (or a stranger handed over) that no longer decodes.
+
+    A :class:`UserError`, so commands print one line; a ``ValueError``, so callers that already
+    treat an undecodable file as "not there" (``except ValueError``) keep doing so.
+    """
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Parse a JSON file; a damaged one is a :class:`DamagedFileError` saying where it broke."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DamagedFileError(f"{path} is damaged or incomplete (not valid JSON: {exc.msg} at line {exc.lineno}, "
+                               f"column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise DamagedFileError(f"{path} is damaged (not UTF-8 text, so not JSON)") from None
+
+
+def read_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, Any]:
+    """Load a safetensors file; a truncated or foreign one is a :class:`DamagedFileError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device)
+    except SafetensorError as exc:
+        raise DamagedFileError(f"{path} is damaged or incomplete (not a readable safetensors file: {exc})") from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -33,6 +33,7 @@ from PIL import Image
 
 from posture.checkpoint import WEIGHTS_NAME, load_checkpoint
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.fileio import DamagedFileError
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.transforms import Preprocessing, build_eval_transform
 
@@ -179,7 +180,11 @@ class OnnxBackend:
         if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors share no base class but Exception
+            reason = str(exc).splitlines()[0].rsplit("failed:", 1)[-1].strip(" .") if str(exc) else type(exc).__name__
+            raise DamagedFileError(f"{self.path} cannot be loaded by ONNX Runtime ({reason})") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 
@@ -214,6 +219,19 @@ def resolve_backend(run_dir: str | os.PathLike[str], backend: str = "auto", devi
         log.warning("onnxruntime is not installed; using torch")
         return "torch"
     return "onnx"
+
+
+def _load_onnx(run: Path, required: bool, threads: int | None, device: str) -> OnnxBackend | None:
+    """The ONNX backend, or ``None`` (with a warning) when ``model.onnx`` is damaged and torch can answer
+    instead; asked for explicitly (``required``), a damaged graph is a :class:`UserError`."""
+    remedy = f"re-export it with `python -m posture.export --run {run}`"
+    try:
+        return OnnxBackend(run / ONNX_NAME, threads=threads, device=device)
+    except DamagedFileError as exc:
+        if required:
+            raise UserError(f"{exc}; {remedy}, or use --backend torch") from None
+        log.warning("%s; using torch instead (same answers, slower). To use ONNX Runtime again, %s", exc, remedy)
+        return None
 
 
 def to_rgb_array(image: ImageInput) -> np.ndarray:
@@ -289,7 +307,7 @@ class Predictor:
         chosen = resolve_backend(run_dir, backend, device)
         ckpt = load_checkpoint(run_dir)
         model = model_from_config(ckpt.config)
-        model.load_state_dict(ckpt.state_dict)
+        ckpt.load_into(model)
         model.eval()
         if model.uses_pose or model.preprocessing.crop == "pose":
             from posture.pose import load_blazepose
@@ -298,9 +316,11 @@ class Predictor:
         if threads is not None and torch.device(device).type == "cpu":
             # Process-wide in PyTorch; it matters for ONNX too, since Grad-CAM runs the torch model.
             torch.set_num_threads(max(1, int(threads)))
-        engine: Backend
+        engine: Backend | None = None
         if chosen == "onnx":
-            engine = OnnxBackend(Path(run_dir) / ONNX_NAME, threads=threads, device=str(device))
+            engine = _load_onnx(Path(run_dir), required=backend == "onnx", threads=threads, device=str(device))
+            chosen = "onnx" if engine is not None else "torch"
+        if engine is not None:
             model = model.to(device)
         else:
             engine = TorchBackend(model, device, threads=threads)

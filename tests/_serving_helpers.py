@@ -109,6 +109,38 @@ class AppServer:
     def private_dirs(self) -> list[Path]:
         return sorted(self.tmp.glob(self.private_prefix + "*"))
 
+    def upload(self, path: Path) -> dict[str, Any]:
+        """Upload a file as the page does (``/gradio_api/upload``); returns the reference the page then
+        sends with every click of a button, for as long as the photo stays in the input."""
+        import httpx
+
+        response = httpx.post(f"{self.url}gradio_api/upload", files=[("files", (path.name, path.read_bytes()))],
+                              timeout=60)
+        response.raise_for_status()
+        (server_path,) = response.json()
+        return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+    def call(self, api_name: str, data: list[Any], timeout: float = 120) -> tuple[str, Any]:
+        """One event through Gradio's HTTP API: ``("complete", outputs)``, ``("error", message)``, or
+        ``("refused", status)`` when the server turned the request away before queueing it."""
+        import json
+
+        import httpx
+
+        response = httpx.post(f"{self.url}gradio_api/call/{api_name}", json={"data": data}, timeout=timeout)
+        if response.status_code != 200:
+            return "refused", response.status_code
+        event_id = response.json()["event_id"]
+        kind = ""
+        with httpx.stream("GET", f"{self.url}gradio_api/call/{api_name}/{event_id}", timeout=timeout) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[len("event: "):].strip()
+                elif line.startswith("data: ") and kind in ("complete", "error"):
+                    payload = json.loads(line[len("data: "):])
+                    return kind, (payload or {}).get("error") if kind == "error" else payload
+        raise RuntimeError(f"the event stream of {api_name} ended without a result")
+
     def stop(self) -> int:
         import subprocess
 

@@ -69,3 +69,27 @@ def test_a_non_image_upload_shows_a_friendly_error(server: AppServer, tmp_path: 
             page.get_by_text("upload a photo")).first).to_be_visible(timeout=60_000)
         page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
         expect(page.locator("#note")).not_to_contain_text("confidence")
+
+
+def test_check_the_same_photo_again_and_toggle_the_explanation(server: AppServer, tmp_path: Path) -> None:
+    """The page keeps the uploaded photo's server path and sends it with every click; each click
+    must get a fresh answer, never "the upload could not be read"."""
+    from playwright.sync_api import expect
+
+    with chromium_page(1280, 1000) as page:
+        page.goto(server.url, wait_until="networkidle")
+        page.locator("#photo input[type=file]").set_input_files(str(_a_photo(tmp_path)))
+        page.locator("#photo img").first.wait_for(timeout=60_000)
+        note = page.locator("#note")
+        explain = page.get_by_label("Show where the model looked")
+        page.locator("#check").click()
+        expect(note).to_contain_text("Warm colours", timeout=120_000)  # first answer, with Grad-CAM
+        explain.uncheck()
+        page.locator("#check").click()  # the same photo again, without the explanation
+        expect(note).not_to_contain_text("Warm colours", timeout=60_000)
+        expect(note).to_contain_text("confidence")
+        explain.check()
+        page.locator("#check").click()  # and a third time, with it
+        expect(note).to_contain_text("Warm colours", timeout=60_000)
+        expect(page.get_by_text("could not be read")).to_have_count(0)
+        expect(page.get_by_text("no longer on the server")).to_have_count(0)

@@ -156,3 +156,78 @@ def test_predict_accepts_bytes_of_a_real_jpeg(run: Path) -> None:
     Image.fromarray(photo(5, (300, 200))).save(buffer, format="JPEG")
     pred = Predictor.from_run(run, backend="torch").predict(buffer.getvalue())
     assert pred.label in CLASSES
+
+
+# ------------------------------------------------------------------------------- damaged run folders
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def _edit_config(run: Path, **changes: object) -> None:
+    config = json.loads((run / "config.json").read_text())
+    config.update(changes)
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def _interrupted(run: Path) -> None:
+    """What a killed ``finetune`` leaves, here with its state damaged too: only ``.resume/``."""
+    for name in ("config.json", "model.safetensors", "metrics.json"):
+        (run / name).unlink()
+    (run / ".resume").mkdir()
+    (run / ".resume" / "state.json").write_text('{"epoch": 3, "optim')
+    (run / ".resume" / "state.safetensors").write_bytes(b"\x00\x01 not tensors")
+
+
+#: How a run folder gets damaged → (what the one error line must name, a word of what to do, extra CLI args).
+DAMAGES = {
+    "truncated weights": (lambda run: _truncate(run / "model.safetensors"), "model.safetensors", "again", []),
+    "weights that are not safetensors": (lambda run: (run / "model.safetensors").write_bytes(b"PK\x03\x04 zip?"),
+                                         "model.safetensors", "again", []),
+    "config that is not JSON": (lambda run: _truncate(run / "config.json", 0.6), "config.json", "again", []),
+    "config that is not an object": (lambda run: (run / "config.json").write_text("[1, 2]"), "config.json",
+                                     "again", []),
+    "config without classes": (lambda run: (run / "config.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((run / "config.json").read_text()).items() if k != "classes"})),
+        "classes", "again", []),
+    "more classes than the weights": (lambda run: _edit_config(run, classes=["a", "b", "c"]), "3 classes",
+                                      "again", []),
+    "broken model.onnx asked for": (lambda run: (run / ONNX_NAME).write_bytes(b"\x08\x07\x12\x04half"),
+                                    "model.onnx", "posture.export", ["--backend", "onnx"]),
+    "an interrupted run with damaged state": (_interrupted, "interrupted", "--resume", []),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_run_folder_is_one_error_line_naming_the_file(damage: str, run: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    make_damage, named, remedy, extra = DAMAGES[damage]
+    broken = Path(shutil.copytree(run, tmp_path / "run"))
+    make_damage(broken)
+    image = write_photo(tmp_path / "p.png", seed=1)
+    assert run_main(main, ["--run", str(broken), *extra, str(image)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert named in lines[0] and remedy in lines[0], lines[0]
+
+
+def test_a_broken_onnx_beside_good_weights_falls_back_to_torch_with_a_warning(
+        run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import shutil
+
+    broken = Path(shutil.copytree(run, tmp_path / "run"))
+    (broken / ONNX_NAME).write_bytes(b"\x08\x07\x12\x04half an onnx graph")  # newer than the weights
+    assert resolve_backend(broken, "auto") == "onnx"
+    with caplog.at_level(logging.WARNING):
+        predictor = Predictor.from_run(broken, backend="auto")
+    assert predictor.backend_name == "torch"
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "model.onnx" in warning and "posture.export" in warning
+    expected = Predictor.from_run(run, backend="torch").predict(photo(3))
+    assert predictor.predict(photo(3)).probabilities == pytest.approx(expected.probabilities)
