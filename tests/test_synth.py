@@ -98,9 +98,10 @@ def test_subjects_have_several_pictures_of_both_classes(drop) -> None:
 
 def test_views(drop, tmp_path: Path) -> None:
     _, frame = drop
-    assert set(frame["view"]) == {"side", "front"}
-    front = generate(_config(tmp_path / "front", n=6, view="front"))
-    assert set(front["view"]) == {"front"}
+    assert set(frame["view"]) == {"side", "oblique", "front"}
+    for view in ("front", "oblique"):
+        only = generate(_config(tmp_path / view, n=6, view=view))
+        assert set(only["view"]) == {view}
 
 
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:

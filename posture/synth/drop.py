@@ -39,7 +39,9 @@ DEFAULT_MARGIN_DEG = 6.0
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("side", "front", "mixed")
+VIEWS = ("side", "oblique", "front", "mixed")
+#: How often ``mixed`` draws each view: the seated side view clinicians use, well represented.
+MIXED_VIEWS = {"side": 0.45, "oblique": 0.15, "front": 0.40}
 LABELS_NAME = "labels.csv"
 COLUMNS = ("filename", "label", "cva_deg", "subject", "ear_x", "ear_y", "c7_x", "c7_y", "view")
 _GENERATED = re.compile(r"^s\d+_\d+\.jpg$")
@@ -135,7 +137,7 @@ def plan(config: SynthConfig) -> list[Job]:
             cva = float(rng.uniform(lo, hi))
             if not fwd and cva < config.threshold:  # margin 0: keep the boundary on the normal side
                 cva = config.threshold
-            view = config.view if config.view != "mixed" else ("side" if rng.random() < 0.5 else "front")
+            view = config.view if config.view != "mixed" else str(rng.choice(list(MIXED_VIEWS), p=list(MIXED_VIEWS.values())))
             jobs.append(Job(index=len(jobs), subject=subject, label=label_from_cva(cva, config.threshold),
                             cva_deg=cva, view=view))
     return jobs

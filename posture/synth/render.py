@@ -51,6 +51,42 @@ def _combine(parts: list[np.ndarray], matrix: np.ndarray) -> list[np.ndarray]:
     return [parts[0] * m[0, j] + parts[1] * m[1, j] + parts[2] * m[2, j] for j in range(3)]
 
 
+def _hit_ellipsoid(prim: Ellipsoid, d: list[np.ndarray], o: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Nearest hits of rays ``o + t d`` (unit-sphere frame) with the unit sphere: rows, cols, t, normal."""
+    a = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+    b = 2.0 * (d[0] * np.float32(o[0]) + d[1] * np.float32(o[1]) + d[2] * np.float32(o[2]))
+    disc = b * b - 4.0 * a * np.float32(o @ o - 1.0)
+    ys, xs = np.nonzero(disc > 0)
+    if len(ys) == 0:
+        return None
+    a, b, disc = a[ys, xs], b[ys, xs], disc[ys, xs]
+    t = (-b - np.sqrt(disc)) / (2.0 * a)
+    p = [np.float32(o[k]) + t * d[k][ys, xs] for k in range(3)]
+    keep = t > 0
+    if prim.clip is not None:
+        normal_c, offset = prim.clip
+        keep &= p[0] * normal_c[0] + p[1] * normal_c[1] + p[2] * normal_c[2] >= offset
+    local_normal = [p[k][keep] / np.float32(prim.radii[k]) for k in range(3)]
+    return ys[keep], xs[keep], t[keep], *local_normal
+
+
+def _hit_box(prim: Ellipsoid, d: list[np.ndarray], o: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Slab test of rays with the cube [-1, 1]^3 (box frame scaled by its half-extents)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        near = [np.minimum((-1.0 - o[k]) / d[k], (1.0 - o[k]) / d[k]) for k in range(3)]
+        far = [np.maximum((-1.0 - o[k]) / d[k], (1.0 - o[k]) / d[k]) for k in range(3)]
+    t_near = np.maximum(np.maximum(near[0], near[1]), near[2])
+    t_far = np.minimum(np.minimum(far[0], far[1]), far[2])
+    ys, xs = np.nonzero((t_near < t_far) & (t_near > 0))
+    if len(ys) == 0:
+        return None
+    t = t_near[ys, xs].astype(np.float32)
+    face = np.argmax(np.stack([near[k][ys, xs] for k in range(3)]), axis=0)
+    local_normal = [np.where(face == k, -np.sign(d[k][ys, xs]), 0.0).astype(np.float32) / np.float32(prim.radii[k])
+                    for k in range(3)]
+    return ys, xs, t, *local_normal
+
+
 def raycast(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """Shaded linear-RGB figure (H×W×3 float32) and its coverage mask (H×W bool)."""
     cam = scene.camera
@@ -68,27 +104,19 @@ def raycast(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         if box is None:
             continue
         x0, y0, x1, y1 = box
-        # Ray in the primitive's unit-sphere frame: |o + t d| = 1 is a quadratic in t.
+        # Ray in the primitive's unit frame: the ellipsoid becomes the unit sphere, the box the unit cube.
         d = _combine([c[y0:y1, x0:x1] for c in dirs], prim.rot / prim.radii)
         o = (cam.position - prim.center) @ prim.rot / prim.radii
-        a = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
-        b = 2.0 * (d[0] * np.float32(o[0]) + d[1] * np.float32(o[1]) + d[2] * np.float32(o[2]))
-        disc = b * b - 4.0 * a * np.float32(o @ o - 1.0)
-        ys, xs = np.nonzero(disc > 0)
-        if len(ys) == 0:
+        hit = (_hit_box if prim.box else _hit_ellipsoid)(prim, d, o)
+        if hit is None:
             continue
-        a, b, disc = a[ys, xs], b[ys, xs], disc[ys, xs]
-        t = (-b - np.sqrt(disc)) / (2.0 * a)
-        keep = (t > 0) & (t < depth[y0 + ys, x0 + xs])
-        p = [np.float32(o[k]) + t * d[k][ys, xs] for k in range(3)]
-        if prim.clip is not None:
-            normal_c, offset = prim.clip
-            keep &= p[0] * normal_c[0] + p[1] * normal_c[1] + p[2] * normal_c[2] >= offset
+        ys, xs, t, *local_normal = hit
+        keep = t < depth[y0 + ys, x0 + xs]
         if not keep.any():
             continue
         ys, xs, t = ys[keep] + y0, xs[keep] + x0, t[keep]
-        n = _combine([p[k][keep] / np.float32(prim.radii[k]) for k in range(3)], prim.rot.T)
-        norm = np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])
+        n = _combine([c[keep] for c in local_normal], prim.rot.T)
+        norm = np.maximum(np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]), np.float32(1e-12))
 
         def lit(direction: np.ndarray) -> np.ndarray:
             return np.maximum((n[0] * direction[0] + n[1] * direction[1] + n[2] * direction[2]) / norm, 0)
@@ -156,11 +184,6 @@ def draw_room(room: Room, cam: Camera, scene: Scene, rng: np.random.Generator) -
             draw.ellipse([cx - r, box[1] - r, cx + r, box[1] + r], fill=(255, 245, 210))
         else:  # door, picture
             draw.rectangle(box, fill=fill, outline=tuple(int(c * 0.5) for c in fill), width=max(w // 100, 2))
-    if room.chair and scene.view == "front":
-        cu, cv = cam.project(np.array([0.0, -10.0, -12.0]))
-        rw = cam.focal * 26.0 / max(float((cam.rot @ (np.array([0.0, -10.0, -12.0]) - cam.position))[2]), 1.0)
-        colour = tuple(int(c * 255) for c in room.chair_colour)
-        draw.rounded_rectangle([cu - rw, cv - rw * 1.3, cu + rw, cv + rw * 2.5], radius=int(rw * 0.4), fill=colour)
     return np.asarray(img, dtype=np.float32) / np.float32(255.0)
 
 
