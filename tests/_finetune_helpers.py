@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,19 @@ def make_dataset(root: Path, per_class: dict[str, int] | None = None, size: int 
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     (root / "classes.json").write_text(json.dumps(classes))
     return root
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by :func:`fail_after` to simulate a crash."""
+
+
+def fail_after(epoch: int) -> Callable[[int], None]:
+    """An ``after_epoch`` hook for ``run_finetune`` that crashes once global epoch ``epoch``'s resume
+    state is saved, as a killed process would leave it."""
+    def hook(global_epoch: int) -> None:
+        if global_epoch >= epoch:
+            raise InjectedFailure(f"injected failure after epoch {global_epoch}")
+    return hook
 
 
 def small_config(data: Path, out: Path, cache: Path, **overrides) -> FinetuneConfig:

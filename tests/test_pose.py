@@ -82,10 +82,10 @@ def test_missing_mediapipe_is_a_user_error_with_the_install_command(monkeypatch:
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe -> ImportError
     with pytest.raises(UserError, match="requirements-pose.txt"):
         build_eval_transform(Preprocessing(crop="pose"))
-    from posture.finetune import FinetuneConfig, _check_config
+    from posture.finetune import FinetuneConfig, check_runnable
 
     with pytest.raises(UserError, match="requirements-pose.txt"):
-        _check_config(FinetuneConfig(data="d", out="o", crop="pose"))
+        check_runnable(FinetuneConfig(data="d", out="o", model="resnet18", crop="pose"))
 
 
 # ------------------------------------------------------------------------------------- detector
