@@ -115,7 +115,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> argparse.Argument
             kwargs["choices"] = opt.choices
         if opt.metavar is not None:
             kwargs["metavar"] = opt.metavar
-        nargs = opt.nargs if opt.nargs is not None else _tuple_length(hints[f.name], opt)
+        # A ``parse`` function reads the whole value from one string (``--ratios 0.7,0.15,0.15``).
+        nargs = opt.nargs if opt.nargs is not None or opt.parse else _tuple_length(hints[f.name], opt)
         if nargs is not None:
             kwargs["nargs"] = nargs
         if opt.repeat:
