@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from posture.checkpoint import WEIGHTS_NAME, load_checkpoint
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.fileio import DamagedFileError
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.transforms import Preprocessing, build_eval_transform
@@ -606,6 +606,36 @@ def predict_paths(predictor: Predictor, items: Sequence[str], as_json: bool = Fa
     return failures
 
 
+@dataclass(frozen=True)
+class PredictConfig:
+    """Every ``python -m posture.predict`` option (the CLI is generated from these fields)."""
+
+    inputs: tuple[str, ...] = field(metadata=option(
+        "image files, folders (searched recursively) or quoted glob patterns", positional=True,
+        metavar="IMAGE|DIR|GLOB"))
+    run: str = field(metadata=option("trained run folder, e.g. models/sample"))
+    as_json: bool = field(default=False, metadata=option(
+        "one JSON object per line: path, label, confidence, probabilities (label null and a reason when the photo "
+        "cannot be assessed; error when it cannot be read)", flag="--json"))
+    upright: tuple[str, ...] = field(default=(), metadata=option(
+        "calibrate pose-based runs to this camera with a photo of the same person sitting upright (repeat for "
+        "several); geometry is then taken relative to it", repeat=True, metavar="PHOTO"))
+    backend: str = field(default="auto", metadata=option(
+        "auto: ONNX Runtime when the run has an up-to-date model.onnx, else torch", choices=BACKENDS))
+    device: str = field(default="cpu", metadata=option("cpu, cuda or auto (torch backend)"))
+    threads: int | None = field(default=None, metadata=option(
+        "intra-op threads (default: one per physical core)"))
+    batch_size: int = field(default=16, metadata=option("images per forward pass"))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "upright", tuple(self.upright))
+        if self.batch_size < 1:
+            raise UserError("--batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise UserError("--threads must be at least 1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.predict",
@@ -619,21 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m posture.predict --run models/sample photo.jpg photos/ 'more/*.png'\n"
                "  python -m posture.predict --run models/sample --upright me_upright.jpg photo.jpg --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|GLOB",
-                        help="image files, folders (searched recursively) or quoted glob patterns")
-    parser.add_argument("--run", required=True, help="trained run folder, e.g. models/sample")
-    parser.add_argument("--json", action="store_true",
-                        help="one JSON object per line: path, label, confidence, probabilities (label null and a "
-                             "reason when the photo cannot be assessed; error when it cannot be read)")
-    parser.add_argument("--upright", action="append", default=[], metavar="PHOTO",
-                        help="calibrate pose-based runs to this camera with a photo of the same person sitting "
-                             "upright (repeat for several); geometry is then taken relative to it")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto (default): ONNX Runtime when the run has an up-to-date model.onnx, else torch")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (torch backend)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads (default: one per physical core)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    add_options(parser, PredictConfig)
     add_logging_flags(parser)
     return parser
 
@@ -643,17 +659,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet)
     from posture.device import resolve_device
 
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise UserError("--threads must be at least 1")
-    device = resolve_device(args.device)
-    threads = args.threads or physical_cores()
-    predictor = Predictor.from_run(args.run, backend=args.backend, device=device, threads=threads)
-    if args.upright:
-        predictor = predictor.with_reference([Path(p) for p in args.upright])
+    cfg = config_from_args(PredictConfig, args)
+    device = resolve_device(cfg.device)
+    predictor = Predictor.from_run(cfg.run, backend=cfg.backend, device=device, threads=cfg.threads or physical_cores())
+    if cfg.upright:
+        predictor = predictor.with_reference([Path(p) for p in cfg.upright])
     log.debug("backend: %s", predictor.backend_name)
-    failures = predict_paths(predictor, args.inputs, as_json=args.json, batch_size=args.batch_size)
+    failures = predict_paths(predictor, cfg.inputs, as_json=cfg.as_json, batch_size=cfg.batch_size)
     if failures:
         log.error("%d input(s) could not be classified", failures)
     return 1 if failures else 0
