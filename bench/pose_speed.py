@@ -55,7 +55,7 @@ def bare_onnx(n: int, tmp: Path) -> float:
 
     from posture.features import export_backbone_onnx
     from posture.models import build_model
-    from posture.predict import physical_cores
+    from posture.device import physical_cores
 
     model = build_model("efficientnet_lite0", 2).eval()
     size = model.preprocessing.input_size

@@ -321,7 +321,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def run_bench(cfg: ServeBenchConfig, with_app: bool = True) -> dict[str, Any]:
     from posture.checkpoint import read_config
-    from posture.predict import physical_cores
+    from posture.device import physical_cores
 
     threads = cfg.threads or physical_cores()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))

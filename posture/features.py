@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from posture.fileio import atomic_path, atomic_write_json
+from posture.formats import BACKENDS
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.training.distributed import all_reduce_sum
 from posture.transforms import Preprocessing, apply, build_eval_transform, build_train_transform
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 FEATURE_FORMAT_VERSION = 1
 #: Bump when ``build_train_transform`` changes, so old augmented views are not reused.
 AUG_VERSION = 1
-BACKENDS = ("auto", "torch", "onnx")
 #: Largest |onnx - torch| accepted on the parity batch, relative to max(1, |torch features|).
 ONNX_PARITY_TOL = 1e-3
 

@@ -40,8 +40,9 @@ from posture.cli import UserError, add_logging_flags, add_options, config_from_a
 from posture.data import VAL_GROUPS, ManifestDataset, open_dataset, read_class_names, regroup_validation
 from posture.device import DEVICE_CHOICES, resolve_device
 from posture.fileio import staged_folder
+from posture.formats import BACKENDS, MANIFEST_NAME, SPLITS
 from posture.geometry import DEFAULT_FEATURES, FEATURES
-from posture.features import BACKENDS, FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
+from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
 from posture.training import distributed, resume
 from posture.labels import CLASS_NAMES
 from posture.pose import INSTALL_HINT
@@ -287,10 +288,10 @@ def _load_splits(cfg: FinetuneConfig) -> tuple[Path, list[str], dict[str, pd.Dat
     root = Path(cfg.data)
     full = open_dataset(root)
     frame = full.frame
-    classes = full.class_names if (root / "manifest.csv").is_file() else read_class_names(root, frame)
+    classes = full.class_names if (root / MANIFEST_NAME).is_file() else read_class_names(root, frame)
     if cfg.val_group != "none":
         frame = regroup_validation(frame, cfg.val_group, seed=cfg.seed)
-    splits = {s: frame[frame["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+    splits = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
     for s in ("train", "val"):
         if splits[s].empty:
             raise UserError(f"{root}: the {s} split is empty; training needs train and val images "
@@ -368,7 +369,7 @@ def _prepare_features(cfg: FinetuneConfig, model: Any, fingerprint: str, root: P
     if not_assessed:
         log.warning("%d photo(s) cannot be assessed (no person, or head and shoulders not visible) and are left "
                     "out; see metrics.json 'not_assessed'", len(not_assessed))
-    kept = {s: splits[s][ok[s].numpy()].reset_index(drop=True) for s in ("train", "val", "test")}
+    kept = {s: splits[s][ok[s].numpy()].reset_index(drop=True) for s in SPLITS}
     for s in ("train", "val"):
         if kept[s].empty:
             raise UserError(f"{root}: no readable{' and assessable' if model.uses_pose else ''} images left in the "

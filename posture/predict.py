@@ -30,10 +30,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from PIL import Image
+from scipy import special
 
-from posture.checkpoint import WEIGHTS_NAME, load_checkpoint
+from posture.checkpoint import load_checkpoint
 from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
+from posture.device import physical_cores
 from posture.fileio import DamagedFileError
+from posture.formats import BACKENDS, IMAGE_EXTENSIONS, ONNX_NAME, WEIGHTS_NAME
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.transforms import Preprocessing, build_eval_transform
 
@@ -41,13 +44,8 @@ log = logging.getLogger(__name__)
 
 ImageInput = np.ndarray | Image.Image | str | os.PathLike[str] | bytes
 
-#: The exported graph beside the weights (written by ``python -m posture.export``).
-ONNX_NAME = "model.onnx"
-BACKENDS = ("auto", "torch", "onnx")
 #: Names of the exported graph's inputs for the Predictor's ``images`` and ``geometry``.
 ONNX_INPUTS = {"images": "input", "geometry": "geometry"}
-#: What the CLI picks up when handed a folder.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -100,39 +98,6 @@ class Backend(Protocol):
     name: str
 
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
-
-
-def physical_cores() -> int:
-    """Physical CPU cores available to this process.
-
-    Why not ``os.cpu_count()``: hyper-threads share one core's vector units, so running one
-    inference thread per logical CPU mostly adds contention; both PyTorch's default and ONNX
-    Runtime's guidance are one intra-op thread per physical core.
-    """
-    try:
-        available = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        available = os.cpu_count() or 1
-    cores: set[tuple[str, str]] = set()
-    try:
-        physical_id = core_id = ""
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key, value = key.strip(), value.strip()
-            if key == "physical id":
-                physical_id = value
-            elif key == "core id":
-                core_id = value
-            elif not key:
-                if core_id:
-                    cores.add((physical_id, core_id))
-                physical_id = core_id = ""
-        if core_id:
-            cores.add((physical_id, core_id))
-    except OSError:
-        pass
-    # cpuinfo lists the whole machine; a container's affinity mask may allow fewer CPUs.
-    return max(1, min(len(cores) or available, available))
 
 
 class TorchBackend:
@@ -252,10 +217,8 @@ def to_rgb_array(image: ImageInput) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    """Class probabilities of ``logits`` ``[N, C]`` at ``temperature`` (computed in float64)."""
+    return special.softmax(logits.astype(np.float64) / float(temperature), axis=1).astype(np.float32)
 
 
 class Predictor:
@@ -539,7 +502,7 @@ def expand_inputs(items: Iterable[str]) -> list[tuple[str, str | None]]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             out.extend((str(p), None) for p in files)
             if not files:
                 out.append((item, "folder holds no image files"))

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from posture.cli import UserError
-from posture.formats import CLASSES_NAME, MANIFEST_NAME
+from posture.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
 from posture.fileio import (LockHeld, atomic_write_csv, atomic_write_json, exclusive_lock, read_json, stale_staging,
                             staged_folder)
 from posture.ingest.config import IngestConfig, IngestResult
@@ -35,9 +35,6 @@ from posture.ingest.split import assign_splits
 from posture.labels import CLASS_NAMES
 
 log = logging.getLogger(__name__)
-
-REJECTED_NAME = "rejected.csv"
-SUMMARY_NAME = "summary.json"
 
 
 def ingest(config: IngestConfig) -> IngestResult:
