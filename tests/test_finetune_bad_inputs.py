@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from _finetune_helpers import InjectedFailure, fail_after, make_dataset, one_torch_thread, restore_logging, small_config
+from _finetune_helpers import InjectedFailure, fail_after, make_dataset, small_config
 from posture.cli import UserError, run_main
 from posture.finetune import main, run_finetune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-_ = (one_torch_thread, restore_logging)  # fixtures, imported for pytest
 
 FAST = dict(epochs=2, aug_views=0)
 

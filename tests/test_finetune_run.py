@@ -11,13 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from _finetune_helpers import InjectedFailure, fail_after, make_dataset, one_torch_thread, restore_logging, small_config
+from _finetune_helpers import InjectedFailure, fail_after, make_dataset, small_config
 from posture.checkpoint import load_checkpoint
 from posture.finetune import main, run_finetune
 from posture.models import model_from_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-_ = (one_torch_thread, restore_logging)  # fixtures, imported for pytest
 
 RESULT_KEYS = ("best_epoch", "best_phase", "epochs_run", "val", "test", "classes")
 

@@ -124,9 +124,8 @@ def test_cli_help_explains_inputs(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_real_photos_ingest(tmp_path):
-    if not (REAL / "manifest.csv").is_file():
-        pytest.skip("../shared/data/real is not present")
     before = tree_fingerprint(REAL)
     result = run(REAL, tmp_path / "real", labels=(REAL / "manifest.csv",), workers=2)
     assert tree_fingerprint(REAL) == before

@@ -20,7 +20,7 @@ from posture.pose import pose_available
 
 needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed "
                                 "(pip install --no-deps -r requirements-pose.txt)")
-needs_real = pytest.mark.skipif(not (REAL_DATA / "manifest.csv").is_file(), reason="../shared/data/real is absent")
+needs_real = pytest.mark.real_data
 ALL = list(FEATURES)
 
 
