@@ -108,7 +108,7 @@ class _GraphInputs(torch.nn.Module):
         return self.model(x, g)
 
 
-def _export_graph(model: torch.nn.Module, path: Path, inputs: dict[str, np.ndarray], opset: int) -> None:
+def export_graph(model: torch.nn.Module, path: Path, inputs: dict[str, np.ndarray], opset: int) -> None:
     """``torch.onnx.export`` with the TorchScript-based exporter (``dynamo=False``): it handles
     every zoo architecture and needs no extra dependencies; batch is the only dynamic axis."""
     keys = [k for k in ("images", "geometry") if k in inputs]
@@ -180,7 +180,7 @@ def export_onnx(config: ExportConfig) -> ExportResult:
     try:
         with atomic_path(target) as tmp:
             try:
-                _export_graph(model, tmp, inputs, config.opset)
+                export_graph(model, tmp, inputs, config.opset)
                 _attach_metadata(tmp, predictor)
             except Exception as exc:  # noqa: BLE001 - exporter failures come in every type
                 raise ExportError(f"could not export {predictor.config.get('architecture')} to ONNX opset "

@@ -179,13 +179,13 @@ def test_the_pool_also_works_when_the_caller_runs_threads(drop, tmp_path):
     """A web app or a training loop has threads; then workers come from a forkserver, same result."""
     import threading
 
-    from posture.ingest.decode import _pool_context
+    from posture.ingest.decode import pool_context
 
     stop = threading.Event()
     helper = threading.Thread(target=stop.wait, name="caller-thread", daemon=True)
     helper.start()
     try:
-        assert _pool_context().get_start_method() != "fork"
+        assert pool_context().get_start_method() != "fork"
         threaded = run(drop, tmp_path / "threaded", workers=2)
     finally:
         stop.set()
