@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.formats import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="auto (default): ONNX Runtime when the run has an up-to-date model.onnx")
     parser.add_argument("--threads", type=int, default=None,
                         help="inference threads per request (default: physical cores / --concurrency, so "
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--max-file-size: {exc}") from None
     from app.demo import AppConfig, launch
     from app.scratch import stop_on_sigterm
-    from posture.predict import physical_cores
+    from posture.device import physical_cores
 
     config = AppConfig(run_dir=args.run, host=args.host, port=args.port, backend=args.backend,
                        threads=args.threads or max(1, physical_cores() // args.concurrency),

@@ -2,7 +2,8 @@
 
 Privacy and robustness decide most of the shape here:
 
-- Uploads are decoded by :func:`posture.images.open_rgb` (EXIF, 16-bit, CMYK, pixel limit).
+- Uploads are decoded by :mod:`app.uploads` (through :func:`posture.images.open_rgb`: EXIF, 16-bit,
+  CMYK, pixel limit).
   Gradio's cache lives in a private temp folder (:mod:`app.scratch`) that is removed at exit and,
   after a crash, at the next start. While serving, :mod:`app.janitor` deletes each upload a few
   minutes after its last use (the page sends the same upload again with every click, and
@@ -26,7 +27,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,12 @@ import pandas as pd
 
 from app.janitor import CacheJanitor, KeepFor, sweep_period
 from app.limits import DEFAULT_MAX_FILE_SIZE, BodySizeLimit, parse_size
+from app.uploads import UploadError, read_upload
 from posture.checkpoint import find_latest_run, read_metrics
 from posture.cli import UserError
 from posture.csvcells import write_csv
 from posture.drawing import draw_landmarks
 from posture.fileio import DamagedFileError, read_json
-from posture.images import ImageDecodeError, open_rgb
 from posture.predict import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -49,17 +50,6 @@ log = logging.getLogger(__name__)
 DEMO_COMMAND = ("python -m posture.synth data/raw-sample --n 500 --seed 0 && "
                 "python -m posture.ingest data/raw-sample --out data/sample && "
                 "python -m posture.finetune --data data/sample --out models/sample")
-
-#: Why these reasons, in the user's words.
-_FRIENDLY = {
-    "empty_file": "The file is empty.",
-    "not_an_image": "That file is not an image we can read. Please upload a JPEG, PNG or WebP photo.",
-    "corrupt": "The image is damaged or incomplete (perhaps a partial upload). Please try another file.",
-    "too_large": "The image has too many pixels. Please upload a photo of at most {mp:.0f} megapixels.",
-}
-_SWEPT = ("This photo is no longer on the server (uploads are deleted a few minutes after their last use); "
-          "please add it again.")
-
 
 @dataclass
 class AppConfig:
@@ -89,10 +79,6 @@ class AppConfig:
         return parse_size(self.max_file_size)
 
 
-class UploadError(ValueError):
-    """An upload we cannot classify; the message is meant for the person who uploaded it."""
-
-
 def resolve_run(config: AppConfig) -> Path:
     """``--run`` if given, else the newest run under ``models/``; a helpful error when there is none."""
     if config.run_dir is not None:
@@ -103,31 +89,6 @@ def resolve_run(config: AppConfig) -> Path:
                         f"with:\n  {DEMO_COMMAND}\nthen start the demo with `python -m app --run models/sample`")
     log.info("using the newest run: %s", latest)
     return latest
-
-
-def decode_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int) -> np.ndarray:
-    """Decode an upload to ``H×W×3 uint8`` RGB or raise :class:`UploadError` with a friendly message."""
-    if source is None:
-        raise UploadError("Please upload a photo (or take one with the webcam) first.")
-    try:
-        return np.asarray(open_rgb(source, max_pixels=max_pixels))
-    except ImageDecodeError as exc:
-        raise UploadError(_FRIENDLY.get(exc.reason, "The image could not be read.").format(mp=max_pixels / 1e6)) \
-            from None
-    except OSError as exc:  # posture.walk.RefusedFile says "missing_file" for a file gone meanwhile
-        gone = isinstance(exc, FileNotFoundError) or getattr(exc, "reason", None) == "missing_file"
-        raise UploadError(_SWEPT if gone else "The upload could not be read; please try again.") from None
-
-
-@contextlib.contextmanager
-def read_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int,
-                forget: Callable[[str], None]) -> Iterator[np.ndarray]:
-    """Decode an upload, and hand its temporary file to ``forget`` whatever happens (it was just used)."""
-    try:
-        yield decode_upload(source, max_pixels)
-    finally:
-        if isinstance(source, str):
-            forget(source)
 
 
 #: What the label shows for a photo a pose-based run cannot assess.

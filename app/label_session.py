@@ -30,7 +30,7 @@ from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_
 from posture.images import ImageDecodeError, open_rgb
 from posture.labels import CLASS_NAMES
 from posture.filenames import needs_escape, text_name
-from posture.formats import IMAGE_EXTENSIONS
+from posture.formats import CONFIG_NAME, IMAGE_EXTENSIONS
 from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
 from posture.walk import walk_files
 
@@ -75,7 +75,7 @@ class LabelConfig:
             raise UserError(f"--order {self.order}: choose one of {', '.join(ORDERS)}")
         if self.order == "uncertainty" and self.run is None:
             raise UserError("--order uncertainty needs a model: add --run models/RUN")
-        if self.run is not None and not (Path(self.run) / "config.json").is_file():
+        if self.run is not None and not (Path(self.run) / CONFIG_NAME).is_file():
             raise UserError(f"--run {self.run}: not a trained run (no config.json)")
         if self.display_max < 64:
             raise UserError(f"--display-max {self.display_max}: too small to click on")

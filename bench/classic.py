@@ -13,8 +13,8 @@ Images are decoded once and kept as tensors per resolution, so the timings are t
 Seconds per epoch are wall-clock on a shared machine: compare the ratio column (to ResNet-18,
 measured in the same run), not the absolute numbers.
 
-    python bench/classic.py --data data/sample                   # everything (~15 min on 2 cores)
-    python bench/classic.py --models classic_lenet5 classic_cifar_resnet20 --epochs 2
+    python -m bench.classic --data data/sample                   # everything (~15 min on 2 cores)
+    python -m bench.classic --models classic_lenet5 classic_cifar_resnet20 --epochs 2
 """
 
 from __future__ import annotations
@@ -30,21 +30,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, peak_rss_mb, repo_root_on_path  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-repo_root_on_path()
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging  # noqa: E402
-from posture.data import ManifestDataset  # noqa: E402
-from posture.fileio import atomic_write_text  # noqa: E402
-from posture.models.classic import CLASSIC_MODELS, RECIPES, googlenet_loss, make_optimizer, make_scheduler  # noqa: E402
-from posture.transforms import Preprocessing, apply, build_eval_transform  # noqa: E402
+from bench.common import RESULTS, machine, peak_rss_mb
+from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.data import ManifestDataset
+from posture.fileio import atomic_write_text
+from posture.formats import SPLITS
+from posture.models.classic import CLASSIC_MODELS, RECIPES, googlenet_loss, make_optimizer, make_scheduler
+from posture.transforms import Preprocessing, apply, build_eval_transform
 
 log = logging.getLogger("bench.classic")
 
@@ -83,7 +80,7 @@ class TensorCache:
     def __init__(self, root: Path) -> None:
         self.splits: dict[str, ManifestDataset] = {}
         self.arrays: dict[str, list[np.ndarray]] = {}
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             ds = ManifestDataset(root, split)
             if len(ds) == 0:
                 raise UserError(f"{root}: the '{split}' split is empty; the bench needs train, val and test images")
@@ -179,7 +176,7 @@ def train_from_scratch(name: str, data: TensorCache, cfg: BenchConfig) -> dict[s
               "params": sum(p.numel() for p in model.parameters()), "epochs": cfg.epochs,
               "seconds_per_epoch": float(np.mean(epoch_seconds)), "train_loss": losses,
               "loss_is_finite": all(math.isfinite(v) for v in losses)}
-    for split in ("val", "test"):
+    for split in SPLITS[1:]:
         pred = predict(model, data.images(split, pre))
         result[split] = scores(pred, data.labels(split), num_classes)
     return result
@@ -198,7 +195,7 @@ def frozen_baseline(name: str, data: TensorCache, cfg: BenchConfig) -> dict[str,
     start = time.perf_counter()
     with torch.no_grad():
         feats = {s: torch.cat([model.backbone(x) for x in data.images(s, pre).split(64)])
-                 for s in ("train", "val", "test")}
+                 for s in SPLITS}
     extract_seconds = time.perf_counter() - start
     y = data.labels("train")
     opt = torch.optim.AdamW(model.head.parameters(), lr=1e-2, weight_decay=cfg.weight_decay)
@@ -217,7 +214,7 @@ def frozen_baseline(name: str, data: TensorCache, cfg: BenchConfig) -> dict[str,
               "seconds_per_epoch": None}
     model.head.eval()
     with torch.no_grad():
-        for split in ("val", "test"):
+        for split in SPLITS[1:]:
             result[split] = scores(model.head(feats[split]).argmax(1), data.labels(split), num_classes)
     return result
 
@@ -232,7 +229,7 @@ def render_markdown(payload: dict[str, Any]) -> str:
         f"{payload['counts']['test']} test images). From-scratch budget, the same for every model: "
         f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} optimiser, flip+shift augmentation, "
         f"{cfg['size']}x{cfg['size']} images where the architecture allows (LeNet-5 and CIFAR ResNets 32, "
-        "AlexNet at least 67). `python bench/classic.py` regenerates this page.",
+        "AlexNet at least 67). `python -m bench.classic` regenerates this page.",
         "",
         "| model | kind | input | params | optimiser | s/epoch | ratio to ResNet-18 | val acc | test acc | "
         "test bal. acc |",
@@ -273,7 +270,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     def save(complete: bool) -> dict[str, Any]:
         # written after every model, so an interrupted run still leaves what it measured
         payload = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                   "counts": {s: len(data.splits[s]) for s in ("train", "val", "test")},
+                   "counts": {s: len(data.splits[s]) for s in SPLITS},
                    "results": results, "notes": notes + ([] if complete else ["(run incomplete)"]),
                    "machine": info, "complete": complete,
                    "total_seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
@@ -307,7 +304,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     d = BenchConfig()
     p = argparse.ArgumentParser(
-        prog="python bench/classic.py", description=__doc__.split("\n\n")[0],
+        prog="python -m bench.classic", description=__doc__.split("\n\n")[0],
         epilog="Writes OUT/classic.json and OUT/classic.md (default OUT: bench/results).")
     p.add_argument("--data", type=Path, default=d.data, help="an ingested dataset folder (default: %(default)s)")
     p.add_argument("--models", nargs="+", default=d.models, metavar="NAME",

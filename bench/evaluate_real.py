@@ -14,8 +14,8 @@ fitted on the real photos. Accuracy comes with a 95 % bootstrap interval that re
 ``bench/results/eval_real.json|md`` and ``bench/results/eval_real_confusion_matrix.png``; the full
 evaluation folders (curves, top losses with Grad-CAM) stay under ``--work``.
 
-    python bench/evaluate_real.py                       # models/sample on ../shared/data/real
-    python bench/evaluate_real.py --run models/other --bootstrap 2000
+    python -m bench.evaluate_real                       # models/sample on ../shared/data/real
+    python -m bench.evaluate_real --run models/other --bootstrap 2000
 """
 
 from __future__ import annotations
@@ -33,12 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, repo_root_on_path, write_results  # noqa: E402
-
-repo_root_on_path()
-from posture.checkpoint import read_config  # noqa: E402
-from posture.evaluate import EvalConfig, evaluate  # noqa: E402
+from bench.common import RESULTS, machine, write_results
+from posture.checkpoint import read_config
+from posture.evaluate import EvalConfig, evaluate
+from posture.formats import CONFIG_NAME, MANIFEST_NAME, WEIGHTS_NAME
 
 log = logging.getLogger("bench.evaluate_real")
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +46,10 @@ DEFAULT_REAL = ROOT.parent / "shared" / "data" / "real"
 def ingest_real(real: Path, out: Path) -> tuple[Path | None, str]:
     """Ingest the real folder with its own manifest as the labels CSV (keeps subject and source)."""
     cmd = [sys.executable, "-m", "posture.ingest", str(real), "--out", str(out), "--no-progress", "-q", "--overwrite"]
-    if (real / "manifest.csv").is_file():
-        cmd[4:4] = ["--labels", str(real / "manifest.csv")]
+    if (real / MANIFEST_NAME).is_file():
+        cmd[4:4] = ["--labels", str(real / MANIFEST_NAME)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0 or not (out / "manifest.csv").is_file():
+    if proc.returncode != 0 or not (out / MANIFEST_NAME).is_file():
         return None, (proc.stderr.strip().splitlines() or ["ingest failed"])[-1]
     return out, " ".join(cmd[1:]).replace(str(real), "REAL").replace(str(out), "TMP")
 
@@ -207,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.real.is_dir():
         print(f"skipped: no real photos at {args.real}")
         return 0
-    if not (args.run / "config.json").is_file():
+    if not (args.run / CONFIG_NAME).is_file():
         print(f"skipped: no trained run at {args.run} (train it with `python -m posture.finetune`)")
         return 0
-    weights = args.run / "model.safetensors"
+    weights = args.run / WEIGHTS_NAME
     stamp = (weights.stat().st_mtime_ns, weights.stat().st_size)
     work = args.work or Path(tempfile.mkdtemp(prefix="posture_eval_real_"))
     work.mkdir(parents=True, exist_ok=True)

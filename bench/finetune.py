@@ -10,8 +10,8 @@ cached features.
 
 Each variant runs in its own subprocess so that its peak memory is its own.
 
-    python bench/finetune.py --data data/sample                       # both models
-    python bench/finetune.py --data data/sample --models efficientnet_lite0 --epochs 10
+    python -m bench.finetune --data data/sample                       # both models
+    python -m bench.finetune --data data/sample --models efficientnet_lite0 --epochs 10
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, peak_rss_mb, repo_root_on_path, write_results  # noqa: E402
+from bench.common import machine, peak_rss_mb, write_results
+from posture.formats import HISTORY_NAME
 
-repo_root_on_path()
 log = logging.getLogger("bench.finetune")
 
 # torchvision's ImageNet files are not reachable offline: ResNet18 runs with random init here,
@@ -126,7 +125,7 @@ def ours(data: str, model_name: str, weights: str | None, epochs: int, seed: int
         total_s = time.perf_counter() - t0
         import pandas as pd
 
-        hist = pd.read_csv(Path(cfg.out) / "history.csv")
+        hist = pd.read_csv(Path(cfg.out) / HISTORY_NAME)
         peak = peak_rss_mb()
         # The same command again: every feature now comes from the cache (a second head, a rerun).
         t1 = time.perf_counter()
@@ -137,7 +136,7 @@ def ours(data: str, model_name: str, weights: str | None, epochs: int, seed: int
         plain = run_finetune(replace(cfg, out=str(Path(tmp) / "plain"), aug_views=0,
                                      cache_dir=str(Path(tmp) / "cache-plain")))
         plain_s = time.perf_counter() - t2
-        plain_hist = pd.read_csv(Path(tmp) / "plain" / "history.csv")
+        plain_hist = pd.read_csv(Path(tmp) / "plain" / HISTORY_NAME)
         plain_hist["elapsed_s"] = float(plain.get("timing", {}).get("extract_s", 0.0)) + plain_hist["seconds"].cumsum()
         bare = bare_onnx_forward(model_name, weights, Path(tmp))
     extraction = metrics.get("extraction", {})

@@ -6,8 +6,8 @@ duplicate search, subject split, manifest) but spreads decoding over worker proc
 (and ours on one worker, to show the pool's share) run interleaved, ``--repeats`` times each, and
 the best time of each counts, because other jobs share the cores (the ratio is what to read).
 
-    python bench/ingest.py                      # data/raw-sample if present, else 500 generated
-    python bench/ingest.py --data some/drop --repeats 3
+    python -m bench.ingest                      # data/raw-sample if present, else 500 generated
+    python -m bench.ingest --data some/drop --repeats 3
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, repo_root_on_path, write_results  # noqa: E402
-
-repo_root_on_path()
-from posture.formats import IMAGE_EXTENSIONS  # noqa: E402
-from posture.ingest import IngestConfig, ingest  # noqa: E402
+from bench.common import machine, write_results
+from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME
+from posture.ingest import IngestConfig, ingest
 
 log = logging.getLogger("bench.ingest")
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "raw-sample"
@@ -104,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.data is not None:
             src, origin = args.data, str(args.data)
-        elif DEFAULT_SAMPLE.is_dir() and (DEFAULT_SAMPLE / "labels.csv").is_file():
+        elif DEFAULT_SAMPLE.is_dir() and (DEFAULT_SAMPLE / LABELS_NAME).is_file():
             # a private copy: others may regenerate data/raw-sample while this runs
             src, origin = shutil.copytree(DEFAULT_SAMPLE, tmp / "drop"), "data/raw-sample (posture.synth)"
         else:
-            src, origin = make_drop(tmp / "drop", args.n), f"{args.n} generated synth-like JPEGs (bench/ingest.py)"
+            src, origin = make_drop(tmp / "drop", args.n), f"{args.n} generated synth-like JPEGs (bench.ingest)"
         files = image_files(src)
         log.info("%d images from %s", len(files), origin)
         load_before = os.getloadavg()

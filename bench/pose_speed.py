@@ -11,7 +11,7 @@ alternating rounds, and the median round is reported):
   backbone on ready-made tensors;
 * a **warm-cache rerun** of ``posture.finetune`` with the default model (seconds).
 
-    python bench/pose_speed.py                  # the real photos (../shared/data/real), or --photos DIR
+    python -m bench.pose_speed                  # the real photos (../shared/data/real), or --photos DIR
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, repo_root_on_path, write_results  # noqa: E402
+from bench.common import machine, write_results
+from posture.formats import IMAGE_EXTENSIONS, MANIFEST_NAME
+from posture.labels import CLASS_NAMES
 
-repo_root_on_path()
 log = logging.getLogger("bench.pose_speed")
 DEFAULT_REAL = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "real"
 
@@ -53,9 +52,9 @@ def bare_onnx(n: int, tmp: Path) -> float:
     """Seconds for ONNX Runtime on ``n`` ready-made, preprocessed tensors (batches of 32)."""
     import onnxruntime as ort
 
+    from posture.device import physical_cores
     from posture.features import export_backbone_onnx
     from posture.models import build_model
-    from posture.predict import physical_cores
 
     model = build_model("efficientnet_lite0", 2).eval()
     size = model.preprocessing.input_size
@@ -98,11 +97,11 @@ def ours(model_name: str, root: Path, frame: pd.DataFrame, warmup: pd.DataFrame,
 
 
 def photo_frame(root: Path, limit: int) -> pd.DataFrame:
-    manifest = root / "manifest.csv"
+    manifest = root / MANIFEST_NAME
     if manifest.is_file():
         frame = pd.read_csv(manifest)
     else:
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         frame = pd.DataFrame({"path": [str(p.relative_to(root)) for p in files]})
     return frame.drop(columns=["sha256"], errors="ignore").head(limit).reset_index(drop=True)
 
@@ -113,13 +112,13 @@ def warm_rerun(root: Path, frame: pd.DataFrame, tmp: Path) -> dict[str, float]:
 
     data = tmp / "data"
     data.mkdir(exist_ok=True)
-    for label in ("forward_head", "normal"):
+    for label in CLASS_NAMES:
         if (root / label).is_dir() and not (data / label).exists():
             (data / label).symlink_to(root.resolve() / label, target_is_directory=True)
     labelled = frame.copy()
     labelled["label"] = labelled["path"].str.split("/").str[0]
     labelled["split"] = np.where(np.arange(len(labelled)) % 5 == 0, "val", "train")
-    labelled.to_csv(data / "manifest.csv", index=False)
+    labelled.to_csv(data / MANIFEST_NAME, index=False)
     out = {}
     for name in ("cold", "warm"):
         t0 = time.perf_counter()
@@ -165,7 +164,7 @@ def to_markdown(p: dict[str, Any]) -> str:
     ms = p["ms_per_photo"]
     return "\n".join([
         "# Pose extractors: cost next to the bare calls", "",
-        f"`python bench/pose_speed.py`: {p['photos']} photos, {len(p['rounds'])} alternating rounds, median "
+        f"`python -m bench.pose_speed`: {p['photos']} photos, {len(p['rounds'])} alternating rounds, median "
         "round shown; cold feature caches in every round (the backbone's one-off ONNX export kept out of the "
         "per-photo timing). Ratios compare one view per photo, like the bare calls; the default 4 augmented "
         "views (landmark space for the geometry, pixels for the CNN) are shown below.", "",

@@ -31,8 +31,8 @@ interval for the pooled balanced accuracy by person (a bootstrap that resamples 
 on the product's own geometry as the proxy), which is how ``posture.geometry.DEFAULT_FEATURES`` was
 chosen. Writes ``bench/results/real_photos.json|md``; folds, runs and caches stay under ``--work``.
 
-    python bench/real_photos.py                       # the whole grid (~15 min on 2 cores, cold caches)
-    python bench/real_photos.py --configs default,pose_mlp --protocols loso
+    python -m bench.real_photos                       # the whole grid (~15 min on 2 cores, cold caches)
+    python -m bench.real_photos --configs default,pose_mlp --protocols loso
 """
 
 from __future__ import annotations
@@ -52,13 +52,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, repo_root_on_path, write_results
-
-repo_root_on_path()
+from bench.common import machine, write_results
 from posture.cli import UserError
 from posture.data import read_manifest
 from posture.fileio import atomic_write_csv
+from posture.formats import CLASSES_NAME, MANIFEST_NAME, SPLITS
 
 log = logging.getLogger("bench.real_photos")
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +119,7 @@ class BenchConfig:
 def ingest(real: Path, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The product's ingest (exact duplicates removed), subject and source from the folder's manifest."""
     cmd = [sys.executable, "-m", "posture.ingest", str(real), "--out", str(out), "--labels",
-           str(real / "manifest.csv"), "--near-dup-threshold", "-1", "--no-progress", "-q", "--overwrite"]
+           str(real / MANIFEST_NAME), "--near-dup-threshold", "-1", "--no-progress", "-q", "--overwrite"]
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"ingest failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -174,8 +172,8 @@ def write_fold(frame: pd.DataFrame, ingested: Path, fold_dir: Path, test: np.nda
         shutil.rmtree(fold_dir)
     fold_dir.mkdir(parents=True)
     (fold_dir / "images").symlink_to((ingested / "images").resolve(), target_is_directory=True)
-    shutil.copy(ingested / "classes.json", fold_dir / "classes.json")
-    atomic_write_csv(fold_dir / "manifest.csv", fold)
+    shutil.copy(ingested / CLASSES_NAME, fold_dir / CLASSES_NAME)
+    atomic_write_csv(fold_dir / MANIFEST_NAME, fold)
     return fold
 
 
@@ -372,7 +370,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         for name, test in folds:
             fold_dirs[name] = cfg.work / "folds" / protocol / name.replace("=", "_")
             fold = write_fold(frame, ingested, fold_dirs[name], test, cfg.seed)
-            info.append({"fold": name, **{s: int((fold["split"] == s).sum()) for s in ("train", "val", "test")},
+            info.append({"fold": name, **{s: int((fold["split"] == s).sum()) for s in SPLITS},
                          "test_people": int(fold.loc[test, "subject"].nunique()),
                          "train_sources": sorted(fold.loc[~test, "source"].unique())})
         results = {name: run_config(cfg, name, protocol, folds, frame, fold_dirs, detector) for name in cfg.configs}
@@ -395,7 +393,7 @@ def _cm(c: list[list[int]]) -> str:
 
 def to_markdown(p: dict[str, Any]) -> str:
     lines = ["# Real photos of unseen people: every extractor, leave-one-source-out", "",
-             f"`python bench/real_photos.py` on `../shared/data/real`: {p['ingest']['kept']} photos of "
+             f"`python -m bench.real_photos` on `../shared/data/real`: {p['ingest']['kept']} photos of "
              f"{p['ingest']['people']} people ({', '.join(f'{k} {v}' for k, v in p['ingest']['by_source_label'].items())});"
              " exact duplicates removed by the product's ingest. Every run is `posture.finetune` and every answer "
              "`posture.predict.Predictor`; scores are balanced accuracy on the photos it could assess, coverage "
@@ -464,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                   "posture.evaluate", "posture.data"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     real = args.real if args.real.is_absolute() else (ROOT / args.real)
-    if not (real / "manifest.csv").is_file():
+    if not (real / MANIFEST_NAME).is_file():
         log.error("error: %s has no manifest.csv (the real photos live in ../shared/data/real)", real)
         return 2
     unknown = [c for c in args.configs.split(",") if c not in CONFIGS]

@@ -19,8 +19,8 @@ depend on the weights); the run is copied to a temporary folder and exported the
 benchmark never writes into ``models/``. Photos: ``../shared/data/real`` when present (real JPEGs
 up to 512 px), else synthetic pictures. Writes ``bench/results/serve.json|md``.
 
-    python bench/serve.py                         # defaults: 200 requests at concurrency 8
-    python bench/serve.py --run models/other --requests 500 --clients 16
+    python -m bench.serve                         # defaults: 200 requests at concurrency 8
+    python -m bench.serve --run models/other --requests 500 --clients 16
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, repo_root_on_path, write_results  # noqa: E402
-
-repo_root_on_path()
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging  # noqa: E402
+from bench.common import machine, write_results
+from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.formats import CONFIG_NAME, IMAGE_EXTENSIONS, METRICS_NAME, WEIGHTS_NAME
+from posture.labels import CLASS_NAMES
 
 log = logging.getLogger("bench.serve")
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,9 +94,9 @@ def prepare_run(cfg: ServeBenchConfig, work: Path) -> tuple[Path, str]:
 
     source = cfg.run or (ROOT / "models" / "sample")
     dest = work / "run"
-    if (source / "model.safetensors").is_file():
+    if (source / WEIGHTS_NAME).is_file():
         dest.mkdir(parents=True)
-        for name in ("model.safetensors", "config.json", "metrics.json"):
+        for name in (WEIGHTS_NAME, CONFIG_NAME, METRICS_NAME):
             if (source / name).is_file():
                 shutil.copy2(source / name, dest / name)
         origin = str(source)
@@ -112,7 +111,7 @@ def prepare_run(cfg: ServeBenchConfig, work: Path) -> tuple[Path, str]:
         torch.manual_seed(0)
         model = build_model("efficientnet_lite0", 2, pretrained=False)
         save_checkpoint(dest, model.state_dict(), {
-            "architecture": "efficientnet_lite0", "classes": ["forward_head", "normal"],
+            "architecture": "efficientnet_lite0", "classes": list(CLASS_NAMES),
             "preprocessing": get_preprocessing("efficientnet_lite0").to_dict(), "head": {"hidden": 0, "dropout": 0.0}})
         origin = "random-init efficientnet_lite0 (models/sample absent)"
     time.sleep(0.01)  # the export must be strictly newer than the weights for backend=auto
@@ -124,7 +123,7 @@ def prepare_run(cfg: ServeBenchConfig, work: Path) -> tuple[Path, str]:
 def load_images(cfg: ServeBenchConfig, work: Path) -> tuple[list[Path], str]:
     folder = cfg.images or (REAL if REAL.is_dir() else None)
     if folder is not None:
-        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if files:
             step = max(1, len(files) // cfg.n_images)
             return files[::step][:cfg.n_images], str(folder)
@@ -283,7 +282,7 @@ def _in_process_rows(threads: str, ip: dict[str, Any], batch_size: int) -> list[
 def markdown(result: dict[str, Any]) -> str:
     app = result.get("app")
     lines = [
-        "# Serving benchmark (`python bench/serve.py`)", "",
+        "# Serving benchmark (`python -m bench.serve`)", "",
         f"Run: {result['run_origin']} ({result['architecture']}, {result['input_size']} px). "
         f"Photos: {result['images_origin']} ({result['n_images']} files). Physical cores: {result['threads']}. "
         f"Load average at start: {result['machine']['load_average_at_start']}. "
@@ -321,7 +320,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def run_bench(cfg: ServeBenchConfig, with_app: bool = True) -> dict[str, Any]:
     from posture.checkpoint import read_config
-    from posture.predict import physical_cores
+    from posture.device import physical_cores
 
     threads = cfg.threads or physical_cores()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -350,7 +349,7 @@ def run_bench(cfg: ServeBenchConfig, with_app: bool = True) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/serve.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, default=None, help="run folder (default models/sample, else random init)")
     parser.add_argument("--images", type=Path, default=None, help="photo folder (default ../shared/data/real)")
     parser.add_argument("--n-images", type=int, default=48)

@@ -10,14 +10,13 @@ measures exactly that, with the product's own landmark stage and geometry:
 * each feature's distribution per class, synthetic vs ``../shared/data/real``, as a plot
   (``bench/results/synth_realism_features.png``) and as per-class medians in the table.
 
-    python bench/synth_realism.py                 # 300 pictures per view, seed 7
+    python -m bench.synth_realism                 # 300 pictures per view, seed 7
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, repo_root_on_path, write_results  # noqa: E402
+from bench.common import RESULTS, machine, write_results
+from posture.formats import MANIFEST_NAME
+from posture.labels import CLASS_NAMES
 
-repo_root_on_path()
 log = logging.getLogger("bench.synth_realism")
 DEFAULT_REAL = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "real"
 PLOT_NAME = "synth_realism_features.png"
@@ -77,10 +76,10 @@ def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
                            for f in FEATURES}}
     for f in FEATURES:
         row = {f"synth {lbl}": round(float(synth.loc[synth["label"] == lbl, f].median()), 3)
-               for lbl in ("forward_head", "normal")}
+               for lbl in CLASS_NAMES}
         if real is not None:
             row.update({f"real {lbl}": round(float(real.loc[real["label"] == lbl, f].median()), 3)
-                        for lbl in ("forward_head", "normal")})
+                        for lbl in CLASS_NAMES})
         out["medians"][f] = row
     if real is not None:
         out["real"] = {"photos": int(len(real)), "person_found": round(float(real["found"].mean()), 4),
@@ -120,7 +119,7 @@ def plot(synth: pd.DataFrame, real: pd.DataFrame | None, path: Path) -> None:
 
 def to_markdown(p: dict[str, Any]) -> str:
     lines = ["# Synthetic pictures as BlazePose reads them, next to real photos", "",
-             f"`python bench/synth_realism.py`: {p['n']} pictures per view (seed {p['seed']}); the product's "
+             f"`python -m bench.synth_realism`: {p['n']} pictures per view (seed {p['seed']}); the product's "
              "landmark stage and geometry. Plot: `bench/results/" + PLOT_NAME + "`.", "",
              "| view | person found | assessed |", "|---|---:|---:|"]
     lines += [f"| {v} | {s['person_found']:.2f} | {s['assessed']:.2f} |" for v, s in p["summary"]["views"].items()]
@@ -154,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         parts = [geometry_table(Path(root), part, work / "cache") for root, part in labels.groupby("root")]
         synth = pd.concat(parts, ignore_index=True)
         real = None
-        if (args.real / "manifest.csv").is_file():
-            real = geometry_table(args.real, pd.read_csv(args.real / "manifest.csv"), work / "cache")
+        if (args.real / MANIFEST_NAME).is_file():
+            real = geometry_table(args.real, pd.read_csv(args.real / MANIFEST_NAME), work / "cache")
     summary = summarise(synth, real)
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(synth, real, RESULTS / PLOT_NAME)

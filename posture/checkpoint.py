@@ -24,13 +24,10 @@ from safetensors.torch import save_file
 
 from posture.cli import UserError
 from posture.fileio import DamagedFileError, atomic_path, atomic_write_csv, atomic_write_json, read_json, read_tensors
+from posture.formats import CONFIG_NAME, HISTORY_NAME, METRICS_NAME, WEIGHTS_NAME
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.json"
-HISTORY_NAME = "history.csv"
 FORMAT_VERSION = 1
 #: What to tell someone whose run folder is damaged.
 REPAIR = "copy the run folder again, or retrain it with `python -m posture.finetune`"

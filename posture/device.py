@@ -1,7 +1,11 @@
-"""Pick the compute device: CUDA, then Apple MPS, then CPU, unless the user names one."""
+"""Pick the compute device (CUDA, then Apple MPS, then CPU, unless the user names one) and count
+the CPU cores worth a thread."""
 
 from __future__ import annotations
 
+import os
+
+import psutil
 import torch
 
 from posture.cli import UserError
@@ -25,3 +29,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
         raise UserError(f"--device {name}: choose one of {', '.join(DEVICE_CHOICES)}")
     return torch.device(name)
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process.
+
+    Why not ``os.cpu_count()``: hyper-threads share one core's vector units, so running one
+    inference thread per logical CPU mostly adds contention; both PyTorch's default and ONNX
+    Runtime's guidance are one intra-op thread per physical core.
+    """
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    # psutil counts the whole machine; a container's affinity mask may allow fewer CPUs.
+    return max(1, min(psutil.cpu_count(logical=False) or available, available))

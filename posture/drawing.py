@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from posture.geometry import LANDMARK_INDEX, MIN_VISIBILITY
+from posture.geometry import HEAD_AND_SHOULDERS, LANDMARK_INDEX, MIN_VISIBILITY, better_side
 
 #: Longest side of a drawn picture; a 50-megapixel photo need not travel back whole.
 DISPLAY_SIDE = 1024
@@ -22,8 +22,6 @@ POINT_COLOUR = (0, 200, 255)
 SHOULDER_COLOUR = (255, 170, 0)
 HEIGHT_COLOUR = (255, 235, 59)
 SIDE_COLOUR = (255, 255, 255)
-_DRAWN = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-          "right_shoulder")
 
 
 @lru_cache(maxsize=8)
@@ -79,9 +77,7 @@ def _draw_body(draw: ImageDraw.ImageDraw, lm: np.ndarray, radius: int, width: in
     def xy(name: str) -> tuple[float, float]:
         return float(lm[idx[name], 0]), float(lm[idx[name], 1])
 
-    left = lm[idx["left_ear"], 3] + lm[idx["left_shoulder"], 3]
-    right = lm[idx["right_ear"], 3] + lm[idx["right_shoulder"], 3]
-    side = "left" if left >= right else "right"
+    side = better_side(lm)
     if seen(f"{side}_ear") and seen(f"{side}_shoulder"):
         draw.line((*xy(f"{side}_shoulder"), *xy(f"{side}_ear")), fill=SIDE_COLOUR, width=max(1, width // 2))
     if seen("left_shoulder") and seen("right_shoulder"):
@@ -92,7 +88,7 @@ def _draw_body(draw: ImageDraw.ImageDraw, lm: np.ndarray, radius: int, width: in
             draw.line((*xy("nose"), *mid), fill=HEIGHT_COLOUR, width=width)
             r = radius * 0.8
             draw.rectangle((mid[0] - r, mid[1] - r, mid[0] + r, mid[1] + r), fill=HEIGHT_COLOUR, outline=(0, 0, 0))
-    for name in _DRAWN:
+    for name in HEAD_AND_SHOULDERS:
         if seen(name):
             x, y = xy(name)
             colour = SHOULDER_COLOUR if name.endswith("shoulder") else POINT_COLOUR

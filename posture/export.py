@@ -26,13 +26,13 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.fileio import atomic_path
 from posture.predict import ONNX_INPUTS, ONNX_NAME, OnnxBackend, Predictor, expand_inputs, softmax
 
@@ -52,14 +52,24 @@ class ParityError(ExportError):
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """What to export and how strictly to check it."""
+    """What to export and how strictly to check it (the CLI is generated from these fields)."""
 
-    run_dir: Path
-    opset: int = DEFAULT_OPSET
-    tolerance: float = DEFAULT_TOLERANCE
-    images: tuple[str, ...] = ()  # parity images; default: seeded synthetic photos of several shapes
+    run_dir: Path = field(metadata=option("trained run folder, e.g. models/sample", flag="--run"))
+    opset: int = field(default=DEFAULT_OPSET, metadata=option("ONNX opset (17 or newer)"))
+    tolerance: float = field(default=DEFAULT_TOLERANCE, metadata=option(
+        "largest allowed probability difference between ONNX Runtime and PyTorch"))
+    images: tuple[str, ...] = field(default=(), metadata=option(
+        "photos for the parity check", metavar="IMAGE|DIR|GLOB", default_text="seeded synthetic pictures"))
     n_synthetic: int = 6
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_dir", Path(self.run_dir))
+        object.__setattr__(self, "images", tuple(self.images))
+        if self.opset < 17:
+            raise UserError(f"--opset {self.opset}: use 17 or newer")
+        if not self.tolerance > 0:
+            raise UserError(f"--tolerance {self.tolerance}: must be > 0")
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,7 @@ class _GraphInputs(torch.nn.Module):
         return self.model(x, g)
 
 
-def _export_graph(model: torch.nn.Module, path: Path, inputs: dict[str, np.ndarray], opset: int) -> None:
+def export_graph(model: torch.nn.Module, path: Path, inputs: dict[str, np.ndarray], opset: int) -> None:
     """``torch.onnx.export`` with the TorchScript-based exporter (``dynamo=False``): it handles
     every zoo architecture and needs no extra dependencies; batch is the only dynamic axis."""
     keys = [k for k in ("images", "geometry") if k in inputs]
@@ -161,8 +171,6 @@ def export_onnx(config: ExportConfig) -> ExportResult:
     """Export the run's model to ``model.onnx``; raises :class:`ParityError` (and leaves no
     ``model.onnx``) when ONNX Runtime disagrees with PyTorch by more than ``config.tolerance``."""
     run = Path(config.run_dir)
-    if config.opset < 17:
-        raise UserError(f"--opset {config.opset}: use 17 or newer")
     predictor = Predictor.from_run(run, backend="torch")
     model = predictor.model
     assert model is not None
@@ -172,7 +180,7 @@ def export_onnx(config: ExportConfig) -> ExportResult:
     try:
         with atomic_path(target) as tmp:
             try:
-                _export_graph(model, tmp, inputs, config.opset)
+                export_graph(model, tmp, inputs, config.opset)
                 _attach_metadata(tmp, predictor)
             except Exception as exc:  # noqa: BLE001 - exporter failures come in every type
                 raise ExportError(f"could not export {predictor.config.get('architecture')} to ONNX opset "
@@ -201,12 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "check that ONNX Runtime's probabilities match PyTorch's; on a mismatch it exits with "
                     "code 1 and writes nothing. The Predictor, the CLI and the app use model.onnx "
                     "automatically once it exists.")
-    parser.add_argument("--run", required=True, help="trained run folder, e.g. models/sample")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help=f"largest allowed probability difference (default {DEFAULT_TOLERANCE:g})")
-    parser.add_argument("--images", nargs="+", default=(), metavar="IMAGE|DIR|GLOB",
-                        help="photos for the parity check (default: seeded synthetic pictures)")
+    add_options(parser, ExportConfig)
     add_logging_flags(parser)
     return parser
 
@@ -214,8 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    config = ExportConfig(run_dir=Path(args.run), opset=args.opset, tolerance=args.tolerance,
-                          images=tuple(args.images))
+    config = config_from_args(ExportConfig, args)
     try:
         result = export_onnx(config)
     except ExportError as exc:

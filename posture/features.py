@@ -45,7 +45,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from posture.fileio import atomic_path, atomic_write_json
+from posture.formats import BACKENDS
 from posture.images import ImageDecodeError, load_rgb_array
+from posture.training.distributed import all_reduce_sum
 from posture.transforms import Preprocessing, apply, build_eval_transform, build_train_transform
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,6 @@ log = logging.getLogger(__name__)
 FEATURE_FORMAT_VERSION = 1
 #: Bump when ``build_train_transform`` changes, so old augmented views are not reused.
 AUG_VERSION = 1
-BACKENDS = ("auto", "torch", "onnx")
 #: Largest |onnx - torch| accepted on the parity batch, relative to max(1, |torch features|).
 ONNX_PARITY_TOL = 1e-3
 
@@ -337,27 +338,11 @@ def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: p
     """
     start = time.perf_counter()
     device = torch.device(device)
-    root = Path(root)
-    paths, shas = frame_paths(root, frame)
-    names = spec.view_names()
-    n, n_views = len(paths), len(names)
+    paths, shas = frame_paths(Path(root), frame)
     if num_features is None:
         num_features = getattr(backbone, "num_features", None) or _probe_features(backbone, spec)
-    features = torch.zeros(n, n_views, int(num_features))
-    failed_flag = torch.zeros(n, dtype=torch.int32)
-    stats = ExtractionStats()
-
-    todo: list[list[int]] = []
-    for i, sha in enumerate(shas):
-        stored = cache.load(spec, sha) if cache is not None else {}
-        missing = []
-        for v, name in enumerate(names):
-            if name in stored and stored[name].numel() == num_features:
-                features[i, v] = stored[name]
-                stats.from_cache += 1
-            else:
-                missing.append(v)
-        todo.append(missing)
+    job = _Extraction(spec, cache, [str(p) for p in frame["path"]], paths, shas, int(num_features))
+    job.read_cache()
     if world_size > 1:
         # Ranks share the cache folder: without this barrier a fast rank can store part of its shard
         # before a slow one has read the cache, the ranks then disagree on what is pending, and the
@@ -365,56 +350,100 @@ def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: p
         import torch.distributed as dist
 
         dist.barrier()
-    pending = [i for i in range(n) if todo[i]]
+    pending = [i for i in range(len(paths)) if job.todo[i]]
     mine = pending[rank::world_size]
     if mine:
-        if cache is not None:
-            cache.write_meta(spec)
-        runner = make_runner(backbone, spec, backend, device, cache, stats)
-        dataset = _ViewDataset([paths[i] for i in mine], [shas[i] for i in mine], [todo[i] for i in mine], spec,
+        job.compute(backbone, mine, backend=backend, batch_size=batch_size, workers=workers, device=device,
+                    progress=progress and rank == 0, boxes=boxes)
+    if world_size > 1:
+        job.gather(mine, pending)
+    job.stats.seconds = time.perf_counter() - start
+    if job.stats.computed:
+        log.info("features: %d computed (%s), %d from cache, %.1f s", job.stats.computed, job.stats.backend,
+                 job.stats.from_cache, job.stats.seconds)
+    return FeatureSet(features=job.features, ok=job.failed == 0, stats=job.stats)
+
+
+class _Extraction:
+    """One :func:`extract_features` call's work: which views each image still needs, the vectors
+    found so far, the images that failed and the statistics."""
+
+    def __init__(self, spec: FeatureSpec, cache: FeatureCache | None, rel_paths: list[str], paths: list[Path],
+                 shas: list[str], num_features: int) -> None:
+        self.spec, self.cache, self.rel_paths, self.paths, self.shas = spec, cache, rel_paths, paths, shas
+        self.names = spec.view_names()
+        self.num_features = num_features
+        self.features = torch.zeros(len(paths), len(self.names), num_features)
+        self.failed = torch.zeros(len(paths), dtype=torch.int32)
+        self.todo: list[list[int]] = []
+        self.stats = ExtractionStats()
+
+    def read_cache(self) -> None:
+        """Fill in every stored view; ``todo[i]`` lists the views image ``i`` still lacks."""
+        for i, sha in enumerate(self.shas):
+            stored = self.cache.load(self.spec, sha) if self.cache is not None else {}
+            missing = []
+            for v, name in enumerate(self.names):
+                if name in stored and stored[name].numel() == self.num_features:
+                    self.features[i, v] = stored[name]
+                    self.stats.from_cache += 1
+                else:
+                    missing.append(v)
+            self.todo.append(missing)
+
+    def compute(self, backbone: nn.Module, mine: list[int], *, backend: str, batch_size: int, workers: int,
+                device: torch.device, progress: bool,
+                boxes: Sequence[tuple[int, int, int, int] | None] | None) -> None:
+        """Run the backbone over this rank's images ``mine`` (decoded by ``workers``), storing each view."""
+        if self.cache is not None:
+            self.cache.write_meta(self.spec)
+        runner = make_runner(backbone, self.spec, backend, device, self.cache, self.stats)
+        dataset = _ViewDataset([self.paths[i] for i in mine], [self.shas[i] for i in mine],
+                               [self.todo[i] for i in mine], self.spec,
                                boxes=[boxes[i] for i in mine] if boxes is not None else None)
+        n_views = len(self.names)
         per_batch = max(1, batch_size // n_views) if n_views > 1 else batch_size
         loader = DataLoader(dataset, batch_size=per_batch, shuffle=False, num_workers=workers, collate_fn=_collate,
                             pin_memory=device.type == "cuda", persistent_workers=False,
                             prefetch_factor=4 if workers > 0 else None)
-        bar = tqdm(total=len(mine), desc="extracting features", unit="img", disable=not progress or rank != 0,
-                   leave=False)
+        bar = tqdm(total=len(mine), desc="extracting features", unit="img", disable=not progress, leave=False)
         for batch, slots, failed in loader:
             for local, err in failed:
-                i = mine[local]
-                failed_flag[i] = 1
-                stats.failed.append({"path": str(frame["path"].iloc[i]), "reason": err})
-                log.warning("skipping unreadable image %s (%s)", paths[i], err)
+                self._fail(mine[local], err)
             if slots:
-                out = runner(batch)
-                per_image: dict[int, dict[str, torch.Tensor]] = {}
-                for row, (local, v) in enumerate(slots):
-                    i = mine[local]
-                    features[i, v] = out[row]
-                    per_image.setdefault(i, {})[names[v]] = out[row]
-                if cache is not None:
-                    for i, views in per_image.items():
-                        cache.store(spec, shas[i], views)
-                stats.computed += len(slots)
+                self._store(runner(batch), [(mine[local], v) for local, v in slots])
             bar.update(len(set(s for s, _ in slots)) + len(failed))
         bar.close()
-    if world_size > 1:
-        # Each rank filled disjoint rows (cached rows identically everywhere): sum the computed ones.
+
+    def _fail(self, i: int, err: str) -> None:
+        self.failed[i] = 1
+        self.stats.failed.append({"path": self.rel_paths[i], "reason": err})
+        log.warning("skipping unreadable image %s (%s)", self.paths[i], err)
+
+    def _store(self, out: torch.Tensor, slots: list[tuple[int, int]]) -> None:
+        """Row ``r`` of ``out`` is view ``v`` of image ``i`` for ``slots[r] == (i, v)``."""
+        per_image: dict[int, dict[str, torch.Tensor]] = {}
+        for row, (i, v) in enumerate(slots):
+            self.features[i, v] = out[row]
+            per_image.setdefault(i, {})[self.names[v]] = out[row]
+        if self.cache is not None:
+            for i, views in per_image.items():
+                self.cache.store(self.spec, self.shas[i], views)
+        self.stats.computed += len(slots)
+
+    def gather(self, mine: list[int], pending: list[int]) -> None:
+        """Each rank filled disjoint rows (cached rows identically everywhere): sum the computed ones."""
+        n = len(self.paths)
         computed_rows = torch.zeros(n, dtype=torch.bool)
         computed_rows[mine] = True
-        contrib = features.clone()
+        contrib = self.features.clone()
         contrib[~computed_rows] = 0
-        contrib = _all_reduce(contrib)
+        contrib = all_reduce_sum(contrib)
         pending_rows = torch.zeros(n, dtype=torch.bool)
         pending_rows[pending] = True
-        features = torch.where(pending_rows[:, None, None], contrib, features)
-        failed_flag = _all_reduce(failed_flag)
-        stats.computed = int(_all_reduce(torch.tensor([stats.computed], dtype=torch.int64)).item())
-    stats.seconds = time.perf_counter() - start
-    if stats.computed:
-        log.info("features: %d computed (%s), %d from cache, %.1f s", stats.computed, stats.backend,
-                 stats.from_cache, stats.seconds)
-    return FeatureSet(features=features, ok=failed_flag == 0, stats=stats)
+        self.features = torch.where(pending_rows[:, None, None], contrib, self.features)
+        self.failed = all_reduce_sum(self.failed)
+        self.stats.computed = int(all_reduce_sum(torch.tensor([self.stats.computed], dtype=torch.int64)).item())
 
 
 def frame_paths(root: Path, frame: pd.DataFrame) -> tuple[list[Path], list[str]]:
@@ -500,18 +529,6 @@ def extract_run_features(model: nn.Module, root: str | os.PathLike[str], frame: 
     features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return FeatureSet(features=features, ok=ok, stats=stats, not_assessed=not_assessed,
                       landmarks=marks.to_dict() if marks is not None else None)
-
-
-def _all_reduce(t: torch.Tensor) -> torch.Tensor:
-    """Sum a CPU tensor across ranks (through the GPU when the group is NCCL, which has no CPU path)."""
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":
-        moved = t.cuda()
-        dist.all_reduce(moved)
-        return moved.cpu()
-    dist.all_reduce(t)
-    return t
 
 
 def _probe_features(backbone: nn.Module, spec: FeatureSpec) -> int:

@@ -94,6 +94,37 @@ def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]
         staging.rename(out)
 
 
+#: How a staging folder beside ``out`` is named: ``.<out name>.partial-<random>``.
+STAGING_TAG = ".partial-"
+
+
+@contextmanager
+def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``out`` to write a whole result into; when the block ends
+    normally the folder replaces ``out`` (:func:`swap_into_place`), otherwise it is deleted.
+
+    Why one helper: a dataset, a run and anything else made of several files must appear whole or
+    not at all, and every stage that writes one had grown its own variant of this dance (names,
+    permissions, clean-up on failure). A process killed mid-way leaves its folder behind; a stage
+    that holds a lock on ``out`` may remove such leftovers (:func:`stale_staging`).
+    """
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}", dir=target.parent))
+    staging.chmod(0o777 & ~_current_umask())  # mkdtemp's 0700 would make the result private to this user
+    try:
+        yield staging
+        swap_into_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
+
+
+def stale_staging(out: str | os.PathLike[str]) -> list[Path]:
+    """Folders an interrupted :func:`staged_folder` or :func:`swap_into_place` left beside ``out``."""
+    target = Path(out)
+    return sorted([*target.parent.glob(f".{target.name}{STAGING_TAG}*"), *target.parent.glob(f".{target.name}.old-*")])
+
+
 class LockHeld(Exception):
     """Another process holds the lock; ``holder`` is what it wrote into the lock file (its pid)."""
 

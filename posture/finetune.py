@@ -25,10 +25,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +36,19 @@ import pandas as pd
 import torch
 
 from posture.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.data import VAL_GROUPS, ManifestDataset, open_dataset, read_class_names, regroup_validation
 from posture.device import DEVICE_CHOICES, resolve_device
-from posture.fileio import swap_into_place
+from posture.fileio import staged_folder
+from posture.formats import BACKENDS, MANIFEST_NAME, SPLITS
 from posture.geometry import DEFAULT_FEATURES, FEATURES
-from posture.features import BACKENDS, FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
+from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
 from posture.training import distributed, resume
 from posture.labels import CLASS_NAMES
 from posture.pose import INSTALL_HINT
-from posture.training.loop import (EarlyStopping, HeadPhase, ImagePhase, OptimSpec, PhaseRun,
-                                   classification_metrics, copy_state, group_class_weights, predict_images,
-                                   run_phase, torch_threads)
+from posture.training.loop import (EarlyStopping, EpochHook, HeadPhase, ImagePhase, OptimSpec, Phase, PhaseRun,
+                                   PhaseSpec, classification_metrics, copy_state, group_class_weights,
+                                   predict_images, run_phase, torch_threads)
 from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
 from posture.transforms import CROP_MODES, build_eval_transform
 
@@ -75,49 +75,85 @@ BALANCES = ("class", "session")
 #: The class whose photos give a session's upright reference (calibration).
 UPRIGHT_CLASS = CLASS_NAMES[1]
 #: Options that do not change the result; a resumed run may differ from the original in these.
-RUNTIME_ONLY = ("resume", "overwrite", "workers", "device", "progress", "fail_after_epoch", "cache_dir",
-                "no_cache", "extract_backend", "extract_batch_size")
+RUNTIME_ONLY = ("resume", "overwrite", "workers", "device", "progress", "cache_dir", "no_cache", "extract_backend",
+                "extract_batch_size")
+
+
+def _head_default_text(index: int) -> str:
+    return ", ".join(f"{kind} {values[index]}" for kind, values in HEAD_DEFAULTS.items())
 
 
 @dataclass
 class FinetuneConfig:
-    """Every ``python -m posture.finetune`` option; the CLI only fills this in."""
+    """Every ``python -m posture.finetune`` option; the CLI is generated from these fields
+    (:func:`posture.cli.add_options`) and a mistake is a :class:`UserError` when the config is made."""
 
-    data: str
-    out: str
-    model: str = DEFAULT_MODEL
-    weights: str | None = None           # None: the model's genuine weights; "none": random; else a file
-    epochs: int = 60                     # head epochs (on cached features; early stopping usually ends sooner)
-    batch_size: int = 32
-    lr: float | None = None              # None: 3e-3 (AdamW) or the recipe's learning rate
-    weight_decay: float = 1e-4
-    patience: int = 15                   # epochs without a better val balanced accuracy before stopping; 0 = never
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 2
-    unfreeze: str = "0"                  # "0" (head only), N stages, or "all"
-    unfreeze_epochs: int = 5
-    unfreeze_lr: float = 1e-4            # the head's LR in the unfreeze phase; stage i from the top gets lr*decay**i
-    lr_decay: float = 0.3
-    aug_views: int = 4                   # augmented views per training image in the feature cache
-    aug_strength: float = 1.0
-    head_hidden: int | None = None       # None: the extractor kind's default (HEAD_DEFAULTS)
-    head_dropout: float | None = None
-    pose_features: str | None = None     # comma-separated geometry names; None: posture.geometry.DEFAULT_FEATURES
-    val_group: str = "none"              # re-draw val from whole groups of this column: none | subject | source
-    session_column: str = "source"       # which manifest column tells capture sessions apart
-    balance: str = "class"               # class | session: how the head's loss weighs photos (BALANCES)
-    recipe: str | None = None            # posture.models.classic.recipes.RECIPES name
-    cache_dir: str | None = None         # None: $POSTURE_CACHE or ~/.cache/posture/features
-    no_cache: bool = False
-    extract_backend: str = "auto"        # auto | torch | onnx
-    extract_batch_size: int = 32
-    image_size: int | None = None        # override the model's input size (small tests, classic nets)
-    crop: str = "none"                   # "pose": crop every photo to head and shoulders (posture.pose)
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    fail_after_epoch: int | None = None  # test hook: raise after this (global) epoch's resume state is saved
+    data: str = field(metadata=option("an ingested dataset folder (manifest.csv with train/val/test)"))
+    out: str = field(metadata=option("run folder to write (models/NAME)"))
+    model: str = field(default=DEFAULT_MODEL, metadata=option(
+        "zoo feature extractor: 'pose' is posture geometry from BlazePose landmarks, the best on real photos of "
+        "unseen people; a CNN such as efficientnet_lite0 (genuine ImageNet weights offline) or any torchvision "
+        "classifier; or a fusion CNN+pose such as efficientnet_lite0+pose. See posture.models.list_models()"))
+    pose_features: str | None = field(default=None, metadata=option(
+        f"comma-separated posture-geometry features the head reads (pose models; all: {','.join(FEATURES)})",
+        metavar="NAME,NAME,...", default_text=",".join(DEFAULT_FEATURES)))
+    val_group: str = field(default="none", metadata=option(
+        "re-draw the validation split from whole subjects or sources (capture sessions) absent from training, so "
+        "early stopping measures a new person ('none': the dataset's own split)", choices=VAL_GROUPS))
+    session_column: str = field(default="source", metadata=option(
+        "manifest column naming each photo's capture session: for --balance session and the upright reference "
+        "of calibration"))
+    balance: str = field(default="class", metadata=option(
+        "how the head's loss weighs photos: 'class' (inverse class frequency) or 'session' (every class of every "
+        "capture session counts the same, so a long burst of one session does not dominate; falls back to class "
+        "without the session column)", choices=BALANCES))
+    weights: str | None = field(default=None, metadata=option(
+        "backbone weights: default the model's genuine weights, 'none' for random init, or a .pth/.safetensors "
+        "state dict", metavar="FILE|none"))
+    epochs: int = field(default=60, metadata=option(
+        "head epochs on cached features (early stopping usually ends sooner)"))
+    batch_size: int = field(default=32, metadata=option("training batch size"))
+    lr: float | None = field(default=None, metadata=option(
+        "head learning rate", default_text=", ".join(f"{k} {v:g}" for k, v in DEFAULT_LRS.items())
+        + "; or the recipe's"))
+    weight_decay: float = field(default=1e-4, metadata=option("AdamW weight decay"))
+    patience: int = field(default=15, metadata=option(
+        "stop after this many epochs without a better val balanced accuracy; 0 never"))
+    seed: int = field(default=0, metadata=option("seed for head init, shuffling and augmentation"))
+    device: str = field(default="auto", metadata=option("compute device", choices=DEVICE_CHOICES))
+    workers: int = field(default=2, metadata=option("image decoding processes"))
+    unfreeze: str = field(default="0", metadata=option(
+        "after the head, also train the last N backbone stages (or all) on images (CNNs only; 0: no)",
+        metavar="N|all"))
+    unfreeze_epochs: int = field(default=5, metadata=option("epochs of the unfreeze phase"))
+    unfreeze_lr: float = field(default=1e-4, metadata=option(
+        "head LR in the unfreeze phase; the stage k from the top gets lr*decay**k"))
+    lr_decay: float = field(default=0.3, metadata=option("per-stage LR factor of the unfreeze phase"))
+    aug_views: int = field(default=4, metadata=option(
+        "augmented views per training image stored in the feature cache; each epoch draws one of the K+1 views"))
+    aug_strength: float = field(default=1.0, metadata=option("augmentation strength"))
+    head_hidden: int | None = field(default=None, metadata=option(
+        "hidden units of a two-layer head; 0 = a single linear layer", default_text=_head_default_text(0)))
+    head_dropout: float | None = field(default=None, metadata=option(
+        "head dropout", default_text=_head_default_text(1)))
+    recipe: str | None = field(default=None, metadata=option(
+        "a paper's SGD preset for the optimiser and step decay (alexnet_paper, resnet_paper, ...; see "
+        "posture.models.classic.recipes)"))
+    cache_dir: str | None = field(default=None, metadata=option(
+        "feature cache folder (safe to delete)", default_text="$POSTURE_CACHE or ~/.cache/posture/features"))
+    no_cache: bool = field(default=False, metadata=option("compute features without reading or writing the cache"))
+    extract_backend: str = field(default="auto", metadata=option(
+        "run the frozen backbone with ONNX Runtime (auto on CPU: faster) or torch", choices=BACKENDS))
+    extract_batch_size: int = field(default=32, metadata=option("images per extraction batch"))
+    image_size: int | None = field(default=None, metadata=option(
+        "override the model's input size in pixels (small tests, classic nets)"))
+    crop: str = field(default="none", metadata=option(
+        "'pose': crop each photo to head and shoulders found by MediaPipe BlazePose before the backbone (helps on "
+        f"real photos framed differently from the training ones; needs `{INSTALL_HINT}`). Stored in the run, so "
+        "evaluation and the app crop alike", choices=CROP_MODES))
+    resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
+    overwrite: bool = field(default=False, metadata=option("replace the run already in --out"))
+    progress: bool = field(default=True, metadata=option("no progress bars"))
 
     def __post_init__(self) -> None:
         from posture.models import extractor_parts
@@ -125,6 +161,58 @@ class FinetuneConfig:
         hidden, dropout = HEAD_DEFAULTS[extractor_parts(self.model).kind]
         self.head_hidden = hidden if self.head_hidden is None else self.head_hidden
         self.head_dropout = dropout if self.head_dropout is None else self.head_dropout
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values no run can use, in one line naming the option (environment checks, such as
+        MediaPipe being installed, wait for :func:`check_runnable`)."""
+        for name in ("epochs", "batch_size", "extract_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.aug_views < 0 or self.unfreeze_epochs < 0 or self.patience < 0 or self.workers < 0:
+            raise UserError("--aug-views, --unfreeze-epochs, --patience and --workers must be >= 0")
+        for name, value, allowed in (("extract-backend", self.extract_backend, BACKENDS),
+                                     ("crop", self.crop, CROP_MODES), ("balance", self.balance, BALANCES),
+                                     ("val-group", self.val_group, VAL_GROUPS)):
+            if value not in allowed:
+                raise UserError(f"--{name} {value}: choose one of {', '.join(allowed)}")
+        if self.image_size is not None and self.image_size < 16:
+            raise UserError(f"--image-size {self.image_size}: too small (at least 16)")
+        if self.head_hidden is None or self.head_dropout is None or self.head_hidden < 0 \
+                or not 0 <= self.head_dropout < 1:
+            raise UserError("--head-hidden must be >= 0 and --head-dropout in [0, 1)")
+        self.unfreeze_stages  # noqa: B018 - raises on a value that is neither a count nor "all"
+        self._check_extractor()
+        _recipe(self.recipe)
+
+    def _check_extractor(self) -> None:
+        """A pose-based model cannot be unfrozen (its geometry is no network); a CNN-only option on the
+        geometry alone is a mistake."""
+        from posture.models import extractor_parts
+
+        parts = extractor_parts(self.model)
+        if parts.pose and self.unfreeze_stages != 0:
+            raise UserError(f"--unfreeze trains a network on images; {self.model} reads posture geometry, whose "
+                            "extractor (BlazePose) stays frozen. Use it with a CNN model, or leave --unfreeze at 0")
+        if parts.cnn is None and (self.crop != "none" or self.image_size is not None or self.weights is not None):
+            raise UserError("--crop, --image-size and --weights are for models that read pixels; 'pose' reads "
+                            "body landmarks only")
+        if self.pose_features and not parts.pose:
+            raise UserError("--pose-features is for the 'pose' model and '<cnn>+pose' fusions")
+
+    @property
+    def unfreeze_stages(self) -> int | str:
+        """``--unfreeze`` as a number of stages or ``"all"``."""
+        value = str(self.unfreeze).strip().lower()
+        if value == "all":
+            return "all"
+        try:
+            n = int(value)
+        except ValueError:
+            raise UserError(f"--unfreeze {self.unfreeze}: give a number of stages or 'all'") from None
+        if n < 0:
+            raise UserError(f"--unfreeze {self.unfreeze}: must be >= 0")
+        return n
 
     def training_dict(self) -> dict[str, Any]:
         """The options that decide the result (stored in config.json, compared on --resume)."""
@@ -134,45 +222,9 @@ class FinetuneConfig:
 # --------------------------------------------------------------------------- checks
 
 
-def _parse_unfreeze(text: str) -> int | str:
-    value = str(text).strip().lower()
-    if value == "all":
-        return "all"
-    try:
-        n = int(value)
-    except ValueError:
-        raise UserError(f"--unfreeze {text}: give a number of stages or 'all'") from None
-    if n < 0:
-        raise UserError(f"--unfreeze {text}: must be >= 0")
-    return n
-
-
-def _check_config(cfg: FinetuneConfig) -> None:
-    for name in ("epochs", "batch_size", "extract_batch_size"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.aug_views < 0 or cfg.unfreeze_epochs < 0 or cfg.patience < 0 or cfg.workers < 0:
-        raise UserError("--aug-views, --unfreeze-epochs, --patience and --workers must be >= 0")
-    if cfg.extract_backend not in BACKENDS:
-        raise UserError(f"--extract-backend {cfg.extract_backend}: choose one of {', '.join(BACKENDS)}")
-    if cfg.image_size is not None and cfg.image_size < 16:
-        raise UserError(f"--image-size {cfg.image_size}: too small (at least 16)")
-    if cfg.crop not in CROP_MODES:
-        raise UserError(f"--crop {cfg.crop}: choose one of {', '.join(CROP_MODES)}")
-    if cfg.head_hidden is None or cfg.head_dropout is None or cfg.head_hidden < 0 or not 0 <= cfg.head_dropout < 1:
-        raise UserError("--head-hidden must be >= 0 and --head-dropout in [0, 1)")
-    if cfg.balance not in BALANCES:
-        raise UserError(f"--balance {cfg.balance}: choose one of {', '.join(BALANCES)}")
-    if cfg.val_group not in VAL_GROUPS:
-        raise UserError(f"--val-group {cfg.val_group}: choose one of {', '.join(VAL_GROUPS)}")
-    _check_extractor(cfg)
-    _parse_unfreeze(cfg.unfreeze)
-    _recipe(cfg.recipe)
-
-
-def _check_extractor(cfg: FinetuneConfig) -> None:
-    """A pose-based model needs MediaPipe (say so in one line, with the CNN-only way out) and cannot
-    be unfrozen (its geometry is no network); a CNN-only option on the geometry alone is a mistake."""
+def check_runnable(cfg: FinetuneConfig) -> None:
+    """What this machine must have for ``cfg``: a pose-based model or ``--crop pose`` needs MediaPipe
+    BlazePose (said in one line, with the CNN-only way out)."""
     from posture.models import extractor_parts
 
     parts = extractor_parts(cfg.model)
@@ -185,14 +237,6 @@ def _check_extractor(cfg: FinetuneConfig) -> None:
                 what = "--crop pose"
             raise UserError(f"{what} needs MediaPipe BlazePose (body landmarks), which is not installed: "
                             f"`{INSTALL_HINT}`; meanwhile a CNN-only model works: --model {CNN_ONLY_MODEL}")
-    if parts.pose and _parse_unfreeze(cfg.unfreeze) != 0:
-        raise UserError(f"--unfreeze trains a network on images; {cfg.model} reads posture geometry, whose "
-                        "extractor (BlazePose) stays frozen. Use it with a CNN model, or leave --unfreeze at 0")
-    if parts.cnn is None and (cfg.crop != "none" or cfg.image_size is not None or cfg.weights is not None):
-        raise UserError("--crop, --image-size and --weights are for models that read pixels; 'pose' reads "
-                        "body landmarks only")
-    if cfg.pose_features and not parts.pose:
-        raise UserError("--pose-features is for the 'pose' model and '<cnn>+pose' fusions")
 
 
 def _recipe(name: str | None) -> Any:
@@ -244,10 +288,10 @@ def _load_splits(cfg: FinetuneConfig) -> tuple[Path, list[str], dict[str, pd.Dat
     root = Path(cfg.data)
     full = open_dataset(root)
     frame = full.frame
-    classes = full.class_names if (root / "manifest.csv").is_file() else read_class_names(root, frame)
+    classes = full.class_names if (root / MANIFEST_NAME).is_file() else read_class_names(root, frame)
     if cfg.val_group != "none":
         frame = regroup_validation(frame, cfg.val_group, seed=cfg.seed)
-    splits = {s: frame[frame["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+    splits = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
     for s in ("train", "val"):
         if splits[s].empty:
             raise UserError(f"{root}: the {s} split is empty; training needs train and val images "
@@ -325,7 +369,7 @@ def _prepare_features(cfg: FinetuneConfig, model: Any, fingerprint: str, root: P
     if not_assessed:
         log.warning("%d photo(s) cannot be assessed (no person, or head and shoulders not visible) and are left "
                     "out; see metrics.json 'not_assessed'", len(not_assessed))
-    kept = {s: splits[s][ok[s].numpy()].reset_index(drop=True) for s in ("train", "val", "test")}
+    kept = {s: splits[s][ok[s].numpy()].reset_index(drop=True) for s in SPLITS}
     for s in ("train", "val"):
         if kept[s].empty:
             raise UserError(f"{root}: no readable{' and assessable' if model.uses_pose else ''} images left in the "
@@ -368,11 +412,14 @@ def _upright_reference(model: Any, data: Prepared, classes: list[str], session_c
 # --------------------------------------------------------------------------- the run
 
 
-def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Train a run as described in the module docstring; returns the metrics (as in metrics.json)."""
+def run_finetune(cfg: FinetuneConfig, *, after_epoch: EpochHook | None = None) -> dict[str, Any]:
+    """Train a run as described in the module docstring; returns the metrics (as in metrics.json).
+
+    ``after_epoch`` is called with the global epoch number once that epoch's resume state is saved
+    (the crash-and-resume tests raise there).
+    """
     t_start = time.perf_counter()
-    _check_config(cfg)
-    unfreeze = _parse_unfreeze(cfg.unfreeze)
+    check_runnable(cfg)
     dist_info = distributed.detect()
     device = distributed.init(dist_info, resolve_device(cfg.device))
     if dist_info.enabled and device.type == "cpu":
@@ -380,37 +427,18 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     try:
         do_resume = _check_out(cfg)
         root, classes, splits = _load_splits(cfg)
-        out = Path(cfg.out)
-        state = resume.load_state(out) if do_resume else None
-        if state is not None and state["meta"].get("training") != _jsonify(cfg.training_dict()):
-            raise UserError(f"{out}: the interrupted run used different options; resume with the same options "
-                            "or pass --overwrite to start again")
+        state = _resume_state(cfg) if do_resume else None
         model, fingerprint = _build(cfg, classes)
         data = _prepare_features(cfg, model, fingerprint, root, classes, splits, dist_info, device)
         t1 = time.perf_counter()
-        meta = state["meta"] if state else {}
-        history: list[dict[str, Any]] = list(meta.get("history", []))
-        stopper = EarlyStopping.from_dict(meta["stopper"]) if state else EarlyStopping(patience=cfg.patience)
-
-        def saver(phase: HeadPhase | ImagePhase, phase_name: str) -> Callable[[int, dict[str, torch.Tensor]], None]:
-            def save(epoch: int, best: dict[str, torch.Tensor]) -> None:
-                if dist_info.is_main:
-                    resume.save_state(out, model=phase.state(), best=best, optimizer=phase.optimizer.state_dict(),
-                                      scheduler=phase.scheduler.state_dict(),
-                                      meta={"phase": phase_name, "epoch": epoch, "stopper": stopper.to_dict(),
-                                            "history": history, "training": _jsonify(cfg.training_dict())})
-                distributed.barrier(dist_info)
-            return save
-
-        _train_head(cfg, model, data, classes, state, history, stopper, saver, dist_info, device)
-        head_epochs = max((r["epoch"] for r in history if r["phase"] == "head"), default=0)
-        if unfreeze != 0 and cfg.unfreeze_epochs > 0:
-            _train_unfrozen(cfg, model, root, data, classes, unfreeze, state, history, stopper, saver, head_epochs,
-                            dist_info, device)
+        session = _Session.start(cfg, model, classes, dist_info, device, state, after_epoch)
+        _train_head(session, data)
+        if cfg.unfreeze_stages != 0 and cfg.unfreeze_epochs > 0:
+            _train_unfrozen(session, root, data)
         train_s = time.perf_counter() - t1
-        metrics = _final_metrics(cfg, model, root, data, classes, stopper, history, device)
+        metrics = _final_metrics(cfg, model, root, data, classes, session.stopper, session.history, device)
         upright = _upright_reference(model, data, classes, cfg.session_column)
-        return _finish(cfg, model, classes, fingerprint, metrics, history, dist_info, out, upright,
+        return _finish(cfg, model, classes, fingerprint, metrics, session.history, dist_info, upright,
                        timing={"extract_s": data.seconds, "train_s": train_s,
                                "total_s": time.perf_counter() - t_start})
     finally:
@@ -418,65 +446,115 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             distributed.shutdown(dist_info)
 
 
-def _restore(phase: HeadPhase | ImagePhase, state: dict[str, Any]) -> None:
-    """Put a phase back where an interrupted run's resume state left it."""
-    phase.load(state["model"])
-    phase.optimizer.load_state_dict(state["optimizer"])
-    phase.scheduler.load_state_dict(state["scheduler"])
+def _resume_state(cfg: FinetuneConfig) -> dict[str, Any]:
+    """The interrupted run's state; it must have been trained with the same result-deciding options."""
+    state = resume.load_state(Path(cfg.out))
+    if state["meta"].get("training") != _jsonify(cfg.training_dict()):
+        raise UserError(f"{cfg.out}: the interrupted run used different options; resume with the same options "
+                        "or pass --overwrite to start again")
+    return state
 
 
-def _train_head(cfg: FinetuneConfig, model: Any, data: Prepared, classes: list[str], state: dict[str, Any] | None,
-                history: list[dict[str, Any]], stopper: EarlyStopping, saver: Any, dist_info: distributed.DistInfo,
-                device: torch.device) -> None:
+@dataclass
+class _Session:
+    """What the phases of one run share: its options and model, where it runs, the resume state it
+    continues (``None`` for a fresh run), the epoch history and the early-stopping bookkeeping."""
+
+    cfg: FinetuneConfig
+    model: Any
+    classes: list[str]
+    dist: distributed.DistInfo
+    device: torch.device
+    state: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    stopper: EarlyStopping
+    after_epoch: EpochHook | None = None
+
+    @classmethod
+    def start(cls, cfg: FinetuneConfig, model: Any, classes: list[str], dist: distributed.DistInfo,
+              device: torch.device, state: dict[str, Any] | None, after_epoch: EpochHook | None) -> _Session:
+        meta = state["meta"] if state else {}
+        stopper = EarlyStopping.from_dict(meta["stopper"]) if state else EarlyStopping(patience=cfg.patience)
+        return cls(cfg, model, classes, dist, device, state, list(meta.get("history", [])), stopper, after_epoch)
+
+    @property
+    def resumed_phase(self) -> str | None:
+        """The phase the interrupted run was in (``None``: a fresh run)."""
+        return self.state["meta"].get("phase", "head") if self.state is not None else None
+
+    def spec(self, optim: OptimSpec, epochs: int) -> PhaseSpec:
+        cfg = self.cfg
+        return PhaseSpec(optim=optim, epochs=epochs, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers,
+                         device=self.device, dist=self.dist)
+
+    def resume_into(self, phase: Phase) -> int:
+        """Restore ``phase`` from the interrupted run; the number of its epochs already done."""
+        assert self.state is not None
+        phase.restore(self.state)
+        start = int(self.state["meta"]["epoch"])
+        log.info("resuming %s after %s epoch %d", self.cfg.out, phase.name, start)
+        return start
+
+    def train(self, phase: Phase, epochs: int, start: int, best: dict[str, torch.Tensor],
+              offset: int = 0) -> dict[str, torch.Tensor]:
+        """Run ``phase`` from epoch ``start``, saving the resume state after every epoch."""
+        run = PhaseRun(epochs=epochs, start_epoch=start, epoch_offset=offset, history=self.history,
+                       after_epoch=self.after_epoch)
+        return run_phase(phase, run, self.stopper, best, self._saver(phase), progress=self.cfg.progress)
+
+    def _saver(self, phase: Phase) -> Callable[[int, dict[str, torch.Tensor]], None]:
+        def save(epoch: int, best: dict[str, torch.Tensor]) -> None:
+            if self.dist.is_main:
+                resume.save_state(Path(self.cfg.out), model=phase.state(), best=best,
+                                  optimizer=phase.optimizer.state_dict(), scheduler=phase.scheduler.state_dict(),
+                                  meta={"phase": phase.name, "epoch": epoch, "stopper": self.stopper.to_dict(),
+                                        "history": self.history, "training": _jsonify(self.cfg.training_dict())})
+            distributed.barrier(self.dist)
+        return save
+
+
+def _train_head(session: _Session, data: Prepared) -> None:
     """Step 2: the head on cached features (skipped when resuming into the unfreeze phase)."""
-    if state is not None and state["meta"].get("phase", "head") != "head":
+    if session.resumed_phase not in (None, "head"):
         return
+    cfg, n_classes = session.cfg, len(session.classes)
     weights = None
     if cfg.balance == "session" and cfg.session_column in data.splits["train"].columns:
         weights = group_class_weights(data.targets["train"], data.splits["train"][cfg.session_column].astype(str)
-                                      .tolist(), len(classes))
-    phase = HeadPhase(model, data.train_x, data.targets["train"], data.val_x, data.targets["val"], len(classes),
-                      _optim_spec(cfg), cfg.epochs, cfg.batch_size, cfg.seed, dist_info, device, sample_weight=weights)
+                                      .tolist(), n_classes)
+    phase = HeadPhase(session.model, session.spec(_optim_spec(cfg), cfg.epochs), train_x=data.train_x,
+                      train_y=data.targets["train"], val_x=data.val_x, val_y=data.targets["val"],
+                      num_classes=n_classes, sample_weight=weights)
     best: dict[str, torch.Tensor] = phase.state()
     start = 0
-    if state is not None:
-        _restore(phase, state)
-        if state["rng"] is not None:
-            torch.set_rng_state(state["rng"])
-        best = state["best"] or best
-        start = int(state["meta"]["epoch"])
-        log.info("resuming %s after epoch %d", cfg.out, start)
-    with torch_threads(1 if device.type == "cpu" else None):
-        best = run_phase(phase, PhaseRun(epochs=cfg.epochs, start_epoch=start, history=history,
-                                         fail_after_epoch=cfg.fail_after_epoch),
-                         stopper, best, saver(phase, "head"), progress=cfg.progress)
+    if session.state is not None:
+        start = session.resume_into(phase)
+        if session.state["rng"] is not None:
+            torch.set_rng_state(session.state["rng"])
+        best = session.state["best"] or best
+    with torch_threads(1 if session.device.type == "cpu" else None):
+        best = session.train(phase, cfg.epochs, start, best)
     phase.load(best)
 
 
-def _train_unfrozen(cfg: FinetuneConfig, model: Any, root: Path, data: Prepared, classes: list[str],
-                    unfreeze: int | str, state: dict[str, Any] | None, history: list[dict[str, Any]],
-                    stopper: EarlyStopping, saver: Any, head_epochs: int, dist_info: distributed.DistInfo,
-                    device: torch.device) -> None:
+def _train_unfrozen(session: _Session, root: Path, data: Prepared) -> None:
     """Step 3 (optional): the last backbone stages and the head on images, discriminative LRs."""
-    pre = model.preprocessing
+    cfg, model, classes = session.cfg, session.model, session.classes
     train_ds = ManifestDataset(root, None, None, classes, frame=data.splits["train"])
-    val_ds = ManifestDataset(root, None, build_eval_transform(pre), classes, frame=data.splits["val"])
-    phase = ImagePhase(model, train_ds, val_ds, len(classes), _optim_spec(cfg, cfg.unfreeze_lr), unfreeze,
-                       cfg.lr_decay, cfg.unfreeze_epochs, cfg.batch_size, cfg.workers, cfg.seed, cfg.aug_strength,
-                       dist_info, device)
+    val_ds = ManifestDataset(root, None, build_eval_transform(model.preprocessing), classes, frame=data.splits["val"])
+    phase = ImagePhase(model, session.spec(_optim_spec(cfg, cfg.unfreeze_lr), cfg.unfreeze_epochs), train_ds=train_ds,
+                       val_ds=val_ds, num_classes=len(classes), unfreeze=cfg.unfreeze_stages, lr_decay=cfg.lr_decay,
+                       aug_strength=cfg.aug_strength)
     best = copy_state(model.state_dict())
     start = 0
-    if state is not None and state["meta"].get("phase") == "unfreeze":
-        _restore(phase, state)
-        best = state["best"]
-        start = int(state["meta"]["epoch"])
-        log.info("resuming %s after unfreeze epoch %d", cfg.out, start)
+    if session.resumed_phase == "unfreeze":
+        assert session.state is not None
+        start = session.resume_into(phase)
+        best = session.state["best"]
     else:
-        stopper.reset_patience()
-    best = run_phase(phase, PhaseRun(epochs=cfg.unfreeze_epochs, start_epoch=start, epoch_offset=head_epochs,
-                                     history=history, fail_after_epoch=cfg.fail_after_epoch),
-                     stopper, best, saver(phase, "unfreeze"), progress=cfg.progress)
-    model.load_state_dict(best)
+        session.stopper.reset_patience()
+    head_epochs = max((r["epoch"] for r in session.history if r["phase"] == "head"), default=0)
+    model.load_state_dict(session.train(phase, cfg.unfreeze_epochs, start, best, offset=head_epochs))
 
 
 def _final_metrics(cfg: FinetuneConfig, model: Any, root: Path, data: Prepared, classes: list[str],
@@ -549,131 +627,50 @@ def run_config(cfg: FinetuneConfig, model: Any, classes: list[str], fingerprint:
 
 
 def _finish(cfg: FinetuneConfig, model: torch.nn.Module, classes: list[str], fingerprint: str,
-            metrics: dict[str, Any], history: list[dict[str, Any]], dist_info: distributed.DistInfo, out: Path,
+            metrics: dict[str, Any], history: list[dict[str, Any]], dist_info: distributed.DistInfo,
             upright: list[float] | None, timing: dict[str, float]) -> dict[str, Any]:
-    """Rank 0 writes the run into a staging folder and renames it over ``out`` in one step."""
+    """Rank 0 writes the run into a staging folder and renames it over ``--out`` in one step."""
     metrics["timing"] = {k: round(v, 3) for k, v in timing.items()}
     if dist_info.is_main:
         config = run_config(cfg, model, classes, fingerprint, upright, dist_info.world_size)
         frame = history_frame(history)
-        staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with staged_folder(cfg.out) as staging:
             save_checkpoint(staging, model.state_dict(), config, metrics=metrics, history=frame)
             plot_training_curve(frame, staging / CURVE_NAME, metrics.get("best_epoch"))
-            swap_into_place(staging, out)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        log.info("wrote %s", out)
+        log.info("wrote %s", cfg.out)
     distributed.barrier(dist_info)
     return metrics
 
 
 # --------------------------------------------------------------------------- CLI
 
+EPILOG = f"""\
+examples:
+  python -m posture.finetune --data data/sample --out models/sample            # pose geometry
+  python -m posture.finetune --data data/sample --model efficientnet_lite0+pose --out models/fused
+  python -m posture.finetune --data data/sample --model efficientnet_lite0 --out models/cnn
+  python -m posture.finetune --data data/sample --model resnet18 --weights none --out models/r18
+distributed: torchrun --nproc_per_node=2 -m posture.finetune --data ... --out ...
+The pose models need MediaPipe BlazePose: {INSTALL_HINT}
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m posture.finetune",
+    parser = argparse.ArgumentParser(
+        prog="python -m posture.finetune", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a posture classifier by transfer learning: a frozen feature extractor of the zoo "
                     "(posture geometry from BlazePose body landmarks by default, or a CNN, or both fused) turns "
                     "every photo into a vector once (cached), then a head trains on the vectors in seconds "
-                    "(optionally followed by unfreezing a CNN's last stages on images).",
-        epilog="examples:\n"
-               "  python -m posture.finetune --data data/sample --out models/sample            # pose geometry\n"
-               "  python -m posture.finetune --data data/sample --model efficientnet_lite0+pose --out models/fused\n"
-               "  python -m posture.finetune --data data/sample --model efficientnet_lite0 --out models/cnn\n"
-               "  python -m posture.finetune --data data/sample --model resnet18 --weights none --out models/r18\n"
-               "distributed: torchrun --nproc_per_node=2 -m posture.finetune --data ... --out ...\n"
-               f"The pose models need MediaPipe BlazePose: {INSTALL_HINT}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = FinetuneConfig(data="", out="")
-    p.add_argument("--data", required=True, help="an ingested dataset folder (manifest.csv with train/val/test)")
-    p.add_argument("--out", required=True, help="run folder to write (models/NAME)")
-    p.add_argument("--model", default=d.model,
-                   help=f"zoo feature extractor (default {d.model}: posture geometry from BlazePose landmarks, the "
-                        "best on real photos of unseen people); a CNN such as efficientnet_lite0 (genuine ImageNet "
-                        "weights offline) or any torchvision classifier; or a fusion CNN+pose such as "
-                        "efficientnet_lite0+pose. See posture.models.list_models()")
-    p.add_argument("--pose-features", default=None, metavar="NAME,NAME,...",
-                   help="posture-geometry features the head reads (pose models; default "
-                        f"{','.join(DEFAULT_FEATURES)}; all: {','.join(FEATURES)})")
-    p.add_argument("--val-group", default=d.val_group, choices=VAL_GROUPS,
-                   help="re-draw the validation split from whole subjects or sources (capture sessions) absent "
-                        "from training, so early stopping measures a new person (default %(default)s: the "
-                        "dataset's own split)")
-    p.add_argument("--session-column", default=d.session_column,
-                   help="manifest column naming each photo's capture session: for --balance session and the "
-                        "upright reference of calibration (default %(default)s)")
-    p.add_argument("--balance", default=d.balance, choices=BALANCES,
-                   help="how the head's loss weighs photos: 'class' (inverse class frequency) or 'session' (every "
-                        "class of every capture session counts the same, so a long burst of one session does not "
-                        "dominate; falls back to class without the session column) (default %(default)s)")
-    p.add_argument("--weights", default=None, metavar="FILE|none",
-                   help="backbone weights: default the model's genuine weights, 'none' for random init, or a "
-                        ".pth/.safetensors state dict")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="head epochs on cached features (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size (default %(default)s)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="head learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LRS.items())
-                        + "; or the recipe's)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="AdamW weight decay (default %(default)s)")
-    p.add_argument("--patience", type=int, default=d.patience,
-                   help="stop after this many epochs without a better val balanced accuracy; 0 never "
-                        "(default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for head init, shuffling and augmentation")
-    p.add_argument("--device", default=d.device, choices=DEVICE_CHOICES, help="compute device (default auto)")
-    p.add_argument("--workers", type=int, default=d.workers, help="image decoding processes (default %(default)s)")
-    p.add_argument("--unfreeze", default=d.unfreeze, metavar="N|all",
-                   help="after the head, also train the last N backbone stages (or all) on images (default 0: no)")
-    p.add_argument("--unfreeze-epochs", type=int, default=d.unfreeze_epochs,
-                   help="epochs of the unfreeze phase (default %(default)s)")
-    p.add_argument("--unfreeze-lr", type=float, default=d.unfreeze_lr,
-                   help="head LR in the unfreeze phase; the stage k from the top gets lr*decay**k "
-                        "(default %(default)s)")
-    p.add_argument("--lr-decay", type=float, default=d.lr_decay, help="per-stage LR factor (default %(default)s)")
-    p.add_argument("--aug-views", type=int, default=d.aug_views,
-                   help="augmented views per training image stored in the feature cache; each epoch draws one of "
-                        "the K+1 views (default %(default)s)")
-    p.add_argument("--aug-strength", type=float, default=d.aug_strength, help="augmentation strength (default 1)")
-    p.add_argument("--head-hidden", type=int, default=None,
-                   help="hidden units of a two-layer head; 0 = a single linear layer (default: "
-                        + ", ".join(f"{k} {v[0]}" for k, v in HEAD_DEFAULTS.items()) + ")")
-    p.add_argument("--head-dropout", type=float, default=None,
-                   help="head dropout (default: " + ", ".join(f"{k} {v[1]}" for k, v in HEAD_DEFAULTS.items()) + ")")
-    p.add_argument("--recipe", default=None, help="a paper's SGD preset for the optimiser and step decay "
-                   "(alexnet_paper, resnet_paper, ...; see posture.models.classic.recipes)")
-    p.add_argument("--cache-dir", default=None,
-                   help="feature cache folder (default $POSTURE_CACHE or ~/.cache/posture/features; deletable)")
-    p.add_argument("--no-cache", action="store_true", help="compute features without reading or writing the cache")
-    p.add_argument("--extract-backend", default=d.extract_backend, choices=BACKENDS,
-                   help="run the frozen backbone with ONNX Runtime (auto on CPU: faster) or torch")
-    p.add_argument("--extract-batch-size", type=int, default=d.extract_batch_size, help="images per extraction batch")
-    p.add_argument("--image-size", type=int, default=None, help="override the model's input size (pixels)")
-    p.add_argument("--crop", choices=CROP_MODES, default="none",
-                   help="'pose': crop each photo to head and shoulders found by MediaPipe BlazePose before "
-                        "the backbone (helps on real photos framed differently from the training ones; needs "
-                        f"`{INSTALL_HINT}`). Stored in the run, so evaluation and the app crop alike "
-                        "(default none)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_logging_flags(p)
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    names = {f.name for f in fields(FinetuneConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    values["progress"] = not args.no_progress
-    return FinetuneConfig(**values)
+                    "(optionally followed by unfreezing a CNN's last stages on images).")
+    add_options(parser, FinetuneConfig)
+    add_logging_flags(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    metrics = run_finetune(config_from_args(args))
+    metrics = run_finetune(config_from_args(FinetuneConfig, args))
     if distributed.detect().is_main:
         print(format_summary(args.out, metrics))
     return 0

@@ -1,15 +1,35 @@
-"""File names and constants of the on-disk dataset format, importable without torch.
+"""File names and constants every stage shares, defined once and importable without torch.
 
-``posture.data`` (which needs torch) re-exports these; light tools such as ``posture.ingest`` and
-its worker processes import them from here so that starting them does not load torch.
+``posture.data`` (which needs torch) re-exports the dataset's; light tools such as
+``posture.ingest`` and its worker processes import them from here so that starting them does not
+load torch. The names are the contracts between stages (``../shared/docs/DESIGN.md``, Formats).
 """
 
 from __future__ import annotations
 
+# A dataset (posture.ingest's output)
 MANIFEST_NAME = "manifest.csv"
 CLASSES_NAME = "classes.json"
+REJECTED_NAME = "rejected.csv"
+SUMMARY_NAME = "summary.json"
 REQUIRED_COLUMNS = ("path", "label", "split")
 SPLITS = ("train", "val", "test")
+#: A labeling team's CSV inside a drop (posture.synth writes one; posture.ingest reads it by default).
+LABELS_NAME = "labels.csv"
+
+# A run (posture.finetune's output, read by evaluate, predict, export and the app)
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.json"
+HISTORY_NAME = "history.csv"
+#: The exported graph beside the weights (written by ``python -m posture.export``).
+ONNX_NAME = "model.onnx"
+#: ``posture.evaluate``'s folder inside a run, and its report there.
+EVAL_DIR = "eval"
+REPORT_NAME = "report.json"
+
+#: Engines that can run a network: ONNX Runtime or eager PyTorch (``auto`` picks per device/run).
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def _pillow_reads(module: str) -> bool:

@@ -35,6 +35,10 @@ import numpy as np
 #: BlazePose landmark indices used here.
 LANDMARK_INDEX = {"nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear": 8, "mouth_left": 9,
                   "mouth_right": 10, "left_shoulder": 11, "right_shoulder": 12, "left_hip": 23, "right_hip": 24}
+#: The head and shoulders: what the crop frames (posture.pose) and the drawings show (posture.drawing).
+HEAD_AND_SHOULDERS = {name: LANDMARK_INDEX[name] for name in (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder")}
 #: Landmarks each feature may need; all must be seen for a photo to be assessed (an ear: either one).
 REQUIRED = ("nose", "left_eye", "right_eye", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder")
 #: A landmark counts as seen at this BlazePose visibility or more...
@@ -50,6 +54,15 @@ _I = LANDMARK_INDEX
 #: BlazePose's left/right pairs (0 is the nose), for mirroring.
 _MIRROR = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22, 21, 24, 23, 26,
                     25, 28, 27, 30, 29, 32, 31])
+
+
+def better_side(lm: np.ndarray) -> str:
+    """``"left"`` or ``"right"``: the side whose ear and shoulder the camera sees better (BlazePose's
+    summed visibility, column 3; a tie is left). Side-view measures and drawings use that side, since
+    on a profile the far ear and shoulder are guesses."""
+    vis = np.asarray(lm, dtype=np.float64)[:, 3]
+    left = vis[_I["left_ear"]] + vis[_I["left_shoulder"]] >= vis[_I["right_ear"]] + vis[_I["right_shoulder"]]
+    return "left" if left else "right"
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,7 @@ class _Points:
         self.shoulders, self.ears = mid("left_shoulder", "right_shoulder"), mid("left_ear", "right_ear")
         self.nose = img[_I["nose"]]
         self.face = float(np.linalg.norm(self.eyes - self.mouth))
-        # the side the camera sees better (an ear and its shoulder), for side-view measures
-        left = vis[_I["left_ear"]] + vis[_I["left_shoulder"]] >= vis[_I["right_ear"]] + vis[_I["right_shoulder"]]
-        side = "left" if left else "right"
+        side = better_side(lm)  # for side-view measures
         self.side_ear, self.side_shoulder = img[_I[f"{side}_ear"]], img[_I[f"{side}_shoulder"]]
         self.side_hip = img[_I[f"{side}_hip"]]
         # which way the face points along the image's x axis (+1 right, -1 left)

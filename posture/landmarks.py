@@ -155,7 +155,7 @@ def detect_landmarks(paths: Sequence[Path], shas: Sequence[str], cache: Any = No
 
 def _share_across_ranks(result: LandmarkSet, pending: list[int], mine: list[int]) -> None:
     """Sum each rank's share of the pending photos into every rank's result (disjoint rows)."""
-    from posture.features import _all_reduce
+    from posture.training.distributed import all_reduce_sum
 
     n = len(result.landmarks)
     dense = torch.zeros(n, 33 * 7 + 4, dtype=torch.float64)  # landmarks, found, h, w, failed
@@ -167,8 +167,8 @@ def _share_across_ranks(result: LandmarkSet, pending: list[int], mine: list[int]
         if shape is not None:
             dense[i, 232:234] = torch.tensor(shape, dtype=torch.float64)
         dense[i, 234] = 1 if i in result.failed else 0
-    dense = _all_reduce(dense)
-    computed = int(_all_reduce(torch.tensor([result.computed], dtype=torch.int64)).item())
+    dense = all_reduce_sum(dense)
+    computed = int(all_reduce_sum(torch.tensor([result.computed], dtype=torch.int64)).item())
     for i in pending:
         if dense[i, 234] > 0:
             result.failed.setdefault(i, "unreadable")

@@ -36,12 +36,11 @@ import numpy as np
 from albumentations.augmentations.crops.transforms import BaseCrop
 
 from posture.cli import UserError
+from posture.geometry import HEAD_AND_SHOULDERS
 
 log = logging.getLogger(__name__)
 
-#: BlazePose landmark indices the crop uses: nose, eyes, ears, mouth corners, shoulders.
-HEAD_AND_SHOULDERS = {"nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear": 8,
-                      "mouth_left": 9, "mouth_right": 10, "left_shoulder": 11, "right_shoulder": 12}
+# HEAD_AND_SHOULDERS (posture.geometry): the landmarks the crop frames.
 #: Side of the crop square as a multiple of the landmarks' extent; 1.8 keeps the neck and some
 #: chest in view (1.3 cut too tight on side views and scored worse on the real photos).
 DEFAULT_CROP_SCALE = 1.8

@@ -23,17 +23,20 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
+from scipy import special
 
-from posture.checkpoint import WEIGHTS_NAME, load_checkpoint
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.checkpoint import load_checkpoint
+from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
+from posture.device import physical_cores
 from posture.fileio import DamagedFileError
+from posture.formats import BACKENDS, IMAGE_EXTENSIONS, ONNX_NAME, WEIGHTS_NAME
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.transforms import Preprocessing, build_eval_transform
 
@@ -41,13 +44,8 @@ log = logging.getLogger(__name__)
 
 ImageInput = np.ndarray | Image.Image | str | os.PathLike[str] | bytes
 
-#: The exported graph beside the weights (written by ``python -m posture.export``).
-ONNX_NAME = "model.onnx"
-BACKENDS = ("auto", "torch", "onnx")
 #: Names of the exported graph's inputs for the Predictor's ``images`` and ``geometry``.
 ONNX_INPUTS = {"images": "input", "geometry": "geometry"}
-#: What the CLI picks up when handed a folder.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -100,39 +98,6 @@ class Backend(Protocol):
     name: str
 
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
-
-
-def physical_cores() -> int:
-    """Physical CPU cores available to this process.
-
-    Why not ``os.cpu_count()``: hyper-threads share one core's vector units, so running one
-    inference thread per logical CPU mostly adds contention; both PyTorch's default and ONNX
-    Runtime's guidance are one intra-op thread per physical core.
-    """
-    try:
-        available = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        available = os.cpu_count() or 1
-    cores: set[tuple[str, str]] = set()
-    try:
-        physical_id = core_id = ""
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key, value = key.strip(), value.strip()
-            if key == "physical id":
-                physical_id = value
-            elif key == "core id":
-                core_id = value
-            elif not key:
-                if core_id:
-                    cores.add((physical_id, core_id))
-                physical_id = core_id = ""
-        if core_id:
-            cores.add((physical_id, core_id))
-    except OSError:
-        pass
-    # cpuinfo lists the whole machine; a container's affinity mask may allow fewer CPUs.
-    return max(1, min(len(cores) or available, available))
 
 
 class TorchBackend:
@@ -252,10 +217,8 @@ def to_rgb_array(image: ImageInput) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    """Class probabilities of ``logits`` ``[N, C]`` at ``temperature`` (computed in float64)."""
+    return special.softmax(logits.astype(np.float64) / float(temperature), axis=1).astype(np.float32)
 
 
 class Predictor:
@@ -539,7 +502,7 @@ def expand_inputs(items: Iterable[str]) -> list[tuple[str, str | None]]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             out.extend((str(p), None) for p in files)
             if not files:
                 out.append((item, "folder holds no image files"))
@@ -606,6 +569,36 @@ def predict_paths(predictor: Predictor, items: Sequence[str], as_json: bool = Fa
     return failures
 
 
+@dataclass(frozen=True)
+class PredictConfig:
+    """Every ``python -m posture.predict`` option (the CLI is generated from these fields)."""
+
+    inputs: tuple[str, ...] = field(metadata=option(
+        "image files, folders (searched recursively) or quoted glob patterns", positional=True,
+        metavar="IMAGE|DIR|GLOB"))
+    run: str = field(metadata=option("trained run folder, e.g. models/sample"))
+    as_json: bool = field(default=False, metadata=option(
+        "one JSON object per line: path, label, confidence, probabilities (label null and a reason when the photo "
+        "cannot be assessed; error when it cannot be read)", flag="--json"))
+    upright: tuple[str, ...] = field(default=(), metadata=option(
+        "calibrate pose-based runs to this camera with a photo of the same person sitting upright (repeat for "
+        "several); geometry is then taken relative to it", repeat=True, metavar="PHOTO"))
+    backend: str = field(default="auto", metadata=option(
+        "auto: ONNX Runtime when the run has an up-to-date model.onnx, else torch", choices=BACKENDS))
+    device: str = field(default="cpu", metadata=option("cpu, cuda or auto (torch backend)"))
+    threads: int | None = field(default=None, metadata=option(
+        "intra-op threads (default: one per physical core)"))
+    batch_size: int = field(default=16, metadata=option("images per forward pass"))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "upright", tuple(self.upright))
+        if self.batch_size < 1:
+            raise UserError("--batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise UserError("--threads must be at least 1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.predict",
@@ -619,21 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m posture.predict --run models/sample photo.jpg photos/ 'more/*.png'\n"
                "  python -m posture.predict --run models/sample --upright me_upright.jpg photo.jpg --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|GLOB",
-                        help="image files, folders (searched recursively) or quoted glob patterns")
-    parser.add_argument("--run", required=True, help="trained run folder, e.g. models/sample")
-    parser.add_argument("--json", action="store_true",
-                        help="one JSON object per line: path, label, confidence, probabilities (label null and a "
-                             "reason when the photo cannot be assessed; error when it cannot be read)")
-    parser.add_argument("--upright", action="append", default=[], metavar="PHOTO",
-                        help="calibrate pose-based runs to this camera with a photo of the same person sitting "
-                             "upright (repeat for several); geometry is then taken relative to it")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto (default): ONNX Runtime when the run has an up-to-date model.onnx, else torch")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (torch backend)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads (default: one per physical core)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    add_options(parser, PredictConfig)
     add_logging_flags(parser)
     return parser
 
@@ -643,17 +622,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet)
     from posture.device import resolve_device
 
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise UserError("--threads must be at least 1")
-    device = resolve_device(args.device)
-    threads = args.threads or physical_cores()
-    predictor = Predictor.from_run(args.run, backend=args.backend, device=device, threads=threads)
-    if args.upright:
-        predictor = predictor.with_reference([Path(p) for p in args.upright])
+    cfg = config_from_args(PredictConfig, args)
+    device = resolve_device(cfg.device)
+    predictor = Predictor.from_run(cfg.run, backend=cfg.backend, device=device, threads=cfg.threads or physical_cores())
+    if cfg.upright:
+        predictor = predictor.with_reference([Path(p) for p in cfg.upright])
     log.debug("backend: %s", predictor.backend_name)
-    failures = predict_paths(predictor, args.inputs, as_json=args.json, batch_size=args.batch_size)
+    failures = predict_paths(predictor, cfg.inputs, as_json=cfg.as_json, batch_size=cfg.batch_size)
     if failures:
         log.error("%d input(s) could not be classified", failures)
     return 1 if failures else 0

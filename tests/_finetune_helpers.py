@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
-import torch
 from PIL import Image
 
 from posture.finetune import FinetuneConfig
@@ -51,6 +49,19 @@ def make_dataset(root: Path, per_class: dict[str, int] | None = None, size: int 
     return root
 
 
+class InjectedFailure(RuntimeError):
+    """Raised by :func:`fail_after` to simulate a crash."""
+
+
+def fail_after(epoch: int) -> Callable[[int], None]:
+    """An ``after_epoch`` hook for ``run_finetune`` that crashes once global epoch ``epoch``'s resume
+    state is saved, as a killed process would leave it."""
+    def hook(global_epoch: int) -> None:
+        if global_epoch >= epoch:
+            raise InjectedFailure(f"injected failure after epoch {global_epoch}")
+    return hook
+
+
 def small_config(data: Path, out: Path, cache: Path, **overrides) -> FinetuneConfig:
     """A fast configuration: random-init ResNet-18 at 32 px, torch extraction, no workers."""
     base = dict(data=str(data), out=str(out), model="resnet18", weights="none", epochs=8, batch_size=8,
@@ -59,28 +70,3 @@ def small_config(data: Path, out: Path, cache: Path, **overrides) -> FinetuneCon
                 extract_backend="torch", progress=False, device="cpu")
     base.update(overrides)
     return FinetuneConfig(**base)
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tests run beside other suites on 2 shared cores, where 2 torch threads spin against each other
-    (measured 5-10x slower than 1). Results do not depend on it; only test time does."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def restore_logging():
-    """The CLI configures the root logger (basicConfig(force=True)); put it back for later tests."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    for h in handlers:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torchvision import models as tvm
 
-from posture.models import classic_family, get_preprocessing
+from posture.models import get_preprocessing
+from posture.models.classic import CLASSIC_MODELS
 
 # Forward passes cost in proportion to FLOPs and building costs in proportion to parameters:
 # anything above these runs in the slow lane (CI still runs it).
@@ -26,9 +27,9 @@ def input_size_for(name: str) -> int:
         return get_preprocessing(name).input_size
     if name == "inception_v3":
         return 75
-    spec = classic_family.specs().get(name)
+    spec = CLASSIC_MODELS.get(name)
     if spec is not None:
-        return max(64, int(getattr(spec, "min_input_size", None) or 0))
+        return max(64, spec.min_input_size or 0)
     return 64
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
 
 from posture.geometry import LANDMARK_INDEX as I
@@ -63,17 +62,6 @@ class FakeDetector:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture
-def fake_blazepose(monkeypatch: pytest.MonkeyPatch) -> type[FakeDetector]:
-    """Every part of the product that would build a BlazePose graph gets a FakeDetector instead."""
-    import posture.pose as pose
-
-    monkeypatch.setattr(pose, "PoseDetector", FakeDetector)
-    monkeypatch.setattr(pose, "load_blazepose", lambda: None)
-    monkeypatch.setattr(pose, "pose_available", lambda: True)
-    return FakeDetector
 
 
 def pose_photo(label: str, seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from _serving_helpers import CLASSES, AppServer, make_run, photo, write_photo
-from app.demo import DEMO_COMMAND, AppConfig, Handlers, UploadError, decode_upload, model_card, resolve_run
+from app.demo import DEMO_COMMAND, AppConfig, Handlers, model_card, resolve_run
+from app.uploads import UploadError, decode_upload
 from posture.cli import UserError, run_main
 from posture.predict import Predictor
 

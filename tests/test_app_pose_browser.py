@@ -17,8 +17,7 @@ from posture.pose import pose_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"),
-              pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed"),
-              pytest.mark.skipif(not (REAL_DATA / "manifest.csv").is_file(), reason="../shared/data/real is absent")]
+              pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed"), pytest.mark.real_data]
 
 
 def _pose_run(tmp: Path) -> Path:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
 
-from posture.cli import UserError, run_main
+from posture.cli import UserError, add_options, cli_fields, config_from_args, option, run_main
 from posture.device import resolve_device
 from posture.labels import resolve_label
 
@@ -35,3 +39,67 @@ def test_device_auto_and_errors(monkeypatch) -> None:
                                              ("good posture", "normal"), ("Upright", "normal"), ("cat", None)])
 def test_label_aliases(text, expected) -> None:
     assert resolve_label(text) == expected
+
+
+@dataclass(frozen=True)
+class _Example:
+    """A config as the commands write them: options beside their fields, validation in __post_init__."""
+
+    src: Path = field(metadata=option("where to read", positional=True))
+    out: Path = field(metadata=option("where to write", aliases=("-o",)))
+    n: int = field(default=3, metadata=option("how many"))
+    scale: float | None = field(default=None, metadata=option("a factor", default_text="the model's"))
+    size: tuple[int, int] = field(default=(4, 8), metadata=option("MIN MAX"))
+    tags: tuple[str, ...] = field(default=(), metadata=option("a tag; repeat for more", repeat=True))
+    mode: str = field(default="a", metadata=option("which way", choices=("a", "b")))
+    force: bool = field(default=False, metadata=option("do it anyway"))
+    progress: bool = field(default=True, metadata=option("no progress bar"))
+    internal: int = 7  # no option(): not on the command line
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise UserError(f"--n must be at least 1, got {self.n}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    return add_options(argparse.ArgumentParser(prog="example"), _Example)
+
+
+def test_options_come_from_the_dataclass_fields_with_their_help_and_defaults() -> None:
+    text = _parser().format_help()
+    for flag, help_text in (("--out", "where to write"), ("-o", "where to write"), ("--n", "how many (default: 3)"),
+                            ("--scale", "a factor (default: the model's)"), ("--size", "MIN MAX (default: 4 8)"),
+                            ("--tags", "a tag"), ("--mode {a,b}", "which way (default: a)"),
+                            ("--force", "do it anyway"), ("--no-progress", "no progress bar"), ("src", "where to read")):
+        assert flag in text and help_text in " ".join(text.split()), flag
+    assert "--internal" not in text
+
+
+def test_parsed_options_make_the_config_and_its_validation_is_one_error_line(caplog) -> None:
+    args = _parser().parse_args(["in", "-o", "out", "--size", "5", "6", "--tags", "x", "--tags", "y", "--force",
+                                 "--no-progress", "--scale", "0.5"])
+    cfg = config_from_args(_Example, args)
+    assert cfg == _Example(src=Path("in"), out=Path("out"), size=(5, 6), tags=("x", "y"), force=True, progress=False,
+                           scale=0.5)
+    assert config_from_args(_Example, _parser().parse_args(["in", "-o", "o"]), n=2).n == 2
+
+    def main(argv):
+        config_from_args(_Example, _parser().parse_args(argv))
+
+    with caplog.at_level(logging.ERROR):
+        assert run_main(main, ["in", "-o", "o", "--n", "0"]) == 2
+    assert caplog.messages == ["error: --n must be at least 1, got 0"]
+    with pytest.raises(SystemExit) as exc:  # argparse's own usage errors keep exit code 2
+        _parser().parse_args(["in"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("module, config", [("posture.finetune", "FinetuneConfig"), ("posture.ingest.__main__",
+                                                                                     "IngestConfig"),
+                                            ("posture.predict", "PredictConfig"), ("posture.export", "ExportConfig")])
+def test_every_command_documents_every_option_of_its_config(module: str, config: str) -> None:
+    mod = importlib.import_module(module)
+    text = " ".join(mod.build_parser().format_help().split())
+    for f, opt in cli_fields(getattr(mod, config)):
+        words = " ".join(opt.help.split())
+        assert words[:40] in text, f"{module}: {f.name} has no help"

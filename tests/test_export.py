@@ -58,7 +58,7 @@ def test_parity_failure_exits_1_and_leaves_no_model_onnx(tmp_path: Path, monkeyp
     and an older export must not survive to answer for these weights either."""
     run = make_run(tmp_path / "run")
     (run / ONNX_NAME).write_bytes(b"an older export")
-    real_export = export_mod._export_graph
+    real_export = export_mod.export_graph
 
     def export_perturbed(model: torch.nn.Module, path: Path, input_size: int, opset: int) -> None:
         wrong = copy.deepcopy(model)
@@ -67,7 +67,7 @@ def test_parity_failure_exits_1_and_leaves_no_model_onnx(tmp_path: Path, monkeyp
             last.bias[0] += 1.0  # shifts class 0's logit only, so the probabilities move
         real_export(wrong, path, input_size, opset)
 
-    monkeypatch.setattr(export_mod, "_export_graph", export_perturbed)
+    monkeypatch.setattr(export_mod, "export_graph", export_perturbed)
     with pytest.raises(ParityError, match="disagree"):
         export_onnx(ExportConfig(run_dir=run))
     assert not (run / ONNX_NAME).exists()
@@ -95,7 +95,7 @@ def test_an_exporter_crash_is_one_error_line_and_exit_1(tmp_path: Path, monkeypa
     def unsupported(*args: object) -> None:
         raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX opset version 17 is not supported")
 
-    monkeypatch.setattr(export_mod, "_export_graph", unsupported)
+    monkeypatch.setattr(export_mod, "export_graph", unsupported)
     assert run_main(main, ["--run", str(run)]) == 1
     err = capsys.readouterr().err
     assert "could not export efficientnet_lite0" in err and "aten::fancy" in err and "Traceback" not in err

@@ -10,13 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from _finetune_helpers import make_dataset, one_torch_thread
+from _finetune_helpers import make_dataset
 from posture import features as F
 from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_features
 from posture.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-_ = one_torch_thread  # fixture, imported for pytest
 
 
 @pytest.fixture(scope="module")

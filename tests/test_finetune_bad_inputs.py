@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from _finetune_helpers import make_dataset, one_torch_thread, restore_logging, small_config
+from _finetune_helpers import InjectedFailure, fail_after, make_dataset, small_config
 from posture.cli import UserError, run_main
 from posture.finetune import main, run_finetune
-from posture.training.loop import InjectedFailure
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-_ = (one_torch_thread, restore_logging)  # fixtures, imported for pytest
 
 FAST = dict(epochs=2, aug_views=0)
 
@@ -62,7 +60,10 @@ def test_a_missing_weights_file(dataset: Path, tmp_path: Path) -> None:
     ("unfreeze", "some", "--unfreeze"), ("recipe", "adam_paper", "unknown recipe"), ("epochs", 0, "--epochs"),
     ("extract_backend", "tensorrt", "--extract-backend")])
 def test_bad_options(dataset: Path, tmp_path: Path, field: str, value: object, match: str) -> None:
-    _fails(small_config(dataset, tmp_path / "out", tmp_path / "cache", **{**FAST, field: value}), match)
+    """Refused when the configuration is made, before any folder exists."""
+    with pytest.raises(UserError, match=match):
+        small_config(dataset, tmp_path / "out", tmp_path / "cache", **{**FAST, field: value})
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_corrupt_image_in_the_manifest_is_skipped_with_a_warning(tmp_path: Path,
@@ -93,7 +94,7 @@ def test_an_output_folder_with_another_run_is_refused_unless_overwrite(dataset: 
 def test_an_interrupted_run_needs_resume_with_the_same_options(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(InjectedFailure):
-        run_finetune(small_config(dataset, out, tmp_path / "cache", fail_after_epoch=1, **FAST))
+        run_finetune(small_config(dataset, out, tmp_path / "cache", **FAST), after_epoch=fail_after(1))
     with pytest.raises(UserError, match="interrupted run.*--resume"):
         run_finetune(small_config(dataset, out, tmp_path / "cache", **FAST))
     with pytest.raises(UserError, match="different options"):

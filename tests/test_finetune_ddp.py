@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from _finetune_helpers import make_dataset, one_torch_thread, small_config
+from _finetune_helpers import make_dataset, small_config
 from posture.finetune import run_finetune
 
 REPO = Path(__file__).resolve().parents[1]
-_ = one_torch_thread  # fixture, imported for pytest
 
 
 @pytest.mark.slow

@@ -11,14 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from _finetune_helpers import make_dataset, one_torch_thread, restore_logging, small_config
+from _finetune_helpers import InjectedFailure, fail_after, make_dataset, small_config
 from posture.checkpoint import load_checkpoint
 from posture.finetune import main, run_finetune
 from posture.models import model_from_config
-from posture.training.loop import InjectedFailure
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-_ = (one_torch_thread, restore_logging)  # fixtures, imported for pytest
 
 RESULT_KEYS = ("best_epoch", "best_phase", "epochs_run", "val", "test", "classes")
 
@@ -107,7 +105,7 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(dataset: Path, basel
     run, metrics, cache = baseline
     out = tmp_path / "crashy"
     with pytest.raises(InjectedFailure):
-        run_finetune(small_config(dataset, out, cache, fail_after_epoch=3))
+        run_finetune(small_config(dataset, out, cache), after_epoch=fail_after(3))
     assert (out / ".resume" / "state.safetensors").is_file()
     assert not (out / "config.json").exists()  # nothing final written by a crashed run
     resumed = run_finetune(small_config(dataset, out, cache, resume=True))
@@ -126,7 +124,7 @@ def test_resume_inside_the_unfreeze_phase(dataset: Path, tmp_path: Path) -> None
     whole = run_finetune(small_config(dataset, tmp_path / "whole", cache, **opts))
     assert [r for r in pd.read_csv(tmp_path / "whole" / "history.csv")["phase"]] == ["head"] * 3 + ["unfreeze"] * 2
     with pytest.raises(InjectedFailure):
-        run_finetune(small_config(dataset, tmp_path / "part", cache, fail_after_epoch=4, **opts))
+        run_finetune(small_config(dataset, tmp_path / "part", cache, **opts), after_epoch=fail_after(4))
     resumed = run_finetune(small_config(dataset, tmp_path / "part", cache, resume=True, **opts))
     assert _results(resumed) == _results(whole)
     assert _same_weights(tmp_path / "whole", tmp_path / "part")
@@ -136,7 +134,7 @@ def test_unfreeze_trains_only_the_last_stages_with_frozen_batchnorm(dataset: Pat
     from posture.data import ManifestDataset
     from posture.models import build_model
     from posture.training.distributed import DistInfo
-    from posture.training.loop import ImagePhase, OptimSpec
+    from posture.training.loop import ImagePhase, OptimSpec, PhaseSpec
     from posture.transforms import build_eval_transform
 
     torch.manual_seed(0)
@@ -145,8 +143,10 @@ def test_unfreeze_trains_only_the_last_stages_with_frozen_batchnorm(dataset: Pat
     start = {k: v.clone() for k, v in model.state_dict().items()}
     train = ManifestDataset(dataset, "train")
     val = ManifestDataset(dataset, "val", build_eval_transform(model.preprocessing))
-    phase = ImagePhase(model, train, val, 2, OptimSpec(lr=1e-2), unfreeze=1, lr_decay=0.1, epochs=1, batch_size=12,
-                       workers=0, seed=0, aug_strength=1.0, dist_info=DistInfo(), device=torch.device("cpu"))
+    spec = PhaseSpec(optim=OptimSpec(lr=1e-2), epochs=1, batch_size=12, seed=0, workers=0, device=torch.device("cpu"),
+                     dist=DistInfo())
+    phase = ImagePhase(model, spec, train_ds=train, val_ds=val, num_classes=2, unfreeze=1, lr_decay=0.1,
+                       aug_strength=1.0)
     lrs = sorted({g["lr"] for g in phase.optimizer.param_groups})
     assert lrs == pytest.approx([1e-3, 1e-2])  # last stage at lr*decay, head at lr
     phase.train_epoch(1)

@@ -124,9 +124,8 @@ def test_cli_help_explains_inputs(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_real_photos_ingest(tmp_path):
-    if not (REAL / "manifest.csv").is_file():
-        pytest.skip("../shared/data/real is not present")
     before = tree_fingerprint(REAL)
     result = run(REAL, tmp_path / "real", labels=(REAL / "manifest.csv",), workers=2)
     assert tree_fingerprint(REAL) == before
@@ -180,13 +179,13 @@ def test_the_pool_also_works_when_the_caller_runs_threads(drop, tmp_path):
     """A web app or a training loop has threads; then workers come from a forkserver, same result."""
     import threading
 
-    from posture.ingest.decode import _pool_context
+    from posture.ingest.decode import pool_context
 
     stop = threading.Event()
     helper = threading.Thread(target=stop.wait, name="caller-thread", daemon=True)
     helper.start()
     try:
-        assert _pool_context().get_start_method() != "fork"
+        assert pool_context().get_start_method() != "fork"
         threaded = run(drop, tmp_path / "threaded", workers=2)
     finally:
         stop.set()

@@ -310,3 +310,33 @@ def test_vit_at_another_size_resamples_position_embeddings(tmp_path):
     assert model(torch.randn(1, 3, 96, 96)).shape == (1, 2)
     config = {"architecture": "vit_b_32", "classes": ["a", "b"], "preprocessing": model.preprocessing.to_dict()}
     model_from_config(config).load_state_dict(model.state_dict(), strict=True)
+
+
+def test_every_name_is_registered_once_by_one_typed_family():
+    from posture.models.registry import ModelFamily, register_family, registered_models
+
+    entries = registered_models()
+    assert {e.family.name for e in entries.values()} == {"torchvision", "efficientnet_lite", "classic"}
+    assert all(isinstance(e.family, ModelFamily) and e.name == n for n, e in entries.items())
+
+    class Again(ModelFamily):  # a second family claiming a taken name is a bug, not a silent override
+        name = "again"
+
+        def names(self):
+            return ["resnet18"]
+
+        def build(self, name, input_size):
+            raise AssertionError
+
+        def preprocessing(self, name):
+            raise AssertionError
+
+        def weights_file(self, name):
+            raise AssertionError
+
+        def weights_id(self, name):
+            raise AssertionError
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_family(Again)
+    assert registered_models()["resnet18"].family.name == "torchvision"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from _finetune_helpers import one_torch_thread, small_config  # noqa: F401  (fixture)
+from _finetune_helpers import small_config
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
 from posture.images import load_rgb_array
@@ -23,7 +23,7 @@ from posture.transforms import Preprocessing, build_eval_transform, build_train_
 
 needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed "
                                 "(pip install --no-deps -r requirements-pose.txt)")
-needs_real = pytest.mark.skipif(not (REAL_DATA / "manifest.csv").is_file(), reason="../shared/data/real is absent")
+needs_real = pytest.mark.real_data
 
 
 def _landmarks(points: dict[str, tuple[float, float]], visibility: float = 0.99) -> np.ndarray:
@@ -82,10 +82,10 @@ def test_missing_mediapipe_is_a_user_error_with_the_install_command(monkeypatch:
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe -> ImportError
     with pytest.raises(UserError, match="requirements-pose.txt"):
         build_eval_transform(Preprocessing(crop="pose"))
-    from posture.finetune import FinetuneConfig, _check_config
+    from posture.finetune import FinetuneConfig, check_runnable
 
     with pytest.raises(UserError, match="requirements-pose.txt"):
-        _check_config(FinetuneConfig(data="d", out="o", crop="pose"))
+        check_runnable(FinetuneConfig(data="d", out="o", model="resnet18", crop="pose"))
 
 
 # ------------------------------------------------------------------------------------- detector

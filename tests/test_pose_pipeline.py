@@ -20,7 +20,7 @@ from posture.pose import pose_available
 
 needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed "
                                 "(pip install --no-deps -r requirements-pose.txt)")
-needs_real = pytest.mark.skipif(not (REAL_DATA / "manifest.csv").is_file(), reason="../shared/data/real is absent")
+needs_real = pytest.mark.real_data
 ALL = list(FEATURES)
 
 
@@ -194,12 +194,12 @@ def test_export_runs_the_geometry_head_in_onnx_with_parity(pose_run) -> None:
 
 
 def test_unfreezing_a_pose_run_and_cnn_options_on_geometry_are_refused(tmp_path, fake_blazepose) -> None:
-    from posture.finetune import FinetuneConfig, _check_config
+    from posture.finetune import FinetuneConfig
 
     with pytest.raises(UserError, match="unfreeze"):
-        _check_config(FinetuneConfig(data="d", out="o", model="pose", unfreeze="1"))
+        FinetuneConfig(data="d", out="o", model="pose", unfreeze="1")
     with pytest.raises(UserError, match="read pixels"):
-        _check_config(FinetuneConfig(data="d", out="o", model="pose", crop="pose"))
+        FinetuneConfig(data="d", out="o", model="pose", crop="pose")
     with pytest.raises(UserError, match="unknown pose feature"):
         from posture.models import build_model
 
@@ -208,11 +208,11 @@ def test_unfreezing_a_pose_run_and_cnn_options_on_geometry_are_refused(tmp_path,
 
 def test_without_mediapipe_the_default_says_what_to_install_and_which_cnn_to_use(monkeypatch) -> None:
     import posture.pose as pose
-    from posture.finetune import FinetuneConfig, _check_config
+    from posture.finetune import FinetuneConfig, check_runnable
 
     monkeypatch.setattr(pose, "pose_available", lambda: False)
     with pytest.raises(UserError) as exc:
-        _check_config(FinetuneConfig(data="d", out="o"))
+        check_runnable(FinetuneConfig(data="d", out="o"))
     message = str(exc.value)
     assert "requirements-pose.txt" in message and "--model efficientnet_lite0" in message and "\n" not in message
 

@@ -14,7 +14,8 @@ from PIL import Image
 
 from _serving_helpers import CLASSES, make_run, photo, write_photo
 from posture.cli import UserError, run_main
-from posture.predict import ONNX_NAME, Predictor, main, physical_cores, resolve_backend, softmax
+from posture.device import physical_cores
+from posture.predict import ONNX_NAME, Predictor, main, resolve_backend, softmax
 from posture.transforms import build_eval_transform
 
 

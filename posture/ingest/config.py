@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from posture.cli import UserError
+from posture.cli import UserError, option
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
 from posture.filenames import text_name
 from posture.images import DEFAULT_MAX_PIXELS
@@ -32,32 +32,97 @@ DEFAULT_NEAR_DUP_THRESHOLD = 5
 IMAGE_FORMATS = ("jpg", "png")
 
 
+def validate_ratios(ratios: Any) -> tuple[float, float, float]:
+    """Three non-negative train/val/test shares summing to 1 (a little rounding slack allowed)."""
+    values = tuple(float(r) for r in ratios)
+    if len(values) != 3 or any(r < 0 for r in values) or values[0] <= 0:
+        raise UserError(f"ratios must be three non-negative numbers train,val,test with train > 0, not {ratios}")
+    total = sum(values)
+    if abs(total - 1.0) > 0.011:
+        raise UserError(f"ratios must sum to 1, not {total:g}")
+    return (values[0] / total, values[1] / total, values[2] / total)
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        return validate_ratios([float(x) for x in text.split(",")])
+    except ValueError:
+        raise UserError(f"--ratios wants three numbers like 0.7,0.15,0.15, not {text!r}") from None
+
+
+def parse_label_map(text: str) -> dict[str, str]:
+    """``forward=forward_head,ok=normal`` or the path of a JSON object with the same mapping."""
+    path = Path(text)
+    if text.endswith(".json") or path.is_file():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--label-map {text}: cannot read JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"--label-map {text}: wants a JSON object {{\"name\": \"class\"}}")
+        pairs = [(str(k), str(v)) for k, v in raw.items()]
+    else:
+        pairs = []
+        for item in filter(None, (s.strip() for s in text.split(","))):
+            name, sep, cls = item.partition("=")
+            if not sep or not name.strip():
+                raise UserError(f"--label-map wants name=class pairs like forward=forward_head, not {item!r}")
+            pairs.append((name.strip(), cls.strip()))
+    mapping = {}
+    for name, cls in pairs:
+        target = normalise_label_text(cls)
+        if target not in CLASS_NAMES:
+            raise UserError(f"--label-map: {name!r} maps to {cls!r}, which is not one of {', '.join(CLASS_NAMES)}")
+        mapping[name] = target
+    return mapping
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     """Settings of one ``posture.ingest`` run (the CLI flags map one to one onto these fields)."""
 
-    src: Path
-    out: Path
+    src: Path = field(metadata=option("folder handed over by the labeling team (read only)", positional=True,
+                                      metavar="SRC"))
+    out: Path = field(metadata=option("dataset folder to create (e.g. data/mydrop)", aliases=("-o",)))
     #: Label CSVs. Labels come from the first; each further one (another labeler) is compared with
     #: it and the agreement (Cohen's kappa, CVA difference) is reported as a warning.
-    labels: tuple[Path, ...] = ()
+    labels: tuple[Path, ...] = field(default=(), metadata=option(
+        "labels CSV (default: SRC/labels.csv if present, else class folders); give it twice to compare two "
+        "labelers", repeat=True, metavar="CSV"))
     #: Extra ``name -> class`` spellings, layered over :data:`posture.labels.DEFAULT_LABEL_ALIASES`.
-    label_map: Mapping[str, str] | None = None
-    cva_threshold: float = DEFAULT_CVA_THRESHOLD_DEG
-    subject_pattern: str | None = None
-    ratios: tuple[float, float, float] = DEFAULT_RATIOS
-    seed: int = 0
-    max_side: int = DEFAULT_MAX_SIDE  # 0 keeps the original size
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_bytes: int = DEFAULT_MAX_BYTES  # larger files are rejected unread (too_large)
-    min_side: int = DEFAULT_MIN_SIDE
-    near_dup_threshold: int = DEFAULT_NEAR_DUP_THRESHOLD  # negative: exact duplicates only
-    image_format: str = "jpg"
+    label_map: Mapping[str, str] | None = field(default=None, metadata=option(
+        "extra label names: 'forward=forward_head,ok=normal' or a JSON file {name: class}", parse=parse_label_map,
+        metavar="MAP"))
+    cva_threshold: float = field(default=DEFAULT_CVA_THRESHOLD_DEG, metadata=option(
+        "craniovertebral angle below which a photo is forward_head", metavar="DEG"))
+    subject_pattern: str | None = field(default=None, metadata=option(
+        "regex on the file name; group 1 (or (?P<subject>...)) is the subject id", metavar="REGEX"))
+    ratios: tuple[float, float, float] = field(default=DEFAULT_RATIOS, metadata=option(
+        "train,val,test shares", parse=parse_ratios, metavar="TR,VA,TE",
+        default_text=",".join(f"{r:g}" for r in DEFAULT_RATIOS)))
+    seed: int = field(default=0, metadata=option("seed of the split"))
+    max_side: int = field(default=DEFAULT_MAX_SIDE, metadata=option(  # 0 keeps the original size
+        "downscale images whose long side exceeds this; 0 keeps sizes", metavar="PX"))
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=option(
+        "reject images with more pixels (decompression bombs)", metavar="N"))
+    max_bytes: int = field(default=DEFAULT_MAX_BYTES, metadata=option(  # larger files are rejected unread
+        "reject larger files without reading them (too_large)", metavar="N",
+        default_text=f"{DEFAULT_MAX_BYTES}, {DEFAULT_MAX_BYTES // 2**20} MiB"))
+    min_side: int = field(default=DEFAULT_MIN_SIDE, metadata=option(
+        "reject images whose short side, as stored (after --max-side), is below this", metavar="PX"))
+    near_dup_threshold: int = field(default=DEFAULT_NEAR_DUP_THRESHOLD, metadata=option(
+        "max phash and dhash Hamming distance (of 64) for a near-duplicate; -1 finds exact copies only",
+        metavar="BITS"))
+    image_format: str = field(default="jpg", metadata=option(
+        "re-encoded image format (JPEG quality 95)", flag="--format", choices=IMAGE_FORMATS))
     jpeg_quality: int = 95
-    source_name: str | None = None
-    workers: int | None = None  # None: one per CPU core
-    overwrite: bool = False
-    progress: bool = True
+    source_name: str | None = field(default=None, metadata=option(
+        "value of the manifest's source column (default: SRC's folder name)"))
+    workers: int | None = field(default=None, metadata=option(  # None: one per CPU core
+        "decoding processes (default: one per CPU core)"))
+    overwrite: bool = field(default=False, metadata=option(
+        "replace a DST that holds a dataset from another SRC"))
+    progress: bool = field(default=True, metadata=option("no progress bar"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "src", Path(self.src))
@@ -126,48 +191,3 @@ class IngestResult:
     @property
     def warnings(self) -> list[str]:
         return list(self.summary.get("warnings", []))
-
-
-def validate_ratios(ratios: Any) -> tuple[float, float, float]:
-    """Three non-negative train/val/test shares summing to 1 (a little rounding slack allowed)."""
-    values = tuple(float(r) for r in ratios)
-    if len(values) != 3 or any(r < 0 for r in values) or values[0] <= 0:
-        raise UserError(f"ratios must be three non-negative numbers train,val,test with train > 0, not {ratios}")
-    total = sum(values)
-    if abs(total - 1.0) > 0.011:
-        raise UserError(f"ratios must sum to 1, not {total:g}")
-    return (values[0] / total, values[1] / total, values[2] / total)
-
-
-def parse_ratios(text: str) -> tuple[float, float, float]:
-    try:
-        return validate_ratios([float(x) for x in text.split(",")])
-    except ValueError:
-        raise UserError(f"--ratios wants three numbers like 0.7,0.15,0.15, not {text!r}") from None
-
-
-def parse_label_map(text: str) -> dict[str, str]:
-    """``forward=forward_head,ok=normal`` or the path of a JSON object with the same mapping."""
-    path = Path(text)
-    if text.endswith(".json") or path.is_file():
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--label-map {text}: cannot read JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"--label-map {text}: wants a JSON object {{\"name\": \"class\"}}")
-        pairs = [(str(k), str(v)) for k, v in raw.items()]
-    else:
-        pairs = []
-        for item in filter(None, (s.strip() for s in text.split(","))):
-            name, sep, cls = item.partition("=")
-            if not sep or not name.strip():
-                raise UserError(f"--label-map wants name=class pairs like forward=forward_head, not {item!r}")
-            pairs.append((name.strip(), cls.strip()))
-    mapping = {}
-    for name, cls in pairs:
-        target = normalise_label_text(cls)
-        if target not in CLASS_NAMES:
-            raise UserError(f"--label-map: {name!r} maps to {cls!r}, which is not one of {', '.join(CLASS_NAMES)}")
-        mapping[name] = target
-    return mapping

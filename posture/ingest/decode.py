@@ -166,7 +166,7 @@ def decode_all(tasks: Sequence[DecodeTask], settings: DecodeSettings, workers: i
         yield from _with_progress(results, len(tasks), progress)
         return
     chunksize = max(1, min(32, len(tasks) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=pool_context()) as pool:
         results = pool.map(work, tasks, chunksize=chunksize)  # workers start before a progress thread can
         yield from _with_progress(results, len(tasks), progress)
 
@@ -183,7 +183,9 @@ def _with_progress(results: Iterator[Decoded], total: int, progress: bool) -> It
             bar.update()
 
 
-def _pool_context() -> BaseContext:
+def pool_context() -> BaseContext:
+    """How decoding workers start: ``fork`` (fastest) unless the caller runs threads, which a fork
+    would copy mid-flight (a lock held by one of them stays held in the child forever)."""
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.name != "tqdm_monitor"]
     if sys.platform.startswith("linux") and not others:  # tqdm's monitor only sleeps on an event
         return get_context("fork")

@@ -15,14 +15,16 @@ import os
 import posixpath
 import re
 import shutil
-import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from posture.cli import UserError
-from posture.formats import CLASSES_NAME, MANIFEST_NAME
-from posture.fileio import LockHeld, atomic_write_csv, atomic_write_json, exclusive_lock, read_json, swap_into_place
+from posture.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
+from posture.fileio import (LockHeld, atomic_write_csv, atomic_write_json, exclusive_lock, read_json, stale_staging,
+                            staged_folder)
 from posture.ingest.config import IngestConfig, IngestResult
 from posture.ingest.decode import DecodeSettings, DecodeTask, Decoded, decode_all
 from posture.ingest.dedup import Duplicate, HashedImage, find_duplicates
@@ -33,9 +35,6 @@ from posture.ingest.split import assign_splits
 from posture.labels import CLASS_NAMES
 
 log = logging.getLogger(__name__)
-
-REJECTED_NAME = "rejected.csv"
-SUMMARY_NAME = "summary.json"
 
 
 def ingest(config: IngestConfig) -> IngestResult:
@@ -54,58 +53,49 @@ def _ingest_locked(config: IngestConfig, src: Path, out: Path) -> IngestResult:
     found = scan(src, config.labels, config.aliases(), config.cva_threshold, config.subject_pattern, config.source)
     log.info("%d files under %s: %d images to decode", found.files_found, src, len(found.candidates))
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would make the dataset private to this user
-    try:
+    with staged_folder(out) as staging:
         result = _build(config, found, staging)
-        swap_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     result.out = out
     return result
 
 
+@dataclass
+class _Rejected:
+    """Every file left out so far (the ``rejected.csv`` rows) and the count per file reason."""
+
+    rows: list[tuple[str, str, str]]
+    counts: dict[str, int]
+    csv_rows: int  # rows of a labels CSV that named no usable file (not counted as files)
+
+    @classmethod
+    def from_scan(cls, found: Scan) -> _Rejected:
+        rejected = cls([(r.path, r.reason, r.detail) for r in found.rejections], {r: 0 for r in REASONS},
+                       sum(not r.is_file for r in found.rejections))
+        for r in found.rejections:
+            if r.is_file:
+                rejected.counts[r.reason] = rejected.counts.get(r.reason, 0) + 1
+        return rejected
+
+    def add(self, path: str, reason: str, detail: str) -> None:
+        self.rows.append((path, reason, detail))
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+
+
 def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
     """Decode, de-duplicate, split and write everything into ``staging``."""
-    ext = config.image_format
     candidates: list[Candidate] = found.candidates
-    names = _assign_names(candidates, ext)
+    names = _assign_names(candidates, config.image_format)
     folders = sorted({staging / posixpath.dirname(n) for n in names})
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-    base = str(staging)
-    tasks = [DecodeTask(i, str(c.abs_path), f"{base}/{names[i]}") for i, c in enumerate(candidates)]
-    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, ext, config.jpeg_quality,
-                              config.max_bytes)
-    decoded: list[Decoded] = list(decode_all(tasks, settings, config.n_workers, config.progress))
-
-    rejected: list[tuple[str, str, str]] = [(r.path, r.reason, r.detail) for r in found.rejections]
-    reason_counts = {r: 0 for r in REASONS}
-    for r in found.rejections:
-        if r.is_file:
-            reason_counts[r.reason] = reason_counts.get(r.reason, 0) + 1
-    csv_rows_rejected = sum(not r.is_file for r in found.rejections)
-    good = []
-    for d in decoded:
-        if d.ok and candidates[d.index].keypoints is not None:  # clicks must land on the photo
-            problem = _keypoints_outside(candidates[d.index].keypoints, d.orig_width, d.orig_height)
-            if problem:
-                d = replace(d, reason="implausible_label", detail=problem)
-        if d.ok:
-            good.append(d)
-        else:
-            rejected.append((candidates[d.index].source_path, d.reason, d.detail))
-            (staging / names[d.index]).unlink(missing_ok=True)  # a write that failed half-way
-            reason_counts[d.reason] = reason_counts.get(d.reason, 0) + 1
-
-    hashed = [HashedImage(d.index, candidates[d.index].source_path, candidates[d.index].label,
-                          d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash, d.flat) for d in good]
-    duplicates = find_duplicates(hashed, config.near_dup_threshold)
-    for dup in duplicates.values():
-        rejected.append(_duplicate_row(dup, candidates))
+    rejected = _Rejected.from_scan(found)
+    good = _decode_checked(config, candidates, names, staging, rejected)
+    duplicates = find_duplicates([HashedImage(d.index, candidates[d.index].source_path, candidates[d.index].label,
+                                              d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash, d.flat)
+                                  for d in good], config.near_dup_threshold)
+    for dup in duplicates.values():  # listed in rejected.csv; counted in summary.json's duplicates
+        rejected.rows.append(_duplicate_row(dup, candidates))
         (staging / names[dup.key]).unlink()
-    conflicts = sum(d.label_conflict for d in duplicates.values())
 
     kept_items = sorted((d for d in good if d.index not in duplicates), key=lambda d: candidates[d.index].source_path)
     rows = [_manifest_row(names[d.index], candidates[d.index], d) for d in kept_items]
@@ -114,13 +104,54 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
                                            config.ratios, config.seed, CLASS_NAMES)
     for row, split in zip(rows, splits):
         row["split"] = split
-    warnings += split_warnings
-
     for folder in folders:
         if not any(folder.iterdir()):
             folder.rmdir()  # a class whose every image was rejected
     manifest = manifest_frame(rows)
-    rejected_df = rejected_frame(rejected)
+    conflicts = sum(d.label_conflict for d in duplicates.values())
+    warnings += split_warnings + _dataset_warnings(manifest, conflicts)
+    for w in warnings:
+        log.warning("warning: %s", w)
+
+    summary = build_summary(
+        src=os.path.realpath(config.src), source=config.source, settings=config.describe(),
+        files_found=found.files_found, manifest=manifest, reason_counts=rejected.counts,
+        duplicates=list(duplicates.values()), label_conflicts=conflicts, skipped=found.skipped,
+        skipped_files=found.skipped_files,
+        csv_rows_rejected=rejected.csv_rows, warnings=warnings, classes=CLASS_NAMES)
+    rejected_df = rejected_frame(rejected.rows)
+    atomic_write_csv(staging / MANIFEST_NAME, manifest)
+    atomic_write_csv(staging / REJECTED_NAME, rejected_df)
+    atomic_write_json(staging / CLASSES_NAME, list(CLASS_NAMES))
+    atomic_write_json(staging / SUMMARY_NAME, summary)
+    return IngestResult(out=staging, manifest=manifest, rejected=rejected_df, summary=summary)
+
+
+def _decode_checked(config: IngestConfig, candidates: list[Candidate], names: list[str], staging: Path,
+                    rejected: _Rejected) -> list[Decoded]:
+    """Decode every candidate into ``staging`` (in worker processes); the images that decoded and whose
+    keypoints land on the photo, with every other one recorded in ``rejected`` and its file removed."""
+    base = str(staging)
+    tasks = [DecodeTask(i, str(c.abs_path), f"{base}/{names[i]}") for i, c in enumerate(candidates)]
+    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, config.image_format,
+                              config.jpeg_quality, config.max_bytes)
+    good = []
+    for d in list(decode_all(tasks, settings, config.n_workers, config.progress)):
+        if d.ok and candidates[d.index].keypoints is not None:  # clicks must land on the photo
+            problem = _keypoints_outside(candidates[d.index].keypoints, d.orig_width, d.orig_height)
+            if problem:
+                d = replace(d, reason="implausible_label", detail=problem)
+        if d.ok:
+            good.append(d)
+        else:
+            rejected.add(candidates[d.index].source_path, d.reason, d.detail)
+            (staging / names[d.index]).unlink(missing_ok=True)  # a write that failed half-way
+    return good
+
+
+def _dataset_warnings(manifest: pd.DataFrame, conflicts: int) -> list[str]:
+    """What the person who handed over the drop should check about the dataset as a whole."""
+    warnings = []
     if conflicts:
         warnings.append(f"{conflicts} duplicate(s) carry a different label than the copy kept: check them "
                         f"(LABEL CONFLICT in {REJECTED_NAME})")
@@ -129,20 +160,7 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         warnings.append(imbalance)
     if not len(manifest):
         warnings.append("no image was kept: see rejected.csv")
-    for w in warnings:
-        log.warning("warning: %s", w)
-
-    summary = build_summary(
-        src=os.path.realpath(config.src), source=config.source, settings=config.describe(),
-        files_found=found.files_found, manifest=manifest, reason_counts=reason_counts,
-        duplicates=list(duplicates.values()), label_conflicts=conflicts, skipped=found.skipped,
-        skipped_files=found.skipped_files,
-        csv_rows_rejected=csv_rows_rejected, warnings=warnings, classes=CLASS_NAMES)
-    atomic_write_csv(staging / MANIFEST_NAME, manifest)
-    atomic_write_csv(staging / REJECTED_NAME, rejected_df)
-    atomic_write_json(staging / CLASSES_NAME, list(CLASS_NAMES))
-    atomic_write_json(staging / SUMMARY_NAME, summary)
-    return IngestResult(out=staging, manifest=manifest, rejected=rejected_df, summary=summary)
+    return warnings
 
 
 def _keypoints_outside(points: tuple[float, float, float, float], width: int, height: int) -> str:
@@ -220,7 +238,7 @@ def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
 
 def _check_out(config: IngestConfig, src: Path, out: Path) -> None:
     """Under the lock: clear an interrupted run's leftovers, refuse to replace what is not ours."""
-    for stale in [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")]:
+    for stale in stale_staging(out):
         log.info("removing %s left by an interrupted run", stale)
         shutil.rmtree(stale, ignore_errors=True)
     if out.exists():

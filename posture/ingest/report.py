@@ -14,7 +14,7 @@ import pandas as pd
 
 from posture import __version__
 from posture.ingest.dedup import Duplicate
-from posture.ingest.split import SPLIT_NAMES
+from posture.formats import SPLITS
 
 MANIFEST_COLUMNS = ("path", "label", "split", "subject", "sha256", "width", "height", "source_path", "source",
                     "source_sha256", "orig_width", "orig_height")
@@ -47,7 +47,7 @@ def rejected_frame(rows: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
 
 def split_table(manifest: pd.DataFrame, classes: Sequence[str]) -> dict[str, dict[str, int]]:
     table: dict[str, dict[str, int]] = {}
-    for split in SPLIT_NAMES:
+    for split in SPLITS:
         part = manifest[manifest["split"] == split] if len(manifest) else manifest
         counts = Counter(part["label"]) if len(part) else Counter()
         table[split] = {c: int(counts.get(c, 0)) for c in classes}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from posture.cli import UserError
 from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
-from posture.formats import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS
+from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME, UNSUPPORTED_IMAGE_FORMATS
 from posture.csvcells import restore_frame
 from posture.filenames import text_name
 from posture.labels import CLASS_NAMES, normalise_label_text
@@ -28,7 +28,6 @@ from posture.walk import is_hidden_or_system, walk_files
 
 log = logging.getLogger(__name__)
 
-AUTO_LABELS_NAME = "labels.csv"
 
 FILENAME_COLUMNS = ("filename", "file", "path", "image", "image_path", "filepath", "file_name")
 LABEL_COLUMNS = ("label", "class", "category")
@@ -329,7 +328,7 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
                                    f"{'undefined' if report.kappa is None else f'{report.kappa:.3f}'} on "
                                    f"{report.n_common} common files, {len(report.disagreements)} disagreement(s)")
         label_csvs = label_csvs[:1]
-    csv_path = label_csvs[0] if label_csvs else (root / AUTO_LABELS_NAME if (root / AUTO_LABELS_NAME).is_file()
+    csv_path = label_csvs[0] if label_csvs else (root / LABELS_NAME if (root / LABELS_NAME).is_file()
                                                  else None)
     by_path: dict[str, LabelRow] = {}
     if csv_path is not None:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SPLIT_NAMES = ("train", "val", "test")
+from posture.formats import SPLITS
+
 
 
 def assign_splits(subjects: Sequence[str], labels: Sequence[str], ratios: Sequence[float], seed: int,
@@ -32,7 +33,7 @@ def assign_splits(subjects: Sequence[str], labels: Sequence[str], ratios: Sequen
         counts[gidx[s], class_index[lbl]] += 1
 
     ratio = np.asarray(ratios, dtype=np.float64)
-    active = [k for k in range(len(SPLIT_NAMES)) if ratio[k] > 0]
+    active = [k for k in range(len(SPLITS)) if ratio[k] > 0]
     target = ratio[:, None] * counts.sum(axis=0)[None, :]
     weight = 1.0 / (target + 1.0)  # a miss on a small split costs as much as on a big one
     assigned = np.zeros_like(target)
@@ -63,9 +64,9 @@ def assign_splits(subjects: Sequence[str], labels: Sequence[str], ratios: Sequen
             present = counts[members].sum(axis=0)
             missing = [c for c, i in class_index.items() if present[i] == 0 and counts[:, i].sum() > 0]
             if missing:
-                warnings.append(f"split {SPLIT_NAMES[k]} has no {', '.join(missing)} image "
+                warnings.append(f"split {SPLITS[k]} has no {', '.join(missing)} image "
                                 "(too few subjects of that class to spread)")
-    splits = [SPLIT_NAMES[where[gidx[s]]] for s in subjects]
+    splits = [SPLITS[where[gidx[s]]] for s in subjects]
     return splits, warnings
 
 

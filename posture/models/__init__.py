@@ -12,6 +12,9 @@ from posture.models.registry import (POSE, ExtractorParts, build_model, extracto
                                      weights_fingerprint)
 from posture.models.weights import WeightsUnavailableError
 
+# Imported for what they do at import: each family registers its names (registry.register_family).
+from posture.models import classic_family, efficientnet_lite, torchvision_family  # noqa: F401  isort: skip
+
 __all__ = ["Backbone", "ExtractorParts", "FeatureNorm", "HeadSpec", "POSE", "PostureClassifier",
            "WeightsUnavailableError", "build_head", "build_model", "extractor_parts", "get_preprocessing",
            "has_pretrained", "list_models", "model_from_config", "suggest_models", "weights_fingerprint"]

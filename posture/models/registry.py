@@ -1,9 +1,11 @@
 """One registry of model names, one ``build_model`` (in the spirit of timm's ``create_model``).
 
 Why a registry: the CLI, the fine-tuner, the evaluator and the app accept any name the zoo
-knows, and one parametrised test over :func:`list_models` checks every one of them. Each entry
-knows how to build its backbone, what preprocessing its weights expect, where its genuine
-weights are and how to translate their key names.
+knows, and one parametrised test over :func:`list_models` checks every one of them. Each family
+(:class:`ModelFamily`) registers its names once, when its module is imported (``posture.models``
+imports them all), and knows how to build each backbone, what preprocessing its weights expect,
+where its genuine weights are and how to translate their key names. A family that fails to
+import fails ``import posture.models`` loudly instead of quietly leaving its names out.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ import dataclasses
 import difflib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from posture.cli import UserError
-from posture.models import classic_family, efficientnet_lite, torchvision_family
 from posture.models.classifier import Backbone, NoImage, PostureClassifier
 from posture.models.heads import HeadSpec, build_head
 from posture.models.weights import file_sha256, load_state_file, resolve_pretrained
@@ -31,46 +33,72 @@ log = logging.getLogger(__name__)
 DEFAULT_INIT_SEED = 0
 
 
+class ModelFamily(ABC):
+    """One family of architectures (torchvision, EfficientNet-Lite, the classic networks): how to build
+    each of its names, what preprocessing its weights expect, and where those weights are.
+
+    A family registers itself when its module is imported (:func:`register_family`); every method
+    but ``build`` is cheap.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def names(self) -> Iterable[str]:
+        """The zoo names this family answers for."""
+
+    @abstractmethod
+    def build(self, name: str, input_size: int | None) -> Backbone:
+        """A randomly initialised backbone; ``input_size`` matters to size-dependent architectures only."""
+
+    @abstractmethod
+    def preprocessing(self, name: str) -> Preprocessing:
+        """Input size, mean/std and interpolation the genuine weights were trained with."""
+
+    def has_weights(self, name: str) -> bool:
+        """Whether genuine weights exist for ``name`` at all (not whether they are on this machine)."""
+        return True
+
+    @abstractmethod
+    def weights_file(self, name: str) -> Path:
+        """The genuine weights on this machine; raises ``WeightsUnavailableError`` saying how to get them."""
+
+    @abstractmethod
+    def weights_id(self, name: str) -> str:
+        """A short stable id of the genuine weights (part of the feature-cache key)."""
+
+    def convert_original(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights' original key names → the names of :meth:`build`'s module (default: the same)."""
+        return state
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    """How to make one named model; every callable is cheap except ``build``."""
+    """One registered name and the family that builds it."""
 
     name: str
-    family: str
-    build: Callable[[int | None], Backbone]  # argument: input size for size-dependent architectures
-    preprocessing: Callable[[], Preprocessing]
-    weights_file: Callable[[], Path] | None  # None: no genuine weights exist
-    weights_id: Callable[[], str] | None
-    convert_original: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    family: ModelFamily
 
 
-def _identity(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return state
+_MODELS: dict[str, ModelEntry] = {}
+FamilyT = TypeVar("FamilyT", bound=type[ModelFamily])
 
 
-def _registry() -> dict[str, ModelEntry]:
-    """Built on each call (cheap), so nothing is cached at import and classic models appear once written."""
-    reg: dict[str, ModelEntry] = {}
-    tv = torchvision_family
-    for name in tv.torchvision_names():
-        reg[name] = ModelEntry(name, "torchvision", lambda size, n=name: tv.build(n, size),
-                               lambda n=name: tv.preprocessing(n), lambda n=name: tv.weights_file(n),
-                               lambda n=name: tv.weights_id(n), lambda s, n=name: tv.convert_original(n, s))
-    el = efficientnet_lite
-    for name in el.VARIANTS:
-        reg[name] = ModelEntry(name, "efficientnet_lite", lambda size, n=name: el.build(n),
-                               lambda n=name: el.preprocessing(n), lambda n=name: el.weights_file(n),
-                               lambda n=name: el.weights_id(n), lambda s, n=name: el.convert_original(n, s))
-    for name, spec in classic_family.specs().items():
-        tv_name = classic_family.torchvision_equivalent(spec)
-        has_weights = tv_name is not None and tv_name in reg
-        reg[name] = ModelEntry(
-            name, "classic", lambda size, s=spec: classic_family.build(s),
-            lambda s=spec: classic_family.preprocessing(s),
-            (lambda t=tv_name: tv.weights_file(t)) if has_weights else None,
-            (lambda t=tv_name: tv.weights_id(t)) if has_weights else None,
-            (lambda s, t=tv_name: tv.convert_original(t, s)) if has_weights else _identity)
-    return reg
+def register_family(cls: FamilyT) -> FamilyT:
+    """Class decorator: register every name of the family ``cls`` (as torchvision and timm register
+    their builders at import). A name registered twice is a bug, so it fails loudly."""
+    family = cls()
+    for name in family.names():
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} of family {family.name!r} is already registered by "
+                             f"{_MODELS[name].family.name!r}")
+        _MODELS[name] = ModelEntry(name, family)
+    return cls
+
+
+def registered_models() -> dict[str, ModelEntry]:
+    """Every network name registered so far (the CNNs; ``pose`` and fusions are composed from them)."""
+    return dict(_MODELS)
 
 
 #: The geometry-only extractor: BlazePose landmarks → posture geometry (:mod:`posture.geometry`).
@@ -105,8 +133,7 @@ def extractor_parts(name: str) -> ExtractorParts:
 def list_models() -> list[str]:
     """Every buildable name: torchvision's classifiers, EfficientNet-Lite, the classic networks,
     the geometry-only ``pose`` extractor and the documented ``<cnn>+pose`` fusions."""
-    reg = _registry()
-    return sorted([*reg, POSE, *(f"{c}{FUSION_SUFFIX}" for c in LISTED_FUSIONS if c in reg)])
+    return sorted([*_MODELS, POSE, *(f"{c}{FUSION_SUFFIX}" for c in LISTED_FUSIONS if c in _MODELS)])
 
 
 def suggest_models(name: str, n: int = 3) -> list[str]:
@@ -116,10 +143,9 @@ def suggest_models(name: str, n: int = 3) -> list[str]:
 
 
 def _entry(name: str) -> ModelEntry:
-    reg = _registry()
     cnn = extractor_parts(name).cnn
-    if cnn in reg:
-        return reg[cnn]
+    if cnn in _MODELS:
+        return _MODELS[cnn]
     hint = suggest_models(name)
     more = f"; did you mean: {', '.join(hint)}?" if hint else " (list them with posture.models.list_models())"
     raise UserError(f"unknown model '{name}'{more}")
@@ -131,7 +157,8 @@ def get_preprocessing(name: str) -> Preprocessing:
     parts = extractor_parts(name)
     if parts.cnn is None:
         return Preprocessing()
-    pre = _entry(name).preprocessing()
+    entry = _entry(name)
+    pre = entry.family.preprocessing(entry.name)
     return dataclasses.replace(pre, crop="pose") if parts.pose else pre
 
 
@@ -140,7 +167,8 @@ def has_pretrained(name: str) -> bool:
     the geometry-only ``pose`` has no network weights to fetch, so it counts as ready."""
     if extractor_parts(name).cnn is None:
         return True
-    return _entry(name).weights_file is not None
+    entry = _entry(name)
+    return entry.family.has_weights(entry.name)
 
 
 def _no_weights(name: str) -> UserError:
@@ -149,11 +177,9 @@ def _no_weights(name: str) -> UserError:
 
 def _load_original(backbone: Backbone, state: dict[str, torch.Tensor], source: str) -> None:
     """Load a state dict in the original (1000-class) naming, skipping its classifier."""
-    prefix = backbone.extra.get("key_prefix", "")
-    drops = backbone.drop_prefixes + tuple(backbone.extra.get("aux_prefixes", ()))
-    if "adapt_state" in backbone.extra:
-        state = backbone.extra["adapt_state"](state)
-    kept = {prefix + k: v for k, v in state.items() if not k.startswith(drops)}
+    if backbone.adapt_state is not None:
+        state = backbone.adapt_state(state)
+    kept = {backbone.key_prefix + k: v for k, v in state.items() if not k.startswith(backbone.drop_prefixes)}
     own = backbone.module.state_dict()
     missing = [k for k in own if k not in kept]
     unexpected = [k for k in kept if k not in own]
@@ -211,6 +237,7 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
                                  preprocessing=Preprocessing(), blocks=[], cam_layer="", head_spec=spec,
                                  pose_features=features)
     entry = _entry(name)
+    family = entry.family
     source = resolve_pretrained(pretrained)
     preprocessing = get_preprocessing(name)
     if input_size is not None and int(input_size) != preprocessing.input_size:
@@ -219,13 +246,13 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
         preprocessing = dataclasses.replace(preprocessing, input_size=int(input_size))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        backbone = entry.build(input_size)
+        backbone = family.build(entry.name, input_size)
     if source is True:
-        if entry.weights_file is None:
+        if not family.has_weights(entry.name):
             raise _no_weights(name)
-        path = entry.weights_file()
+        path = family.weights_file(entry.name)
         log.info("loading %s weights from %s", name, path)
-        _load_original(backbone, entry.convert_original(load_state_file(path)), str(path))
+        _load_original(backbone, family.convert_original(entry.name, load_state_file(path)), str(path))
     model = PostureClassifier(backbone.module, build_head(spec, backbone.num_features + len(features), num_classes),
                               num_features=backbone.num_features, arch=name, preprocessing=preprocessing,
                               blocks=backbone.blocks, cam_layer=backbone.cam_layer, head_spec=spec,
@@ -235,7 +262,7 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
         if any(k.startswith("backbone.") for k in state):
             _load_posture(model, state, str(source))
         else:
-            _load_original(backbone, entry.convert_original(state), str(source))
+            _load_original(backbone, family.convert_original(entry.name, state), str(source))
     return model
 
 
@@ -280,6 +307,6 @@ def weights_fingerprint(name: str, pretrained: bool | str | os.PathLike[str] = T
         return f"random:{init_seed}"
     if isinstance(source, Path):
         return f"file:{file_sha256(source)}"
-    if entry.weights_id is None:
+    if not entry.family.has_weights(entry.name):
         raise _no_weights(name)
-    return entry.weights_id()
+    return entry.family.weights_id(entry.name)

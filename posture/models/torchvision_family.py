@@ -19,6 +19,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from posture.models.classifier import Backbone, BlockPath
+from posture.models.registry import ModelFamily, register_family
 from posture.models.weights import require_torchvision_file
 from posture.transforms import Preprocessing
 
@@ -35,24 +36,6 @@ def default_weights(name: str) -> Any:
     return tvm.get_model_weights(name).DEFAULT
 
 
-def preprocessing(name: str) -> Preprocessing:
-    """Input size, mean/std and interpolation from the weights' own ``transforms()``."""
-    t = default_weights(name).transforms()
-    crop = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else int(t.crop_size)
-    interp = getattr(t.interpolation, "value", str(t.interpolation))
-    return Preprocessing(input_size=int(crop), mean=tuple(float(m) for m in t.mean),
-                         std=tuple(float(s) for s in t.std), interpolation=str(interp))
-
-
-def weights_file(name: str) -> Path:
-    return require_torchvision_file(name, default_weights(name).url)
-
-
-def weights_id(name: str) -> str:
-    """torchvision's file names carry the sha256 prefix (``resnet18-f37072fd.pth``): stable, free."""
-    return "torchvision:" + default_weights(name).url.rsplit("/", 1)[-1]
-
-
 def _arch_kwargs(name: str, input_size: int | None) -> dict[str, Any]:
     """Constructor arguments the DEFAULT weights imply, so random and pretrained nets are alike."""
     kwargs: dict[str, Any] = {"weights": None, "num_classes": IMAGENET_CLASSES}
@@ -61,11 +44,6 @@ def _arch_kwargs(name: str, input_size: int | None) -> dict[str, Any]:
     if name.startswith("vit_"):
         kwargs["image_size"] = int(input_size or default_weights(name).meta["min_size"][0])
     return kwargs
-
-
-def size_dependent(name: str) -> bool:
-    """Whether the architecture itself (not only the preprocessing) depends on the input size."""
-    return name.startswith("vit_")
 
 
 def _vit_adapter(model: nn.Module) -> Any:
@@ -136,31 +114,54 @@ def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
     return _with_params(model, ""), ""
 
 
-def build(name: str, input_size: int | None = None) -> Backbone:
-    """A randomly initialised backbone whose output is the pooled feature vector.
-
-    ``input_size`` only changes the architecture of size-dependent models (ViT's position
-    embeddings); every other model takes any size anyway.
-    """
-    model = tvm.get_model(name, **_arch_kwargs(name, input_size))
-    head_path, num_features = _find_head(model)
-    _set(model, head_path, nn.Identity())
-    blocks, cam = _layout(model)
-    extra = {"adapt_state": _vit_adapter(model)} if isinstance(model, tvm.VisionTransformer) else {}
-    return Backbone(module=model, num_features=num_features, blocks=blocks, cam_layer=cam,
-                    drop_prefixes=(head_path + ".", *_AUX_PREFIXES), extra=extra)
-
-
 _DENSENET_OLD_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
-def convert_original(name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Undo old key spellings in torchvision's own files (DenseNet's ``norm.1`` → ``norm1``)."""
-    if not name.startswith("densenet"):
-        return state
-    out = {}
-    for key, value in state.items():
-        m = _DENSENET_OLD_KEY.match(key)
-        out[m.group(1) + m.group(2) if m else key] = value
-    return out
+@register_family
+class TorchvisionFamily(ModelFamily):
+    """Every classifier ``torchvision.models`` lists, with its DEFAULT weights from torchvision's cache."""
+
+    name = "torchvision"
+
+    def names(self) -> list[str]:
+        return torchvision_names()
+
+    def preprocessing(self, name: str) -> Preprocessing:
+        """Input size, mean/std and interpolation from the weights' own ``transforms()``."""
+        t = default_weights(name).transforms()
+        crop = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else int(t.crop_size)
+        interp = getattr(t.interpolation, "value", str(t.interpolation))
+        return Preprocessing(input_size=int(crop), mean=tuple(float(m) for m in t.mean),
+                             std=tuple(float(s) for s in t.std), interpolation=str(interp))
+
+    def weights_file(self, name: str) -> Path:
+        return require_torchvision_file(name, default_weights(name).url)
+
+    def weights_id(self, name: str) -> str:
+        """torchvision's file names carry the sha256 prefix (``resnet18-f37072fd.pth``): stable, free."""
+        return "torchvision:" + default_weights(name).url.rsplit("/", 1)[-1]
+
+    def build(self, name: str, input_size: int | None = None) -> Backbone:
+        """A randomly initialised backbone whose output is the pooled feature vector.
+
+        ``input_size`` only changes the architecture of size-dependent models (ViT's position
+        embeddings); every other model takes any size anyway.
+        """
+        model = tvm.get_model(name, **_arch_kwargs(name, input_size))
+        head_path, num_features = _find_head(model)
+        _set(model, head_path, nn.Identity())
+        blocks, cam = _layout(model)
+        return Backbone(module=model, num_features=num_features, blocks=blocks, cam_layer=cam,
+                        drop_prefixes=(head_path + ".", *_AUX_PREFIXES),
+                        adapt_state=_vit_adapter(model) if isinstance(model, tvm.VisionTransformer) else None)
+
+    def convert_original(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Undo old key spellings in torchvision's own files (DenseNet's ``norm.1`` → ``norm1``)."""
+        if not name.startswith("densenet"):
+            return state
+        out = {}
+        for key, value in state.items():
+            m = _DENSENET_OLD_KEY.match(key)
+            out[m.group(1) + m.group(2) if m else key] = value
+        return out

@@ -73,3 +73,13 @@ def any_flag(info: DistInfo, flag: bool) -> bool:
     t = torch.tensor([1 if flag else 0], dtype=torch.int32)
     dist.all_reduce(t)
     return bool(t.item())
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a CPU tensor across ranks (through the GPU when the group is NCCL, which has no CPU path)."""
+    if dist.get_backend() == "nccl":
+        moved = t.cuda()
+        dist.all_reduce(moved)
+        return moved.cpu()
+    dist.all_reduce(t)
+    return t

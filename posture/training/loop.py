@@ -10,7 +10,8 @@
 
 Both are driven by :func:`run_phase`, which evaluates on the validation split after every epoch,
 keeps the best state by balanced accuracy (ties: lower validation loss), stops after
-``patience`` epochs without improvement, and calls a hook after each epoch (the resume state).
+``patience`` epochs without improvement, and calls hooks after each epoch (the resume state, then
+any :data:`EpochHook` the caller passed).
 Every epoch reseeds from ``(seed, phase, epoch)``, so a resumed run replays exactly.
 """
 
@@ -20,6 +21,7 @@ import hashlib
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -189,27 +191,86 @@ def _shard(order: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
     return padded[dist_info.rank::w]
 
 
-class HeadPhase:
+@dataclass(frozen=True)
+class PhaseSpec:
+    """How a phase trains and where: the optimiser (and the epochs its schedule spans), batch size,
+    seed, decoding workers, device and process group. Both phases take one, so their many settings
+    are named once instead of travelling as a dozen positional arguments."""
+
+    optim: OptimSpec
+    epochs: int
+    batch_size: int
+    seed: int = 0
+    workers: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dist: DistInfo = field(default_factory=DistInfo)
+
+
+class Phase(ABC):
+    """What :func:`run_phase` drives: one epoch of training, validation logits, and its state.
+
+    Subclasses set ``net`` (the module the optimiser steps, DDP-wrapped when distributed),
+    ``optimizer``, ``scheduler``, ``weight`` (class weights of the loss) and ``val_y``.
+    """
+
+    name = "phase"
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    weight: torch.Tensor
+    val_y: torch.Tensor
+
+    def __init__(self, model: nn.Module, spec: PhaseSpec, num_classes: int) -> None:
+        self.model, self.spec, self.num_classes = model, spec, num_classes
+        self.device, self.seed, self.dist, self.batch_size = spec.device, spec.seed, spec.dist, spec.batch_size
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` itself, or DDP around it when the run is distributed."""
+        if not self.dist.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    @abstractmethod
+    def state(self) -> dict[str, torch.Tensor]:
+        """A copy of what this phase trains, keyed as in the model's state dict (the best-so-far state)."""
+
+    @abstractmethod
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`state` returned."""
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Put the phase back where an interrupted run's resume state (:mod:`.resume`) left it."""
+        self.load(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+
+    @abstractmethod
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One epoch, reseeded from ``(seed, phase, epoch)`` so a resumed run replays it; (loss, accuracy)."""
+
+    @abstractmethod
+    def predict_val(self) -> torch.Tensor:
+        """Logits of the validation split, on the CPU."""
+
+
+class HeadPhase(Phase):
     """Head-only training on cached features ``[N, V, F]``."""
 
     name = "head"
 
-    def __init__(self, model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
-                 val_y: torch.Tensor, num_classes: int, optim: OptimSpec, epochs: int, batch_size: int, seed: int,
-                 dist_info: DistInfo, device: torch.device, sample_weight: torch.Tensor | None = None) -> None:
-        self.model, self.device, self.seed, self.dist = model, device, seed, dist_info
+    def __init__(self, model: nn.Module, spec: PhaseSpec, *, train_x: torch.Tensor, train_y: torch.Tensor,
+                 val_x: torch.Tensor, val_y: torch.Tensor, num_classes: int,
+                 sample_weight: torch.Tensor | None = None) -> None:
+        super().__init__(model, spec, num_classes)
+        device = spec.device
         self.head = model.head.to(device)
         self.train_x, self.train_y = train_x.to(device), train_y.to(device)
         self.val_x, self.val_y = val_x.to(device), val_y
-        self.num_classes, self.batch_size = num_classes, batch_size
         self.weight = class_weights(train_y, num_classes).to(device)
         self.sample_weight = sample_weight.to(device) if sample_weight is not None else None
-        self.optimizer, self.scheduler = optim.build([{"params": list(self.head.parameters())}], epochs)
-        self.net: nn.Module = self.head
-        if dist_info.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.net = DDP(self.head, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer, self.scheduler = spec.optim.build([{"params": list(self.head.parameters())}], spec.epochs)
+        self.net = self._wrap(self.head)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
@@ -277,32 +338,27 @@ def predict_images(model: nn.Module, dataset: ManifestDataset, batch_size: int, 
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
-class ImagePhase:
+class ImagePhase(Phase):
     """Partial or full unfreezing on images, discriminative LRs, BatchNorm frozen."""
 
     name = "unfreeze"
 
-    def __init__(self, model: nn.Module, train_ds: ManifestDataset, val_ds: ManifestDataset, num_classes: int,
-                 optim: OptimSpec, unfreeze: int | str, lr_decay: float, epochs: int, batch_size: int, workers: int,
-                 seed: int, aug_strength: float, dist_info: DistInfo, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, spec: PhaseSpec, *, train_ds: ManifestDataset, val_ds: ManifestDataset,
+                 num_classes: int, unfreeze: int | str, lr_decay: float, aug_strength: float = 1.0) -> None:
         # Contiguous layout whatever extraction left behind: the conv kernels (and so the last bits of
         # every result) depend on it, and a resumed run that read features from the cache must match.
-        model.to(device=device, memory_format=torch.contiguous_format)
-        self.model, self.device, self.seed, self.dist = model, device, seed, dist_info
-        self.num_classes, self.batch_size, self.workers = num_classes, batch_size, workers
+        model.to(device=spec.device, memory_format=torch.contiguous_format)
+        super().__init__(model, spec, num_classes)
+        self.workers = spec.workers
         self.val_ds = val_ds
         self.val_y = torch.tensor(val_ds.targets)
-        self.train_data = _AugmentedImages(train_ds, model.preprocessing, aug_strength, seed)
-        self.weight = class_weights(torch.tensor(train_ds.targets), num_classes).to(device)
+        self.train_data = _AugmentedImages(train_ds, model.preprocessing, aug_strength, spec.seed)
+        self.weight = class_weights(torch.tensor(train_ds.targets), num_classes).to(spec.device)
         model.freeze_backbone()
         model.unfreeze(unfreeze)
-        groups = self._param_groups(optim.lr, lr_decay)
-        self.optimizer, self.scheduler = optim.build(groups, epochs)
-        self.net: nn.Module = model
-        if dist_info.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        groups = self._param_groups(spec.optim.lr, lr_decay)
+        self.optimizer, self.scheduler = spec.optim.build(groups, spec.epochs)
+        self.net = self._wrap(model)
 
     def _param_groups(self, lr: float, decay: float) -> list[dict[str, Any]]:
         """Head at ``lr``; the last stage at ``lr*decay``, the one before at ``lr*decay**2``, ..."""
@@ -347,6 +403,10 @@ class ImagePhase:
         return predict_images(self.model, self.val_ds, self.batch_size, self.workers, self.device)
 
 
+#: Called with the global epoch number once that epoch's resume state is saved.
+EpochHook = Callable[[int], None]
+
+
 @dataclass
 class PhaseRun:
     """What :func:`run_phase` needs besides the phase: where it starts and how to report."""
@@ -355,14 +415,10 @@ class PhaseRun:
     start_epoch: int = 0                 # epochs of this phase already done (resume)
     epoch_offset: int = 0                # global epoch number of this phase's epoch 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    fail_after_epoch: int | None = None  # test hook: raise after this global epoch's state is saved
+    after_epoch: EpochHook | None = None  # e.g. a test that simulates a crash once a state is saved
 
 
-class InjectedFailure(RuntimeError):
-    """Raised by the ``fail_after_epoch`` test hook to simulate a crash."""
-
-
-def run_phase(phase: HeadPhase | ImagePhase, run: PhaseRun, stopper: EarlyStopping, best: dict[str, torch.Tensor],
+def run_phase(phase: Phase, run: PhaseRun, stopper: EarlyStopping, best: dict[str, torch.Tensor],
               on_epoch_end: Callable[[int, dict[str, torch.Tensor]], None],
               progress: bool = True) -> dict[str, torch.Tensor]:
     """Train ``phase`` epoch by epoch; returns the best state seen (``best`` if nothing beat it)."""
@@ -388,8 +444,8 @@ def run_phase(phase: HeadPhase | ImagePhase, run: PhaseRun, stopper: EarlyStoppi
                      global_epoch, phase.name, train_loss, train_acc, val["loss"], val["accuracy"],
                      val["balanced_accuracy"], " *" if stopper.best_epoch == global_epoch else "")
         on_epoch_end(epoch, best)
-        if run.fail_after_epoch is not None and global_epoch >= run.fail_after_epoch:
-            raise InjectedFailure(f"injected failure after epoch {global_epoch}")
+        if run.after_epoch is not None:
+            run.after_epoch(global_epoch)
     bar.close()
     return best
 
@@ -416,5 +472,6 @@ def copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-__all__ = ["HeadPhase", "ImagePhase", "EarlyStopping", "OptimSpec", "PhaseRun", "run_phase", "InjectedFailure",
-           "classification_metrics", "class_weights", "group_class_weights", "derive_seed", "predict_images", "copy_state", "torch_threads"]
+__all__ = ["Phase", "HeadPhase", "ImagePhase", "PhaseSpec", "EarlyStopping", "OptimSpec", "PhaseRun", "EpochHook",
+           "run_phase", "classification_metrics", "class_weights", "group_class_weights", "derive_seed",
+           "predict_images", "copy_state", "torch_threads"]

@@ -30,8 +30,8 @@ from posture.models.classic.recipes import RECIPES, Recipe, make_optimizer, make
 from posture.models.classic.resnet import ResNet, resnet18, resnet50
 from posture.models.classic.vgg import VGG, vgg16, vgg16_bn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 HALF = (0.5, 0.5, 0.5)
 
 

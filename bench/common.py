@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import resource
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,3 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Pa
     jpath.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     mpath.write_text(markdown.rstrip() + "\n")
     return jpath, mpath
-
-
-def repo_root_on_path() -> None:
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
