@@ -46,9 +46,9 @@ from posture.features import BACKENDS, FeatureCache, FeatureSpec, default_cache_
 from posture.training import distributed, resume
 from posture.labels import CLASS_NAMES
 from posture.pose import INSTALL_HINT
-from posture.training.loop import (EarlyStopping, HeadPhase, ImagePhase, OptimSpec, PhaseRun,
-                                   classification_metrics, copy_state, group_class_weights, predict_images,
-                                   run_phase, torch_threads)
+from posture.metrics import logit_metrics
+from posture.training.loop import (EarlyStopping, HeadPhase, ImagePhase, OptimSpec, PhaseRun, copy_state,
+                                   group_class_weights, predict_images, run_phase, torch_threads)
 from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
 from posture.transforms import CROP_MODES, build_eval_transform
 
@@ -498,8 +498,8 @@ def _final_metrics(cfg: FinetuneConfig, model: Any, root: Path, data: Prepared, 
         "classes": classes,
         "best_epoch": stopper.best_epoch, "best_phase": stopper.best_phase,
         "epochs_run": len(history), "stopped_early": stopper.should_stop,
-        "val": classification_metrics(logits["val"], data.targets["val"], len(classes)),
-        "test": (classification_metrics(logits["test"], data.targets["test"], len(classes))
+        "val": logit_metrics(logits["val"], data.targets["val"], classes),
+        "test": (logit_metrics(logits["test"], data.targets["test"], classes)
                  if logits["test"] is not None and len(data.targets["test"]) else None),
         "skipped_images": data.skipped,
         "not_assessed": data.not_assessed,
