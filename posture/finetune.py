@@ -47,6 +47,7 @@ from posture.training import distributed, resume
 from posture.labels import CLASS_NAMES
 from posture.pose import INSTALL_HINT
 from posture.metrics import logit_metrics
+from posture.provenance import training_record
 from posture.training.loop import (EarlyStopping, HeadPhase, ImagePhase, OptimSpec, PhaseRun, copy_state,
                                    group_class_weights, predict_images, run_phase, torch_threads)
 from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
@@ -555,6 +556,7 @@ def _finish(cfg: FinetuneConfig, model: torch.nn.Module, classes: list[str], fin
     metrics["timing"] = {k: round(v, 3) for k, v in timing.items()}
     if dist_info.is_main:
         config = run_config(cfg, model, classes, fingerprint, upright, dist_info.world_size)
+        config["trained_on"] = training_record(cfg.data, cfg.val_group, cfg.seed, metrics)  # posture.provenance
         frame = history_frame(history)
         staging = out.parent / f".{out.name}.staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
