@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -55,11 +55,12 @@ class SourceRecord(TypedDict):
 
 
 class SplitRecord(TypedDict):
-    """How many photos and people one split holds (``used``: those training actually read)."""
+    """How many photos and people one split holds, and how many of them training actually read."""
 
     photos: int
     subjects: int | None
     used: int
+    used_subjects: int | None
 
 
 class DataRecord(TypedDict):
@@ -92,12 +93,13 @@ def _subjects(frame: pd.DataFrame) -> int | None:
     return int(frame["subject"].dropna().astype(str).nunique())
 
 
-def describe_rows(frame: pd.DataFrame, dataset: str, used: Mapping[str, int] | None = None) -> DataRecord:
+def describe_rows(frame: pd.DataFrame, dataset: str, used: np.ndarray | None = None) -> DataRecord:
     """A :class:`DataRecord` of these rows: kind, counts, sources, and splits when there is a split column.
 
-    ``used``: per split, how many rows a consumer actually read (training leaves out unreadable
-    photos and those a pose-based run cannot assess); defaults to every row.
+    ``used``: one boolean per row, whether a consumer actually read it (training leaves out
+    unreadable photos and those a pose-based run cannot assess); defaults to every row.
     """
+    read = np.ones(len(frame), bool) if used is None else np.asarray(used, bool)
     synthetic = synthetic_rows(frame) if len(frame) else np.zeros(0, bool)
     source_names = frame["source"].fillna("(none)").astype(str) if "source" in frame.columns else \
         pd.Series("(none)", index=frame.index)
@@ -108,9 +110,9 @@ def describe_rows(frame: pd.DataFrame, dataset: str, used: Mapping[str, int] | N
     splits: dict[str, SplitRecord] = {}
     if "split" in frame.columns and frame["split"].notna().any():
         for split in [s for s in SPLIT_ORDER if (frame["split"] == s).any()]:
-            part = frame[frame["split"] == split]
-            splits[split] = SplitRecord(photos=len(part), subjects=_subjects(part),
-                                        used=int((used or {}).get(split, len(part))))
+            here = (frame["split"] == split).to_numpy()
+            splits[split] = SplitRecord(photos=int(here.sum()), subjects=_subjects(frame[here]),
+                                        used=int((here & read).sum()), used_subjects=_subjects(frame[here & read]))
     kind: Kind = "none" if not len(frame) else "synthetic" if all(s["synthetic"] for s in sources) else \
         "real" if not any(s["synthetic"] for s in sources) else "mixed"
     return DataRecord(format=PROVENANCE_FORMAT, dataset=dataset, kind=kind, photos=len(frame),
@@ -118,7 +120,7 @@ def describe_rows(frame: pd.DataFrame, dataset: str, used: Mapping[str, int] | N
 
 
 @contextmanager
-def _quiet(name: str) -> Any:
+def _quiet(name: str) -> Iterator[None]:
     """Silence a logger for a moment: re-drawing validation again must not log it a second time."""
     logger = logging.getLogger(name)
     before = logger.level
@@ -142,9 +144,7 @@ def training_record(data: str | Path, val_group: str = "none", seed: int = 0,
     if val_group != "none":
         with _quiet("posture.data"):
             frame = regroup_validation(frame, val_group, seed=seed)
-    left_out = _left_out(metrics or {})
-    used = {s: int((~frame.loc[frame["split"] == s, "path"].astype(str).isin(left_out)).sum())
-            for s in SPLIT_ORDER} if "split" in frame.columns else None
+    used = ~frame["path"].astype(str).isin(_left_out(metrics or {})).to_numpy()
     return describe_rows(frame, Path(data).name, used)
 
 
@@ -170,7 +170,7 @@ def describe_words(record: Mapping[str, Any] | None, split: str | None = None) -
         return "not recorded"
     counts = (record.get("splits") or {}).get(split) if split else None
     photos = counts["used"] if counts else record.get("photos")
-    subjects = counts["subjects"] if counts else record.get("subjects")
+    subjects = counts.get("used_subjects", counts["subjects"]) if counts else record.get("subjects")
     if record.get("kind") == "synthetic":
         return f"synthetic pictures (posture.synth): {_counted(photos, subjects, True)}"
     real = [s["name"] for s in record.get("sources", []) if not s.get("synthetic") and s["name"] != "(none)"]

@@ -40,7 +40,8 @@ def test_a_synth_drop_is_recognised_after_ingest(synthetic: tuple[Path, Path]) -
     assert [s["name"] for s in record["sources"]] == sorted(manifest["source"].unique())
     for split, counts in record["splits"].items():
         part = manifest[manifest["split"] == split]
-        assert counts == {"photos": len(part), "subjects": part["subject"].nunique(), "used": len(part)}
+        assert counts == {"photos": len(part), "subjects": part["subject"].nunique(), "used": len(part),
+                          "used_subjects": part["subject"].nunique()}
     assert describe_words(record).startswith(f"synthetic pictures (posture.synth): {len(manifest)} pictures of ")
 
 
@@ -74,9 +75,13 @@ def test_used_photos_leave_out_what_training_could_not_read(synthetic: tuple[Pat
     metrics = {"not_assessed": [{"path": train[0], "split": "train", "reason": "no person found"}],
                "skipped_images": [{"path": train[1], "reason": "corrupt"}]}
     record = training_record(data, metrics=metrics)
+    kept = manifest[manifest["path"].isin(train[2:])]
     assert record["splits"]["train"]["used"] == len(train) - 2
     assert record["splits"]["train"]["photos"] == len(train)
-    assert describe_words(record, "train").startswith(f"synthetic pictures (posture.synth): {len(train) - 2} pictures")
+    assert record["splits"]["train"]["used_subjects"] == kept["subject"].nunique()
+    people = kept["subject"].nunique()
+    assert describe_words(record, "train") == (f"synthetic pictures (posture.synth): {len(kept)} pictures of "
+                                               f"{people} generated {'person' if people == 1 else 'people'}")
 
 
 @needs_real
