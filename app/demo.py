@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 DEMO_COMMAND = ("python -m posture.synth data/raw-sample --n 500 --seed 0 && "
                 "python -m posture.ingest data/raw-sample --out data/sample && "
-                "python -m posture.finetune --data data/sample --out models/sample")
+                "python -m posture.finetune --data data/sample --out models/sample && "
+                "python -m posture.calibrate --run models/sample --data data/sample")
 
 #: Why these reasons, in the user's words.
 _FRIENDLY = {
