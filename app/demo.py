@@ -35,21 +35,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.card import model_card
 from app.janitor import CacheJanitor, KeepFor, sweep_period
 from app.limits import DEFAULT_MAX_FILE_SIZE, BodySizeLimit, parse_size
 from app.uploads import UploadError, read_upload
-from posture.checkpoint import find_latest_run, read_metrics
+from posture.checkpoint import find_latest_run
 from posture.cli import UserError
 from posture.csvcells import write_csv
 from posture.drawing import draw_landmarks
-from posture.fileio import DamagedFileError, read_json
 from posture.predict import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
 DEMO_COMMAND = ("python -m posture.synth data/raw-sample --n 500 --seed 0 && "
                 "python -m posture.ingest data/raw-sample --out data/sample && "
-                "python -m posture.finetune --data data/sample --out models/sample")
+                "python -m posture.finetune --data data/sample --out models/sample && "
+                "python -m posture.calibrate --run models/sample --data data/sample")
 
 @dataclass
 class AppConfig:
@@ -103,57 +104,6 @@ def label_value(pred: Prediction) -> dict[str, Any]:
         return {"label": CANNOT_ASSESS, "confidences": []}
     ranked = sorted(pred.probabilities.items(), key=lambda kv: kv[1], reverse=True)
     return {"label": pred.label, "confidences": [{"label": c, "confidence": p} for c, p in ranked]}
-
-
-def _accuracy(metrics: dict[str, Any], split: str) -> float | None:
-    """``{split}_accuracy`` or ``{split: {accuracy}}`` (finetune's metrics.json), if recorded."""
-    for value in (metrics.get(f"{split}_accuracy"), metrics.get(f"best_{split}_accuracy"),
-                  (metrics.get(split) or {}).get("accuracy") if isinstance(metrics.get(split), dict) else None):
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
-
-
-def _reads(predictor: Predictor) -> str:
-    if predictor.uses_pose and predictor.uses_image:
-        return (f"its CNN on the head-and-shoulders crop, fused with posture geometry "
-                f"({', '.join(predictor.pose_features)}) from BlazePose body landmarks")
-    if predictor.uses_pose:
-        return f"posture geometry ({', '.join(predictor.pose_features)}) from BlazePose body landmarks"
-    pre = predictor.preprocessing
-    return f"the photo at {pre.input_size}px ({pre.resize_mode}{', head-and-shoulders crop' if predictor.crops else ''})"
-
-
-def model_card(predictor: Predictor) -> str:
-    """A short markdown card: what answers, on what, how well, and with which decision rule."""
-    run = predictor.run_dir
-    metrics = read_metrics(run) if run is not None else {}
-    val_acc = _accuracy(metrics, "val")
-    test_acc = _accuracy(metrics, "test")
-    if run is not None and (run / "eval" / "report.json").is_file():  # evaluation's numbers win
-        try:
-            report = read_json(run / "eval" / "report.json")
-        except DamagedFileError as exc:  # a card without a score beats an app that will not start
-            log.warning("%s; the model card leaves its scores out", exc)
-            report = {}
-        accuracy = report.get("accuracy") if isinstance(report, dict) else None
-        test_acc = float(accuracy) if isinstance(accuracy, (int, float)) else test_acc
-    lines = [
-        "### The model",
-        f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** `{predictor.config.get('architecture')}`"
-        f" · **backend:** {predictor.backend_name}",
-        f"- **Classes:** {', '.join(predictor.class_names)} · **reads:** {_reads(predictor)}",
-        f"- **Validation accuracy:** {f'{val_acc:.1%}' if val_acc is not None else 'not recorded'}"
-        + (f" · **test accuracy:** {test_acc:.1%}" if test_acc is not None else ""),
-    ]
-    if predictor.threshold is not None:
-        lines.append(f"- **Decision:** {predictor.positive_class} when its probability ≥ {float(predictor.threshold):.2f}"
-                     f" (temperature {predictor.temperature:.2f})")
-    else:
-        lines.append("- **Decision:** the most probable class (no calibrated threshold stored)")
-    lines.append("\n*A screening aid, not a diagnosis: the craniovertebral angle measured by a clinician is the "
-                 "reference.*")
-    return "\n".join(lines)
 
 
 class Handlers:

@@ -20,8 +20,8 @@ on the assessed photos, with the coverage beside them. The grid (``--configs``):
   head-and-shoulders crop), ``pose`` (posture geometry from BlazePose landmarks), ``fusion``
   (``efficientnet_lite0+pose``); each with a linear and an MLP head;
 * ``default``: ``FinetuneConfig``'s defaults as they are (no option at all), and ``default_evaluated``:
-  the same run after ``posture.evaluate`` fitted its threshold on the fold's validation split, as the
-  README demo does before the app uses a run;
+  the same run after ``posture.calibrate`` fitted its threshold on the fold's validation split, as the
+  README demo does before the app uses a run (the name predates that step, which evaluation used to do);
 * calibrated rows (pose and fusion): ``Predictor.with_reference`` on one upright photo of the test
   session (``--calibration-draws`` seeded draws; that photo is not scored).
 
@@ -74,7 +74,7 @@ class Config:
 
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""
-    evaluate: bool = False  # also run posture.evaluate (threshold fitted on val) before predicting
+    calibrate: bool = False  # also run posture.calibrate (threshold fitted on val) before predicting
 
     @property
     def reads_pose(self) -> bool:
@@ -86,7 +86,8 @@ class Config:
 
 CONFIGS: dict[str, Config] = {
     "default": Config({}, "FinetuneConfig defaults, no option given"),
-    "default_evaluated": Config({}, "the defaults, then posture.evaluate's threshold (fitted on val)", evaluate=True),
+    "default_evaluated": Config({}, "the defaults, then posture.calibrate's threshold (fitted on val)",
+                                calibrate=True),
     "cnn": Config({"model": CNN, **LINEAR}, "EfficientNet-Lite0, whole photo, linear head"),
     "cnn_mlp": Config({"model": CNN, **MLP}, "EfficientNet-Lite0, whole photo, MLP head (the CNN default)"),
     "cnn_crop": Config({"model": CNN, "crop": "pose", **LINEAR}, "EfficientNet-Lite0 on the head-and-shoulders crop"),
@@ -260,7 +261,7 @@ def calibrated_rows(predictor: Any, rows: pd.DataFrame, analyses: list[Any], dra
 
 def run_config(cfg: BenchConfig, name: str, protocol: str, folds: list[tuple[str, np.ndarray]],
                frame: pd.DataFrame, fold_dirs: dict[str, Path], detector: Any) -> dict[str, Any]:
-    from posture.evaluate import EvalConfig, evaluate
+    from posture.calibrate import CalibrateConfig, calibrate
     from posture.finetune import FinetuneConfig, run_finetune
     from posture.predict import Predictor
 
@@ -275,8 +276,8 @@ def run_config(cfg: BenchConfig, name: str, protocol: str, folds: list[tuple[str
         options = {"seed": cfg.seed, **c.overrides}
         run_finetune(FinetuneConfig(data=str(fold_dir), out=str(run), cache_dir=str(cfg.work / "cache"), workers=0,
                                     progress=False, overwrite=True, **options))
-        if c.evaluate:
-            evaluate(EvalConfig(run=run, data=fold_dir, gradcam=False, top_k=0, device="cpu"))
+        if c.calibrate:
+            calibrate(CalibrateConfig(run=run, data=fold_dir, device="cpu"))
         predictor = Predictor.from_run(run, backend="torch", detector=detector)
         rows = frame[test].reset_index(drop=True)
         fold_of[test] = fold_name
@@ -459,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("posture", "posture.features", "posture.landmarks", "posture.finetune", "posture.training.loop",
-                  "posture.evaluate", "posture.data"):
+                  "posture.evaluate", "posture.calibrate", "posture.scoring", "posture.data"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     real = args.real if args.real.is_absolute() else (ROOT / args.real)
     if not (real / MANIFEST_NAME).is_file():

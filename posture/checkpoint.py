@@ -99,8 +99,9 @@ def save_checkpoint(run_dir: str | os.PathLike[str], state_dict: dict[str, torch
 
     ``config`` must hold at least ``architecture`` (a zoo name), ``classes`` (names in index
     order) and ``preprocessing`` (:meth:`posture.transforms.Preprocessing.to_dict`); usually also
-    ``head`` (the head spec), ``training`` (the training config) and, after evaluation,
-    ``calibration`` (``temperature``, ``threshold``, ``positive_class``, ``policy``).
+    ``head`` (the head spec), ``training`` (the training config), ``trained_on`` (what it learnt
+    from, :mod:`posture.provenance`) and, after ``python -m posture.calibrate``, ``calibration``
+    (``temperature``, ``threshold``, ``positive_class``, ``policy``, ``fitted_on``, ``data``).
     ``format_version`` and ``versions`` are filled in here.
     """
     for key in ("architecture", "classes", "preprocessing"):
@@ -156,7 +157,7 @@ def _check_contract(path: Path, config: Any) -> None:
 
 
 def update_config(run_dir: str | os.PathLike[str], **updates: Any) -> dict[str, Any]:
-    """Merge top-level keys into a run's ``config.json`` (evaluation stores calibration this way)."""
+    """Merge top-level keys into a run's ``config.json`` (``posture.calibrate`` stores calibration this way)."""
     config = read_config(run_dir)
     config.update(updates)
     atomic_write_json(Path(run_dir) / CONFIG_NAME, config)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m posture.evaluate --run models/RUN --data data/DS [--split test]
+    python -m posture.evaluate --run models/RUN --data data/DS [--split test] [--calibration keep|none]
     python -m posture.evaluate --compare models/A models/B [--out compare.md]
 
 Why it is shaped like this:
@@ -10,16 +10,23 @@ Why it is shaped like this:
 * Probabilities come only through :class:`posture.predict.Predictor`, so the numbers describe
   exactly what the CLI and the web app will answer (same preprocessing, same temperature, same
   threshold), not a second, subtly different pipeline.
-* Temperature and threshold are fitted on the *validation* split and stored in the run's
-  ``config.json``; the *test* split is then scored with them applied. Fitting them on the test
-  split would flatter the numbers, so the two splits must differ.
+* Evaluation only reads the run. It scores with the calibration the run stores (fitted on the
+  validation split by ``python -m posture.calibrate``) or, with ``--calibration none``, with raw
+  argmax; scoring real photos can never move the run's threshold. It refuses to score the rows a
+  stored calibration was fitted on, which would flatter the numbers.
 * Accuracy alone hides the two failures that matter here: errors that cluster by person (hence
   the per-subject and per-source tables) and a model that is right for the wrong reason (hence
   Grad-CAM on the most confidently wrong images).
+* A score on synthetic pictures says little about photographs, so every report says what the
+  model was trained on (``trained_on``, from the run's ``config.json``) and what was scored
+  (``data_provenance``: synthetic pictures or real photos, sources, photos, people; see
+  :mod:`posture.provenance`). The app's model card headlines the reports in the run's ``eval*/``
+  folders that scored real photos.
 
-Everything lands in ``models/RUN/eval/`` (or ``--out``): ``report.json``, ``predictions.csv``,
-``confusion_matrix.csv|png``, ``roc_curve.png``, ``pr_curve.png``, ``reliability.png``,
-``top_losses.png``, ``by_subject.csv``, ``by_source.csv``.
+Everything lands in ``models/RUN/eval/`` (or ``--out``): ``report.json`` (a
+:class:`posture.metrics.SplitMetrics` of the scored rows plus the context above),
+``predictions.csv``, ``confusion_matrix.csv|png``, ``roc_curve.png``, ``pr_curve.png``,
+``reliability.png``, ``top_losses.png``, ``by_subject.csv``, ``by_source.csv``.
 """
 
 from __future__ import annotations
@@ -29,49 +36,47 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from posture.calibration import POLICY_HELP, ThresholdPolicy, calibration_record, choose_threshold, fit_temperature
-from posture.checkpoint import update_config
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
 from posture.csvcells import read_csv
-from posture.data import CLASSES_NAME, MANIFEST_NAME, image_folder_frame, regroup_validation
 from posture.fileio import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from posture.images import ImageDecodeError, load_rgb_array
-from posture.labels import FORWARD_HEAD
-from posture.metrics import DEFAULT_ECE_BINS, classification_metrics, group_breakdown, reliability_bins, row_rates
+from posture.metrics import (
+    DEFAULT_ECE_BINS,
+    SplitMetrics,
+    classification_metrics,
+    group_breakdown,
+    reliability_bins,
+    row_rates,
+)
 from posture.predict import Predictor, softmax
+from posture.provenance import describe_rows, describe_words
+from posture.scoring import ALL_SPLITS, Scored, load_eval_frame, score_rows, select_split
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_MODES = ("fit", "keep", "none")
-ALL_SPLITS = "all"
+#: ``keep``: the run's stored calibration (none stored: raw argmax); ``none``: raw softmax and argmax.
+CALIBRATION_MODES = ("keep", "none")
 REPORT_NAME = "report.json"
 PREDICTIONS_NAME = "predictions.csv"
+CALIBRATE_HINT = "python -m posture.calibrate --run RUN --data DATA"
 
 
 @dataclass
 class EvalConfig:
-    """One evaluation: which run, on which data, and how to calibrate.
-
-    ``calibration``: ``fit`` (temperature + threshold on ``val_split``, stored in the run's
-    config; falls back to ``keep`` when the data has no such split), ``keep`` (the run's stored
-    calibration, untouched) or ``none`` (raw softmax and argmax).
-    """
+    """One evaluation: which run, on which data, which split, and with or without its calibration."""
 
     run: Path
     data: Path
     split: str = "test"
-    val_split: str = "val"
     out: Path | None = None
-    calibration: str = "fit"
-    threshold_policy: str = "youden"
+    calibration: str = "keep"
     top_k: int = 12
     gradcam: bool = True
     batch_size: int = 32
@@ -79,237 +84,133 @@ class EvalConfig:
     backend: str = "auto"
     ece_bins: int = DEFAULT_ECE_BINS
 
+    def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATION_MODES:
+            raise UserError(f"--calibration {self.calibration}: choose one of {', '.join(CALIBRATION_MODES)} "
+                            f"(fitting one is its own step: {CALIBRATE_HINT})")
+        if self.top_k < 0 or self.batch_size < 1 or self.ece_bins < 1:
+            raise UserError("--top-k must be >= 0, --batch-size and --ece-bins >= 1")
+
     @property
     def out_dir(self) -> Path:
         return Path(self.out) if self.out is not None else Path(self.run) / "eval"
 
 
-@dataclass
-class Scored:
-    """The rows that were assessed, their raw logits, the ones that did not decode, and (pose-based
-    runs) the ones that could not be assessed, each with its reason."""
-
-    frame: pd.DataFrame
-    logits: np.ndarray
-    y: np.ndarray
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    not_assessed: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def coverage(self) -> float | None:
-        """Share of the readable photos that were assessed."""
-        total = len(self.y) + len(self.not_assessed)
-        return len(self.y) / total if total else None
-
-
-# ----------------------------------------------------------------------------------------- data
-
-
-def load_eval_frame(data: str | os.PathLike[str], class_names: Sequence[str]) -> tuple[pd.DataFrame, bool]:
-    """The dataset's rows and whether it has splits; refuses data whose classes differ from the run's.
-
-    An ingested folder has ``manifest.csv`` (with a ``split`` column); a plain class-per-folder
-    tree, or a manifest without ``split``, counts as one split: every row is evaluated.
-    """
-    root = Path(data)
-    if not root.is_dir():
-        raise UserError(f"--data {data}: no such dataset folder")
-    manifest = root / MANIFEST_NAME
-    if manifest.is_file():
-        frame = read_csv(manifest, dtype={"path": str, "label": str, "split": str, "subject": str,
-                                             "source": str})
-        missing = [c for c in ("path", "label") if c not in frame.columns]
-        if missing:
-            raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}")
-    else:
-        # image_folder_frame labels every row "test" and uses the class folder as subject; here the
-        # tree is simply "all rows", and the folder name is the class, not a person.
-        frame = image_folder_frame(root).drop(columns=["split"], errors="ignore").assign(subject=None)
-    has_splits = "split" in frame.columns and frame["split"].notna().any()
-    declared = set(read_json(root / CLASSES_NAME)) if (root / CLASSES_NAME).is_file() else None
-    labels = set(frame["label"].dropna())
-    wanted = set(class_names)
-    if (declared is not None and declared != wanted) or not labels <= wanted:
-        theirs = sorted(declared if declared is not None else labels)
-        raise UserError(f"{data}: its classes {theirs} differ from the run's {list(class_names)}; "
-                        "evaluate on data labelled with the run's classes")
-    return frame.reset_index(drop=True), bool(has_splits)
-
-
-def select_split(frame: pd.DataFrame, has_splits: bool, split: str) -> pd.DataFrame:
-    """Rows of ``split`` (all rows for ``all`` or when the data has no splits); empty is a user error."""
-    if not has_splits or split == ALL_SPLITS:
-        return frame
-    rows = frame[frame["split"] == split]
-    if rows.empty:
-        present = ", ".join(sorted(frame["split"].dropna().unique()))
-        raise UserError(f"no rows in split {split!r} (the data has: {present}); choose one with --split")
-    return rows.reset_index(drop=True)
-
-
-def score_rows(predictor: Predictor, root: Path, frame: pd.DataFrame, batch_size: int = 32,
-               desc: str = "scoring") -> Scored:
-    """Raw logits for every row through the Predictor; undecodable files and photos a pose-based run
-    cannot assess are left out and listed."""
-    kept, logits, skipped, not_assessed = [], [], [], []
-    chunk = max(1, batch_size)
-    for start in tqdm(range(0, len(frame), chunk), desc=desc, unit="batch", disable=None, leave=False):
-        analyses, rows = [], []
-        for i in range(start, min(start + chunk, len(frame))):
-            rel = frame.at[i, "path"]
-            try:
-                analysis = predictor.analyse(load_rgb_array(root / rel))
-            except ImageDecodeError as exc:
-                skipped.append({"path": rel, "reason": exc.reason, "detail": exc.detail})
-                continue
-            except OSError as exc:
-                skipped.append({"path": rel, "reason": "unreadable", "detail": str(exc)})
-                continue
-            if analysis.reason is not None:
-                not_assessed.append({"path": rel, "label": frame.at[i, "label"], "reason": analysis.reason})
-                continue
-            analyses.append(analysis)
-            rows.append(i)
-        if analyses:
-            logits.append(predictor.logits_of(analyses, batch_size=batch_size))
-            kept.extend(rows)
-    for item in skipped:
-        log.warning("skipped %s: %s (%s)", item["path"], item["reason"], item["detail"])
-    if not_assessed:
-        log.warning("%d photo(s) could not be assessed (%s, ...); see report.json 'not_assessed'", len(not_assessed),
-                    not_assessed[0]["reason"])
-    out = frame.iloc[kept].reset_index(drop=True)
-    y = np.array([predictor.class_names.index(lbl) for lbl in out["label"]], dtype=int)
-    stacked = np.concatenate(logits) if logits else np.zeros((0, len(predictor.class_names)), np.float32)
-    return Scored(out, stacked, y, skipped, not_assessed)
-
-
 # ----------------------------------------------------------------------------------- calibration
 
 
-def default_positive_class(predictor: Predictor) -> str:
-    """The stored positive class, else forward_head when the run has it, else class 0."""
-    stored = (predictor.config.get("calibration") or {}).get("positive_class")
-    if stored in predictor.class_names:
-        return str(stored)
-    return FORWARD_HEAD if FORWARD_HEAD in predictor.class_names else predictor.class_names[0]
+def refuse_fitted_rows(predictor: Predictor, cfg: EvalConfig, has_splits: bool) -> None:
+    """A user error when the stored calibration was fitted on rows this evaluation would score."""
+    record = predictor.config.get("calibration") or {}
+    if cfg.calibration != "keep" or not record.get("data") or not record.get("fitted_on"):
+        return
+    same_data = Path(record["data"]).resolve() == Path(cfg.data).resolve()
+    if same_data and (not has_splits or cfg.split in (ALL_SPLITS, record["fitted_on"])):
+        raise UserError(f"the run's calibration was fitted on split {record['fitted_on']!r} of {cfg.data}, which "
+                        f"--split {cfg.split} includes: scoring those rows flatters the numbers; pick another split "
+                        "or add --calibration none")
 
 
-def calibrate(predictor: Predictor, cfg: EvalConfig, frame: pd.DataFrame, has_splits: bool) -> dict[str, Any]:
-    """Set the predictor's temperature and threshold per ``cfg.calibration``; returns what applies.
-
-    With ``fit`` the result is also written to the run's ``config.json`` so that prediction and
-    the app use it.
-    """
-    positive = default_positive_class(predictor)
-    mode = cfg.calibration
-    group = str((predictor.config.get("training") or {}).get("val_group") or "none")
-    if has_splits and group != "none" and cfg.val_split == "val":  # the validation photos the run itself used
-        frame = regroup_validation(frame, group, seed=int((predictor.config.get("training") or {}).get("seed", 0)))
-    val = frame[frame["split"] == cfg.val_split].reset_index(drop=True) if has_splits else frame.iloc[0:0]
-    if mode == "fit" and val.empty:
-        log.warning("no %r split in %s to fit calibration on; keeping the run's stored calibration",
-                    cfg.val_split, cfg.data)
-        mode = "keep"
-    if mode == "none":
-        predictor.temperature, predictor.threshold, predictor.positive_class = 1.0, None, positive
-        return {"mode": "none", "temperature": 1.0, "threshold": None, "positive_class": positive}
-    if mode == "keep":
-        stored = dict(predictor.config.get("calibration") or {})
-        predictor.positive_class = stored.get("positive_class", positive)
-        return {"mode": "keep", "temperature": predictor.temperature, "threshold": predictor.threshold,
-                "positive_class": predictor.positive_class,
-                **{k: v for k, v in stored.items() if k not in ("temperature", "threshold", "positive_class")}}
-    policy = ThresholdPolicy.parse(cfg.threshold_policy)
-    scored = score_rows(predictor, Path(cfg.data), val, cfg.batch_size, desc=f"scoring {cfg.val_split}")
-    temperature = fit_temperature(scored.logits, scored.y)
-    threshold = None
-    if len(predictor.class_names) == 2:
-        pos = predictor.class_names.index(positive)
-        threshold = choose_threshold(scored.y == pos, softmax(scored.logits, temperature)[:, pos], policy)
-    elif policy.kind != "none":
-        log.warning("threshold policies apply to two-class runs only; using argmax")
-    record = calibration_record(temperature, threshold, positive, policy, cfg.val_split, len(scored.y))
-    config = update_config(cfg.run, calibration=record)
-    predictor.config = config
-    predictor.temperature, predictor.threshold, predictor.positive_class = temperature, threshold, positive
-    log.info("calibration on %s (n=%d): temperature %.3f, threshold %s (%s); stored in %s",
-             cfg.val_split, len(scored.y), temperature, "none" if threshold is None else f"{threshold:.4f}",
-             policy, Path(cfg.run) / "config.json")
-    return {"mode": "fit", **record}
+def applied_calibration(predictor: Predictor, mode: str) -> tuple[Predictor, dict[str, Any]]:
+    """The predictor to score with and the ``calibration`` entry of the report describing it."""
+    stored = dict(predictor.config.get("calibration") or {})
+    if mode == "none" or not stored:
+        plain = predictor.with_calibration(None)
+        return plain, {"mode": mode, "stored": bool(stored), "temperature": 1.0, "threshold": None,
+                       "positive_class": plain.positive_class}
+    return predictor, {**stored, "mode": "keep", "stored": True, "temperature": predictor.temperature,
+                       "threshold": predictor.threshold, "positive_class": predictor.positive_class}
 
 
 # ------------------------------------------------------------------------------------ evaluation
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Run the whole evaluation and write every file; returns the report (also ``report.json``)."""
-    from posture import plots
-    from posture.device import resolve_device
-
-    if cfg.calibration not in CALIBRATION_MODES:
-        raise UserError(f"--calibration {cfg.calibration}: choose one of {', '.join(CALIBRATION_MODES)}")
-    ThresholdPolicy.parse(cfg.threshold_policy)  # fail before any work
-    if cfg.calibration == "fit" and cfg.split == ALL_SPLITS:
-        raise UserError(f"--split {ALL_SPLITS} includes the validation rows that calibration would be fitted "
-                        "on; add --calibration keep (the run's stored calibration) or --calibration none")
-    if cfg.calibration == "fit" and cfg.split == cfg.val_split:
-        raise UserError(f"--split and --val-split are both {cfg.split!r}: calibration fitted on the evaluated "
-                        "rows flatters the numbers; pick another split or --calibration keep")
-    predictor = Predictor.from_run(cfg.run, backend=cfg.backend, device=resolve_device(cfg.device))
+def score_decisions(predictor: Predictor, scored: Scored, ece_bins: int) -> dict[str, Any]:
+    """Calibrated probabilities, decisions and metrics of the scored rows, and the uncalibrated metrics."""
     names = predictor.class_names
-    frame, has_splits = load_eval_frame(cfg.data, names)
-    rows = select_split(frame, has_splits, cfg.split)
-    applied = calibrate(predictor, cfg, frame, has_splits)
-    scored = score_rows(predictor, Path(cfg.data), rows, cfg.batch_size, desc=f"scoring {cfg.split}")
-    if len(scored.y) == 0:
-        what = "read" if not scored.not_assessed else "assessed (no person, or head and shoulders not visible)"
-        raise UserError(f"none of the {len(rows)} images in {cfg.data} could be {what}")
-
     pos = names.index(predictor.positive_class)
     proba = softmax(scored.logits, predictor.temperature)
     decided = np.array([names.index(predictor.decide(row)[0]) for row in proba], dtype=int)
     raw = softmax(scored.logits, 1.0)
-    metrics = classification_metrics(scored.y, decided, proba, names, pos, cfg.ece_bins)
-    uncalibrated = classification_metrics(scored.y, raw.argmax(axis=1), raw, names, pos, cfg.ece_bins)
+    return {"proba": proba, "decided": decided, "raw": raw,
+            "metrics": classification_metrics(scored.y, decided, proba, names, pos, ece_bins),
+            "uncalibrated": classification_metrics(scored.y, raw.argmax(axis=1), raw, names, pos, ece_bins)}
 
-    out = cfg.out_dir
+
+def write_outputs(cfg: EvalConfig, predictor: Predictor, scored: Scored, result: dict[str, Any],
+                  has_splits: bool) -> dict[str, pd.DataFrame]:
+    """Every file but ``report.json``; returns the tables the report repeats."""
+    from posture import plots
+
+    names, out, proba = predictor.class_names, cfg.out_dir, result["proba"]
+    pos = names.index(predictor.positive_class)
     out.mkdir(parents=True, exist_ok=True)
-    predictions = predictions_frame(scored, names, proba, decided, has_splits)
+    predictions = predictions_frame(scored, names, proba, result["decided"], has_splits)
     atomic_write_csv(out / PREDICTIONS_NAME, predictions)
-    counts = np.asarray(metrics["confusion_matrix"])
+    counts = np.asarray(result["metrics"]["confusion_matrix"])
     atomic_write_csv(out / "confusion_matrix.csv", confusion_frame(counts, names))
     plots.plot_confusion_matrix(counts, names, out / "confusion_matrix.png",
                                 title=f"{Path(cfg.run).name} on {Path(cfg.data).name} [{cfg.split}]")
     plots.plot_roc(scored.y, proba, names, out / "roc_curve.png", pos, predictor.threshold)
     plots.plot_precision_recall(scored.y, proba, names, out / "pr_curve.png", pos)
-    tables = {"uncalibrated": reliability_bins(scored.y, raw, cfg.ece_bins)}
-    eces = {"uncalibrated": uncalibrated["ece"]}
+    tables = {"uncalibrated": reliability_bins(scored.y, result["raw"], cfg.ece_bins)}
+    eces = {"uncalibrated": result["uncalibrated"]["ece"]}
     if predictor.temperature != 1.0:
         tables[f"T={predictor.temperature:.2f}"] = reliability_bins(scored.y, proba, cfg.ece_bins)
-        eces[f"T={predictor.temperature:.2f}"] = metrics["ece"]
+        eces[f"T={predictor.temperature:.2f}"] = result["metrics"]["ece"]
     plots.plot_reliability(tables, out / "reliability.png", eces)
-    by_subject = group_breakdown(predictions, "subject")
-    by_source = group_breakdown(predictions, "source")
-    atomic_write_csv(out / "by_subject.csv", by_subject)
-    atomic_write_csv(out / "by_source.csv", by_source)
+    groups = {key: group_breakdown(predictions, key) for key in ("subject", "source")}
+    for key, table in groups.items():
+        atomic_write_csv(out / f"by_{key}.csv", table)
     top = top_losses(predictions, cfg.top_k)
     plots.plot_gallery(gallery_items(predictor, Path(cfg.data), top, cfg.gradcam), out / "top_losses.png",
                        title=("most confidently wrong" if (top["label"] != top["predicted"]).any()
                               else "highest-loss images (none wrong)") + _gallery_note(predictor, cfg.gradcam))
-    report = {
+    return {**groups, "top": top}
+
+
+def build_report(cfg: EvalConfig, predictor: Predictor, rows: pd.DataFrame, scored: Scored,
+                 result: dict[str, Any], tables: dict[str, pd.DataFrame], applied: dict[str, Any],
+                 has_splits: bool) -> dict[str, Any]:
+    """``report.json``: the scored rows' :class:`~posture.metrics.SplitMetrics` and their context."""
+    metrics: SplitMetrics = result["metrics"]
+    return {
         "run": str(cfg.run), "architecture": predictor.config.get("architecture"), "backend": predictor.backend_name,
-        "data": str(cfg.data),
-        "split": cfg.split if has_splits and cfg.split != ALL_SPLITS else "(all rows)", "classes": names,
-        "positive_class": predictor.positive_class, "n": int(len(scored.y)), "n_skipped": len(scored.skipped),
-        "skipped": scored.skipped, "coverage": scored.coverage, "n_not_assessed": len(scored.not_assessed),
-        "not_assessed": scored.not_assessed, "calibration": applied, **metrics, "uncalibrated": uncalibrated,
-        "by_subject": by_subject.to_dict(orient="records"), "by_source": by_source.to_dict(orient="records"),
-        "top_losses": top[["path", "label", "predicted", "confidence", "loss"]].to_dict(orient="records"),
+        "data": str(cfg.data), "split": cfg.split if has_splits and cfg.split != ALL_SPLITS else "(all rows)",
+        "trained_on": predictor.config.get("trained_on"),
+        "data_provenance": describe_rows(rows, Path(cfg.data).resolve().name),
+        "classes": predictor.class_names, "positive_class": predictor.positive_class,
+        "n_skipped": len(scored.skipped), "skipped": scored.skipped, "coverage": scored.coverage,
+        "n_not_assessed": len(scored.not_assessed), "not_assessed": scored.not_assessed, "calibration": applied,
+        **metrics, "uncalibrated": result["uncalibrated"],
+        "by_subject": tables["subject"].to_dict(orient="records"),
+        "by_source": tables["source"].to_dict(orient="records"),
+        "top_losses": tables["top"][["path", "label", "predicted", "confidence", "loss"]].to_dict(orient="records"),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_json(out / REPORT_NAME, report)
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Score the run on the data and write every file; returns the report (also ``report.json``).
+
+    Reads the run only: nothing in its folder but ``cfg.out_dir`` is written.
+    """
+    from posture.device import resolve_device
+
+    predictor = Predictor.from_run(cfg.run, backend=cfg.backend, device=resolve_device(cfg.device))
+    frame, has_splits = load_eval_frame(cfg.data, predictor.class_names)
+    rows = select_split(frame, has_splits, cfg.split)
+    refuse_fitted_rows(predictor, cfg, has_splits)
+    predictor, applied = applied_calibration(predictor, cfg.calibration)
+    scored = score_rows(predictor, Path(cfg.data), rows, cfg.batch_size, desc=f"scoring {cfg.split}")
+    if len(scored.y) == 0:
+        what = "read" if not scored.not_assessed else "assessed (no person, or head and shoulders not visible)"
+        raise UserError(f"none of the {len(rows)} images in {cfg.data} could be {what}")
+    result = score_decisions(predictor, scored, cfg.ece_bins)
+    tables = write_outputs(cfg, predictor, scored, result, has_splits)
+    report = build_report(cfg, predictor, rows, scored, result, tables, applied, has_splits)
+    atomic_write_json(cfg.out_dir / REPORT_NAME, report)
     return report
 
 
@@ -388,20 +289,29 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def format_summary(report: dict[str, Any]) -> str:
-    """The table printed after an evaluation: the headline numbers, per class, confusion, worst groups."""
+def _calibration_line(report: dict[str, Any]) -> str:
     cal = report["calibration"]
-    unc = report["uncalibrated"]
     threshold = cal.get("threshold")
+    if cal["mode"] == "none" or not cal.get("stored"):
+        why = "--calibration none" if cal["mode"] == "none" else f"the run stores none; fit one: {CALIBRATE_HINT}"
+        return f"calibration: none ({why}): temperature 1, argmax"
+    return (f"calibration (the run's stored one): temperature {cal['temperature']:.3f}, threshold "
+            f"{'argmax' if threshold is None else f'{threshold:.3f}'} for {report['positive_class']}"
+            + (f" ({cal.get('policy')}, fitted on {cal.get('fitted_on')} n={cal.get('n')})" if cal.get("policy") else ""))
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """The table printed after an evaluation: what was scored, the headline numbers, per class,
+    confusion, worst groups."""
+    unc = report["uncalibrated"]
     lines = [f"{report['run']} ({report['architecture']}, {report.get('backend', 'torch')}) on {report['data']} "
              f"[{report['split']}]: "
              f"{report['n']} images" + (f", {report['n_skipped']} unreadable (skipped)" if report["n_skipped"] else "")
              + (f"; coverage {report['coverage']:.1%}: {report['n_not_assessed']} photo(s) could not be assessed, "
                 "the scores below are on the assessed ones" if report.get("n_not_assessed") else ""),
-             f"calibration ({cal['mode']}): temperature {cal['temperature']:.3f}, threshold "
-             f"{'argmax' if threshold is None else f'{threshold:.3f}'} for {report['positive_class']}"
-             + (f" ({cal.get('policy')}, fitted on {cal.get('fitted_on')} n={cal.get('n')})" if cal.get("policy") else ""),
-             "", f"{'metric':<20}{'calibrated':>12}{'uncalibrated':>14}"]
+             f"trained on: {describe_words(report.get('trained_on'), 'train')}",
+             f"scored on: {describe_words(report.get('data_provenance'))}",
+             _calibration_line(report), "", f"{'metric':<20}{'calibrated':>12}{'uncalibrated':>14}"]
     for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                        ("roc_auc", "ROC AUC"), ("average_precision", "average precision"),
                        ("log_loss", "log loss"), ("ece", f"ECE ({report['ece_bins']} bins)")):
@@ -454,12 +364,16 @@ def _latency_images(report: dict[str, Any], run: Path, n: int) -> list[Any]:
     return images
 
 
+def _kind(record: dict[str, Any] | None) -> str:
+    return str((record or {}).get("kind", "not recorded"))
+
+
 def compare_runs(runs: Sequence[str | os.PathLike[str]], n_images: int = 8, repeats: int = 3,
                  device: str = "cpu", backend: str = "auto") -> str:
     """A markdown table of evaluated runs side by side (each needs ``eval/report.json``)."""
-    header = ["run", "model", "data", "n", "accuracy", "balanced acc.", "ROC AUC", "ECE", "params (M)",
-              "latency (ms/img)", "backend"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 4) + "---|"]
+    header = ["run", "model", "trained on", "data", "scored", "n", "accuracy", "balanced acc.", "ROC AUC", "ECE",
+              "params (M)", "latency (ms/img)", "backend"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 5 + "---:|" * (len(header) - 6) + "---|"]
     for run in map(Path, runs):
         path = run / "eval" / REPORT_NAME
         if not path.is_file():
@@ -470,7 +384,8 @@ def compare_runs(runs: Sequence[str | os.PathLike[str]], n_images: int = 8, repe
         params = sum(p.numel() for p in predictor.model.parameters()) / 1e6 if predictor.model is not None else None
         latency = measure_latency(predictor, _latency_images(report, run, n_images), repeats)
         data = f"{Path(report['data']).name} [{report['split']}]"
-        cells = [run.name, str(report.get("architecture")), data, str(report["n"]), _fmt(report["accuracy"]),
+        cells = [run.name, str(report.get("architecture")), _kind(predictor.config.get("trained_on")), data,
+                 _kind(report.get("data_provenance")), str(report["n"]), _fmt(report["accuracy"]),
                  _fmt(report["balanced_accuracy"]), _fmt(report["roc_auc"]), _fmt(report["ece"]),
                  _fmt(params, 2), _fmt(latency, 1), predictor.backend_name]
         lines.append("| " + " | ".join(cells) + " |")
@@ -478,7 +393,7 @@ def compare_runs(runs: Sequence[str | os.PathLike[str]], n_images: int = 8, repe
     lines.append(f"Latency: median of single-image `Predictor.predict` calls on {device} over up to "
                  f"{n_images} evaluated images x {repeats} repeats, after one warm-up call; load average "
                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (busy machines inflate it; compare rows, "
-                 "not machines).")
+                 "not machines). 'trained on' and 'scored': synthetic pictures or real photos (posture.provenance).")
     return "\n".join(lines) + "\n"
 
 
@@ -490,26 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m posture.evaluate",
         description="Evaluate a trained run on a dataset: confusion matrix, metrics (accuracy, balanced "
                     "accuracy, per-class P/R/F1, ROC AUC, AP, log loss, ECE), ROC/PR curves, reliability "
-                    "diagram, top losses with Grad-CAM, per-subject/per-source accuracy. Temperature and "
-                    "decision threshold are fitted on the validation split and stored in the run's "
-                    "config.json. Or compare evaluated runs side by side with --compare.",
-        epilog="examples:\n  python -m posture.evaluate --run models/sample --data data/sample\n"
-               "  python -m posture.evaluate --run models/sample --data ../photos_by_class --calibration keep\n"
+                    "diagram, top losses with Grad-CAM, per-subject/per-source accuracy, and what the run was "
+                    "trained on and the data is (synthetic pictures or real photos). Only reads the run: it "
+                    "scores with the run's stored calibration (fit one first with python -m posture.calibrate). "
+                    "Or compare evaluated runs side by side with --compare.",
+        epilog="examples:\n  python -m posture.calibrate --run models/sample --data data/sample\n"
+               "  python -m posture.evaluate --run models/sample --data data/sample\n"
+               "  python -m posture.evaluate --run models/sample --data ../shared/data/real --out models/sample/eval_real\n"
                "  python -m posture.evaluate --compare models/a models/b --out compare.md",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="trained run folder (models/RUN)")
     parser.add_argument("--data", type=Path, help="ingested dataset folder (manifest.csv) or a class-per-folder "
                                                   "tree (all its images are evaluated)")
     parser.add_argument("--split", default="test",
-                        help=f"split to evaluate (default: test); '{ALL_SPLITS}' evaluates every row (needs "
-                             "--calibration keep or none)")
-    parser.add_argument("--val-split", default="val", help="split to fit temperature/threshold on (default: val)")
-    parser.add_argument("--calibration", choices=CALIBRATION_MODES, default="fit",
-                        help="fit: fit on --val-split and store in the run (default; keeps the stored one when "
-                             "there is no such split); keep: use the run's stored calibration; none: raw argmax")
-    parser.add_argument("--threshold-policy", default="youden", metavar="POLICY",
-                        help=f"how the forward_head threshold is chosen on the validation split: {POLICY_HELP} "
-                             "(default: youden)")
+                        help=f"split to evaluate (default: test); '{ALL_SPLITS}' evaluates every row. Rows the "
+                             "stored calibration was fitted on are refused (use --calibration none for them)")
+    parser.add_argument("--calibration", choices=CALIBRATION_MODES, default="keep",
+                        help="keep: the run's stored temperature and threshold (default; raw argmax when it stores "
+                             f"none); none: raw softmax and argmax. Fitting them is its own step: {CALIBRATE_HINT}")
     parser.add_argument("--top-k", type=int, default=12, help="images in the top-losses gallery (default: 12)")
     parser.add_argument("--no-gradcam", action="store_true", help="top-losses gallery without Grad-CAM overlays")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -519,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "else torch), torch or onnx (default: auto)")
     parser.add_argument("--ece-bins", type=int, default=DEFAULT_ECE_BINS,
                         help=f"equal-width confidence bins for ECE (default: {DEFAULT_ECE_BINS})")
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN/eval); with --compare, the "
-                                                 "markdown file to write (default: print only)")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN/eval; the model card reads every "
+                                                 "RUN/eval*/ folder); with --compare, the markdown file to write "
+                                                 "(default: print only)")
     parser.add_argument("--compare", nargs="+", metavar="RUN", help="compare evaluated runs in one markdown table")
     parser.add_argument("--latency-images", type=int, default=8, help="images timed per run with --compare")
     add_logging_flags(parser)
@@ -542,11 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.run is None or args.data is None:
         raise UserError("give --run RUN and --data DATA (or --compare RUN [RUN ...])")
-    if args.top_k < 0 or args.batch_size < 1 or args.ece_bins < 1:
-        raise UserError("--top-k must be >= 0, --batch-size and --ece-bins >= 1")
-    cfg = EvalConfig(run=args.run, data=args.data, split=args.split, val_split=args.val_split, out=args.out,
-                     calibration=args.calibration, threshold_policy=args.threshold_policy, top_k=args.top_k,
-                     gradcam=not args.no_gradcam, batch_size=args.batch_size, device=args.device,
+    cfg = EvalConfig(run=args.run, data=args.data, split=args.split, out=args.out, calibration=args.calibration,
+                     top_k=args.top_k, gradcam=not args.no_gradcam, batch_size=args.batch_size, device=args.device,
                      backend=args.backend, ece_bins=args.ece_bins)
     report = evaluate(cfg)
     print(format_summary(report))

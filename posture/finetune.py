@@ -46,9 +46,11 @@ from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extra
 from posture.training import distributed, resume
 from posture.labels import CLASS_NAMES
 from posture.pose import INSTALL_HINT
+from posture.metrics import logit_metrics
+from posture.provenance import training_record
 from posture.training.loop import (EarlyStopping, EpochHook, HeadPhase, ImagePhase, OptimSpec, Phase, PhaseRun,
-                                   PhaseSpec, classification_metrics, copy_state, group_class_weights,
-                                   predict_images, run_phase, torch_threads)
+                                   PhaseSpec, copy_state, group_class_weights, predict_images, run_phase,
+                                   torch_threads)
 from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
 from posture.transforms import CROP_MODES, build_eval_transform
 
@@ -576,8 +578,8 @@ def _final_metrics(cfg: FinetuneConfig, model: Any, root: Path, data: Prepared, 
         "classes": classes,
         "best_epoch": stopper.best_epoch, "best_phase": stopper.best_phase,
         "epochs_run": len(history), "stopped_early": stopper.should_stop,
-        "val": classification_metrics(logits["val"], data.targets["val"], len(classes)),
-        "test": (classification_metrics(logits["test"], data.targets["test"], len(classes))
+        "val": logit_metrics(logits["val"], data.targets["val"], classes),
+        "test": (logit_metrics(logits["test"], data.targets["test"], classes)
                  if logits["test"] is not None and len(data.targets["test"]) else None),
         "skipped_images": data.skipped,
         "not_assessed": data.not_assessed,
@@ -633,6 +635,7 @@ def _finish(cfg: FinetuneConfig, model: torch.nn.Module, classes: list[str], fin
     metrics["timing"] = {k: round(v, 3) for k, v in timing.items()}
     if dist_info.is_main:
         config = run_config(cfg, model, classes, fingerprint, upright, dist_info.world_size)
+        config["trained_on"] = training_record(cfg.data, cfg.val_group, cfg.seed, metrics)  # posture.provenance
         frame = history_frame(history)
         with staged_folder(cfg.out) as staging:
             save_checkpoint(staging, model.state_dict(), config, metrics=metrics, history=frame)

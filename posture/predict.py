@@ -248,10 +248,18 @@ class Predictor:
         self.crops = self.uses_image and self.preprocessing.crop == "pose"
         self._detector: Any = detector
         self._transform = build_eval_transform(self.preprocessing, crop=False)
-        calibration = config.get("calibration") or {}
-        self.temperature = float(calibration.get("temperature", 1.0))
-        self.threshold: float | None = calibration.get("threshold")
-        self.positive_class: str = calibration.get("positive_class", self.class_names[0])
+        self.temperature, self.threshold, self.positive_class = self._calibration(config.get("calibration"))
+
+    def _calibration(self, record: dict[str, Any] | None) -> tuple[float, float | None, str]:
+        """(temperature, threshold, positive class) of a ``calibration`` record; none: raw argmax."""
+        from posture.metrics import positive_index
+
+        record = record or {}
+        threshold = record.get("threshold")
+        positive = record.get("positive_class")
+        if positive not in self.class_names:
+            positive = self.class_names[positive_index(self.class_names)]
+        return float(record.get("temperature", 1.0)), None if threshold is None else float(threshold), str(positive)
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], backend: str = "auto",
@@ -471,6 +479,18 @@ class Predictor:
             raise UserError("no person could be measured in the upright photo(s); use a photo that shows the face "
                             "and both shoulders")
         return self.with_reference_geometry(np.mean(measured, axis=0))
+
+    def with_calibration(self, record: dict[str, Any] | None) -> Predictor:
+        """A copy that answers with this ``calibration`` record (temperature, threshold, positive
+        class; ``None``: raw softmax and argmax); this predictor and its run are left as they are.
+
+        Why a copy: the same predictor may serve others (the app's visitors, a benchmark's folds);
+        a step that fits a calibration hands its result on instead of changing what they answer.
+        """
+        clone = copy.copy(self)
+        clone.config = {**self.config, "calibration": dict(record) if record is not None else None}
+        clone.temperature, clone.threshold, clone.positive_class = self._calibration(record)
+        return clone
 
     def with_reference_geometry(self, reference: Sequence[float] | np.ndarray | None) -> Predictor:
         """A copy whose session reference is this raw geometry vector (``None``: uncalibrated).

@@ -37,7 +37,22 @@ def make_run(run_dir: Path, arch: str = "efficientnet_lite0", input_size: int = 
     if calibration is not None:
         config["calibration"] = calibration
     return save_checkpoint(run_dir, model.state_dict(), config,
-                           metrics=metrics if metrics is not None else {"val_accuracy": 0.875})
+                           metrics=metrics if metrics is not None else finetune_metrics(val_correct=7, n=8))
+
+
+def finetune_metrics(val_correct: int, n: int, test_correct: int | None = None) -> dict[str, Any]:
+    """A ``metrics.json`` in finetune's layout (:class:`posture.metrics.SplitMetrics` per split) whose
+    validation (and test) accuracy is ``correct / n``, so card tests can recognise the numbers."""
+    from posture.metrics import classification_metrics
+
+    def split(correct: int) -> Any:
+        y = np.array([i % 2 for i in range(n)])
+        decided = np.where(np.arange(n) < correct, y, 1 - y)
+        proba = np.eye(2)[decided] * 0.8 + 0.1
+        return classification_metrics(y, decided, proba, CLASSES)
+
+    return {"classes": CLASSES, "val": split(val_correct),
+            "test": split(test_correct) if test_correct is not None else None}
 
 
 def photo(seed: int = 0, size: tuple[int, int] = (96, 72)) -> np.ndarray:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from _evaluate_helpers import CLASSES, make_dataset, make_run
+from posture.calibrate import main as calibrate_main
 from posture.cli import run_main
 from posture.evaluate import main
 from posture.predict import Predictor
@@ -31,10 +32,13 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]
 
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = run_main(main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:0.9",
-                               "--top-k", "3", "-q"])
+        assert run_main(calibrate_main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:0.9",
+                                         "-q"]) == 0
+        calibrated = (run / "config.json").read_bytes()
+        code = run_main(main, ["--run", str(run), "--data", str(data), "--top-k", "3", "-q"])
     assert code == 0
-    return {"root": root, "data": data, "run": run, "eval": run / "eval", "stdout": stdout.getvalue()}
+    return {"root": root, "data": data, "run": run, "eval": run / "eval", "stdout": stdout.getvalue(),
+            "config_after_calibrate": calibrated}
 
 
 @pytest.mark.slow
@@ -83,17 +87,35 @@ def test_predictions_csv_columns_and_probabilities(evaluated) -> None:
 
 
 @pytest.mark.slow
-def test_calibration_is_stored_in_the_run_and_used_by_the_predictor(evaluated) -> None:
+def test_calibrate_stores_it_in_the_run_and_evaluate_only_reads_it(evaluated) -> None:
     config = json.loads((evaluated["run"] / "config.json").read_text())
     calibration = config["calibration"]
     assert calibration["policy"] == "recall:0.9" and calibration["fitted_on"] == "val"
     assert calibration["positive_class"] == "forward_head" and calibration["n"] == 12
+    assert calibration["data"] == str(evaluated["data"])
     predictor = Predictor.from_run(evaluated["run"])
     assert predictor.temperature == pytest.approx(calibration["temperature"])
     assert predictor.threshold == pytest.approx(calibration["threshold"])
+    # evaluation changed nothing in the run: config.json is byte for byte what calibrate left
+    assert (evaluated["run"] / "config.json").read_bytes() == evaluated["config_after_calibrate"]
     report = json.loads((evaluated["eval"] / "report.json").read_text())
-    assert report["calibration"]["mode"] == "fit"
+    assert report["calibration"]["mode"] == "keep" and report["calibration"]["stored"] is True
+    assert report["calibration"]["threshold"] == pytest.approx(calibration["threshold"])
     assert {"accuracy", "roc_auc", "ece", "log_loss"} <= set(report["uncalibrated"])
+    assert "calibration (the run's stored one)" in evaluated["stdout"]
+
+
+@pytest.mark.slow
+def test_the_report_is_split_metrics_and_says_what_was_trained_on_and_scored(evaluated) -> None:
+    from posture.metrics import split_metrics_from
+
+    report = json.loads((evaluated["eval"] / "report.json").read_text())
+    assert split_metrics_from(report, "report.json") is report
+    assert report["data_provenance"]["kind"] == "real" and report["data_provenance"]["photos"] == 12
+    assert report["data_provenance"]["dataset"] == "ds" and report["data_provenance"]["subjects"] == 3
+    assert report["trained_on"] is None  # this hand-made run records no training data; the summary says so
+    assert "trained on: not recorded" in evaluated["stdout"]
+    assert "scored on: real photos: 12 photos of 3 people from drop_a, drop_b" in evaluated["stdout"]
 
 
 @pytest.mark.slow
@@ -135,12 +157,43 @@ def test_user_mistakes_exit_2(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", architecture="classic_lenet5", input_size=32)
     assert run_main(main, ["--run", str(run), "--data", str(tmp_path / "missing")]) == 2
     assert run_main(main, ["--run", str(tmp_path / "nope"), "--data", str(data)]) == 2
-    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "val"]) == 2
     assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "holdout"]) == 2
-    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "all"]) == 2  # would include val
-    assert run_main(main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:2"]) == 2
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--top-k", "-1"]) == 2
     assert run_main(main, ["--compare", str(run)]) == 2  # not evaluated yet
+    assert run_main(calibrate_main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:2"]) == 2
+    assert run_main(calibrate_main, ["--run", str(run), "--data", str(data), "--split", "holdout"]) == 2
     assert "calibration" not in json.loads((run / "config.json").read_text())
+    tree = make_dataset(tmp_path / "tree", counts={"x": 1}, manifest=False)
+    assert run_main(calibrate_main, ["--run", str(run), "--data", str(tree)]) == 2  # no validation split
+    assert run_main(calibrate_main, ["--run", str(run), "--data", str(data), "-q"]) == 0
+    # the rows the calibration was fitted on are refused, unless scored without it
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "val"]) == 2
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "all"]) == 2
+    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "val", "--calibration", "none",
+                           "--no-gradcam", "--top-k", "0", "-q"]) == 0
+
+
+def test_with_calibration_is_a_new_predictor(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", architecture="classic_lenet5", input_size=32)
+    plain = Predictor.from_run(run)
+    tuned = plain.with_calibration({"temperature": 2.0, "threshold": 0.7, "positive_class": "normal"})
+    assert (tuned.temperature, tuned.threshold, tuned.positive_class) == (2.0, 0.7, "normal")
+    assert (plain.temperature, plain.threshold, plain.positive_class) == (1.0, None, "forward_head")
+    assert "calibration" not in plain.config and tuned.config["calibration"]["threshold"] == 0.7
+    assert tuned.decide(np.array([0.35, 0.65]))[0] == "forward_head"  # normal needs 0.7
+    assert plain.decide(np.array([0.35, 0.65]))[0] == "normal"
+    back = tuned.with_calibration(None)
+    assert (back.temperature, back.threshold, back.positive_class) == (1.0, None, "forward_head")
+
+
+def test_calibrate_help_names_the_step(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        calibrate_main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "--threshold-policy" in out and "config.json" in out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "posture.calibrate" in capsys.readouterr().out
 
 
 @pytest.mark.slow

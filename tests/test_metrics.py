@@ -141,3 +141,38 @@ def test_calibration_record_round_trips_policy() -> None:
     record = calibration_record(1.5, 0.3, "forward_head", ThresholdPolicy.parse("recall:0.9"), "val", 10)
     assert record == {"temperature": 1.5, "threshold": 0.3, "positive_class": "forward_head",
                       "policy": "recall:0.9", "fitted_on": "val", "n": 10}
+
+
+def test_logit_metrics_are_the_split_metrics_of_softmax_and_argmax(fixed_predictions) -> None:
+    from scipy.special import softmax as scipy_softmax
+
+    from posture.metrics import SplitMetrics, logit_metrics
+
+    y, proba, _ = fixed_predictions
+    logits = np.log(proba)
+    m = logit_metrics(logits, y, NAMES)
+    assert set(m) == set(SplitMetrics.__annotations__)
+    assert m == classification_metrics(y, logits.argmax(1), scipy_softmax(logits, axis=1), NAMES, positive_index=0)
+    empty = logit_metrics(np.zeros((0, 2)), np.zeros(0, int), NAMES)
+    assert empty["n"] == 0 and empty["accuracy"] is None and empty["confusion_matrix"] == [[0, 0], [0, 0]]
+
+
+def test_scores_in_another_layout_are_a_clear_error(fixed_predictions) -> None:
+    from posture.metrics import MetricsFormatError, split_metrics_from
+
+    y, proba, pred = fixed_predictions
+    current = classification_metrics(y, pred, proba, NAMES)
+    assert split_metrics_from(current, "metrics.json 'val'") is current
+    assert split_metrics_from(None, "metrics.json 'test'") is None
+    old = {"n": 4, "loss": 0.3, "accuracy": 0.75, "balanced_accuracy": 0.75, "confusion_matrix": [[1, 1], [0, 2]]}
+    with pytest.raises(MetricsFormatError, match=r"metrics.json 'val' is not in the current scores format "
+                                                 r"\(missing average_precision, ece, .*retrain or re-evaluate"):
+        split_metrics_from(old, "metrics.json 'val'")
+
+
+def test_group_breakdown_has_balanced_accuracy_per_group() -> None:
+    frame = pd.DataFrame({"source": ["a"] * 4 + ["b"] * 2,
+                          "label": ["x", "x", "x", "y", "x", "y"], "predicted": ["x", "x", "x", "x", "y", "y"]})
+    table = group_breakdown(frame, "source").set_index("source")
+    assert table.loc["a", "accuracy"] == pytest.approx(0.75) and table.loc["a", "balanced_accuracy"] == 0.5
+    assert table.loc["b", "balanced_accuracy"] == 0.5

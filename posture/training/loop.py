@@ -25,11 +25,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
@@ -68,16 +68,22 @@ def group_class_weights(targets: torch.Tensor, groups: list[str], num_classes: i
     return w * len(w) / w.sum()
 
 
-def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                           weight: torch.Tensor | None = None) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, confusion matrix (rows = truth) and mean loss."""
+class EpochScores(TypedDict):
+    """What early stopping and ``history.csv`` need after each epoch (the split's full scores, in
+    :class:`posture.metrics.SplitMetrics`, are computed once, for the kept state)."""
+
+    loss: float
+    accuracy: float
+    balanced_accuracy: float
+
+
+def epoch_scores(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> EpochScores:
+    """Mean (class-weighted) loss, accuracy and balanced accuracy of one epoch's validation logits."""
     preds = logits.argmax(1).numpy()
     y = targets.numpy()
     loss = float(F.cross_entropy(logits, targets, weight=weight)) if len(y) else float("nan")
-    return {"n": int(len(y)), "loss": loss,
-            "accuracy": float((preds == y).mean()) if len(y) else float("nan"),
-            "balanced_accuracy": float(balanced_accuracy_score(y, preds)) if len(y) else float("nan"),
-            "confusion_matrix": confusion_matrix(y, preds, labels=list(range(num_classes))).tolist()}
+    return {"loss": loss, "accuracy": float((preds == y).mean()) if len(y) else float("nan"),
+            "balanced_accuracy": float(balanced_accuracy_score(y, preds)) if len(y) else float("nan")}
 
 
 @dataclass
@@ -429,7 +435,7 @@ def run_phase(phase: Phase, run: PhaseRun, stopper: EarlyStopping, best: dict[st
             break
         t0 = time.perf_counter()
         train_loss, train_acc = phase.train_epoch(epoch)
-        val = classification_metrics(phase.predict_val(), phase.val_y, phase.num_classes, phase.weight.cpu())
+        val = epoch_scores(phase.predict_val(), phase.val_y, phase.weight.cpu())
         global_epoch = run.epoch_offset + epoch
         if stopper.update(val["balanced_accuracy"], val["loss"], global_epoch, phase.name):
             best = phase.state()
@@ -473,5 +479,5 @@ def copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 __all__ = ["Phase", "HeadPhase", "ImagePhase", "PhaseSpec", "EarlyStopping", "OptimSpec", "PhaseRun", "EpochHook",
-           "run_phase", "classification_metrics", "class_weights", "group_class_weights", "derive_seed",
+           "run_phase", "EpochScores", "epoch_scores", "class_weights", "group_class_weights", "derive_seed",
            "predict_images", "copy_state", "torch_threads"]
