@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +12,12 @@ from PIL import Image
 
 from _evaluate_helpers import CLASSES, draw, make_run
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def _load_bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_evaluate_real", BENCH / "evaluate_real.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    import bench.evaluate_real
+
+    return bench.evaluate_real
 
 
 def _real_like(root: Path) -> Path:
@@ -55,10 +50,10 @@ def test_subject_bootstrap_resamples_people_not_photos() -> None:
 
 @pytest.mark.slow
 def test_the_bench_scores_each_source_and_leaves_the_evaluation_in_the_run(tmp_path: Path, monkeypatch) -> None:
-    import _common  # bench/_common, on sys.path once the bench module is loaded
+    import bench.common as bench_common
 
+    monkeypatch.setattr(bench_common, "RESULTS", tmp_path / "results")
     bench = _load_bench()
-    monkeypatch.setattr(_common, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
     real = _real_like(tmp_path / "real")
     run = make_run(tmp_path / "run", architecture="classic_lenet5", input_size=32)

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from posture.cli import UserError, run_main
 from posture.cva import craniovertebral_angle, label_from_cva
 from posture.labels import CLASS_NAMES, FORWARD_HEAD
+from posture.pose import pose_available
 from posture.synth import COLUMNS, LABELS_NAME, SynthConfig, generate, plan, render_job
 from posture.synth.cli import main as synth_main
 
@@ -181,3 +182,44 @@ def test_cli_writes_drop_and_reports_user_errors(tmp_path: Path, capsys) -> None
         synth_main(["--help"])
     assert exc.value.code == 0
     assert "craniovertebral" in capsys.readouterr().out
+
+
+needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)")
+
+
+def test_labelled_keypoints_lie_where_the_picture_shows_them() -> None:
+    """C7 on the back of the neck's outline, the tragus on the head, in every rendered picture."""
+    config = _config(Path("unused"), n=24, seed=5, size=(160, 200), view="mixed")
+    for job in plan(config):
+        _, points, mask = render_job(config, job)
+        h, w = mask.shape
+        ex, ey = round(points["ear_x"]), round(points["ear_y"])
+        assert 0 <= ex < w and 0 <= ey < h and mask[ey, ex], (job, points)
+        if job.view == "side":
+            cx, cy = round(points["c7_x"]), round(points["c7_y"])
+            around = mask[max(cy - 3, 0):cy + 4, max(cx - 3, 0):cx + 4]
+            assert around.any() and not around.all(), (job, points)  # figure on one side, background behind
+
+
+@needs_pose
+@pytest.mark.slow
+def test_blazepose_finds_the_labelled_ear_on_side_views() -> None:
+    """Measured, not assumed: BlazePose's ear landmark sits next to the labelled tragus (the ear's
+    centre is a little behind its front edge), and it finds the person in nearly every picture."""
+    from posture.pose import PoseDetector  # MediaPipe loads only when this test runs
+
+    config = _config(Path("unused"), n=24, seed=3, size=(320, 480), view="side")
+    detector = PoseDetector()
+    offsets, found = [], 0
+    for job in plan(config):
+        data, points, _ = render_job(config, job)
+        landmarks = detector.detect(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        if landmarks is None:
+            continue
+        found += 1
+        xy = landmarks[:, :2]
+        face = float(np.linalg.norm((xy[2] + xy[5]) / 2 - (xy[9] + xy[10]) / 2))
+        label = np.array([points["ear_x"], points["ear_y"]])
+        offsets.append(min(float(np.linalg.norm(xy[i] - label)) for i in (7, 8)) / face)
+    assert found >= 0.85 * config.n
+    assert np.median(offsets) < 0.7 and max(offsets) < 1.3, offsets
