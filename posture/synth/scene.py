@@ -212,28 +212,33 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
     )
 
 
-def sample_pose(cva_deg: float, rng: np.random.Generator, setting: str = "desk") -> Pose:
+def sample_pose(cva_deg: float, rng: np.random.Generator, setting: str = "desk", view: str = "side") -> Pose:
     """The rest of the posture around a given CVA.
 
-    A head carried forward comes with a slumped upper back and rounded shoulders (they are
-    associated clinically), and in the photos people take of it (typing, reading a phone) with a
-    head tipped down: up to 28° at the lowest angles, as BlazePose measures on the real photos
-    (``bench/synth_realism.py``: 25° forward head vs 6° upright on the seated side views). So trunk
-    flexion, shoulder protraction and head flexion grow smoothly as the CVA falls, from the angle
-    itself rather than the label, with independent scatter on top; what the person looks at (a
-    screen, a keyboard) adds a few degrees either way. Which side the camera stands on is
-    independent of the posture.
+    The head's own position carries the label: the tragus moves forward of C7 as the CVA falls,
+    and in the photos people take of it (typing, reading a phone) the head also tips down, up to
+    28° at the lowest angles, as BlazePose measures on the real photos (``bench/synth_realism.py``:
+    25° forward head vs 6° upright on the seated side views). The trunk's lean and the shoulders'
+    protraction barely follow the angle: coupled to it (as an earlier version did, 12° of extra
+    lean and 4 cm of rounded shoulders), they moved the shoulders forward with the head, so the
+    nose no longer sat further ahead of the shoulders in forward-head pictures, unlike in the
+    photographs, and a model trained on them misjudged upright webcam users. What the person looks
+    at (a screen, a keyboard; a laptop's screen below its webcam) adds a few degrees either way;
+    which side the camera stands on is independent of the posture.
     """
     slump = min(max((66.0 - cva_deg) / 34.0, 0.0), 1.0)
-    gaze = rng.choice([0.0, 4.0, 10.0], p=[0.45, 0.35, 0.2]) if setting == "desk" else rng.choice([0.0, 8.0])
+    if view == "front":  # in front of a laptop's webcam: looking at its screen, just below the camera
+        gaze = rng.uniform(6.0, 18.0)
+    else:
+        gaze = rng.choice([0.0, 4.0, 10.0], p=[0.45, 0.35, 0.2]) if setting == "desk" else rng.choice([0.0, 8.0])
     lean_base = rng.uniform(2.0, 14.0) if setting == "desk" else rng.uniform(-3.0, 4.0)
     if setting == "desk":
         upper, fore = rng.uniform(15.0, 45.0), rng.uniform(70.0, 100.0)
     else:
         upper, fore = rng.uniform(-4.0, 10.0), rng.uniform(5.0, 35.0)
     return Pose(cva_deg=cva_deg, head_pitch_deg=float(gaze) + 28.0 * slump + rng.normal(0.0, 4.0),
-                trunk_lean_deg=lean_base + 12.0 * slump + rng.normal(0.0, 2.0),
-                protraction=4.0 * slump + rng.uniform(0.0, 1.5), facing=1 if rng.random() < 0.5 else -1,
+                trunk_lean_deg=lean_base + rng.normal(0.0, 2.0),
+                protraction=0.5 * slump + rng.uniform(0.0, 1.5), facing=1 if rng.random() < 0.5 else -1,
                 setting=setting, upper_arm_deg=upper, forearm_deg=fore, head_turn_deg=rng.normal(0.0, 5.0))
 
 
@@ -525,7 +530,7 @@ def sample_lighting(camera: Camera, rng: np.random.Generator) -> tuple[np.ndarra
     toward_cam = -camera.rot[2]
     d = toward_cam + rng.normal(0.0, 0.6, 3) + np.array([0.0, rng.uniform(0.2, 1.0), 0.0])
     d /= np.linalg.norm(d)
-    return d, {"key": rng.uniform(0.5, 0.8), "ambient": rng.uniform(0.2, 0.4), "fill": rng.uniform(0.0, 0.2)}
+    return d, {"key": rng.uniform(0.55, 0.85), "ambient": rng.uniform(0.25, 0.42), "fill": rng.uniform(0.05, 0.2)}
 
 
 def sample_setting(view: str, rng: np.random.Generator) -> str:
@@ -538,7 +543,7 @@ def sample_setting(view: str, rng: np.random.Generator) -> str:
 def build_scene(view: str, cva_deg: float, app: Appearance, width: int, height: int,
                 rng: np.random.Generator) -> Scene:
     """Pose the subject at ``cva_deg`` and frame them from ``view`` ("side", "oblique" or "front")."""
-    pose = sample_pose(cva_deg, rng, sample_setting(view, rng))
+    pose = sample_pose(cva_deg, rng, sample_setting(view, rng), view)
     prims, tragus, c7, sk, head_y = build_figure(app, pose)
     if app.furniture is not None and pose.setting == "desk":
         prims += build_furniture(app.furniture, app.scale, seat_y=sk.seat_y, hands_y=sk.hands_y,
