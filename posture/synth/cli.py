@@ -15,21 +15,22 @@ from posture.synth.drop import DEFAULT_MARGIN_DEG, VIEWS, SynthConfig, generate
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.synth",
-        description="Generate procedural upper-body pictures of forward-head and normal posture, laid out "
+        description="Generate procedural pictures of people with forward-head and normal posture, laid out "
                     "like a labeling team's drop: OUT/forward_head/*.jpg, OUT/normal/*.jpg and OUT/labels.csv "
                     "(filename, label, cva_deg, subject, ear_x, ear_y, c7_x, c7_y, view). The craniovertebral "
                     "angle (CVA) of each picture is sampled and rendered exactly; labels come from a clinical "
                     "threshold with an exclusion band, as studies do. Same seed and options give the same bytes.",
         epilog="ear/c7 are the projected tragus and C7 in image pixels. On side views the 2-D angle between "
-               "them equals cva_deg (within a degree); on front views they are still the projected points, but "
-               "their 2-D angle is not the CVA. Example: python -m posture.synth data/raw-sample --n 500 --seed 0",
+               "them equals cva_deg (within a degree); on oblique and front views they are still the projected "
+               "points, but their 2-D angle is not the CVA. Example: python -m posture.synth data/raw-sample --n 500 --seed 0",
     )
     parser.add_argument("out", type=Path, help="output folder (must be empty or absent unless --overwrite)")
     parser.add_argument("--n", type=int, default=500, help="number of pictures (default: 500)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed and options, same bytes")
     parser.add_argument("--view", choices=VIEWS, default="mixed",
-                        help="side: profile, as clinicians measure CVA; front: a laptop webcam facing the user; "
-                             "mixed: either, per picture (default)")
+                        help="side: profile, as clinicians measure CVA (seated at a desk or standing); oblique: 25-55° "
+                             "off the profile towards the face; front: a laptop webcam facing the user; mixed: "
+                             "45%% side, 15%% oblique, 40%% front, per picture (default)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_CVA_THRESHOLD_DEG,
                         help="label forward_head when CVA < this many degrees (default: %(default)s)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN_DEG,
