@@ -1,7 +1,7 @@
 """Plan a labeling team's drop (subjects, labels, angles, views) and render it to a folder.
 
 Labels come from a clinical threshold with an exclusion band, as studies do: each class draws its
-CVA uniformly from its own side of ``threshold ± margin`` within ``[cva_min, cva_max]``, so few
+CVA uniformly from its own side of ``threshold ± margin`` within ``cva_range``, so few
 pictures sit within a hair of the threshold (``margin=0`` draws over the whole range).
 
 Why the default band is ±6° (no CVA in 44–56°): published forward-head thresholds range from 48°
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from posture.cli import UserError
+from posture.cli import UserError, option
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, label_from_cva
 from posture.fileio import atomic_write_bytes, atomic_write_csv
 from posture.labels import CLASS_NAMES, FORWARD_HEAD
@@ -52,24 +52,47 @@ _PLAN, _SUBJECT, _IMAGE = 0, 1, 2
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Everything that decides the output bytes (plus ``workers``, which never changes them)."""
+    """Everything that decides the output bytes (plus ``workers``, which never changes them).
 
-    out: Path
-    n: int = 500
-    seed: int = 0
-    view: str = "mixed"
-    threshold: float = DEFAULT_CVA_THRESHOLD_DEG
-    margin: float = DEFAULT_MARGIN_DEG
-    cva_min: float = 30.0
-    cva_max: float = 68.0
-    size: tuple[int, int] = (320, 480)
-    subjects: int | None = None
-    per_subject: tuple[int, int] = (5, 10)
-    workers: int = 2
-    overwrite: bool = False
+    Each field with an :func:`~posture.cli.option` is also the command's option of that name.
+    """
+
+    out: Path = field(metadata=option("output folder (must be empty or absent unless --overwrite)", positional=True))
+    n: int = field(default=500, metadata=option("number of pictures"))
+    seed: int = field(default=0, metadata=option("random seed; same seed and options, same bytes"))
+    view: str = field(default="mixed", metadata=option(
+        "side: profile, as clinicians measure CVA (seated at a desk or standing); oblique: 25-55° off the "
+        "profile towards the face; front: a laptop webcam facing the user; mixed: 45%% side, 15%% oblique, "
+        "40%% front, per picture", choices=VIEWS))
+    threshold: float = field(default=DEFAULT_CVA_THRESHOLD_DEG, metadata=option(
+        "label forward_head when CVA < this many degrees"))
+    margin: float = field(default=DEFAULT_MARGIN_DEG, metadata=option(
+        "exclusion band: no CVA within this many degrees of the threshold, so labels are not coin flips; "
+        "published thresholds range 48-53 deg (0 = each class uniform up to the threshold)"))
+    cva_range: tuple[float, float] = field(default=(30.0, 68.0), metadata=option(
+        "CVA range in degrees the classes are drawn from", metavar=("MIN", "MAX")))
+    size: tuple[int, int] = field(default=(320, 480), metadata=option(
+        "width and height are each drawn from MIN..MAX pixels", metavar=("MIN", "MAX")))
+    subjects: int | None = field(default=None, metadata=option(
+        "number of distinct people, pictures spread evenly (default: --per-subject decides)"))
+    per_subject: tuple[int, int] = field(default=(5, 10), metadata=option(
+        "pictures per person when --subjects is not given", metavar=("MIN", "MAX")))
+    workers: int = field(default=2, metadata=option("processes rendering in parallel; does not change the output"))
+    overwrite: bool = field(default=False, metadata=option(
+        "reuse a non-empty OUT: its labels.csv and previously generated images are replaced"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))  # accept a str from callers and notebooks
+        object.__setattr__(self, "cva_range", tuple(float(v) for v in self.cva_range))
+        self.validate()
+
+    @property
+    def cva_min(self) -> float:
+        return self.cva_range[0]
+
+    @property
+    def cva_max(self) -> float:
+        return self.cva_range[1]
 
     def validate(self) -> None:
         """Reject settings that cannot produce a sensible drop, with a message the user can act on."""
