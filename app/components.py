@@ -58,7 +58,10 @@ class DecidedLabel(gr.Label):
 
     def postprocess(self, value: Any) -> LabelData | dict | None:  # type: ignore[override]
         if isinstance(value, dict) and "label" in value and isinstance(value.get("confidences"), list):
-            return LabelData(label=value["label"],
-                             confidences=[LabelConfidence(label=c["label"], confidence=c["confidence"])
-                                          for c in value["confidences"]])
+            return LabelData(
+                label=value["label"],
+                confidences=[
+                    LabelConfidence(label=c["label"], confidence=c["confidence"]) for c in value["confidences"]
+                ],
+            )
         return super().postprocess(value)

@@ -22,8 +22,12 @@ LINE_COLOUR = (255, 235, 59)
 HORIZONTAL_COLOUR = (255, 255, 255)
 
 
-def draw_points(image: np.ndarray, points: Sequence[tuple[float, float]], threshold_deg: float | None = None,
-                label: str | None = None) -> np.ndarray:
+def draw_points(
+    image: np.ndarray,
+    points: Sequence[tuple[float, float]],
+    threshold_deg: float | None = None,
+    label: str | None = None,
+) -> np.ndarray:
     """Return a copy of ``image`` (H×W×3 uint8, display pixels) with the clicked points drawn.
 
     ``points`` are in the same display pixels: the first is the ear's tragus, the second C7. With
@@ -55,8 +59,13 @@ def draw_points(image: np.ndarray, points: Sequence[tuple[float, float]], thresh
             # PIL angles run clockwise from 3 o'clock (y down); the ear direction is -cva (facing
             # right) or 180+cva (facing left).
             a0, a1 = (-cva, 0.0) if side > 0 else (180.0, 180.0 + cva)
-            draw.arc((cx - arc_r, cy - arc_r, cx + arc_r, cy + arc_r), min(a0, a1), max(a0, a1),
-                     fill=LINE_COLOUR, width=max(1, width // 2))
+            draw.arc(
+                (cx - arc_r, cy - arc_r, cx + arc_r, cy + arc_r),
+                min(a0, a1),
+                max(a0, a1),
+                fill=LINE_COLOUR,
+                width=max(1, width // 2),
+            )
             text = f"CVA {cva:.1f}°"
             if label:
                 text += f"  {label.replace('_', ' ')}"

@@ -185,8 +185,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DamagedFileError(f"{path} is damaged or incomplete (not valid JSON: {exc.msg} at line {exc.lineno}, "
-                               f"column {exc.colno})") from None
+        raise DamagedFileError(
+            f"{path} is damaged or incomplete (not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
     except UnicodeDecodeError:
         raise DamagedFileError(f"{path} is damaged (not UTF-8 text, so not JSON)") from None
 

@@ -63,8 +63,9 @@ def _top1(model: torch.nn.Module, name: str, image: np.ndarray) -> str:
     from PIL import Image
 
     pre = get_preprocessing(name)
-    transform = timm.data.create_transform(input_size=pre.input_size, interpolation=pre.interpolation,
-                                           mean=pre.mean, std=pre.std, crop_pct=0.875)
+    transform = timm.data.create_transform(
+        input_size=pre.input_size, interpolation=pre.interpolation, mean=pre.mean, std=pre.std, crop_pct=0.875
+    )
     x = transform(Image.fromarray(image))
     with torch.no_grad():
         idx = int(model(x.unsqueeze(0)).argmax(1))

@@ -53,8 +53,9 @@ def test_split_is_seeded():
 
 
 def test_tiny_drops_warn_and_do_the_best_possible():
-    splits, warnings = assign_splits(["p1"] * 5 + ["p2"] * 5, ["forward_head"] * 5 + ["normal"] * 5,
-                                     (0.7, 0.15, 0.15), 0, CLASSES)
+    splits, warnings = assign_splits(
+        ["p1"] * 5 + ["p2"] * 5, ["forward_head"] * 5 + ["normal"] * 5, (0.7, 0.15, 0.15), 0, CLASSES
+    )
     assert len(set(splits[:5])) == 1 and len(set(splits[5:])) == 1 and splits[0] != splits[5]
     assert any("only 2 subject(s) for 3 splits" in w for w in warnings)
 

@@ -71,8 +71,18 @@ def test_shown_photos_stay_in_a_private_folder_that_is_removed_at_exit(tmp_path:
 
     photos = make_photos(tmp_path / "photos", ["private-a.jpg", "private-b.jpg"])
     tmp = tmp_path / "tmp"
-    server = AppServer(None, tmp, "--images", str(photos), "--out", str(tmp_path / "labels.csv"), "--labeler", "ann",
-                       module="app.label", private_prefix="posture-label-")
+    server = AppServer(
+        None,
+        tmp,
+        "--images",
+        str(photos),
+        "--out",
+        str(tmp_path / "labels.csv"),
+        "--labeler",
+        "ann",
+        module="app.label",
+        private_prefix="posture-label-",
+    )
     try:
         server.wait_ready()
         client = Client(server.url, verbose=False, download_files=str(tmp_path / "downloads"))

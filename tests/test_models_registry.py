@@ -13,8 +13,18 @@ from torchvision import models as tvm
 
 from posture.checkpoint import load_checkpoint, save_checkpoint
 from posture.cli import UserError, run_main
-from posture.models import (HeadSpec, PostureClassifier, WeightsUnavailableError, build_model, extractor_parts,
-                            get_preprocessing, list_models, model_from_config, suggest_models, weights_fingerprint)
+from posture.models import (
+    HeadSpec,
+    PostureClassifier,
+    WeightsUnavailableError,
+    build_model,
+    extractor_parts,
+    get_preprocessing,
+    list_models,
+    model_from_config,
+    suggest_models,
+    weights_fingerprint,
+)
 from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from _models_helpers import input_size_for, is_heavy
@@ -24,8 +34,11 @@ SMALL = "mobilenet_v3_small"  # 2.5 M parameters, BatchNorm, a hidden layer kept
 
 def _all_models():
     """Every CNN of the zoo (the pose-based names are checked by the tests below)."""
-    return [pytest.param(n, marks=pytest.mark.slow) if is_heavy(n) else n for n in list_models()
-            if not extractor_parts(n).pose]
+    return [
+        pytest.param(n, marks=pytest.mark.slow) if is_heavy(n) else n
+        for n in list_models()
+        if not extractor_parts(n).pose
+    ]
 
 
 def test_the_zoo_lists_the_pose_extractor_and_fusions():
@@ -118,8 +131,13 @@ def test_offline_torchvision_weights_give_one_actionable_line(monkeypatch, tmp_p
         build_model("resnet18", 2, pretrained=True)
     msg = str(info.value)
     assert "\n" not in msg
-    for part in ("resnet18-f37072fd.pth", url, str(tmp_path / "torch" / "hub" / "checkpoints"),
-                 "--weights FILE", "--weights none"):
+    for part in (
+        "resnet18-f37072fd.pth",
+        url,
+        str(tmp_path / "torch" / "hub" / "checkpoints"),
+        "--weights FILE",
+        "--weights none",
+    ):
         assert part in msg
     with pytest.raises(WeightsUnavailableError):
         weights_fingerprint("resnet18") and build_model("classic_resnet18", 2, pretrained=True)
@@ -258,8 +276,12 @@ def test_model_from_config_round_trip_through_checkpoint(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01)
-    config = {"architecture": SMALL, "classes": ["forward_head", "normal"],
-              "preprocessing": model.preprocessing.to_dict(), "head": HeadSpec(hidden=8).to_dict()}
+    config = {
+        "architecture": SMALL,
+        "classes": ["forward_head", "normal"],
+        "preprocessing": model.preprocessing.to_dict(),
+        "head": HeadSpec(hidden=8).to_dict(),
+    }
     save_checkpoint(tmp_path / "run", model.state_dict(), config)
     ckpt = load_checkpoint(tmp_path / "run")
     again = model_from_config(ckpt.config)

@@ -52,8 +52,14 @@ def build(spec: ClassicSpec) -> Backbone:
             blocks += [tuple(f"net.{n}.{t}.{k}" for t in range(len(c))) for k in stages]
         else:
             blocks.append(f"net.{n}")
-    return Backbone(module=wrapper, num_features=int(net.num_features), blocks=blocks or ["net"],
-                    cam_layer=cam, drop_prefixes=(classifier_attr + ".", *aux), key_prefix="net.")
+    return Backbone(
+        module=wrapper,
+        num_features=int(net.num_features),
+        blocks=blocks or ["net"],
+        cam_layer=cam,
+        drop_prefixes=(classifier_attr + ".", *aux),
+        key_prefix="net.",
+    )
 
 
 @register_family

@@ -90,10 +90,18 @@ class PostureClassifier(nn.Module):
     names the geometry columns (:mod:`posture.geometry`), empty for a CNN run.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, num_features: int, arch: str,
-                 preprocessing: Preprocessing, blocks: list[BlockPath] | None = None,
-                 cam_layer: str | None = None, head_spec: HeadSpec | None = None,
-                 pose_features: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        num_features: int,
+        arch: str,
+        preprocessing: Preprocessing,
+        blocks: list[BlockPath] | None = None,
+        cam_layer: str | None = None,
+        head_spec: HeadSpec | None = None,
+        pose_features: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head

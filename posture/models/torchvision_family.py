@@ -96,13 +96,15 @@ def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
     if isinstance(model, tvm.GoogLeNet):
         return _with_params(model, ""), "inception5b"
     if isinstance(model, tvm.VisionTransformer):
-        return ["conv_proj", *_with_params(model, "encoder.layers"), "encoder.ln"], \
-            _with_params(model, "encoder.layers")[-1] + ".ln_1"
+        return ["conv_proj", *_with_params(model, "encoder.layers"), "encoder.ln"], _with_params(
+            model, "encoder.layers"
+        )[-1] + ".ln_1"
     if isinstance(model, tvm.SwinTransformer):
         return [*_with_params(model, "features"), "norm"], "norm"
     if isinstance(model, tvm.MaxVit):
-        return ["stem", *_with_params(model, "blocks"), *_with_params(model, "classifier")], \
-            _with_params(model, "blocks")[-1]
+        return ["stem", *_with_params(model, "blocks"), *_with_params(model, "classifier")], _with_params(
+            model, "blocks"
+        )[-1]
     if isinstance(model, tvm.MNASNet):
         return [*_with_params(model, "layers"), *_with_params(model, "classifier")], "layers"
     if hasattr(model, "features") and isinstance(model.features, nn.Sequential):
@@ -115,7 +117,8 @@ def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
 
 
 _DENSENET_OLD_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 @register_family
@@ -132,8 +135,12 @@ class TorchvisionFamily(ModelFamily):
         t = default_weights(name).transforms()
         crop = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else int(t.crop_size)
         interp = getattr(t.interpolation, "value", str(t.interpolation))
-        return Preprocessing(input_size=int(crop), mean=tuple(float(m) for m in t.mean),
-                             std=tuple(float(s) for s in t.std), interpolation=str(interp))
+        return Preprocessing(
+            input_size=int(crop),
+            mean=tuple(float(m) for m in t.mean),
+            std=tuple(float(s) for s in t.std),
+            interpolation=str(interp),
+        )
 
     def weights_file(self, name: str) -> Path:
         return require_torchvision_file(name, default_weights(name).url)
@@ -152,9 +159,14 @@ class TorchvisionFamily(ModelFamily):
         head_path, num_features = _find_head(model)
         _set(model, head_path, nn.Identity())
         blocks, cam = _layout(model)
-        return Backbone(module=model, num_features=num_features, blocks=blocks, cam_layer=cam,
-                        drop_prefixes=(head_path + ".", *_AUX_PREFIXES),
-                        adapt_state=_vit_adapter(model) if isinstance(model, tvm.VisionTransformer) else None)
+        return Backbone(
+            module=model,
+            num_features=num_features,
+            blocks=blocks,
+            cam_layer=cam,
+            drop_prefixes=(head_path + ".", *_AUX_PREFIXES),
+            adapt_state=_vit_adapter(model) if isinstance(model, tvm.VisionTransformer) else None,
+        )
 
     def convert_original(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Undo old key spellings in torchvision's own files (DenseNet's ``norm.1`` → ``norm1``)."""

@@ -51,9 +51,14 @@ class GoogLeNetOutputs(NamedTuple):
 
 
 def _conv_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(OrderedDict([
-        ("conv", nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)),
-        ("relu", nn.ReLU(inplace=True))]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)),
+                ("relu", nn.ReLU(inplace=True)),
+            ]
+        )
+    )
 
 
 class Inception(nn.Module):
@@ -96,12 +101,19 @@ class GoogLeNet(ClassicModel):
         # The paper gives no LRN constants; these are the reference Caffe model's (size 5, alpha 1e-4,
         # beta 0.75, k 1). Caffe, like torch, divides alpha by size, so they pass through unchanged.
         lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
-        self.stem = nn.Sequential(OrderedDict([
-            ("conv1", _conv_relu(3, 64, 7, stride=2)), ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
-            ("norm1", nn.LocalResponseNorm(**lrn)),
-            ("conv2_reduce", _conv_relu(64, 64, 1)), ("conv2", _conv_relu(64, 192, 3)),
-            ("norm2", nn.LocalResponseNorm(**lrn)), ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
-        ]))
+        self.stem = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", _conv_relu(3, 64, 7, stride=2)),
+                    ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
+                    ("norm1", nn.LocalResponseNorm(**lrn)),
+                    ("conv2_reduce", _conv_relu(64, 64, 1)),
+                    ("conv2", _conv_relu(64, 192, 3)),
+                    ("norm2", nn.LocalResponseNorm(**lrn)),
+                    ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
+                ]
+            )
+        )
         for name, spec in INCEPTION_TABLE.items():
             setattr(self, name, Inception(*spec))
         self.pool3 = nn.MaxPool2d(3, 2, ceil_mode=True)
@@ -154,9 +166,12 @@ class GoogLeNet(ClassicModel):
         return self.inception5b
 
 
-def googlenet_loss(outputs: torch.Tensor | GoogLeNetOutputs | tuple[torch.Tensor, ...], target: torch.Tensor,
-                   criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-                   aux_weight: float = AUX_LOSS_WEIGHT) -> torch.Tensor:
+def googlenet_loss(
+    outputs: torch.Tensor | GoogLeNetOutputs | tuple[torch.Tensor, ...],
+    target: torch.Tensor,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    aux_weight: float = AUX_LOSS_WEIGHT,
+) -> torch.Tensor:
     """main + 0.3 * (aux1 + aux2) for training outputs; plain ``criterion`` for eval logits.
 
     Works for any model's output, so a training loop can call it unconditionally.

@@ -35,13 +35,20 @@ class LeNet5(ClassicModel):
         self.in_chans = in_chans
         self.num_features = 84
         self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
-        self.features = nn.Sequential(OrderedDict([
-            ("c1", nn.Conv2d(in_chans, 6, kernel_size=5)), ("act1", nn.Tanh()),
-            ("s2", nn.AvgPool2d(2, 2)),
-            ("c3", nn.Conv2d(6, 16, kernel_size=5)), ("act3", nn.Tanh()),
-            ("s4", nn.AvgPool2d(2, 2)),
-            ("c5", nn.Conv2d(16, 120, kernel_size=5)), ("act5", nn.Tanh()),
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c1", nn.Conv2d(in_chans, 6, kernel_size=5)),
+                    ("act1", nn.Tanh()),
+                    ("s2", nn.AvgPool2d(2, 2)),
+                    ("c3", nn.Conv2d(6, 16, kernel_size=5)),
+                    ("act3", nn.Tanh()),
+                    ("s4", nn.AvgPool2d(2, 2)),
+                    ("c5", nn.Conv2d(16, 120, kernel_size=5)),
+                    ("act5", nn.Tanh()),
+                ]
+            )
+        )
         self.f6 = nn.Sequential(OrderedDict([("fc", nn.Linear(120, 84)), ("act", nn.Tanh())]))
         self.output = nn.Linear(84, num_classes) if num_classes > 0 else nn.Identity()
 
