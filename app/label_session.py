@@ -16,8 +16,8 @@ import logging
 import os
 import threading
 from collections import Counter, OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,10 @@ from PIL import Image
 
 from posture.cli import UserError
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
-from posture.images import ImageDecodeError, open_rgb
-from posture.labels import CLASS_NAMES
 from posture.filenames import needs_escape, text_name
 from posture.formats import CONFIG_NAME, IMAGE_EXTENSIONS
+from posture.images import ImageDecodeError, open_rgb
+from posture.labels import CLASS_NAMES
 from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
 from posture.walk import walk_files
 

@@ -39,15 +39,15 @@ from posture.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
 from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.data import VAL_GROUPS, ManifestDataset, open_dataset, read_class_names, regroup_validation
 from posture.device import DEVICE_CHOICES, resolve_device
+from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
 from posture.fileio import staged_folder
 from posture.formats import BACKENDS, MANIFEST_NAME, SPLITS
 from posture.geometry import DEFAULT_FEATURES, FEATURES
-from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
-from posture.training import distributed, resume
 from posture.labels import CLASS_NAMES
-from posture.pose import INSTALL_HINT
 from posture.metrics import logit_metrics
+from posture.pose import INSTALL_HINT
 from posture.provenance import training_record
+from posture.training import distributed, resume
 from posture.training.loop import (
     EarlyStopping,
     EpochHook,

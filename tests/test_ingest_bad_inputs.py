@@ -10,9 +10,9 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from PIL import Image
 
+from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from posture.ingest.report import REASONS
 
 

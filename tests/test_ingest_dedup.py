@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from PIL import Image
 
+from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from posture.ingest.dedup import HashedImage, find_duplicates
 
 

@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, photo, run, save
 
+from _ingest_helpers import class_tree, photo, run, save
 from posture.cli import UserError
 from posture.cva import craniovertebral_angle
 from posture.ingest.config import parse_label_map

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from PIL import Image, features
 
+from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from posture.csvcells import read_csv
 from posture.data import read_manifest
 from posture.filenames import real_name, text_name

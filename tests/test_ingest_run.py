@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 
+from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from posture.cli import UserError
 from posture.ingest import SUMMARY_NAME
 from posture.ingest.__main__ import main

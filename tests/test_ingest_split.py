@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-from _ingest_helpers import photo, run, save
 
+from _ingest_helpers import photo, run, save
 from posture.ingest.split import assign_splits
 
 CLASSES = ("forward_head", "normal")

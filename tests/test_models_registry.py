@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision import models as tvm
 
+from _models_helpers import input_size_for, is_heavy
 from posture.checkpoint import load_checkpoint, save_checkpoint
 from posture.cli import UserError, run_main
 from posture.models import (
@@ -26,8 +27,6 @@ from posture.models import (
     weights_fingerprint,
 )
 from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-from _models_helpers import input_size_for, is_heavy
 
 SMALL = "mobilenet_v3_small"  # 2.5 M parameters, BatchNorm, a hidden layer kept in the backbone
 

@@ -168,7 +168,6 @@ def test_calibration_with_an_upright_photo_is_an_option_of_the_same_predictor(po
 
 def test_calibration_needs_a_pose_based_run(tmp_path) -> None:
     from _serving_helpers import make_run
-
     from posture.predict import Predictor
 
     predictor = Predictor.from_run(make_run(tmp_path / "cnn"))

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from posture.cli import add_logging_flags, add_options, config_from_args, run_main, setup_logging
+from posture.filenames import text_name
 from posture.ingest.config import IngestConfig
 from posture.ingest.pipeline import ingest
 from posture.ingest.report import format_summary
-from posture.filenames import text_name
 from posture.labels import CLASS_NAMES
 
 EPILOG = """\

@@ -25,7 +25,6 @@ from PIL import Image
 from posture.images import ImageDecodeError, open_rgb
 from posture.walk import DEFAULT_MAX_BYTES, RefusedFile, read_regular_file
 
-
 #: Side of the gray thumbnail both perceptual hashes are computed from.
 HASH_SIDE = 32
 

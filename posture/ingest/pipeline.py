@@ -22,18 +22,18 @@ from typing import Any
 import pandas as pd
 
 from posture.cli import UserError
-from posture.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
 from posture.fileio import (
     LockHeld,
     atomic_write_csv,
     atomic_write_json,
     exclusive_lock,
     read_json,
-    stale_staging,
     staged_folder,
+    stale_staging,
 )
+from posture.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
 from posture.ingest.config import IngestConfig, IngestResult
-from posture.ingest.decode import DecodeSettings, DecodeTask, Decoded, decode_all
+from posture.ingest.decode import Decoded, DecodeSettings, DecodeTask, decode_all
 from posture.ingest.dedup import Duplicate, HashedImage, find_duplicates
 from posture.ingest.report import (
     REASONS,

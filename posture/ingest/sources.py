@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from posture.cli import UserError
-from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
-from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME, UNSUPPORTED_IMAGE_FORMATS
 from posture.csvcells import restore_frame
+from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
 from posture.filenames import text_name
+from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME, UNSUPPORTED_IMAGE_FORMATS
 from posture.labels import CLASS_NAMES, normalise_label_text
 from posture.walk import is_hidden_or_system, walk_files
 

@@ -22,9 +22,9 @@ from torch import nn
 from posture.models.classic.alexnet import (
     AlexNet,
     AlexNetTwoTower,
-    copy_grouped_to_two_tower,
     alexnet,
     alexnet_2tower,
+    copy_grouped_to_two_tower,
     two_tower_state_dict,
 )
 from posture.models.classic.base import ClassicModel
@@ -35,7 +35,6 @@ from posture.models.classic.lenet import LeNet5, lenet5
 from posture.models.classic.recipes import RECIPES, Recipe, make_optimizer, make_scheduler
 from posture.models.classic.resnet import ResNet, resnet18, resnet50
 from posture.models.classic.vgg import VGG, vgg16, vgg16_bn
-
 from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 HALF = (0.5, 0.5, 0.5)
