@@ -234,7 +234,7 @@ class Handlers:
                     row[-1] = str(exc)
                 rows.append(row)
             preds = self.predictor.predict_many([rgb for _, rgb in good]) if good else []
-            for (row_index, _), pred in zip(good, preds):
+            for (row_index, _), pred in zip(good, preds, strict=True):
                 if not pred.assessed or pred.probabilities is None or pred.confidence is None:
                     rows[row_index][1] = CANNOT_ASSESS
                     rows[row_index][-1] = str(pred.reason)
@@ -316,7 +316,7 @@ def build_demo(
         return rows, csv_path, summary
 
     title = "Posture check: forward head or normal?"
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:  # its cache is swept by app.janitor
+    with gr.Blocks(title=title, analytics_enabled=False) as page:  # its cache is swept by app.janitor
         gr.Markdown(
             f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
             f"Photos are deleted {_duration(config.upload_max_age_s)} after you last checked them; "
@@ -400,6 +400,7 @@ def build_demo(
             download = gr.File(label="Results as CSV", interactive=False)
             run_batch.click(classify_many, [files], [table, download, summary], api_name="classify_batch")
         gr.Markdown(model_card(predictor))
+    demo = page  # from now on `forget` sees the page's upload set
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.max_queue)
     return demo
 

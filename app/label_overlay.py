@@ -79,7 +79,7 @@ def draw_points(
             ty = min(max(2, cy + radius), max(2, h - (bbox[3] - bbox[1]) - 6))
             text_label(draw, (tx, ty), text, text_size, LINE_COLOUR)
     name_size = max(10, text_size * 3 // 4)
-    for (x, y), name, colour in zip(points[:2], names, colours):
+    for (x, y), name, colour in zip(points[:2], names, colours, strict=False):
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=(0, 0, 0), width=1)
         left, top, right, bottom = draw.textbbox((0, 0), name, font=font(name_size))
         nx = x + radius + 2 if x + radius + 2 + (right - left) + 4 < w else x - radius - 2 - (right - left) - 4

@@ -317,7 +317,7 @@ class LabelSession:
             batch = self.files[start : start + batch_size]
             try:
                 preds = self.predictor.predict_many([self.root / f for f in batch])  # type: ignore[union-attr]
-                self.predictions.update(zip(batch, preds))
+                self.predictions.update(zip(batch, preds, strict=True))
             except (ImageDecodeError, OSError, ValueError):
                 for f in batch:  # one bad file must not cost the whole batch its scores
                     self.predict(f)

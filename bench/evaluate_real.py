@@ -252,7 +252,7 @@ def variant_lines(v: dict[str, Any]) -> list[str]:
         "| true \\ predicted | " + " | ".join(names) + " | recall |",
         "|---|" + "---:|" * (len(names) + 1),
     ]
-    for name, row in zip(names, v["confusion_matrix"]):
+    for name, row in zip(names, v["confusion_matrix"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(c) for c in row) + f" | {v['per_class'][name]['recall']:.2f} |")
     return lines + [""]
 

@@ -39,7 +39,7 @@ DEFAULT_WEIGHTS = {"efficientnet_lite0": None, "resnet18": "none"}
 
 
 def _split_indices(folder_dataset, manifest, root: Path) -> dict[str, list[int]]:
-    split_of = {str((root / p).resolve()): s for p, s in zip(manifest["path"], manifest["split"])}
+    split_of = {str((root / p).resolve()): s for p, s in zip(manifest["path"], manifest["split"], strict=True)}
     out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for i, (path, _) in enumerate(folder_dataset.samples):
         s = split_of.get(str(Path(path).resolve()))

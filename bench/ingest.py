@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = min(args.workers, os.cpu_count() or 1)
     projected = cpu_ms["naive"] / (cpu_ms["ours"] / cores)
     # each repeat ran the methods back to back, so per-repeat ratios cancel slow drifts in the load
-    paired = sorted(n / o for n, o in zip(cpu["naive"], cpu["ours"]))
+    paired = sorted(n / o for n, o in zip(cpu["naive"], cpu["ours"], strict=True))
     paired_projected = cores * paired[len(paired) // 2]
     payload: dict[str, Any] = {
         "images": len(files),

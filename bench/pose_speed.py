@@ -201,9 +201,10 @@ def to_markdown(p: dict[str, Any]) -> str:
             f"| `efficientnet_lite0+pose`, + 4 augmented CNN views | {ms['fusion_4views']} |",
             "",
             f"- pose features vs a bare BlazePose call: **{p['pose_vs_bare_blazepose']:.2f}×** (aim ≤ 1.3×)",
-            f"- fused extraction vs bare BlazePose + bare ORT backbone: **{p['fusion_vs_bare_sum']:.2f}×** (aim ≤ 1.3×; "
-            "ours also decodes each photo for the CNN, crops, resizes and normalises it)",
-            f"- `posture.finetune` with the defaults on these photos: cold cache {p['finetune_rerun']['cold_s']:.1f} s, "
+            f"- fused extraction vs bare BlazePose + bare ORT backbone: **{p['fusion_vs_bare_sum']:.2f}×** "
+            "(aim ≤ 1.3×; ours also decodes each photo for the CNN, crops, resizes and normalises it)",
+            "- `posture.finetune` with the defaults on these photos: "
+            f"cold cache {p['finetune_rerun']['cold_s']:.1f} s, "
             f"warm-cache rerun **{p['finetune_rerun']['warm_s']:.1f} s**",
             "",
             f"Machine: {p['machine']['cpu_count']} cores, load average at start "

@@ -373,7 +373,7 @@ def select_features(
     paths, shas = frame_paths(root, frame)
     marks = detect_landmarks(paths, shas, FeatureCache(cfg.work / "cache"), detector=detector, progress=False)
     names = list(FEATURES)
-    rows = [posture_features(lm, names, shape)[0] for lm, shape in zip(marks.landmarks, marks.shapes)]
+    rows = [posture_features(lm, names, shape)[0] for lm, shape in zip(marks.landmarks, marks.shapes, strict=True)]
     keep = np.array([r is not None for r in rows])
     x = np.stack([r for r in rows if r is not None])
     y = (frame["label"][keep] == POSITIVE).to_numpy().astype(int)
@@ -407,7 +407,7 @@ def select_features(
             {
                 "features": [names[j] for j in chosen],
                 "mean_fold": round(float(np.mean(folds)), 4),
-                "folds": dict(zip(map(str, np.unique(src)), (round(v, 4) for v in folds))),
+                "folds": dict(zip(map(str, np.unique(src)), (round(v, 4) for v in folds), strict=True)),
             }
         )
     single = {names[i]: round(float(np.mean(loso([i]))), 4) for i in range(len(names))}

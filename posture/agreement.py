@@ -89,7 +89,7 @@ class AgreementReport:
             width = max(len(x) for x in self.labels + ["A \\ B"])
             lines.append("confusion (rows A, columns B):")
             lines.append("  " + "A \\ B".ljust(width) + "".join(f"  {x:>{width}}" for x in self.labels))
-            for name, row in zip(self.labels, self.confusion):
+            for name, row in zip(self.labels, self.confusion, strict=True):
                 lines.append("  " + name.ljust(width) + "".join(f"  {n:>{width}}" for n in row))
         if self.disagreements:
             lines.append(f"disagreements ({len(self.disagreements)}):")
@@ -134,8 +134,8 @@ def agreement_from_records(
     percent: float | None = None
     confusion: list[list[int]] = []
     if common:
-        percent = sum(x == y for x, y in zip(labels_a, labels_b)) / len(common)
-        pairs = Counter(zip(labels_a, labels_b))
+        percent = sum(x == y for x, y in zip(labels_a, labels_b, strict=True)) / len(common)
+        pairs = Counter(zip(labels_a, labels_b, strict=True))
         confusion = [[pairs[(ra, cb)] for cb in labels] for ra in labels]
         if len(labels) > 1:  # with a single label in play, chance agreement is 1 and kappa is 0/0
             with warnings.catch_warnings():

@@ -11,6 +11,7 @@ count) is one :class:`~posture.cli.UserError` naming the file and what to do, ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -96,10 +97,8 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
     }
     for mod in ("timm", "albumentations", "onnxruntime"):
-        try:
+        with contextlib.suppress(Exception):  # optional at run time
             versions[mod] = __import__(mod).__version__
-        except Exception:  # optional at run time
-            pass
     return versions
 
 

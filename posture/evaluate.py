@@ -388,7 +388,7 @@ def format_summary(report: dict[str, Any]) -> str:
         "confusion matrix (rows: true, columns: predicted)",
         " " * width + "".join(f"{n:>{width}}" for n in names),
     ]
-    for name, row in zip(names, report["confusion_matrix"]):
+    for name, row in zip(names, report["confusion_matrix"], strict=True):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
     for key in ("by_source", "by_subject"):
         groups = report.get(key) or []

@@ -546,7 +546,9 @@ def frame_paths(root: Path, frame: pd.DataFrame) -> tuple[list[Path], list[str]]
     """Each row's file and its sha256 (the manifest's, else hashed now): the cache's keys."""
     paths = [Path(root) / p for p in frame["path"]]
     if "sha256" in frame.columns:
-        shas = [str(s) if isinstance(s, str) and s else _file_sha256(p) for s, p in zip(frame["sha256"], paths)]
+        shas = [
+            str(s) if isinstance(s, str) and s else _file_sha256(p) for s, p in zip(frame["sha256"], paths, strict=True)
+        ]
     else:
         shas = [_file_sha256(p) for p in paths]
     return paths, shas
@@ -566,7 +568,7 @@ def pose_views(
     n_views = spec.aug_views + 1
     out = torch.zeros(len(landmarks), n_views, len(names))
     reasons: dict[int, str] = {}
-    for i, (lm, shape) in enumerate(zip(landmarks, shapes)):
+    for i, (lm, shape) in enumerate(zip(landmarks, shapes, strict=True)):
         clean, reason = posture_features(lm, names, shape)
         if clean is None:
             reasons[i] = reason or "cannot assess"
@@ -623,7 +625,7 @@ def extract_run_features(
         if crops and marks is not None:
             boxes = [
                 crop_box(shape, lm, spec.preprocessing.crop_scale) if shape is not None else None
-                for lm, shape in zip(marks.landmarks, marks.shapes)
+                for lm, shape in zip(marks.landmarks, marks.shapes, strict=True)
             ]
         cnn = extract_features(
             model.backbone,

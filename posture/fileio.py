@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,8 @@ def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        try:
+        with suppress(FileNotFoundError):
             target.unlink()
-        except FileNotFoundError:
-            pass
         os.close(fd)
 
 

@@ -141,7 +141,10 @@ class _Points:
         self.lm = lm = np.asarray(lm, dtype=np.float64)
         img, world, vis = lm[:, :2], lm[:, 4:7], lm[:, 3]
         self.img, self.world, self.vis = img, world, vis
-        mid = lambda a, b, pts=img: (pts[_I[a]] + pts[_I[b]]) / 2.0
+
+        def mid(a: str, b: str) -> np.ndarray:
+            return (img[_I[a]] + img[_I[b]]) / 2.0
+
         self.eyes, self.mouth = mid("left_eye", "right_eye"), mid("mouth_left", "mouth_right")
         self.shoulders, self.ears = mid("left_shoulder", "right_shoulder"), mid("left_ear", "right_ear")
         self.nose = img[_I["nose"]]
@@ -151,7 +154,10 @@ class _Points:
         self.side_hip = img[_I[f"{side}_hip"]]
         # which way the face points along the image's x axis (+1 right, -1 left)
         self.facing = 1.0 if self.nose[0] >= self.ears[0] else -1.0
-        wmid = lambda a, b: (world[_I[a]] + world[_I[b]]) / 2.0
+
+        def wmid(a: str, b: str) -> np.ndarray:
+            return (world[_I[a]] + world[_I[b]]) / 2.0
+
         self.w_shoulders, self.w_ears = wmid("left_shoulder", "right_shoulder"), wmid("left_ear", "right_ear")
         self.w_hips, self.w_nose = wmid("left_hip", "right_hip"), world[_I["nose"]]
         self.w_eyes, self.w_mouth = wmid("left_eye", "right_eye"), wmid("mouth_left", "mouth_right")

@@ -20,6 +20,7 @@ photo cannot be used.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -278,7 +279,5 @@ class LabelStore:
         self.close()
 
     def __del__(self) -> None:  # a forgotten close must not leak descriptors in long test runs
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

@@ -206,7 +206,7 @@ def plot_gallery(
         ax.axis("off")
     if not tiles:
         axes[0].text(0.5, 0.5, "no images", ha="center", va="center")
-    for ax, tile, item in zip(axes, tiles, items):
+    for ax, tile, item in zip(axes, tiles, items, strict=False):
         ax.imshow(tile)
         ax.set_title(item.caption, fontsize=8)
     fig.tight_layout()

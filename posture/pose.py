@@ -157,7 +157,7 @@ class PoseDetector:
                 landmarks = np.array(
                     [
                         [p.x * w, p.y * h, p.z * w, p.visibility, q.x, q.y, q.z]
-                        for p, q in zip(result.pose_landmarks.landmark, world)
+                        for p, q in zip(result.pose_landmarks.landmark, world, strict=True)
                     ],
                     dtype=np.float32,
                 )

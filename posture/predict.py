@@ -431,20 +431,20 @@ class Predictor:
         """Answers for photos already analysed (the app draws the same landmarks it decided on)."""
         probs = softmax(self.logits_of(analyses, batch_size), self.temperature)
         results = []
-        for analysis, row in zip(analyses, probs):
+        for analysis, row in zip(analyses, probs, strict=True):
             if analysis.reason is not None:
                 results.append(Prediction(None, None, None, reason=analysis.reason))
                 continue
             label, confidence = self.decide(row)
             geometry = explanation = None
             if self.uses_pose and analysis.geometry is not None:
-                geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, analysis.geometry)}
+                geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, analysis.geometry, strict=True)}
                 explanation = self.explain_geometry(analysis.geometry, label)
             results.append(
                 Prediction(
                     label,
                     confidence,
-                    {c: float(p) for c, p in zip(self.class_names, row)},
+                    {c: float(p) for c, p in zip(self.class_names, row, strict=True)},
                     geometry=geometry,
                     explanation=explanation,
                 )
@@ -603,7 +603,7 @@ def predict_paths(
     def flush() -> None:
         if not pending:
             return
-        for (path, _), pred in zip(pending, predictor.predict_many([im for _, im in pending], batch_size)):
+        for (path, _), pred in zip(pending, predictor.predict_many([im for _, im in pending], batch_size), strict=True):
             line = json.dumps({"path": path, **pred.to_dict()}) if as_json else _format_line(path, pred)
             print(line, file=stream, flush=True)
         pending.clear()

@@ -116,7 +116,7 @@ class AppServer:
         env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
         repo = Path(__file__).resolve().parents[1]
         env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (the server's log for its whole life; closed in stop())
         env.pop("GRADIO_TEMP_DIR", None)  # the app must choose its own
         command = [
             sys.executable,

@@ -151,5 +151,5 @@ def test_ingest_given_two_labelers_reports_their_agreement(tmp_path: Path) -> No
         IngestConfig(src=src, out=tmp_path / "ds", labels=(a, b), near_dup_threshold=-1, workers=1, progress=False)
     )
     assert any("kappa" in w and "2 disagreement" in w for w in result.warnings)
-    labels = dict(zip(result.manifest["source_path"], result.manifest["label"]))
+    labels = dict(zip(result.manifest["source_path"], result.manifest["label"], strict=True))
     assert labels["2.jpg"] == "forward_head" and labels["5.jpg"] == "normal"  # the first labeler's

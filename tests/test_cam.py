@@ -50,7 +50,7 @@ def test_content_box_matches_the_letterbox(predictor: Predictor) -> None:
 def test_heatmap_is_a_unit_map(predictor: Predictor) -> None:
     cam = heatmap(predictor, _photo(40, 60), class_index=0)
     assert cam.shape == (40, 60) and cam.dtype == np.float32
-    assert 0.0 <= cam.min() and cam.max() <= 1.0
+    assert cam.min() >= 0.0 and cam.max() <= 1.0
 
 
 def test_leaves_the_serving_model_as_it_was(predictor: Predictor) -> None:

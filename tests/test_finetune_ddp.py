@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from _finetune_helpers import make_dataset, small_config
 from posture.finetune import run_finetune
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +92,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert not (out / ".resume").exists()
 
 
-def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) -> "torch.Tensor":
+def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     import pandas as pd
     import torch
     from torch import nn

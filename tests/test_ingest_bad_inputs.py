@@ -17,7 +17,7 @@ from posture.ingest.report import REASONS
 
 
 def _rejected(result) -> dict[str, str]:
-    return dict(zip(result.rejected["path"], result.rejected["reason"]))
+    return dict(zip(result.rejected["path"], result.rejected["reason"], strict=True))
 
 
 @pytest.fixture()

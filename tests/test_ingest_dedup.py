@@ -10,7 +10,7 @@ from posture.ingest.dedup import HashedImage, find_duplicates
 
 def _dups(result) -> dict[str, tuple[str, str]]:
     frame = result.rejected[result.rejected["reason"].str.startswith("duplicate_of:")]
-    return {p: (r.split(":", 1)[1], d) for p, r, d in zip(frame["path"], frame["reason"], frame["detail"])}
+    return {p: (r.split(":", 1)[1], d) for p, r, d in zip(frame["path"], frame["reason"], frame["detail"], strict=True)}
 
 
 def test_copies_are_reported_and_the_largest_copy_is_kept(tmp_path):

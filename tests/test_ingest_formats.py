@@ -48,7 +48,7 @@ def test_auto_detected_labels_csv_with_filename_and_label(tmp_path):
         {"filename": [f"img{i}.jpg" for i in range(4)], "label": ["turtle neck", "normal", "FHP", "good"]}
     ).to_csv(src / "labels.csv", index=False)
     result = run(src, tmp_path / "out")
-    labels = dict(zip(result.manifest["source_path"], result.manifest["label"]))
+    labels = dict(zip(result.manifest["source_path"], result.manifest["label"], strict=True))
     assert labels == {
         "img0.jpg": "forward_head",
         "img1.jpg": "normal",

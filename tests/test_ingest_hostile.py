@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -48,7 +49,7 @@ def _ingest_cli(src: Path, out: Path, *extra: str, timeout: float = 180) -> subp
 
 
 def _rejected(result) -> dict[str, str]:
-    return dict(zip(result.rejected["path"], result.rejected["reason"]))
+    return dict(zip(result.rejected["path"], result.rejected["reason"], strict=True))
 
 
 def test_fifos_and_device_nodes_are_rejected_without_being_read(tmp_path):
@@ -63,7 +64,7 @@ def test_fifos_and_device_nodes_are_rejected_without_being_read(tmp_path):
     proc = _ingest_cli(src, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     rejected = pd.read_csv(tmp_path / "out" / "rejected.csv")
-    assert dict(zip(rejected["path"], rejected["reason"])) == {p: "not_a_regular_file" for p in special}
+    assert dict(zip(rejected["path"], rejected["reason"], strict=True)) == {p: "not_a_regular_file" for p in special}
     assert len(pd.read_csv(tmp_path / "out" / "manifest.csv")) == 4
 
 
@@ -264,7 +265,7 @@ def test_angles_and_keypoints_outside_a_physical_range_are_rejected(tmp_path):
     reasons = _rejected(by_points)
     assert {k: reasons[k] for k in names[5:]} == {"p5.png": "implausible_label", "p6.png": "implausible_label"}
     assert list(by_points.manifest["source_path"]) == ["p4.png"]
-    detail = dict(zip(by_points.rejected["path"], by_points.rejected["detail"]))
+    detail = dict(zip(by_points.rejected["path"], by_points.rejected["detail"], strict=True))
     assert "outside the 120x90 image" in detail["p6.png"]
 
 
@@ -290,7 +291,7 @@ def test_other_image_formats_are_accepted_or_rejected_by_name_and_skips_are_list
     proc = _ingest_cli(src, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     rejected = pd.read_csv(tmp_path / "out" / "rejected.csv")
-    assert dict(zip(rejected["path"], rejected["reason"])) == {
+    assert dict(zip(rejected["path"], rejected["reason"], strict=True)) == {
         "normal/iphone.heic": "unsupported_format",
         "normal/favicon.ico": "unsupported_format",
     }
@@ -319,10 +320,8 @@ def test_a_hostile_drop_is_ingested_completely_within_bounded_time(tmp_path):
     src = class_tree(tmp_path / "drop", per_class=3)  # 6 ordinary photos
     nm, fh = src / "normal", src / "forward_head"
     os.mkfifo(nm / "fifo.jpg")
-    try:
+    with contextlib.suppress(OSError):
         os.mknod(nm / "zero.jpg", stat.S_IFCHR | 0o644, os.makedev(1, 5))
-    except OSError:
-        pass
     os.symlink("self.jpg", nm / "self.jpg")
     os.symlink("loopdir", src / "loopdir")
     good = [

@@ -31,7 +31,7 @@ def test_no_subject_is_in_two_splits_and_ratios_are_roughly_met(seed):
     subjects, labels = _population(seed)
     splits, warnings = assign_splits(subjects, labels, (0.7, 0.15, 0.15), seed, CLASSES)
     where: dict[str, set[str]] = {}
-    for s, sp in zip(subjects, splits):
+    for s, sp in zip(subjects, splits, strict=True):
         where.setdefault(s, set()).add(sp)
     assert all(len(v) == 1 for v in where.values())
     share = Counter(splits)
@@ -39,7 +39,7 @@ def test_no_subject_is_in_two_splits_and_ratios_are_roughly_met(seed):
     assert abs(share["train"] / n - 0.7) < 0.08
     assert abs(share["val"] / n - 0.15) < 0.06 and abs(share["test"] / n - 0.15) < 0.06
     for split in ("train", "val", "test"):  # each split sees both classes
-        assert {lbl for lbl, sp in zip(labels, splits) if sp == split} == set(CLASSES)
+        assert {lbl for lbl, sp in zip(labels, splits, strict=True) if sp == split} == set(CLASSES)
     assert warnings == []
 
 

@@ -135,7 +135,7 @@ def test_recall_threshold() -> None:
 def test_f1_threshold() -> None:
     # >=0.8: P1 R.5 F.667; >=0.6: P.75 R.75 F.75; >=0.35: P4/6 R1 F.8 (best) -> midpoint 0.325
     assert choose_threshold(POSITIVE, SCORES, "f1") == pytest.approx(0.325)
-    f1 = [skm.f1_score(POSITIVE, SCORES >= t) for t in np.unique(SCORES)]
+    f1 = [skm.f1_score(POSITIVE, t <= SCORES) for t in np.unique(SCORES)]
     assert max(f1) == pytest.approx(skm.f1_score(POSITIVE, SCORES >= 0.325))
 
 

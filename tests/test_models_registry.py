@@ -211,7 +211,7 @@ def test_bad_weights_files_are_user_errors(tmp_path):
 def test_none_means_random_and_random_backbones_are_reproducible():
     a = build_model(SMALL, 2, pretrained="none")
     b = build_model(SMALL, 2, pretrained=False)
-    assert all(torch.equal(p, q) for p, q in zip(a.backbone.parameters(), b.backbone.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.backbone.parameters(), b.backbone.parameters(), strict=True))
     assert weights_fingerprint(SMALL, "none") == "random:0"
     c = build_model(SMALL, 2, pretrained=False, init_seed=1)
     assert not torch.equal(a.backbone.features[0][0].weight, c.backbone.features[0][0].weight)
@@ -245,7 +245,7 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics():
     assert model.head.training and not any(m.training for m in model.backbone.modules())
     before = _bn_stats(model.backbone)
     model(torch.randn(4, 3, 64, 64) * 3 + 1).sum().backward()
-    assert all(torch.equal(a, b) for a, b in zip(before, _bn_stats(model.backbone)))
+    assert all(torch.equal(a, b) for a, b in zip(before, _bn_stats(model.backbone), strict=True))
     assert all(p.grad is None for p in model.backbone.parameters())
 
 
@@ -260,8 +260,8 @@ def test_partial_unfreeze_trains_only_the_last_stages():
     assert model.backbone.layer4[0].bn1.training and not model.backbone.layer3[0].bn1.training
     frozen_before, live_before = _bn_stats(model.backbone.layer3), _bn_stats(model.backbone.layer4)
     model(torch.randn(2, 3, 64, 64) + 1)
-    assert all(torch.equal(a, b) for a, b in zip(frozen_before, _bn_stats(model.backbone.layer3)))
-    assert not all(torch.equal(a, b) for a, b in zip(live_before, _bn_stats(model.backbone.layer4)))
+    assert all(torch.equal(a, b) for a, b in zip(frozen_before, _bn_stats(model.backbone.layer3), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(live_before, _bn_stats(model.backbone.layer4), strict=True))
     model.unfreeze("all")
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError):

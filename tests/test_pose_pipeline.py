@@ -35,7 +35,7 @@ def test_image_features_do_not_depend_on_photo_size_framing_or_distance() -> Non
 
 
 def test_a_dropped_head_reads_lower_and_further_forward() -> None:
-    up, down = (dict(zip(ALL, compute_features(frontal_landmarks(400, 300, d), ALL))) for d in (0.0, 1.0))
+    up, down = (dict(zip(ALL, compute_features(frontal_landmarks(400, 300, d), ALL), strict=True)) for d in (0.0, 1.0))
     assert down["head_height"] < up["head_height"] and down["world_head_drop"] < up["world_head_drop"]
     assert down["world_nose_forward"] > up["world_nose_forward"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -64,10 +65,8 @@ def test_a_save_killed_at_any_rename_leaves_one_whole_epoch(
             raise Killed
 
     monkeypatch.setattr(os, "replace", replace)
-    try:
+    with contextlib.suppress(Killed):
         _save(tmp_path, 2)
-    except Killed:
-        pass
     monkeypatch.undo()
     assert has_resume_state(tmp_path)
     assert _epochs_in(load_state(tmp_path)) in ({1.0}, {2.0})

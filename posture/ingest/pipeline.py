@@ -134,7 +134,7 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
     splits, split_warnings = assign_splits(
         [r["subject"] for r in rows], [r["label"] for r in rows], config.ratios, config.seed, CLASS_NAMES
     )
-    for row, split in zip(rows, splits):
+    for row, split in zip(rows, splits, strict=True):
         row["split"] = split
     for folder in folders:
         if not any(folder.iterdir()):

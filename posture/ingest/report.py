@@ -88,10 +88,10 @@ def imbalance_warning(manifest: pd.DataFrame, classes: Sequence[str], min_ratio:
     if max(counts) == 0:
         return None
     if min(counts) == 0:
-        missing = [c for c, n in zip(classes, counts) if n == 0]
+        missing = [c for c, n in zip(classes, counts, strict=True) if n == 0]
         return f"no {', '.join(missing)} image kept: a classifier cannot learn a class it never sees"
     if min(counts) / max(counts) < min_ratio:
-        desc = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
+        desc = ", ".join(f"{c} {n}" for c, n in zip(classes, counts, strict=True))
         return (
             f"class imbalance: {desc} (ratio {min(counts) / max(counts):.2f} < {min_ratio}); "
             "consider class weights or balanced sampling"
@@ -174,14 +174,16 @@ def format_summary(summary: dict[str, Any], classes: Sequence[str]) -> str:
         lines.append(f"  CSV rows rejected  {c['csv_rows_rejected']:>6}   (missing or outside SRC)")
     header = ["split", *classes, "total", "subjects"]
     widths = [max(8, len(h)) for h in header]
-    lines += ["", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["", "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     totals = {k: 0 for k in header[1:]}
     for split, row in summary["splits"].items():
         values = [split, *[str(row[k]) for k in header[1:]]]
-        lines.append("  ".join(v.ljust(w) for v, w in zip(values, widths)))
+        lines.append("  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)))
         for k in header[1:]:
             totals[k] += row[k]
-    lines.append("  ".join(v.ljust(w) for v, w in zip(["total", *[str(totals[k]) for k in header[1:]]], widths)))
+    lines.append(
+        "  ".join(v.ljust(w) for v, w in zip(["total", *[str(totals[k]) for k in header[1:]]], widths, strict=True))
+    )
     if summary["warnings"]:
         lines += ["", f"warnings ({len(summary['warnings'])}):"] + [f"  - {w}" for w in summary["warnings"]]
     return "\n".join(lines)

@@ -29,7 +29,7 @@ def assign_splits(
     groups = sorted(set(subjects))
     gidx = {g: i for i, g in enumerate(groups)}
     counts = np.zeros((len(groups), len(class_index)), dtype=np.int64)
-    for s, lbl in zip(subjects, labels):
+    for s, lbl in zip(subjects, labels, strict=True):
         counts[gidx[s], class_index[lbl]] += 1
 
     ratio = np.asarray(ratios, dtype=np.float64)

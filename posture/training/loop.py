@@ -60,7 +60,7 @@ def group_class_weights(targets: torch.Tensor, groups: list[str], num_classes: i
     session of 16 photos of nine different people, and the head would learn that session's camera;
     weighting each session's classes equally asks it to fit every session (as the classes already are).
     """
-    cells = [f"{g}\x00{int(t)}" for g, t in zip(groups, targets.tolist())]
+    cells = [f"{g}\x00{int(t)}" for g, t in zip(groups, targets.tolist(), strict=True)]
     counts: dict[str, int] = {}
     for c in cells:
         counts[c] = counts.get(c, 0) + 1

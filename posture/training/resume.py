@@ -123,7 +123,7 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     """The saved state as ``model``/``best`` state dicts, ``optimizer``/``scheduler`` dicts and ``meta``."""
     with safe_open(str(resume_dir(run_dir) / TENSORS), framework="pt") as f:  # one open: one consistent file
         meta = json.loads(f.metadata()[META_KEY])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle is not iterable)
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
     return {

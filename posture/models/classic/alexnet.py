@@ -20,6 +20,7 @@ Design choices that matter:
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -190,7 +191,7 @@ class AlexNetTwoTower(ClassicModel):
         self.avgpool = nn.AdaptiveAvgPool2d(6)
         self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
         _init_alexnet(self)
-        for tower, device in zip(self.towers, self.devices):
+        for tower, device in zip(self.towers, self.devices, strict=True):
             tower.to(device)
         self.fc8.to(self.devices[0])
 
@@ -204,25 +205,26 @@ class AlexNetTwoTower(ClassicModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         devs = [self._device_of(t) for t in self.towers]
-        c2 = [tower.stage1(x.to(d)) for tower, d in zip(self.towers, devs)]
+        c2 = [tower.stage1(x.to(d)) for tower, d in zip(self.towers, devs, strict=True)]
         # exchange 1: conv3 reads both towers' conv2 maps
-        c5 = [tower.stage2(tower.conv3(torch.cat([c.to(d) for c in c2], dim=1))) for tower, d in zip(self.towers, devs)]
+        c5 = [
+            tower.stage2(tower.conv3(torch.cat([c.to(d) for c in c2], dim=1)))
+            for tower, d in zip(self.towers, devs, strict=True)
+        ]
         home = devs[0]
         merged = self.merged(torch.cat([c.to(home) for c in c5], dim=1))
         flat = torch.flatten(self.avgpool(self.pool5(merged)), 1)
         # exchange 2 and 3: each tower's fc6 / fc7 reads both towers' outputs
-        h6 = [tower.fc6(flat.to(d)) for tower, d in zip(self.towers, devs)]
+        h6 = [tower.fc6(flat.to(d)) for tower, d in zip(self.towers, devs, strict=True)]
         h6_all = [torch.cat([h.to(d) for h in h6], dim=1) for d in devs]
-        h7 = [tower.fc7(h) for tower, h in zip(self.towers, h6_all)]
+        h7 = [tower.fc7(h) for tower, h in zip(self.towers, h6_all, strict=True)]
         return torch.cat([h.to(home) for h in h7], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.forward_features(x)
         head = self.get_classifier()
-        try:
+        with contextlib.suppress(StopIteration):
             feats = feats.to(self._device_of(head))
-        except StopIteration:
-            pass
         return head(feats)
 
     def cam_target_layer(self) -> nn.Module:
