@@ -56,7 +56,7 @@ class DecidedLabel(gr.Label):
 
     is_template = True
 
-    def postprocess(self, value: Any) -> LabelData | dict | None:  # type: ignore[override]
+    def postprocess(self, value: Any) -> LabelData | dict | None:
         if isinstance(value, dict) and "label" in value and isinstance(value.get("confidences"), list):
             return LabelData(
                 label=value["label"],

@@ -166,7 +166,7 @@ class Handlers:
             if pred.explanation:
                 note += f"\n\n{pred.explanation[0].upper()}{pred.explanation[1:]}"
             shown = rgb
-            if explain and predictor.uses_image and self._explain is not None:
+            if explain and predictor.uses_image and self._explain is not None and pred.label is not None:
                 try:
                     shown = self._explain(predictor, analysis.rgb, class_index=predictor.class_names.index(pred.label))
                     note += "\n\nWarm colours mark the regions that drove the CNN's answer."
@@ -391,7 +391,8 @@ def build_demo(
                     flagger.flag(list(payloads))
                     gr.Info(f"Saved to {config.flagging_dir} for review. Thank you.")
 
-                flag.click(flag_answer, [image, label], None, preprocess=False, api_name=False)
+                # api_name=False: a private endpoint in gradio 5 and 6 (6's type hint leaves False out)
+                flag.click(flag_answer, [image, label], None, preprocess=False, api_name=False)  # type: ignore[arg-type]
         with gr.Tab("Batch"):
             files = gr.File(file_count="multiple", file_types=["image"], label="Photos")
             run_batch = gr.Button("Classify all", variant="primary")

@@ -32,5 +32,5 @@ def make_examples(out_dir: Path, n: int = 4, seed: int = 7) -> list[tuple[str, s
     out = []
     for row in frame.itertuples(index=False):
         caption = f"synthetic {row.view} view, CVA {row.cva_deg:.0f}° ({row.label})"
-        out.append((str(Path(out_dir) / row.filename), caption))
+        out.append((str(Path(out_dir) / str(row.filename)), caption))
     return out

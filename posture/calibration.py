@@ -114,6 +114,8 @@ def choose_threshold(is_positive: np.ndarray, p_positive: np.ndarray, policy: Th
     if policy.kind == "youden":
         index = int(np.argmax(tpr - fpr))
     elif policy.kind == "recall":
+        if policy.target is None:
+            raise ValueError("a recall threshold policy needs its target recall (recall:0.9)")
         # the highest threshold that still reaches the target recall (fewest false alarms)
         index = int(np.flatnonzero(tpr >= float(policy.target) - 1e-12)[0])
     else:  # f1, over the same candidate thresholds

@@ -104,7 +104,7 @@ class ManifestDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | np.ndarray, int]:
         image = self.load_image(index)
         if self.transform is not None:
-            image = apply_transform(self.transform, image)
+            return apply_transform(self.transform, image), self.targets[index]
         return image, self.targets[index]
 
 

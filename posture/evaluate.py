@@ -314,16 +314,17 @@ def gallery_items(predictor: Predictor, root: Path, top: pd.DataFrame, gradcam: 
 
     items = []
     for row in top.itertuples(index=False):
-        image = load_rgb_array(root / row.path)
+        path, predicted = str(row.path), str(row.predicted)
+        image = load_rgb_array(root / path)
         overlay = None
         if predictor.uses_pose and not predictor.uses_image:
             overlay = draw_landmarks(image, predictor.analyse(image).landmarks, max_side=max(image.shape[:2]))
         elif gradcam:
             try:
-                overlay = explain(predictor, image, class_index=predictor.class_names.index(row.predicted))
+                overlay = explain(predictor, image, class_index=predictor.class_names.index(predicted))
             except Exception as exc:  # a CAM failure must not cost the whole evaluation
-                log.warning("Grad-CAM failed for %s: %s", row.path, exc)
-        caption = f"{Path(row.path).name[:40]}\ntrue {row.label} · pred {row.predicted} ({row.confidence:.2f})"
+                log.warning("Grad-CAM failed for %s: %s", path, exc)
+        caption = f"{Path(path).name[:40]}\ntrue {row.label} · pred {predicted} ({row.confidence:.2f})"
         items.append(GalleryItem(image, overlay, caption))
     return items
 

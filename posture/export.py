@@ -148,8 +148,8 @@ def parity_inputs(predictor: Predictor, images: Sequence[np.ndarray | str], seed
         out["images"] = np.stack([predictor.preprocess(im) for im in images]).astype(np.float32)
     if predictor.uses_pose:
         n_cnn, rng = model.num_features, np.random.default_rng(seed)
-        mean = model.norm.mean[n_cnn:].numpy()
-        std = model.norm.std[n_cnn:].numpy()
+        mean = model.feature_norm.mean[n_cnn:].numpy()
+        std = model.feature_norm.std[n_cnn:].numpy()
         out["geometry"] = (mean + std * rng.normal(size=(n, len(mean)))).astype(np.float32)
     return out
 

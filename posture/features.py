@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,9 @@ from posture.formats import BACKENDS
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.training.distributed import all_reduce_sum
 from posture.transforms import Preprocessing, apply, build_eval_transform, build_train_transform
+
+if TYPE_CHECKING:
+    from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +573,7 @@ def pose_views(
     reasons: dict[int, str] = {}
     for i, (lm, shape) in enumerate(zip(landmarks, shapes, strict=True)):
         clean, reason = posture_features(lm, names, shape)
-        if clean is None:
+        if clean is None or lm is None:  # no features without landmarks
             reasons[i] = reason or "cannot assess"
             continue
         out[i, 0] = torch.from_numpy(clean)
@@ -583,7 +586,7 @@ def pose_views(
 
 
 def extract_run_features(
-    model: nn.Module,
+    model: PostureClassifier,
     root: str | os.PathLike[str],
     frame: pd.DataFrame,
     spec: FeatureSpec,

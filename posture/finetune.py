@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -420,6 +421,7 @@ def _build(cfg: FinetuneConfig, classes: list[str]) -> tuple[Any, str]:
 
     pretrained: bool | str = True if cfg.weights is None else cfg.weights
     torch.manual_seed(cfg.seed)
+    assert cfg.head_hidden is not None and cfg.head_dropout is not None  # filled in by __post_init__
     head_spec = zoo.HeadSpec(hidden=cfg.head_hidden, dropout=cfg.head_dropout)
     features = [f.strip() for f in cfg.pose_features.split(",") if f.strip()] if cfg.pose_features else None
     model = zoo.build_model(cfg.model, len(classes), pretrained=pretrained, head=head_spec, pose_features=features)
@@ -470,7 +472,8 @@ def _prepare_features(
         aug_strength=cfg.aug_strength,
     )
     cache = None if cfg.no_cache else FeatureCache(cfg.cache_dir or default_cache_dir())
-    common = dict(
+    extract = partial(
+        extract_run_features,
         cache=cache,
         backend=cfg.extract_backend,
         batch_size=cfg.extract_batch_size,
@@ -482,8 +485,8 @@ def _prepare_features(
     )
     eval_frame = pd.concat([splits["val"], splits["test"]], ignore_index=True)
     feats = {
-        "train": extract_run_features(model, root, splits["train"], spec, **common),
-        "eval": extract_run_features(model, root, eval_frame, replace(spec, aug_views=0), **common),
+        "train": extract(model, root, splits["train"], spec),
+        "eval": extract(model, root, eval_frame, replace(spec, aug_views=0)),
     }
     n_val = len(splits["val"])
     ok = {"train": feats["train"].ok, "val": feats["eval"].ok[:n_val], "test": feats["eval"].ok[n_val:]}
@@ -775,7 +778,9 @@ def _final_metrics(
         model.head.eval()
         with torch.inference_mode():
             head = model.head.cpu()
-            logits = {"val": head(data.val_x).float(), "test": head(data.test_x).float() if len(data.test_x) else None}
+            logits = {"val": head(data.val_x).float()}
+            if len(data.test_x):
+                logits["test"] = head(data.test_x).float()
     n_photos = sum(len(f) for f in data.splits.values()) + len(data.not_assessed)
     return {
         "classes": classes,
@@ -786,7 +791,7 @@ def _final_metrics(
         "val": logit_metrics(logits["val"], data.targets["val"], classes),
         "test": (
             logit_metrics(logits["test"], data.targets["test"], classes)
-            if logits["test"] is not None and len(data.targets["test"])
+            if "test" in logits and len(data.targets["test"])
             else None
         ),
         "skipped_images": data.skipped,

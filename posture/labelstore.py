@@ -27,7 +27,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -257,7 +257,7 @@ class LabelStore:
     def append(self, record: LabelRecord) -> LabelRecord:
         """Durably add one answer (it is on disk when this returns); the timestamp is filled in if empty."""
         if not record.timestamp:
-            record = LabelRecord(**{**record.to_dict(), "timestamp": utc_timestamp()})
+            record = replace(record, timestamp=utc_timestamp())
         self._write(encode_row(record))
         return record
 

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from posture.fileio import DamagedFileError
 from posture.formats import BACKENDS, IMAGE_EXTENSIONS, ONNX_NAME, WEIGHTS_NAME
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.transforms import Preprocessing, build_eval_transform
+
+if TYPE_CHECKING:
+    from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +239,7 @@ class Predictor:
         self,
         config: dict[str, Any],
         backend: Backend,
-        model: torch.nn.Module | None = None,
+        model: PostureClassifier | None = None,
         run_dir: Path | None = None,
         detector: Any = None,
     ) -> None:
@@ -390,7 +393,12 @@ class Predictor:
         if self.uses_image:
             out["images"] = np.stack([self.preprocess(a) for a in analyses]).astype(np.float32)
         if self.uses_pose:
-            out["geometry"] = np.stack([self.geometry_input(a.geometry) for a in analyses]).astype(np.float32)
+            rows = []
+            for a in analyses:
+                if a.geometry is None:
+                    raise ValueError(f"cannot assess this photo: {a.reason}")
+                rows.append(self.geometry_input(a.geometry))
+            out["geometry"] = np.stack(rows).astype(np.float32)
         return out
 
     # -- answers ------------------------------------------------------------------------------------
@@ -478,7 +486,7 @@ class Predictor:
         upright = self.upright if self.upright is not None else np.zeros(len(self.pose_features))
         n_cnn = model.num_features
         with torch.enable_grad():
-            norm = model.norm
+            norm = model.feature_norm
             mean, std = norm.mean[n_cnn:], norm.std[n_cnn:]
             head_in = torch.cat([torch.zeros(1, n_cnn), ((x - mean) / std)], dim=1) if n_cnn else (x - mean) / std
             logits = model.head(head_in)

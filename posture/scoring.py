@@ -101,7 +101,7 @@ def score_rows(
     for start in tqdm(range(0, len(frame), chunk), desc=desc, unit="batch", disable=None, leave=False):
         analyses, rows = [], []
         for i in range(start, min(start + chunk, len(frame))):
-            rel = frame.at[i, "path"]
+            rel = str(frame.at[i, "path"])
             try:
                 analysis = predictor.analyse(load_rgb_array(root / rel))
             except ImageDecodeError as exc:
@@ -111,7 +111,7 @@ def score_rows(
                 skipped.append({"path": rel, "reason": "unreadable", "detail": str(exc)})
                 continue
             if analysis.reason is not None:
-                not_assessed.append({"path": rel, "label": frame.at[i, "label"], "reason": analysis.reason})
+                not_assessed.append({"path": rel, "label": str(frame.at[i, "label"]), "reason": analysis.reason})
                 continue
             analyses.append(analysis)
             rows.append(i)

@@ -180,8 +180,9 @@ def _decode_checked(
     )
     good = []
     for d in list(decode_all(tasks, settings, config.n_workers, config.progress)):
-        if d.ok and candidates[d.index].keypoints is not None:  # clicks must land on the photo
-            problem = _keypoints_outside(candidates[d.index].keypoints, d.orig_width, d.orig_height)
+        keypoints = candidates[d.index].keypoints
+        if d.ok and keypoints is not None:  # clicks must land on the photo
+            problem = _keypoints_outside(keypoints, d.orig_width, d.orig_height)
             if problem:
                 d = replace(d, reason="implausible_label", detail=problem)
         if d.ok:

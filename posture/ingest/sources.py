@@ -180,16 +180,16 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
         raw_label = str(record.get(label_col, "")).strip() if label_col else ""
         typed = table.get(normalise_label_text(raw_label)) if raw_label else None
         cva = _number(record[cva_col]) if cva_col else None
-        keypoints = None
+        keypoints: tuple[float, float, float, float] | None = None
         problem = ""
         if kp_present:
-            values = [_number(record[c]) for c in KEYPOINT_COLUMNS]
-            if all(v is not None for v in values):
-                keypoints = tuple(values)  # type: ignore[assignment]
+            ear_x, ear_y, c7_x, c7_y = (_number(record[c]) for c in KEYPOINT_COLUMNS)
+            if ear_x is not None and ear_y is not None and c7_x is not None and c7_y is not None:
+                keypoints = (ear_x, ear_y, c7_x, c7_y)
                 # CVA is defined on a side view; in a frontal picture the 2-D angle measures nothing.
                 if str(record.get("view", "")).strip().lower() not in FRONTAL_VIEWS:
                     try:
-                        cva = craniovertebral_angle(*keypoints)  # type: ignore[arg-type]
+                        cva = craniovertebral_angle(*keypoints)
                     except ValueError as exc:
                         keypoints, cva, problem = None, None, f"keypoints: {exc}"
         reason = "unknown_label"
@@ -300,12 +300,13 @@ def _match_csv_rows(
     by_path: dict[str, LabelRow] = {}
     disagreements = relabelled = 0
     for row in rows:
-        rel = _normalise_csv_path(row.csv_path, root, image_set)
-        if rel is None:
+        normalised = _normalise_csv_path(row.csv_path, root, image_set)
+        if normalised is None:
             result.rejections.append(
                 Rejection(row.csv_path, "outside_root", "the labels CSV names a file outside SRC", is_file=False)
             )
             continue
+        rel = normalised
         if rel not in image_set and "/" not in rel and len(by_name.get(rel, [])) == 1:
             rel = by_name[rel][0]
         if rel in result.refused:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from posture.models.classic import CLASSIC_MODELS, ClassicSpec
+from posture.models.classic.base import ClassicModel
 from posture.models.classifier import Backbone
 from posture.models.registry import ModelFamily, register_family
 from posture.models.torchvision_family import TorchvisionFamily
@@ -22,7 +23,7 @@ from posture.transforms import Preprocessing
 class ClassicBackbone(nn.Module):
     """Runs a classic network's ``forward_features`` (its ``forward`` may return aux outputs)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: ClassicModel) -> None:
         super().__init__()
         self.net = net
 

@@ -44,7 +44,7 @@ def weights_file(name: str) -> Path:
     pkg = package_name(name)
     try:
         folder = importlib.resources.files(_module_name(name)) / "models"
-        files = sorted(p for p in folder.iterdir() if p.name.endswith(".pth"))
+        files = sorted((p for p in folder.iterdir() if p.name.endswith(".pth")), key=lambda p: p.name)
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
         files = []
     if not files:
@@ -124,8 +124,11 @@ class EfficientNetLiteFamily(ModelFamily):
 
     def build(self, name: str, input_size: int | None = None) -> Backbone:
         import timm
+        from timm.models import EfficientNet
 
         model = timm.create_model(VARIANTS[name][0], pretrained=False, num_classes=0)
+        if not isinstance(model, EfficientNet):  # timm's Lite variants are EfficientNets; the layout below assumes it
+            raise TypeError(f"timm built a {type(model).__name__} for {name}, not an EfficientNet")
         blocks: list[BlockPath] = [
             ("conv_stem", "bn1"),
             *[f"blocks.{i}" for i in range(len(model.blocks))],

@@ -11,6 +11,7 @@ keeps hidden layers such as MobileNetV3's.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,10 @@ def _arch_kwargs(name: str, input_size: int | None) -> dict[str, Any]:
     return kwargs
 
 
-def _vit_adapter(model: nn.Module) -> Any:
-    """Resample a ViT's position embeddings when weights come from another image size."""
+def _vit_adapter(model: Any) -> Any:
+    """Resample a ViT's position embeddings when weights come from another image size.
+
+    ``model`` is a torchvision ``VisionTransformer`` (torchvision ships no type information)."""
     from torchvision.models.vision_transformer import interpolate_embeddings
 
     def adapt(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -83,7 +86,7 @@ def _with_params(model: nn.Module, path: str) -> list[str]:
     return [prefix + n for n, c in container.named_children() if any(True for _ in c.parameters())]
 
 
-def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
+def _layout(model: nn.Module) -> tuple[Sequence[BlockPath], str]:
     """Stages (forward order) and the Grad-CAM layer for each family."""
     if isinstance(model, tvm.ResNet):
         return [("conv1", "bn1"), "layer1", "layer2", "layer3", "layer4"], "layer4"
@@ -109,7 +112,7 @@ def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
         return [*_with_params(model, "layers"), *_with_params(model, "classifier")], "layers"
     if hasattr(model, "features") and isinstance(model.features, nn.Sequential):
         # AlexNet, VGG, SqueezeNet, DenseNet, MobileNet v2/v3, EfficientNet v1/v2, ConvNeXt.
-        blocks: list[BlockPath] = _with_params(model, "features")
+        blocks = _with_params(model, "features")
         if isinstance(getattr(model, "classifier", None), nn.Sequential):
             blocks += _with_params(model, "classifier")
         return blocks, "features"
@@ -119,6 +122,12 @@ def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
 _DENSENET_OLD_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
 )
+
+
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    """A per-channel mean or std of an RGB transform."""
+    r, g, b = (float(v) for v in values)
+    return r, g, b
 
 
 @register_family
@@ -137,8 +146,8 @@ class TorchvisionFamily(ModelFamily):
         interp = getattr(t.interpolation, "value", str(t.interpolation))
         return Preprocessing(
             input_size=int(crop),
-            mean=tuple(float(m) for m in t.mean),
-            std=tuple(float(s) for s in t.std),
+            mean=_rgb(t.mean),
+            std=_rgb(t.std),
             interpolation=str(interp),
         )
 
@@ -162,7 +171,7 @@ class TorchvisionFamily(ModelFamily):
         return Backbone(
             module=model,
             num_features=num_features,
-            blocks=blocks,
+            blocks=list(blocks),
             cam_layer=cam,
             drop_prefixes=(head_path + ".", *_AUX_PREFIXES),
             adapt_state=_vit_adapter(model) if isinstance(model, tvm.VisionTransformer) else None,

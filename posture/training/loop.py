@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,9 @@ from tqdm.auto import tqdm
 from posture.data import ManifestDataset
 from posture.training.distributed import DistInfo
 from posture.transforms import Preprocessing, apply, build_train_transform
+
+if TYPE_CHECKING:
+    from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +155,8 @@ class OptimSpec:
             from posture.models.classic.recipes import make_optimizer, make_scheduler
 
             recipe = replace(self.recipe, lr=self.lr)
-            opt = make_optimizer(recipe, groups)
-            return opt, make_scheduler(recipe, opt, epochs)
+            optimizer = make_optimizer(recipe, groups)
+            return optimizer, make_scheduler(recipe, optimizer, epochs)
         if self.name == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
                 groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov
@@ -235,7 +238,7 @@ class Phase(ABC):
     weight: torch.Tensor
     val_y: torch.Tensor
 
-    def __init__(self, model: nn.Module, spec: PhaseSpec, num_classes: int) -> None:
+    def __init__(self, model: PostureClassifier, spec: PhaseSpec, num_classes: int) -> None:
         self.model, self.spec, self.num_classes = model, spec, num_classes
         self.device, self.seed, self.dist, self.batch_size = spec.device, spec.seed, spec.dist, spec.batch_size
 
@@ -277,7 +280,7 @@ class HeadPhase(Phase):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: PostureClassifier,
         spec: PhaseSpec,
         *,
         train_x: torch.Tensor,
@@ -376,7 +379,7 @@ class ImagePhase(Phase):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: PostureClassifier,
         spec: PhaseSpec,
         *,
         train_ds: ManifestDataset,
@@ -388,7 +391,8 @@ class ImagePhase(Phase):
     ) -> None:
         # Contiguous layout whatever extraction left behind: the conv kernels (and so the last bits of
         # every result) depend on it, and a resumed run that read features from the cache must match.
-        model.to(device=spec.device, memory_format=torch.contiguous_format)
+        # Module.to takes memory_format at run time; torch's overloads leave it out.
+        model.to(device=spec.device, memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         super().__init__(model, spec, num_classes)
         self.workers = spec.workers
         self.val_ds = val_ds

@@ -48,7 +48,7 @@ class ClassicSpec:
     reduced size where the architecture permits); ``None`` means the size is fixed (LeNet-5).
     """
 
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., ClassicModel]
     input_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -83,7 +83,7 @@ def build_classic(name: str, num_classes: int = 1000, **kwargs: Any) -> ClassicM
         spec = CLASSIC_MODELS[name]
     except KeyError:
         raise KeyError(f"unknown classic model {name!r}; known: {', '.join(CLASSIC_MODELS)}") from None
-    return spec.builder(num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return spec.builder(num_classes=num_classes, **kwargs)
 
 
 def load_torchvision_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True) -> Any:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -55,7 +55,8 @@ def _init_alexnet(model: nn.Module) -> None:
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(module.weight, 0.0, 0.01)
             leaf = name.rsplit(".", 1)[-1]
-            nn.init.constant_(module.bias, 1.0 if leaf in _ONE_BIAS else 0.0)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, 1.0 if leaf in _ONE_BIAS else 0.0)
 
 
 class AlexNet(ClassicModel):
@@ -114,7 +115,7 @@ class AlexNet(ClassicModel):
         return self.hidden(torch.flatten(x, 1))
 
     def cam_target_layer(self) -> nn.Module:
-        return self.features.relu5
+        return self.features.get_submodule("relu5")
 
 
 class _Tower(nn.Module):
@@ -204,20 +205,21 @@ class AlexNetTwoTower(ClassicModel):
         return next(module.parameters()).device
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        devs = [self._device_of(t) for t in self.towers]
-        c2 = [tower.stage1(x.to(d)) for tower, d in zip(self.towers, devs, strict=True)]
+        towers = cast("list[_Tower]", list(self.towers))  # an nn.ModuleList yields plain Modules
+        devs = [self._device_of(t) for t in towers]
+        c2 = [tower.stage1(x.to(d)) for tower, d in zip(towers, devs, strict=True)]
         # exchange 1: conv3 reads both towers' conv2 maps
         c5 = [
             tower.stage2(tower.conv3(torch.cat([c.to(d) for c in c2], dim=1)))
-            for tower, d in zip(self.towers, devs, strict=True)
+            for tower, d in zip(towers, devs, strict=True)
         ]
         home = devs[0]
         merged = self.merged(torch.cat([c.to(home) for c in c5], dim=1))
         flat = torch.flatten(self.avgpool(self.pool5(merged)), 1)
         # exchange 2 and 3: each tower's fc6 / fc7 reads both towers' outputs
-        h6 = [tower.fc6(flat.to(d)) for tower, d in zip(self.towers, devs, strict=True)]
+        h6 = [tower.fc6(flat.to(d)) for tower, d in zip(towers, devs, strict=True)]
         h6_all = [torch.cat([h.to(d) for h in h6], dim=1) for d in devs]
-        h7 = [tower.fc7(h) for tower, h in zip(self.towers, h6_all, strict=True)]
+        h7 = [tower.fc7(h) for tower, h in zip(towers, h6_all, strict=True)]
         return torch.cat([h.to(home) for h in h7], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

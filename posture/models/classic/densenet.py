@@ -65,7 +65,7 @@ class DenseBlock(nn.ModuleDict):
         for i in range(num_layers):
             self[f"denselayer{i + 1}"] = DenseLayer(in_ch + i * growth_rate, growth_rate, bn_size, drop_rate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
         for layer in self.values():
             features.append(layer(features))
@@ -140,7 +140,7 @@ class DenseNet(ClassicModel):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
     def cam_target_layer(self) -> nn.Module:
-        return self.features.norm5
+        return self.features.get_submodule("norm5")
 
 
 def densenet121(num_classes: int = 1000, input_size: int | None = None, **kwargs: Any) -> DenseNet:

@@ -28,6 +28,7 @@ LENET_INPUT_SIZE = 32
 
 class LeNet5(ClassicModel):
     classifier_attr = "output"
+    luma: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 1) -> None:
         super().__init__()
@@ -62,7 +63,7 @@ class LeNet5(ClassicModel):
 
     def cam_target_layer(self) -> nn.Module:
         # C5's output is 1x1, useless for a heat map; C3 (10x10) is the last spatial map.
-        return self.features.act3
+        return self.features.get_submodule("act3")
 
 
 def lenet5(num_classes: int = 1000, input_size: int | None = None, **kwargs: Any) -> LeNet5:
