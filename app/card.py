@@ -67,16 +67,28 @@ def real_evaluations(run: Path) -> list[RealScore]:
             continue
         provenance = report.get("data_provenance") if isinstance(report, dict) else None
         if not provenance:
-            log.warning("%s does not say what data it scored (written before that was recorded); re-run "
-                        "posture.evaluate to show it on the model card", path)
+            log.warning(
+                "%s does not say what data it scored (written before that was recorded); re-run "
+                "posture.evaluate to show it on the model card",
+                path,
+            )
             continue
         if provenance.get("kind") != "real" or metrics is None:
             continue
-        found.append(RealScore(folder=path.parent.name, dataset=str(provenance.get("dataset")),
-                               split=str(report.get("split")), photos=int(provenance.get("photos", 0)),
-                               subjects=provenance.get("subjects"), metrics=metrics,
-                               coverage=report.get("coverage"), by_source=list(report.get("by_source") or []),
-                               calibration=dict(report.get("calibration") or {}), created=str(report.get("created"))))
+        found.append(
+            RealScore(
+                folder=path.parent.name,
+                dataset=str(provenance.get("dataset")),
+                split=str(report.get("split")),
+                photos=int(provenance.get("photos", 0)),
+                subjects=provenance.get("subjects"),
+                metrics=metrics,
+                coverage=report.get("coverage"),
+                by_source=list(report.get("by_source") or []),
+                calibration=dict(report.get("calibration") or {}),
+                created=str(report.get("created")),
+            )
+        )
     return sorted(found, key=lambda s: s.created, reverse=True)[:MAX_REAL]
 
 
@@ -86,21 +98,28 @@ def _pct(value: float | None) -> str:
 
 def _same_calibration(score: RealScore, predictor: Predictor) -> bool:
     threshold = score.calibration.get("threshold")
-    return (abs(float(score.calibration.get("temperature", 1.0)) - predictor.temperature) < 1e-9
-            and (threshold is None) == (predictor.threshold is None)
-            and (threshold is None or abs(float(threshold) - float(predictor.threshold or 0.0)) < 1e-9))
+    return (
+        abs(float(score.calibration.get("temperature", 1.0)) - predictor.temperature) < 1e-9
+        and (threshold is None) == (predictor.threshold is None)
+        and (threshold is None or abs(float(threshold) - float(predictor.threshold or 0.0)) < 1e-9)
+    )
 
 
 def real_score_line(score: RealScore, predictor: Predictor) -> str:
     """``- **On real photos:** balanced accuracy 81.0% on `real` (203 photos of 12 people) ...``"""
     people = f" of {score.subjects} {'person' if score.subjects == 1 else 'people'}" if score.subjects else ""
-    line = (f"- **On real photos:** balanced accuracy **{_pct(score.metrics['balanced_accuracy'])}** on "
-            f"`{score.dataset}` [{score.split}] ({score.photos} photos{people}; {score.metrics['n']} assessed"
-            + (f", coverage {_pct(score.coverage)}" if score.coverage is not None else "") + ")")
+    line = (
+        f"- **On real photos:** balanced accuracy **{_pct(score.metrics['balanced_accuracy'])}** on "
+        f"`{score.dataset}` [{score.split}] ({score.photos} photos{people}; {score.metrics['n']} assessed"
+        + (f", coverage {_pct(score.coverage)}" if score.coverage is not None else "")
+        + ")"
+    )
     sources = [g for g in score.by_source if "balanced_accuracy" in g and str(g.get("source")) != "(none)"]
     if len(sources) > 1:
-        line += " · by source: " + ", ".join(f"{g['source']} {_pct(g['balanced_accuracy'])} (n={g['n']})"
-                                             for g in sorted(sources, key=lambda g: str(g["source"])))
+        line += " · by source: " + ", ".join(
+            f"{g['source']} {_pct(g['balanced_accuracy'])} (n={g['n']})"
+            for g in sorted(sources, key=lambda g: str(g["source"]))
+        )
     if not _same_calibration(score, predictor):
         line += " · *scored with another calibration than the one answering now; re-run posture.evaluate*"
     return line
@@ -121,18 +140,25 @@ def training_lines(predictor: Predictor, real: list[RealScore]) -> list[str]:
     kind = (record or {}).get("kind")
     metrics = read_metrics(predictor.run_dir) if predictor.run_dir is not None else {}
     val, test = _held_out(metrics, "val"), _held_out(metrics, "test")
-    held = " · ".join(f"{name} balanced accuracy {_pct(m['balanced_accuracy'])} (n={m['n']})"
-                      for name, m in (("validation", val), ("test", test)) if m is not None)
+    held = " · ".join(
+        f"{name} balanced accuracy {_pct(m['balanced_accuracy'])} (n={m['n']})"
+        for name, m in (("validation", val), ("test", test))
+        if m is not None
+    )
     lines = []
     if not real:
         if kind == "synthetic":
             lines.append(f"- **{NOT_MEASURED}**")
         elif kind == "real" and test is not None:
-            lines.append(f"- **On held-out real photos** (this data set's test split, people absent from training): "
-                         f"balanced accuracy **{_pct(test['balanced_accuracy'])}** (n={test['n']})")
+            lines.append(
+                f"- **On held-out real photos** (this data set's test split, people absent from training): "
+                f"balanced accuracy **{_pct(test['balanced_accuracy'])}** (n={test['n']})"
+            )
         elif kind is None:
-            lines.append("- **What this run was trained on is not recorded** (it predates that record); accuracy on "
-                         "real photos not measured.")
+            lines.append(
+                "- **What this run was trained on is not recorded** (it predates that record); accuracy on "
+                "real photos not measured."
+            )
         else:
             lines.append("- **Accuracy on real photos not measured.**")
     if record:
@@ -146,12 +172,16 @@ def training_lines(predictor: Predictor, real: list[RealScore]) -> list[str]:
 
 def _reads(predictor: Predictor) -> str:
     if predictor.uses_pose and predictor.uses_image:
-        return (f"its CNN on the head-and-shoulders crop, fused with posture geometry "
-                f"({', '.join(predictor.pose_features)}) from BlazePose body landmarks")
+        return (
+            f"its CNN on the head-and-shoulders crop, fused with posture geometry "
+            f"({', '.join(predictor.pose_features)}) from BlazePose body landmarks"
+        )
     if predictor.uses_pose:
         return f"posture geometry ({', '.join(predictor.pose_features)}) from BlazePose body landmarks"
     pre = predictor.preprocessing
-    return f"the photo at {pre.input_size}px ({pre.resize_mode}{', head-and-shoulders crop' if predictor.crops else ''})"
+    return (
+        f"the photo at {pre.input_size}px ({pre.resize_mode}{', head-and-shoulders crop' if predictor.crops else ''})"
+    )
 
 
 def model_card(predictor: Predictor) -> str:
@@ -160,19 +190,24 @@ def model_card(predictor: Predictor) -> str:
     real = real_evaluations(run) if run is not None else []
     lines = [
         "### The model",
-        (f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** "
-         f"`{predictor.config.get('architecture')}` · **backend:** {predictor.backend_name}"),
+        (
+            f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** "
+            f"`{predictor.config.get('architecture')}` · **backend:** {predictor.backend_name}"
+        ),
         f"- **Classes:** {', '.join(predictor.class_names)} · **reads:** {_reads(predictor)}",
         *(real_score_line(score, predictor) for score in real),
         *training_lines(predictor, real),
     ]
     if predictor.threshold is not None:
-        lines.append(f"- **Decision:** {predictor.positive_class} when its probability ≥ {float(predictor.threshold):.2f}"
-                     f" (temperature {predictor.temperature:.2f})")
+        lines.append(
+            f"- **Decision:** {predictor.positive_class} when its probability ≥ {float(predictor.threshold):.2f}"
+            f" (temperature {predictor.temperature:.2f})"
+        )
     else:
         lines.append("- **Decision:** the most probable class (no calibrated threshold stored)")
-    lines.append("\n*A screening aid, not a diagnosis: the craniovertebral angle measured by a clinician is the "
-                 "reference.*")
+    lines.append(
+        "\n*A screening aid, not a diagnosis: the craniovertebral angle measured by a clinician is the reference.*"
+    )
     return "\n".join(lines)
 
 

@@ -56,9 +56,12 @@ class DecidedLabel(gr.Label):
 
     is_template = True
 
-    def postprocess(self, value: Any) -> LabelData | dict | None:  # type: ignore[override]
+    def postprocess(self, value: Any) -> LabelData | dict | None:
         if isinstance(value, dict) and "label" in value and isinstance(value.get("confidences"), list):
-            return LabelData(label=value["label"],
-                             confidences=[LabelConfidence(label=c["label"], confidence=c["confidence"])
-                                          for c in value["confidences"]])
+            return LabelData(
+                label=value["label"],
+                confidences=[
+                    LabelConfidence(label=c["label"], confidence=c["confidence"]) for c in value["confidences"]
+                ],
+            )
         return super().postprocess(value)

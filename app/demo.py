@@ -47,10 +47,13 @@ from posture.predict import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
-DEMO_COMMAND = ("python -m posture.synth data/raw-sample --n 500 --seed 0 && "
-                "python -m posture.ingest data/raw-sample --out data/sample && "
-                "python -m posture.finetune --data data/sample --out models/sample && "
-                "python -m posture.calibrate --run models/sample --data data/sample")
+DEMO_COMMAND = (
+    "python -m posture.synth data/raw-sample --n 500 --seed 0 && "
+    "python -m posture.ingest data/raw-sample --out data/sample && "
+    "python -m posture.finetune --data data/sample --out models/sample && "
+    "python -m posture.calibrate --run models/sample --data data/sample"
+)
+
 
 @dataclass
 class AppConfig:
@@ -86,16 +89,20 @@ def resolve_run(config: AppConfig) -> Path:
         return Path(config.run_dir)
     latest = find_latest_run(config.models_dir)
     if latest is None:
-        raise UserError(f"no trained run under {config.models_dir}/ and no --run given; make the sample one "
-                        f"with:\n  {DEMO_COMMAND}\nthen start the demo with `python -m app --run models/sample`")
+        raise UserError(
+            f"no trained run under {config.models_dir}/ and no --run given; make the sample one "
+            f"with:\n  {DEMO_COMMAND}\nthen start the demo with `python -m app --run models/sample`"
+        )
     log.info("using the newest run: %s", latest)
     return latest
 
 
 #: What the label shows for a photo a pose-based run cannot assess.
 CANNOT_ASSESS = "cannot assess"
-NOT_MEASURED = ("No person could be measured in the upright photo: {reason}. Use a photo that shows the face and "
-                "both shoulders, well lit and not cut off.")
+NOT_MEASURED = (
+    "No person could be measured in the upright photo: {reason}. Use a photo that shows the face and "
+    "both shoulders, well lit and not cut off."
+)
 
 
 def label_value(pred: Prediction) -> dict[str, Any]:
@@ -115,8 +122,9 @@ class Handlers:
     same file serves the visitor's next click and other visitors' identical uploads.
     """
 
-    def __init__(self, predictor: Predictor, config: AppConfig, work_dir: Path,
-                 forget: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, predictor: Predictor, config: AppConfig, work_dir: Path, forget: Callable[[str], None] | None = None
+    ) -> None:
         self.predictor = predictor
         self.config = config
         self.work_dir = Path(work_dir)
@@ -138,8 +146,9 @@ class Handlers:
     def can_explain(self) -> bool:
         return self._explain is not None
 
-    def classify(self, source: str | bytes | None, explain: bool = True,
-                 reference: Sequence[float] | None = None) -> tuple[dict[str, Any], np.ndarray, str]:
+    def classify(
+        self, source: str | bytes | None, explain: bool = True, reference: Sequence[float] | None = None
+    ) -> tuple[dict[str, Any], np.ndarray, str]:
         """One photo → (label value, explanation picture or the photo itself, a short note).
 
         ``reference``: this visitor's calibration (:meth:`calibrate`), or ``None``.
@@ -157,7 +166,7 @@ class Handlers:
             if pred.explanation:
                 note += f"\n\n{pred.explanation[0].upper()}{pred.explanation[1:]}"
             shown = rgb
-            if explain and predictor.uses_image and self._explain is not None:
+            if explain and predictor.uses_image and self._explain is not None and pred.label is not None:
                 try:
                     shown = self._explain(predictor, analysis.rgb, class_index=predictor.class_names.index(pred.label))
                     note += "\n\nWarm colours mark the regions that drove the CNN's answer."
@@ -191,8 +200,14 @@ class Handlers:
                 raise UploadError(NOT_MEASURED.format(reason=analysis.reason or "no person found"))
             reference = [float(v) for v in analysis.geometry]
             shown = draw_landmarks(rgb, analysis.landmarks, caption="your upright reference")
-        return reference, shown, ("**Calibrated.** Photos from this camera are now judged against this upright "
-                                  "photo of you (kept in this browser tab only; Reset forgets it).")
+        return (
+            reference,
+            shown,
+            (
+                "**Calibrated.** Photos from this camera are now judged against this upright "
+                "photo of you (kept in this browser tab only; Reset forgets it)."
+            ),
+        )
 
     def classify_many(self, sources: Sequence[str] | None, chunk: int = 16) -> tuple[list[list[Any]], str, str]:
         """Several files → table rows, a CSV file to download and a summary; bad files become rows.
@@ -210,7 +225,7 @@ class Handlers:
         rows: list[list[Any]] = []
         for start in range(0, len(sources), chunk):
             good: list[tuple[int, np.ndarray]] = []
-            for source in sources[start:start + chunk]:
+            for source in sources[start : start + chunk]:
                 row: list[Any] = [Path(source).name, "", None] + [None] * len(names) + [""]
                 try:
                     with self._read(source) as rgb:
@@ -219,19 +234,28 @@ class Handlers:
                     row[-1] = str(exc)
                 rows.append(row)
             preds = self.predictor.predict_many([rgb for _, rgb in good]) if good else []
-            for (row_index, _), pred in zip(good, preds):
+            for (row_index, _), pred in zip(good, preds, strict=True):
                 if not pred.assessed or pred.probabilities is None or pred.confidence is None:
                     rows[row_index][1] = CANNOT_ASSESS
                     rows[row_index][-1] = str(pred.reason)
                     continue
                 rows[row_index][1:3] = [pred.label, round(pred.confidence, 4)]
-                rows[row_index][3:3 + len(names)] = [round(pred.probabilities[c], 4) for c in names]
+                rows[row_index][3 : 3 + len(names)] = [round(pred.probabilities[c], 4) for c in names]
         csv_path = self._write_csv(rows)
         unassessed = sum(1 for r in rows if r[1] == CANNOT_ASSESS)
         failed = sum(1 for r in rows if r[-1]) - unassessed
         summary = f"{len(rows) - failed - unassessed} of {len(rows)} photos classified"
-        summary += "".join(part for part, n in ((f"; {failed} could not be read", failed),
-                                                (f"; {unassessed} could not be assessed", unassessed)) if n) + "."
+        summary += (
+            "".join(
+                part
+                for part, n in (
+                    (f"; {failed} could not be read", failed),
+                    (f"; {unassessed} could not be assessed", unassessed),
+                )
+                if n
+            )
+            + "."
+        )
         return rows, str(csv_path), summary
 
     def table_headers(self) -> list[str]:
@@ -246,8 +270,9 @@ class Handlers:
         return path
 
 
-def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
-               examples: Sequence[tuple[str, str]] = ()) -> Any:
+def build_demo(
+    predictor: Predictor, config: AppConfig, work_dir: Path, examples: Sequence[tuple[str, str]] = ()
+) -> Any:
     """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder."""
     import gradio as gr
 
@@ -262,7 +287,9 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
 
     handlers = Handlers(predictor, config, work_dir, forget=forget)
 
-    def classify(source: str | bytes | None, explain: bool, reference: list[float] | None = None) -> tuple[Any, Any, str]:
+    def classify(
+        source: str | bytes | None, explain: bool, reference: list[float] | None = None
+    ) -> tuple[Any, Any, str]:
         try:
             value, shown, note = handlers.classify(source, explain, reference)
         except UploadError as exc:
@@ -289,10 +316,12 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
         return rows, csv_path, summary
 
     title = "Posture check: forward head or normal?"
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:  # its cache is swept by app.janitor
-        gr.Markdown(f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
-                    f"Photos are deleted {_duration(config.upload_max_age_s)} after you last checked them; "
-                    "nothing is stored.")
+    with gr.Blocks(title=title, analytics_enabled=False) as page:  # its cache is swept by app.janitor
+        gr.Markdown(
+            f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
+            f"Photos are deleted {_duration(config.upload_max_age_s)} after you last checked them; "
+            "nothing is stored."
+        )
         # This browser session's upright reference (numbers only), for runs that can be calibrated. A page
         # with a gr.State keeps a session channel busy (Playwright's "networkidle" never comes), so the
         # other runs' pages carry none.
@@ -300,43 +329,59 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
         with gr.Tab("Photo"):
             if reference is not None:
                 with gr.Accordion("Optional: calibrate with an upright photo of yourself", open=False):
-                    gr.Markdown("Sit (or stand) upright in front of the same camera and add that photo: later photos "
-                                "are judged by how far your head moved from it, which removes the effect of the "
-                                "camera's height. It is kept in this browser tab only.")
+                    gr.Markdown(
+                        "Sit (or stand) upright in front of the same camera and add that photo: later photos "
+                        "are judged by how far your head moved from it, which removes the effect of the "
+                        "camera's height. It is kept in this browser tab only."
+                    )
                     with gr.Row():
-                        upright = UploadedImage(sources=["upload", "webcam"], label="Upright photo", height=240,
-                                                elem_id="upright")
+                        upright = UploadedImage(
+                            sources=["upload", "webcam"], label="Upright photo", height=240, elem_id="upright"
+                        )
                         upright.max_bytes = config.max_file_bytes
-                        upright_shown = gr.Image(label="Reference landmarks", interactive=False, format="jpeg",
-                                                 height=240, elem_id="upright_shown")
+                        upright_shown = gr.Image(
+                            label="Reference landmarks",
+                            interactive=False,
+                            format="jpeg",
+                            height=240,
+                            elem_id="upright_shown",
+                        )
                     with gr.Row():
                         calibrate_button = gr.Button("Calibrate", elem_id="calibrate")
                         reset_button = gr.Button("Reset calibration", elem_id="reset")
                     calibration_note = gr.Markdown(elem_id="calibration_note")
-                calibrate_button.click(calibrate, [upright], [reference, upright_shown, calibration_note],
-                                       api_name="calibrate")
+                calibrate_button.click(
+                    calibrate, [upright], [reference, upright_shown, calibration_note], api_name="calibrate"
+                )
                 reset_button.click(reset, None, [reference, upright_shown, calibration_note], api_name="reset")
             with gr.Row():
                 with gr.Column():
-                    image = UploadedImage(sources=["upload", "webcam"], label="Photo", height=380,
-                                          elem_id="photo")
+                    image = UploadedImage(sources=["upload", "webcam"], label="Photo", height=380, elem_id="photo")
                     image.max_bytes = config.max_file_bytes
                     can_show = handlers.can_explain or predictor.uses_pose
-                    explain = gr.Checkbox(value=can_show, label="Show where the model looked", interactive=can_show,
-                                          elem_id="explain")
+                    explain = gr.Checkbox(
+                        value=can_show, label="Show where the model looked", interactive=can_show, elem_id="explain"
+                    )
                     button = gr.Button("Check posture", variant="primary", elem_id="check")
                     if examples:
-                        gr.Examples([[path] for path, _ in examples], inputs=[image],
-                                    example_labels=[caption for _, caption in examples],
-                                    label="Synthetic examples")
+                        gr.Examples(
+                            [[path] for path, _ in examples],
+                            inputs=[image],
+                            example_labels=[caption for _, caption in examples],
+                            label="Synthetic examples",
+                        )
                 with gr.Column():
-                    label = DecidedLabel(num_top_classes=len(predictor.class_names), label="Posture",
-                                         elem_id="label")
-                    overlay = gr.Image(label="Where the model looked", interactive=False, format="jpeg",
-                                       height=380, elem_id="overlay")
+                    label = DecidedLabel(num_top_classes=len(predictor.class_names), label="Posture", elem_id="label")
+                    overlay = gr.Image(
+                        label="Where the model looked", interactive=False, format="jpeg", height=380, elem_id="overlay"
+                    )
                     note = gr.Markdown(elem_id="note")
-            button.click(classify, [image, explain] + ([reference] if reference is not None else []),
-                         [label, overlay, note], api_name="classify")
+            button.click(
+                classify,
+                [image, explain] + ([reference] if reference is not None else []),
+                [label, overlay, note],
+                api_name="classify",
+            )
             if config.flagging_dir is not None:
                 flagger = gr.CSVLogger()
                 flagger.setup([image, label], str(config.flagging_dir))
@@ -346,7 +391,8 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
                     flagger.flag(list(payloads))
                     gr.Info(f"Saved to {config.flagging_dir} for review. Thank you.")
 
-                flag.click(flag_answer, [image, label], None, preprocess=False, api_name=False)
+                # api_name=False: a private endpoint in gradio 5 and 6 (6's type hint leaves False out)
+                flag.click(flag_answer, [image, label], None, preprocess=False, api_name=False)  # type: ignore[arg-type]
         with gr.Tab("Batch"):
             files = gr.File(file_count="multiple", file_types=["image"], label="Photos")
             run_batch = gr.Button("Classify all", variant="primary")
@@ -355,6 +401,7 @@ def build_demo(predictor: Predictor, config: AppConfig, work_dir: Path,
             download = gr.File(label="Results as CSV", interactive=False)
             run_batch.click(classify_many, [files], [table, download, summary], api_name="classify_batch")
         gr.Markdown(model_card(predictor))
+    demo = page  # from now on `forget` sees the page's upload set
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.max_queue)
     return demo
 
@@ -371,18 +418,29 @@ def launch(config: AppConfig) -> None:
     with private_gradio_temp("posture-app-") as work_dir:  # Gradio's uploads and outputs go in here
         examples = make_examples_safely(work_dir / "examples", config.n_examples)
         demo = build_demo(predictor, config, work_dir, examples)
-        janitor = CacheJanitor([work_dir / name for name in ("gradio", "batch", SHOWN_DIR)],
-                               policy=retention(demo, config, work_dir),
-                               period_s=sweep_period(config.upload_max_age_s, config.output_max_age_s),
-                               on_delete=lambda paths: forget_files(demo, paths))
+        janitor = CacheJanitor(
+            [work_dir / name for name in ("gradio", "batch", SHOWN_DIR)],
+            policy=retention(demo, config, work_dir),
+            period_s=sweep_period(config.upload_max_age_s, config.output_max_age_s),
+            on_delete=lambda paths: forget_files(demo, paths),
+        )
         body_limit = Middleware(BodySizeLimit, **BodySizeLimit.for_images(config.max_file_bytes))
         janitor.start()
         try:
-            demo.launch(server_name=config.host, server_port=config.port, share=False,
-                        max_file_size=config.max_file_bytes, allowed_paths=[str(work_dir / "examples")],
-                        app_kwargs={"middleware": [body_limit]},
-                        show_error=True, footer_links=["api"], run_history=False, enable_monitoring=False,
-                        mcp_server=False, ssr_mode=False)
+            demo.launch(
+                server_name=config.host,
+                server_port=config.port,
+                share=False,
+                max_file_size=config.max_file_bytes,
+                allowed_paths=[str(work_dir / "examples")],
+                app_kwargs={"middleware": [body_limit]},
+                show_error=True,
+                footer_links=["api"],
+                run_history=False,
+                enable_monitoring=False,
+                mcp_server=False,
+                ssr_mode=False,
+            )
         finally:
             janitor.stop()
 
@@ -431,8 +489,10 @@ def retention(demo: Any, config: AppConfig, work_dir: Path) -> Callable[[], Keep
         blocks = list(demo.blocks.values())
         kept = set().union(*(real(getattr(b, "keep_in_cache", ())) for b in blocks))
         uploads = real(demo.upload_file_set)
-        shown = set().union(*(real(b.temp_files) for b in blocks
-                              if isinstance(b, gr.Image) and b.interactive is False)) - uploads
+        shown = (
+            set().union(*(real(b.temp_files) for b in blocks if isinstance(b, gr.Image) and b.interactive is False))
+            - uploads
+        )
 
         def keep_for(path: str) -> float | None:
             if path in kept:

@@ -25,13 +25,12 @@ def make_examples(out_dir: Path, n: int = 4, seed: int = 7) -> list[tuple[str, s
     try:
         from posture.synth import SynthConfig, generate
 
-        frame = generate(SynthConfig(out=Path(out_dir), n=n, seed=seed, workers=1, size=(256, 384),
-                                     overwrite=True))
+        frame = generate(SynthConfig(out=Path(out_dir), n=n, seed=seed, workers=1, size=(256, 384), overwrite=True))
     except Exception as exc:  # noqa: BLE001 - any generator problem only costs the examples
         log.warning("no example photos (%s: %s)", type(exc).__name__, exc)
         return []
     out = []
     for row in frame.itertuples(index=False):
         caption = f"synthetic {row.view} view, CVA {row.cva_deg:.0f}° ({row.label})"
-        out.append((str(Path(out_dir) / row.filename), caption))
+        out.append((str(Path(out_dir) / str(row.filename)), caption))
     return out

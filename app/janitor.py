@@ -44,8 +44,13 @@ class CacheJanitor:
     the owner can forget them too.
     """
 
-    def __init__(self, roots: Sequence[str | os.PathLike[str]], policy: Callable[[], KeepFor],
-                 period_s: float = 10.0, on_delete: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        roots: Sequence[str | os.PathLike[str]],
+        policy: Callable[[], KeepFor],
+        period_s: float = 10.0,
+        on_delete: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.roots = [Path(os.path.realpath(r)) for r in roots]
         self.policy = policy
         self.period_s = float(period_s)

@@ -37,8 +37,16 @@ from posture.labelstore import UNUSABLE
 log = logging.getLogger(__name__)
 
 #: Keyboard shortcuts: key -> button elem_id. Ignored while typing in a text field.
-SHORTCUTS = {"Enter": "lbl-accept", "a": "lbl-accept", "r": "lbl-redo", "s": "lbl-skip", "p": "lbl-prev",
-             "ArrowLeft": "lbl-prev", "f": "lbl-forward", "n": "lbl-normal"}
+SHORTCUTS = {
+    "Enter": "lbl-accept",
+    "a": "lbl-accept",
+    "r": "lbl-redo",
+    "s": "lbl-skip",
+    "p": "lbl-prev",
+    "ArrowLeft": "lbl-prev",
+    "f": "lbl-forward",
+    "n": "lbl-normal",
+}
 
 _SHORTCUT_JS = """
 <script>
@@ -90,15 +98,18 @@ class LabelPage:
                 cva, label = s.measure(points[0], points[1])
             except ValueError:
                 cva = None
-        shown = draw_points(view.display, [view.to_display(*p) for p in points],
-                            s.config.threshold if len(points) == 2 else None, label)
+        shown = draw_points(
+            view.display, [view.to_display(*p) for p in points], s.config.threshold if len(points) == 2 else None, label
+        )
         index = s.files.index(filename) + 1
         lines = [f"### {filename}  ({index} of {len(s.files)})"]
         previous = s.answer(filename)
         if previous is not None:
-            lines.append(f"Answered before: **{previous.label}**"
-                         + ("" if previous.cva_deg is None else f" (CVA {previous.cva_deg:.1f}°)")
-                         + " — a new answer replaces it.")
+            lines.append(
+                f"Answered before: **{previous.label}**"
+                + ("" if previous.cva_deg is None else f" (CVA {previous.cva_deg:.1f}°)")
+                + " — a new answer replaces it."
+            )
         if view.error:
             lines.append(f"This file cannot be opened ({view.error}): press **Skip (unusable)**.")
         elif len(points) == 0:
@@ -107,12 +118,13 @@ class LabelPage:
             lines.append("Now click **C7** (the bump at the base of the neck).")
         elif label is not None:
             warn = "  ⚠ the ear is below C7: check the clicks." if cva is not None and cva < 0 else ""
-            lines.append(f"CVA **{cva:.1f}°** → **{label.replace('_', ' ')}** (threshold {s.config.threshold:g}°). "
-                         f"Accept (Enter) or redo (r).{warn}")
+            lines.append(
+                f"CVA **{cva:.1f}°** → **{label.replace('_', ' ')}** (threshold {s.config.threshold:g}°). "
+                f"Accept (Enter) or redo (r).{warn}"
+            )
         else:
             lines.append("The two points coincide: redo them.")
-        return (shown, "\n\n".join(lines) + self._left_out_text(), progress, self._model_text(filename), message,
-                state)
+        return (shown, "\n\n".join(lines) + self._left_out_text(), progress, self._model_text(filename), message, state)
 
     def _left_out_text(self, most: int = 8) -> str:
         """The files this session cannot show or save, with the reason: visible, so none is lost silently."""
@@ -202,8 +214,15 @@ def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
         progress = gr.Markdown(elem_id="lbl-progress")
         with gr.Row():
             with gr.Column(scale=3):
-                image = gr.Image(type="numpy", interactive=False, show_label=False, elem_id="lbl-image",
-                                 buttons=[], format="png", height=640)
+                image = gr.Image(
+                    type="numpy",
+                    interactive=False,
+                    show_label=False,
+                    elem_id="lbl-image",
+                    buttons=[],
+                    format="png",
+                    height=640,
+                )
             with gr.Column(scale=1, min_width=260):
                 info = gr.Markdown(elem_id="lbl-info")
                 with gr.Row():
@@ -243,8 +262,15 @@ def launch_kwargs(config: LabelConfig) -> dict[str, Any]:
     """Arguments for ``Blocks.launch``: local only, no SSR (no Node needed), shortcuts injected."""
     import json
 
-    return {"server_name": config.host, "server_port": config.port, "ssr_mode": False, "share": False,
-            "head": _SHORTCUT_JS % json.dumps(SHORTCUTS), "css": _CSS, "footer_links": []}
+    return {
+        "server_name": config.host,
+        "server_port": config.port,
+        "ssr_mode": False,
+        "share": False,
+        "head": _SHORTCUT_JS % json.dumps(SHORTCUTS),
+        "css": _CSS,
+        "footer_links": [],
+    }
 
 
 def load_predictor(run: Path | None):  # type: ignore[no-untyped-def]
@@ -259,24 +285,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.label",
         description="Label side-view photos the clinical way: click the ear's tragus and C7; the "
-                    "craniovertebral angle (CVA) decides the label (forward head below --threshold). "
-                    "Answers are appended to --out as they are given; rerun the same command to resume. "
-                    "The CSV (filename,label,cva_deg,ear_x,ear_y,c7_x,c7_y,labeler,timestamp; points in "
-                    "original pixels after EXIF rotation) is read by `python -m posture.ingest --labels CSV`, "
-                    "which recomputes labels from the points with its --cva-threshold: give it the same threshold. "
-                    "Keys: Enter/a accept, r redo, s skip (unusable), p/← previous, f forward head, n normal.")
+        "craniovertebral angle (CVA) decides the label (forward head below --threshold). "
+        "Answers are appended to --out as they are given; rerun the same command to resume. "
+        "The CSV (filename,label,cva_deg,ear_x,ear_y,c7_x,c7_y,labeler,timestamp; points in "
+        "original pixels after EXIF rotation) is read by `python -m posture.ingest --labels CSV`, "
+        "which recomputes labels from the points with its --cva-threshold: give it the same threshold. "
+        "Keys: Enter/a accept, r redo, s skip (unusable), p/← previous, f forward head, n normal.",
+    )
     parser.add_argument("--images", required=True, type=Path, help="folder of photos to label (searched recursively)")
     parser.add_argument("--out", required=True, type=Path, help="label CSV to append to (created if missing)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_CVA_THRESHOLD_DEG,
-                        help="CVA in degrees below which a photo is forward head (default %(default)s)")
-    parser.add_argument("--labeler", default=default_labeler(),
-                        help="your name, stored in every row; resume and agreement are per labeler "
-                             "(default: login name)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_CVA_THRESHOLD_DEG,
+        help="CVA in degrees below which a photo is forward head (default %(default)s)",
+    )
+    parser.add_argument(
+        "--labeler",
+        default=default_labeler(),
+        help="your name, stored in every row; resume and agreement are per labeler (default: login name)",
+    )
     parser.add_argument("--run", type=Path, help="a trained run (models/RUN) whose guess is shown beside the photo")
-    parser.add_argument("--order", choices=ORDERS, default="name",
-                        help="name: folder order; uncertainty: least certain model guesses first (needs --run)")
-    parser.add_argument("--display-max", type=int, default=960,
-                        help="longest side of the shown copy in pixels (clicks are mapped back to the original)")
+    parser.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="name",
+        help="name: folder order; uncertainty: least certain model guesses first (needs --run)",
+    )
+    parser.add_argument(
+        "--display-max",
+        type=int,
+        default=960,
+        help="longest side of the shown copy in pixels (clicks are mapped back to the original)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's, usually 7860)")
     add_logging_flags(parser)
@@ -284,8 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> LabelConfig:
-    return LabelConfig(images=args.images, out=args.out, threshold=args.threshold, labeler=args.labeler,
-                       run=args.run, order=args.order, display_max=args.display_max, host=args.host, port=args.port)
+    return LabelConfig(
+        images=args.images,
+        out=args.out,
+        threshold=args.threshold,
+        labeler=args.labeler,
+        run=args.run,
+        order=args.order,
+        display_max=args.display_max,
+        host=args.host,
+        port=args.port,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

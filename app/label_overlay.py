@@ -22,8 +22,12 @@ LINE_COLOUR = (255, 235, 59)
 HORIZONTAL_COLOUR = (255, 255, 255)
 
 
-def draw_points(image: np.ndarray, points: Sequence[tuple[float, float]], threshold_deg: float | None = None,
-                label: str | None = None) -> np.ndarray:
+def draw_points(
+    image: np.ndarray,
+    points: Sequence[tuple[float, float]],
+    threshold_deg: float | None = None,
+    label: str | None = None,
+) -> np.ndarray:
     """Return a copy of ``image`` (H×W×3 uint8, display pixels) with the clicked points drawn.
 
     ``points`` are in the same display pixels: the first is the ear's tragus, the second C7. With
@@ -55,8 +59,13 @@ def draw_points(image: np.ndarray, points: Sequence[tuple[float, float]], thresh
             # PIL angles run clockwise from 3 o'clock (y down); the ear direction is -cva (facing
             # right) or 180+cva (facing left).
             a0, a1 = (-cva, 0.0) if side > 0 else (180.0, 180.0 + cva)
-            draw.arc((cx - arc_r, cy - arc_r, cx + arc_r, cy + arc_r), min(a0, a1), max(a0, a1),
-                     fill=LINE_COLOUR, width=max(1, width // 2))
+            draw.arc(
+                (cx - arc_r, cy - arc_r, cx + arc_r, cy + arc_r),
+                min(a0, a1),
+                max(a0, a1),
+                fill=LINE_COLOUR,
+                width=max(1, width // 2),
+            )
             text = f"CVA {cva:.1f}°"
             if label:
                 text += f"  {label.replace('_', ' ')}"
@@ -70,7 +79,7 @@ def draw_points(image: np.ndarray, points: Sequence[tuple[float, float]], thresh
             ty = min(max(2, cy + radius), max(2, h - (bbox[3] - bbox[1]) - 6))
             text_label(draw, (tx, ty), text, text_size, LINE_COLOUR)
     name_size = max(10, text_size * 3 // 4)
-    for (x, y), name, colour in zip(points[:2], names, colours):
+    for (x, y), name, colour in zip(points[:2], names, colours, strict=False):
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=(0, 0, 0), width=1)
         left, top, right, bottom = draw.textbbox((0, 0), name, font=font(name_size))
         nx = x + radius + 2 if x + radius + 2 + (right - left) + 4 < w else x - radius - 2 - (right - left) - 4

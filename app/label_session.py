@@ -16,8 +16,8 @@ import logging
 import os
 import threading
 from collections import Counter, OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +27,20 @@ from PIL import Image
 
 from posture.cli import UserError
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
-from posture.images import ImageDecodeError, open_rgb
-from posture.labels import CLASS_NAMES
 from posture.filenames import needs_escape, text_name
 from posture.formats import CONFIG_NAME, IMAGE_EXTENSIONS
+from posture.images import ImageDecodeError, open_rgb
+from posture.labels import CLASS_NAMES
 from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
 from posture.walk import walk_files
 
 log = logging.getLogger(__name__)
 
 ORDERS = ("name", "uncertainty")
-UNSTORABLE_NAME = ("unsupported_name: the name holds a line break, a control character, a backslash or bytes "
-                   "that are not UTF-8, which the label CSV cannot hold; rename the file and restart")
+UNSTORABLE_NAME = (
+    "unsupported_name: the name holds a line break, a control character, a backslash or bytes "
+    "that are not UTF-8, which the label CSV cannot hold; rename the file and restart"
+)
 
 
 def default_labeler() -> str:
@@ -69,7 +71,7 @@ class LabelConfig:
             raise UserError(f"{self.images}: not a folder of images")
         if not 0.0 < float(self.threshold) < 90.0:
             raise UserError(f"--threshold {self.threshold}: the CVA threshold must be between 0 and 90 degrees")
-        if not self.labeler or any(c in self.labeler for c in ",\n\r\""):
+        if not self.labeler or any(c in self.labeler for c in ',\n\r"'):
             raise UserError(f"--labeler {self.labeler!r}: use a plain name (no commas, quotes or line breaks)")
         if self.order not in ORDERS:
             raise UserError(f"--order {self.order}: choose one of {', '.join(ORDERS)}")
@@ -155,8 +157,9 @@ class Progress:
         return " · ".join(parts)
 
 
-def uncertainty_order(files: Sequence[str], predictions: dict[str, Any], positive_class: str,
-                      threshold: float | None) -> list[str]:
+def uncertainty_order(
+    files: Sequence[str], predictions: dict[str, Any], positive_class: str, threshold: float | None
+) -> list[str]:
     """Hardest first: the smallest distance of the positive probability from the decision threshold.
 
     Images the model could not read go last (they still need a human answer, usually *unusable*).
@@ -198,12 +201,19 @@ class LabelSession:
         self._answers = self.store.latest(labeler=config.labeler)
         stray = [f for f in self._answers if f not in self._file_set]
         if stray:
-            log.warning("%d answered file(s) in %s are not in %s (moved or deleted?)", len(stray), config.out, self.root)
+            log.warning(
+                "%d answered file(s) in %s are not in %s (moved or deleted?)", len(stray), config.out, self.root
+            )
         if config.order == "uncertainty" and predictor is not None:
             self.predict_all()
             self.files = uncertainty_order(self.files, self.predictions, predictor.positive_class, predictor.threshold)
-        log.info("%s: %d images, %d already labeled by %s", self.root, len(self.files),
-                 len([f for f in self._answers if f in self._file_set]), config.labeler)
+        log.info(
+            "%s: %d images, %d already labeled by %s",
+            self.root,
+            len(self.files),
+            len([f for f in self._answers if f in self._file_set]),
+            config.labeler,
+        )
 
     # -- navigation ---------------------------------------------------------------------------
     def answers(self) -> dict[str, LabelRecord]:
@@ -269,8 +279,11 @@ class LabelSession:
             # Longest side = display_max, up or down: big photos load fast, small ones get big
             # enough to click precisely (the browser never enlarges a Gradio image itself).
             f = self.config.display_max / max(img.size)
-            shown = img if f == 1 else img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))),
-                                                  Image.Resampling.LANCZOS)
+            shown = (
+                img
+                if f == 1
+                else img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.Resampling.LANCZOS)
+            )
             view = ImageView(filename, np.asarray(shown), img.size)
         except (ImageDecodeError, OSError) as exc:
             from app.label_overlay import placeholder
@@ -301,10 +314,10 @@ class LabelSession:
         from tqdm import tqdm
 
         for start in tqdm(range(0, len(self.files), batch_size), desc="model scores", unit="batch"):
-            batch = self.files[start:start + batch_size]
+            batch = self.files[start : start + batch_size]
             try:
                 preds = self.predictor.predict_many([self.root / f for f in batch])  # type: ignore[union-attr]
-                self.predictions.update(zip(batch, preds))
+                self.predictions.update(zip(batch, preds, strict=True))
             except (ImageDecodeError, OSError, ValueError):
                 for f in batch:  # one bad file must not cost the whole batch its scores
                     self.predict(f)
@@ -322,8 +335,9 @@ class LabelSession:
             saved = self.store.append(record)
             self._answers.pop(saved.filename, None)
             self._answers[saved.filename] = saved
-        log.info("%s -> %s%s", saved.filename, saved.label,
-                 "" if saved.cva_deg is None else f" (CVA {saved.cva_deg:.1f}°)")
+        log.info(
+            "%s -> %s%s", saved.filename, saved.label, "" if saved.cva_deg is None else f" (CVA {saved.cva_deg:.1f}°)"
+        )
         return saved
 
     def answer_points(self, filename: str, ear: tuple[float, float], c7: tuple[float, float]) -> LabelRecord:
@@ -335,8 +349,9 @@ class LabelSession:
         ear = (round(float(ear[0]), 1), round(float(ear[1]), 1))
         c7 = (round(float(c7[0]), 1), round(float(c7[1]), 1))
         cva, label = self.measure(ear, c7)
-        return self._append(LabelRecord(filename, label, round(cva, 2), ear[0], ear[1], c7[0], c7[1],
-                                        self.config.labeler))
+        return self._append(
+            LabelRecord(filename, label, round(cva, 2), ear[0], ear[1], c7[0], c7[1], self.config.labeler)
+        )
 
     def answer_class(self, filename: str, label: str) -> LabelRecord:
         """Save a class-only answer (quick mode) or :data:`UNUSABLE` (skip)."""

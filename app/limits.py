@@ -25,7 +25,7 @@ from typing import Any
 
 DEFAULT_MAX_FILE_SIZE = "15mb"
 #: Multipliers as Gradio reads ``max_file_size`` (binary units), so both caps agree to the byte.
-_UNITS = {"b": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}
+_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 #: Room for the JSON around an inline image (other inputs, the session hash, ...).
 BODY_SLACK_BYTES = 64 * 1024
@@ -69,13 +69,16 @@ def decode_data_url(url: str, max_bytes: int) -> bytes:
     n_chars = len(url) - comma - 1
     size = n_chars * 3 // 4 - url.endswith("=") - url.endswith("==")  # no copy of a huge string
     if size > max_bytes:
-        raise InlineDataError(f"The inline image is {format_size(size)}, larger than the {format_size(max_bytes)} "
-                              "an upload may be. Please send a smaller photo.")
+        raise InlineDataError(
+            f"The inline image is {format_size(size)}, larger than the {format_size(max_bytes)} "
+            "an upload may be. Please send a smaller photo."
+        )
     try:
-        return base64.b64decode(url[comma + 1:], validate=True)
+        return base64.b64decode(url[comma + 1 :], validate=True)
     except (binascii.Error, ValueError):
-        raise InlineDataError("The inline image is damaged (its base64 data is not valid). Please upload the "
-                              "photo as a file.") from None
+        raise InlineDataError(
+            "The inline image is damaged (its base64 data is not valid). Please upload the photo as a file."
+        ) from None
 
 
 Scope = MutableMapping[str, Any]
@@ -95,8 +98,12 @@ class BodySizeLimit:
     first; a body that lies about it or is chunked is counted as it arrives.
     """
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_body_bytes: int,
-                 exempt: tuple[str, ...] = ("/upload",)) -> None:
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        max_body_bytes: int,
+        exempt: tuple[str, ...] = ("/upload",),
+    ) -> None:
         self.app = app
         self.max_body_bytes = int(max_body_bytes)
         self.exempt = exempt
@@ -138,9 +145,18 @@ class BodySizeLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = (f"Request too large: at most {format_size(self.max_body_bytes)} per request. Upload photos as "
-                "files (the upload limit applies).").encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = (
+            f"Request too large: at most {format_size(self.max_body_bytes)} per request. Upload photos as "
+            "files (the upload limit applies)."
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -22,8 +22,10 @@ _FRIENDLY = {
     "corrupt": "The image is damaged or incomplete (perhaps a partial upload). Please try another file.",
     "too_large": "The image has too many pixels. Please upload a photo of at most {mp:.0f} megapixels.",
 }
-_SWEPT = ("This photo is no longer on the server (uploads are deleted a few minutes after their last use); "
-          "please add it again.")
+_SWEPT = (
+    "This photo is no longer on the server (uploads are deleted a few minutes after their last use); "
+    "please add it again."
+)
 
 
 class UploadError(ValueError):
@@ -37,16 +39,18 @@ def decode_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int
     try:
         return np.asarray(open_rgb(source, max_pixels=max_pixels))
     except ImageDecodeError as exc:
-        raise UploadError(_FRIENDLY.get(exc.reason, "The image could not be read.").format(mp=max_pixels / 1e6)) \
-            from None
+        raise UploadError(
+            _FRIENDLY.get(exc.reason, "The image could not be read.").format(mp=max_pixels / 1e6)
+        ) from None
     except OSError as exc:  # posture.walk.RefusedFile says "missing_file" for a file gone meanwhile
         gone = isinstance(exc, FileNotFoundError) or getattr(exc, "reason", None) == "missing_file"
         raise UploadError(_SWEPT if gone else "The upload could not be read; please try again.") from None
 
 
 @contextlib.contextmanager
-def read_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int,
-                forget: Callable[[str], None]) -> Iterator[np.ndarray]:
+def read_upload(
+    source: str | os.PathLike[str] | bytes | None, max_pixels: int, forget: Callable[[str], None]
+) -> Iterator[np.ndarray]:
     """Decode an upload, and hand its temporary file to ``forget`` whatever happens (it was just used)."""
     try:
         yield decode_upload(source, max_pixels)

@@ -47,11 +47,27 @@ log = logging.getLogger("bench.classic")
 
 # Cheapest first, so an interrupted run has measured the most models. The two-tower AlexNet is
 # left out by default: the same network and weights as the grouped form.
-DEFAULT_MODELS = ["classic_lenet5", "classic_cifar_resnet20", "classic_cifar_resnet32", "classic_cifar_resnet56",
-                  "classic_alexnet", "classic_resnet18", "classic_googlenet", "classic_densenet121",
-                  "classic_resnet50", "classic_vgg16_bn", "classic_vgg16"]
-PAPER_RECIPE = {"alexnet": "alexnet_paper", "vgg": "vgg_paper", "googlenet": "googlenet_paper",
-                "cifar": "resnet_cifar_paper", "resnet": "resnet_paper", "densenet": "densenet_paper"}
+DEFAULT_MODELS = [
+    "classic_lenet5",
+    "classic_cifar_resnet20",
+    "classic_cifar_resnet32",
+    "classic_cifar_resnet56",
+    "classic_alexnet",
+    "classic_resnet18",
+    "classic_googlenet",
+    "classic_densenet121",
+    "classic_resnet50",
+    "classic_vgg16_bn",
+    "classic_vgg16",
+]
+PAPER_RECIPE = {
+    "alexnet": "alexnet_paper",
+    "vgg": "vgg_paper",
+    "googlenet": "googlenet_paper",
+    "cifar": "resnet_cifar_paper",
+    "resnet": "resnet_paper",
+    "densenet": "densenet_paper",
+}
 BASELINES = ("efficientnet_lite0", "resnet18")
 RATIO_TO = "classic_resnet18"
 
@@ -85,8 +101,7 @@ class TensorCache:
             if len(ds) == 0:
                 raise UserError(f"{root}: the '{split}' split is empty; the bench needs train, val and test images")
             self.splits[split] = ds
-            self.arrays[split] = [ds.load_image(i) for i in tqdm(range(len(ds)), desc=f"decode {split}",
-                                                                   leave=False)]
+            self.arrays[split] = [ds.load_image(i) for i in tqdm(range(len(ds)), desc=f"decode {split}", leave=False)]
         self._tensors: dict[tuple[Any, ...], torch.Tensor] = {}
 
     def labels(self, split: str) -> torch.Tensor:
@@ -116,11 +131,12 @@ def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     pad = max(1, h // 16)
     padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
     dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
-def _optimiser(name: str, model: torch.nn.Module, cfg: BenchConfig
-               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, str]:
+def _optimiser(
+    name: str, model: torch.nn.Module, cfg: BenchConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, str]:
     if cfg.optimizer == "paper":
         key = next((v for k, v in PAPER_RECIPE.items() if k in name), None)
         if key is not None:
@@ -134,7 +150,7 @@ def _optimiser(name: str, model: torch.nn.Module, cfg: BenchConfig
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+    return torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
 
 
 def scores(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
@@ -161,7 +177,7 @@ def train_from_scratch(name: str, data: TensorCache, cfg: BenchConfig) -> dict[s
         start, total = time.perf_counter(), 0.0
         order = torch.randperm(len(x_train), generator=gen)
         for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i : i + cfg.batch_size]
             if len(idx) < 2:  # BatchNorm cannot train on a single image
                 continue
             loss = googlenet_loss(model(augment(x_train[idx], gen)), y_train[idx])  # plain CE except GoogLeNet
@@ -172,10 +188,17 @@ def train_from_scratch(name: str, data: TensorCache, cfg: BenchConfig) -> dict[s
         sched.step()
         epoch_seconds.append(time.perf_counter() - start)
         losses.append(total / len(x_train))
-    result = {"model": name, "kind": "from scratch", "input_size": size, "optimizer": recipe,
-              "params": sum(p.numel() for p in model.parameters()), "epochs": cfg.epochs,
-              "seconds_per_epoch": float(np.mean(epoch_seconds)), "train_loss": losses,
-              "loss_is_finite": all(math.isfinite(v) for v in losses)}
+    result = {
+        "model": name,
+        "kind": "from scratch",
+        "input_size": size,
+        "optimizer": recipe,
+        "params": sum(p.numel() for p in model.parameters()),
+        "epochs": cfg.epochs,
+        "seconds_per_epoch": float(np.mean(epoch_seconds)),
+        "train_loss": losses,
+        "loss_is_finite": all(math.isfinite(v) for v in losses),
+    }
     for split in SPLITS[1:]:
         pred = predict(model, data.images(split, pre))
         result[split] = scores(pred, data.labels(split), num_classes)
@@ -194,8 +217,7 @@ def frozen_baseline(name: str, data: TensorCache, cfg: BenchConfig) -> dict[str,
     pre = get_preprocessing(name)
     start = time.perf_counter()
     with torch.no_grad():
-        feats = {s: torch.cat([model.backbone(x) for x in data.images(s, pre).split(64)])
-                 for s in SPLITS}
+        feats = {s: torch.cat([model.backbone(x) for x in data.images(s, pre).split(64)]) for s in SPLITS}
     extract_seconds = time.perf_counter() - start
     y = data.labels("train")
     opt = torch.optim.AdamW(model.head.parameters(), lr=1e-2, weight_decay=cfg.weight_decay)
@@ -207,11 +229,17 @@ def frozen_baseline(name: str, data: TensorCache, cfg: BenchConfig) -> dict[str,
         loss.backward()
         opt.step()
     head_seconds = time.perf_counter() - start
-    result = {"model": name, "kind": "frozen ImageNet features + linear head", "input_size": pre.input_size,
-              "optimizer": f"adamw lr 1e-2, {cfg.head_epochs} full-batch steps",
-              "params": sum(p.numel() for p in model.head.parameters()), "epochs": cfg.head_epochs,
-              "feature_extraction_seconds": extract_seconds, "head_training_seconds": head_seconds,
-              "seconds_per_epoch": None}
+    result = {
+        "model": name,
+        "kind": "frozen ImageNet features + linear head",
+        "input_size": pre.input_size,
+        "optimizer": f"adamw lr 1e-2, {cfg.head_epochs} full-batch steps",
+        "params": sum(p.numel() for p in model.head.parameters()),
+        "epochs": cfg.head_epochs,
+        "feature_extraction_seconds": extract_seconds,
+        "head_training_seconds": head_seconds,
+        "seconds_per_epoch": None,
+    }
     model.head.eval()
     with torch.no_grad():
         for split in SPLITS[1:]:
@@ -238,16 +266,25 @@ def render_markdown(payload: dict[str, Any]) -> str:
     for r in rows:
         spe = r.get("seconds_per_epoch")
         ratio = f"{spe / base:.2f}" if spe and base else "-"
-        spe_txt = f"{spe:.1f}" if spe else (f"{r['feature_extraction_seconds']:.1f} (features, once)"
-                                            if "feature_extraction_seconds" in r else "-")
-        lines.append(f"| {r['model']} | {r['kind']} | {r['input_size']} | {r['params']:,} | {r['optimizer']} | "
-                     f"{spe_txt} | {ratio} | {r['val']['accuracy']:.3f} | {r['test']['accuracy']:.3f} | "
-                     f"{r['test']['balanced_accuracy']:.3f} |")
+        spe_txt = (
+            f"{spe:.1f}"
+            if spe
+            else (
+                f"{r['feature_extraction_seconds']:.1f} (features, once)" if "feature_extraction_seconds" in r else "-"
+            )
+        )
+        lines.append(
+            f"| {r['model']} | {r['kind']} | {r['input_size']} | {r['params']:,} | {r['optimizer']} | "
+            f"{spe_txt} | {ratio} | {r['val']['accuracy']:.3f} | {r['test']['accuracy']:.3f} | "
+            f"{r['test']['balanced_accuracy']:.3f} |"
+        )
     lines += ["", "Notes:"]
     lines += [f"- {note}" for note in payload["notes"]]
-    lines += ["- Seconds are wall-clock on a shared machine (load average at start: "
-              f"{payload['machine']['load_average_at_start'][0]:.1f}); compare ratios, not absolute times.",
-              "- Baseline params count only the trained head; its backbone is frozen ImageNet weights."]
+    lines += [
+        "- Seconds are wall-clock on a shared machine (load average at start: "
+        f"{payload['machine']['load_average_at_start'][0]:.1f}); compare ratios, not absolute times.",
+        "- Baseline params count only the trained head; its backbone is frozen ImageNet weights.",
+    ]
     return "\n".join(lines)
 
 
@@ -257,8 +294,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     if unknown:
         raise UserError(f"unknown classic model(s) {', '.join(unknown)}; known: {', '.join(CLASSIC_MODELS)}")
     if not Path(cfg.data).is_dir():
-        raise UserError(f"{cfg.data}: no such dataset folder; make one with `python -m posture.synth data/raw-sample "
-                        "--n 500 --seed 0 && python -m posture.ingest data/raw-sample --out data/sample`")
+        raise UserError(
+            f"{cfg.data}: no such dataset folder; make one with `python -m posture.synth data/raw-sample "
+            "--n 500 --seed 0 && python -m posture.ingest data/raw-sample --out data/sample`"
+        )
     started = time.perf_counter()
     info = machine()
     data = TensorCache(Path(cfg.data))
@@ -269,11 +308,16 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
     def save(complete: bool) -> dict[str, Any]:
         # written after every model, so an interrupted run still leaves what it measured
-        payload = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                   "counts": {s: len(data.splits[s]) for s in SPLITS},
-                   "results": results, "notes": notes + ([] if complete else ["(run incomplete)"]),
-                   "machine": info, "complete": complete,
-                   "total_seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
+        payload = {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "counts": {s: len(data.splits[s]) for s in SPLITS},
+            "results": results,
+            "notes": notes + ([] if complete else ["(run incomplete)"]),
+            "machine": info,
+            "complete": complete,
+            "total_seconds": time.perf_counter() - started,
+            "peak_rss_mb": peak_rss_mb(),
+        }
         atomic_write_text(out / "classic.json", json.dumps(payload, indent=2, default=str) + "\n")
         atomic_write_text(out / "classic.md", render_markdown(payload) + "\n")
         return payload
@@ -285,17 +329,23 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             except (UserError, ImportError) as exc:  # WeightsUnavailableError is a UserError
                 log.warning("%s baseline skipped: %s", name, exc)
                 if name == "resnet18":
-                    notes.append("No frozen ResNet-18 baseline: torchvision's ImageNet file is not in the torch hub "
-                                 "cache (no download host is reachable here); EfficientNet-Lite0, whose weights "
-                                 "ship in a pip package, is the pretrained baseline.")
+                    notes.append(
+                        "No frozen ResNet-18 baseline: torchvision's ImageNet file is not in the torch hub "
+                        "cache (no download host is reachable here); EfficientNet-Lite0, whose weights "
+                        "ship in a pip package, is the pretrained baseline."
+                    )
                 else:
                     notes.append(f"{name} frozen baseline not run: {str(exc).splitlines()[0]}")
             save(complete=False)
     for name in cfg.models:
         log.info("training %s from scratch", name)
         results.append(train_from_scratch(name, data, cfg))
-        log.info("%s: test accuracy %.3f, %.1f s/epoch", name, results[-1]["test"]["accuracy"],
-                 results[-1]["seconds_per_epoch"])
+        log.info(
+            "%s: test accuracy %.3f, %.1f s/epoch",
+            name,
+            results[-1]["test"]["accuracy"],
+            results[-1]["seconds_per_epoch"],
+        )
         save(complete=False)
     payload = save(complete=True)
     return payload
@@ -304,18 +354,30 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     d = BenchConfig()
     p = argparse.ArgumentParser(
-        prog="python -m bench.classic", description=__doc__.split("\n\n")[0],
-        epilog="Writes OUT/classic.json and OUT/classic.md (default OUT: bench/results).")
+        prog="python -m bench.classic",
+        description=__doc__.split("\n\n")[0],
+        epilog="Writes OUT/classic.json and OUT/classic.md (default OUT: bench/results).",
+    )
     p.add_argument("--data", type=Path, default=d.data, help="an ingested dataset folder (default: %(default)s)")
-    p.add_argument("--models", nargs="+", default=d.models, metavar="NAME",
-                   help=f"classic models to train (default: all but the two-tower AlexNet): {', '.join(CLASSIC_MODELS)}")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=d.models,
+        metavar="NAME",
+        help=f"classic models to train (default: all but the two-tower AlexNet): {', '.join(CLASSIC_MODELS)}",
+    )
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per model (default: %(default)s)")
-    p.add_argument("--size", type=int, default=d.size, help="training resolution where the model allows "
-                                                            "(default: %(default)s)")
+    p.add_argument(
+        "--size", type=int, default=d.size, help="training resolution where the model allows (default: %(default)s)"
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: %(default)s)")
-    p.add_argument("--optimizer", choices=("adamw", "paper"), default=d.optimizer,
-                   help="adamw for all (default), or each paper's SGD recipe")
+    p.add_argument(
+        "--optimizer",
+        choices=("adamw", "paper"),
+        default=d.optimizer,
+        help="adamw for all (default), or each paper's SGD recipe",
+    )
     p.add_argument("--no-baselines", action="store_true", help="skip the frozen pretrained baselines")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument("--out", type=Path, default=d.out, help="results folder (default: bench/results)")
@@ -328,9 +390,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet)
     if args.epochs < 1 or args.size < 8 or args.batch_size < 2:
         raise UserError("--epochs must be >= 1, --size >= 8 and --batch-size >= 2")
-    cfg = BenchConfig(data=args.data, models=list(args.models), epochs=args.epochs, size=args.size,
-                      batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                      baselines=not args.no_baselines, seed=args.seed, out=args.out)
+    cfg = BenchConfig(
+        data=args.data,
+        models=list(args.models),
+        epochs=args.epochs,
+        size=args.size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        baselines=not args.no_baselines,
+        seed=args.seed,
+        out=args.out,
+    )
     payload = run_bench(cfg)
     print(render_markdown(payload))
     return 0

@@ -99,8 +99,9 @@ def roc_auc(frame: pd.DataFrame, positive: str) -> float | None:
     return float(roc_auc_score(frame["label"] == positive, frame[f"p_{positive}"]))
 
 
-def per_source(predictions: pd.DataFrame, not_assessed: list[dict[str, Any]], sources: pd.Series,
-               n_boot: int, positive: str) -> list[dict[str, Any]]:
+def per_source(
+    predictions: pd.DataFrame, not_assessed: list[dict[str, Any]], sources: pd.Series, n_boot: int, positive: str
+) -> list[dict[str, Any]]:
     """One row per source: photos, people, coverage, balanced accuracy with its interval by person, ROC AUC."""
     unassessed = pd.Series([sources.get(r["path"], "(none)") for r in not_assessed], dtype=object)
     rows = []
@@ -109,14 +110,21 @@ def per_source(predictions: pd.DataFrame, not_assessed: list[dict[str, Any]], so
         missed = int((unassessed == name).sum()) if len(unassessed) else 0
         boot = subject_bootstrap(part, n_boot) if len(part) else {"balanced_accuracy": None, "subjects": 0}
         counts = pd.crosstab(part["label"], part["predicted"]) if len(part) else pd.DataFrame()
-        rows.append({"source": name, "n": len(part), "not_assessed": missed,
-                     "coverage": len(part) / (len(part) + missed) if len(part) + missed else None,
-                     "subjects": part["subject"].nunique() if len(part) else 0,
-                     "accuracy": float((part["label"] == part["predicted"]).mean()) if len(part) else None,
-                     "balanced_accuracy": balanced_accuracy(part), "interval": boot["balanced_accuracy"],
-                     "roc_auc": roc_auc(part, positive) if len(part) else None,
-                     "labels": " ".join(f"{k}:{v}" for k, v in part["label"].value_counts().sort_index().items()),
-                     "confusion": {str(t): {str(p): int(v) for p, v in row.items()} for t, row in counts.iterrows()}})
+        rows.append(
+            {
+                "source": name,
+                "n": len(part),
+                "not_assessed": missed,
+                "coverage": len(part) / (len(part) + missed) if len(part) + missed else None,
+                "subjects": part["subject"].nunique() if len(part) else 0,
+                "accuracy": float((part["label"] == part["predicted"]).mean()) if len(part) else None,
+                "balanced_accuracy": balanced_accuracy(part),
+                "interval": boot["balanced_accuracy"],
+                "roc_auc": roc_auc(part, positive) if len(part) else None,
+                "labels": " ".join(f"{k}:{v}" for k, v in part["label"].value_counts().sort_index().items()),
+                "confusion": {str(t): {str(p): int(v) for p, v in row.items()} for t, row in counts.iterrows()},
+            }
+        )
     return rows
 
 
@@ -131,15 +139,38 @@ def run_variant(name: str, run: Path, data: Path, out: Path, top_k: int, n_boot:
     majority = predictions["label"].value_counts(normalize=True)
     by_source = per_source(predictions, report["not_assessed"], sources, n_boot, report["positive_class"])
     scored = [s["balanced_accuracy"] for s in by_source if s["balanced_accuracy"] is not None]
-    return {"name": name, "data": shown(data), "eval_dir": shown(out), "seconds": round(seconds, 1),
-            "n": report["n"], "n_not_assessed": report["n_not_assessed"], "coverage": report["coverage"],
-            "n_skipped": report["n_skipped"], "classes": report["classes"], "provenance": report["data_provenance"],
-            **{k: report[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "log_loss",
-                                      "ece", "per_class", "confusion_matrix", "calibration")},
-            "uncalibrated": {k: report["uncalibrated"][k] for k in ("accuracy", "balanced_accuracy", "roc_auc")},
-            "majority_class": majority.index[0], "majority_baseline_accuracy": float(majority.iloc[0]),
-            "bootstrap_by_subject": subject_bootstrap(predictions, n_boot), "by_source": by_source,
-            "mean_source_balanced_accuracy": float(np.mean(scored)) if scored else None}
+    return {
+        "name": name,
+        "data": shown(data),
+        "eval_dir": shown(out),
+        "seconds": round(seconds, 1),
+        "n": report["n"],
+        "n_not_assessed": report["n_not_assessed"],
+        "coverage": report["coverage"],
+        "n_skipped": report["n_skipped"],
+        "classes": report["classes"],
+        "provenance": report["data_provenance"],
+        **{
+            k: report[k]
+            for k in (
+                "accuracy",
+                "balanced_accuracy",
+                "roc_auc",
+                "average_precision",
+                "log_loss",
+                "ece",
+                "per_class",
+                "confusion_matrix",
+                "calibration",
+            )
+        },
+        "uncalibrated": {k: report["uncalibrated"][k] for k in ("accuracy", "balanced_accuracy", "roc_auc")},
+        "majority_class": majority.index[0],
+        "majority_baseline_accuracy": float(majority.iloc[0]),
+        "bootstrap_by_subject": subject_bootstrap(predictions, n_boot),
+        "by_source": by_source,
+        "mean_source_balanced_accuracy": float(np.mean(scored)) if scored else None,
+    }
 
 
 def shown(path: Path) -> str:
@@ -160,40 +191,68 @@ def _ci(values: list[float] | None, subjects: int) -> str:
 
 def target_verdict(v: dict[str, Any]) -> str:
     """Issue 15's bar for the demo run, met or not, in one sentence."""
-    worst = min((s for s in v["by_source"] if s["balanced_accuracy"] is not None),
-                key=lambda s: s["balanced_accuracy"], default=None)
+    worst = min(
+        (s for s in v["by_source"] if s["balanced_accuracy"] is not None),
+        key=lambda s: s["balanced_accuracy"],
+        default=None,
+    )
     overall_ok = v["balanced_accuracy"] is not None and v["balanced_accuracy"] >= TARGET_OVERALL
     sources_ok = worst is not None and worst["balanced_accuracy"] >= TARGET_PER_SOURCE
-    return (f"Target (balanced accuracy >= {TARGET_OVERALL:.2f} overall and >= {TARGET_PER_SOURCE:.2f} on every "
-            f"source): **{'met' if overall_ok and sources_ok else 'not met'}** (overall "
-            f"{_f(v['balanced_accuracy'])}, worst source {worst['source'] if worst else 'n/a'} "
-            f"{_f(worst['balanced_accuracy'] if worst else None)})")
+    return (
+        f"Target (balanced accuracy >= {TARGET_OVERALL:.2f} overall and >= {TARGET_PER_SOURCE:.2f} on every "
+        f"source): **{'met' if overall_ok and sources_ok else 'not met'}** (overall "
+        f"{_f(v['balanced_accuracy'])}, worst source {worst['source'] if worst else 'n/a'} "
+        f"{_f(worst['balanced_accuracy'] if worst else None)})"
+    )
 
 
 def variant_lines(v: dict[str, Any]) -> list[str]:
     """The overall row, the per-source table and the confusion matrix of one evaluation."""
     boot = v["bootstrap_by_subject"]
     names = v["classes"]
-    overall = (f"| all sources | {v['n']} | {_f(v['balanced_accuracy'])}"
-               f"{_ci(boot['balanced_accuracy'], boot['subjects'])} | {_f(v['accuracy'])}"
-               f"{_ci(boot['accuracy'], boot['subjects'])} | {_f(v['roc_auc'], 3)} | "
-               f"{_f(v['uncalibrated']['balanced_accuracy'])} | {_f(v['majority_baseline_accuracy'])} "
-               f"({v['majority_class']}) |")
+    overall = (
+        f"| all sources | {v['n']} | {_f(v['balanced_accuracy'])}"
+        f"{_ci(boot['balanced_accuracy'], boot['subjects'])} | {_f(v['accuracy'])}"
+        f"{_ci(boot['accuracy'], boot['subjects'])} | {_f(v['roc_auc'], 3)} | "
+        f"{_f(v['uncalibrated']['balanced_accuracy'])} | {_f(v['majority_baseline_accuracy'])} "
+        f"({v['majority_class']}) |"
+    )
     scored = f"Scored: {describe_words(v['provenance'])}; {v['n']} assessed, coverage {_f(v['coverage'], 3)}."
-    lines = [f"## {v['name']}", "", f"{scored} {target_verdict(v)}.", "",
-             ("| | n | balanced acc. [95% CI by person] | accuracy [95% CI] | ROC AUC | uncalibrated bal. acc. | "
-              "majority baseline |"), "|---|---:|---:|---:|---:|---:|---:|", overall, "",
-             f"Mean over sources: balanced accuracy {_f(v['mean_source_balanced_accuracy'])}.", "",
-             ("| source | photos assessed | not assessed | people | balanced acc. [95% CI by person] | accuracy | "
-              "ROC AUC | labels |"), "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"## {v['name']}",
+        "",
+        f"{scored} {target_verdict(v)}.",
+        "",
+        (
+            "| | n | balanced acc. [95% CI by person] | accuracy [95% CI] | ROC AUC | uncalibrated bal. acc. | "
+            "majority baseline |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|",
+        overall,
+        "",
+        f"Mean over sources: balanced accuracy {_f(v['mean_source_balanced_accuracy'])}.",
+        "",
+        (
+            "| source | photos assessed | not assessed | people | balanced acc. [95% CI by person] | accuracy | "
+            "ROC AUC | labels |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for s in v["by_source"]:
-        lines.append(f"| {s['source']} | {s['n']} | {s['not_assessed']} | {s['subjects']} | "
-                     f"{_f(s['balanced_accuracy'])}{_ci(s['interval'], s['subjects'])} | {_f(s['accuracy'])} | "
-                     f"{_f(s['roc_auc'], 3)} | "
-                     f"{s['labels']} |")
-    lines += ["", "Confusion matrix (rows true, columns predicted):", "",
-              "| true \\ predicted | " + " | ".join(names) + " | recall |", "|---|" + "---:|" * (len(names) + 1)]
-    for name, row in zip(names, v["confusion_matrix"]):
+        lines.append(
+            f"| {s['source']} | {s['n']} | {s['not_assessed']} | {s['subjects']} | "
+            f"{_f(s['balanced_accuracy'])}{_ci(s['interval'], s['subjects'])} | {_f(s['accuracy'])} | "
+            f"{_f(s['roc_auc'], 3)} | "
+            f"{s['labels']} |"
+        )
+    lines += [
+        "",
+        "Confusion matrix (rows true, columns predicted):",
+        "",
+        "| true \\ predicted | " + " | ".join(names) + " | recall |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for name, row in zip(names, v["confusion_matrix"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(c) for c in row) + f" | {v['per_class'][name]['recall']:.2f} |")
     return lines + [""]
 
@@ -201,58 +260,98 @@ def variant_lines(v: dict[str, Any]) -> list[str]:
 def markdown(payload: dict[str, Any]) -> str:
     cal = payload["calibration"]
     threshold = cal.get("threshold")
-    fitted = (f", {cal.get('policy')} fitted on {cal.get('fitted_on')} of `{Path(str(cal.get('data'))).name}`"
-              if cal.get("policy") else "")
-    intro = (f"Run `{payload['run']}` ({payload['architecture']}), trained on {payload['trained_on_words']} "
-             f"(`{payload['trained_on']}`), evaluated with `posture.evaluate` on `{payload['real']}` using the run's "
-             f"stored calibration (temperature {_f(cal.get('temperature'), 3)}, threshold "
-             f"{'argmax' if threshold is None else _f(threshold, 3)}{fitted}); nothing was fitted on the real photos. "
-             "Scores are on the photos the run could assess, with coverage beside them; intervals are 95 % "
-             f"bootstraps over people ({payload['bootstrap']} resamples), not photos.")
+    fitted = (
+        f", {cal.get('policy')} fitted on {cal.get('fitted_on')} of `{Path(str(cal.get('data'))).name}`"
+        if cal.get("policy")
+        else ""
+    )
+    intro = (
+        f"Run `{payload['run']}` ({payload['architecture']}), trained on {payload['trained_on_words']} "
+        f"(`{payload['trained_on']}`), evaluated with `posture.evaluate` on `{payload['real']}` using the run's "
+        f"stored calibration (temperature {_f(cal.get('temperature'), 3)}, threshold "
+        f"{'argmax' if threshold is None else _f(threshold, 3)}{fitted}); nothing was fitted on the real photos. "
+        "Scores are on the photos the run could assess, with coverage beside them; intervals are 95 % "
+        f"bootstraps over people ({payload['bootstrap']} resamples), not photos."
+    )
     lines = ["# The demo run on real photos", "", intro, ""]
     if payload["overlap"]:
-        lines += [(f"**Caution:** the run was trained on photos of these sources too "
-                   f"({', '.join(payload['overlap'])}): these are not new people."), ""]
+        lines += [
+            (
+                f"**Caution:** the run was trained on photos of these sources too "
+                f"({', '.join(payload['overlap'])}): these are not new people."
+            ),
+            "",
+        ]
     for v in payload["variants"]:
         lines += variant_lines(v)
     timing = ", ".join(f"{v['seconds']} s ({v['name']})" for v in payload["variants"])
-    lines += ["![confusion matrix](eval_real_confusion_matrix.png)", "", "## Reading these numbers", "",
-              ("- Each source is one capture setting (camera, room, viewpoint) and most hold one person, so the "
-               "per-source rows are what a new user sees; the pooled interval resamples the people of all sources."),
-              (f"- The main evaluation is kept in the run (`{payload['run_eval_dir']}`), where the app's model card "
-               "shows it."), "",
-              (f"Machine: {payload['machine']['cpu_count']} cores, load average "
-               f"{payload['machine']['load_average_at_start'][0]:.1f} at start; evaluation took {timing}.")]
+    lines += [
+        "![confusion matrix](eval_real_confusion_matrix.png)",
+        "",
+        "## Reading these numbers",
+        "",
+        (
+            "- Each source is one capture setting (camera, room, viewpoint) and most hold one person, so the "
+            "per-source rows are what a new user sees; the pooled interval resamples the people of all sources."
+        ),
+        (
+            f"- The main evaluation is kept in the run (`{payload['run_eval_dir']}`), where the app's model card "
+            "shows it."
+        ),
+        "",
+        (
+            f"Machine: {payload['machine']['cpu_count']} cores, load average "
+            f"{payload['machine']['load_average_at_start'][0]:.1f} at start; evaluation took {timing}."
+        ),
+    ]
     if payload.get("ingest"):
         lines.append(f"Ingest (near-duplicates): `{payload['ingest']}`.")
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", type=Path, default=ROOT / "models" / "sample")
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL)
     parser.add_argument("--work", type=Path, default=None, help="where --dedup's folders go (default: a tmp dir)")
-    parser.add_argument("--dedup", action="store_true",
-                        help="also evaluate after posture.ingest dropped near-duplicate frames")
+    parser.add_argument(
+        "--dedup", action="store_true", help="also evaluate after posture.ingest dropped near-duplicate frames"
+    )
     parser.add_argument("--top-k", type=int, default=12)
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--name", default="eval_real", help="results file stem (default eval_real)")
     return parser
 
 
-def payload_for(run: Path, real: Path, config: dict[str, Any], variants: list[dict[str, Any]], ingest: str | None,
-                info: dict[str, Any], n_boot: int) -> dict[str, Any]:
+def payload_for(
+    run: Path,
+    real: Path,
+    config: dict[str, Any],
+    variants: list[dict[str, Any]],
+    ingest: str | None,
+    info: dict[str, Any],
+    n_boot: int,
+) -> dict[str, Any]:
     trained = config.get("trained_on") or {}
     real_sources = {s["source"] for s in variants[0]["by_source"]}
     overlap = sorted(real_sources & {s["name"] for s in trained.get("sources", []) if not s.get("synthetic")})
-    return {"run": shown(run),
-            "architecture": config.get("architecture"), "trained_on": str((config.get("training") or {}).get("data")),
-            "trained_on_words": describe_words(trained or None, "train"), "trained_on_record": trained or None,
-            "overlap": overlap, "real": shown(real),
-            "calibration": config.get("calibration") or {}, "ingest": ingest, "variants": variants,
-            "run_eval_dir": f"{shown(run / RUN_EVAL_DIR)}/", "bootstrap": n_boot, "machine": info}
+    return {
+        "run": shown(run),
+        "architecture": config.get("architecture"),
+        "trained_on": str((config.get("training") or {}).get("data")),
+        "trained_on_words": describe_words(trained or None, "train"),
+        "trained_on_record": trained or None,
+        "overlap": overlap,
+        "real": shown(real),
+        "calibration": config.get("calibration") or {},
+        "ingest": ingest,
+        "variants": variants,
+        "run_eval_dir": f"{shown(run / RUN_EVAL_DIR)}/",
+        "bootstrap": n_boot,
+        "machine": info,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tempfile.mkdtemp(prefix="posture_eval_real_"))
         ingested, ingest_note = ingest_real(args.real, work / "ingested_data")
         if ingested is not None:
-            variants.append(run_variant("near-duplicate frames removed", args.run, ingested, work / "eval_dedup",
-                                        args.top_k, args.bootstrap))
+            variants.append(
+                run_variant(
+                    "near-duplicate frames removed", args.run, ingested, work / "eval_dedup", args.top_k, args.bootstrap
+                )
+            )
         else:
             log.warning("ingest failed (%s); only the folder as it is was evaluated", ingest_note)
     if (weights.stat().st_mtime_ns, weights.stat().st_size) != stamp or read_config(args.run) != config:

@@ -57,8 +57,11 @@ def make_drop(root: Path, n: int, seed: int = 0) -> Path:
 
 
 def image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
 
 
 def naive(files: list[Path], out: Path) -> int:
@@ -134,30 +137,47 @@ def main(argv: list[str] | None = None) -> int:
     cores = min(args.workers, os.cpu_count() or 1)
     projected = cpu_ms["naive"] / (cpu_ms["ours"] / cores)
     # each repeat ran the methods back to back, so per-repeat ratios cancel slow drifts in the load
-    paired = sorted(n / o for n, o in zip(cpu["naive"], cpu["ours"]))
+    paired = sorted(n / o for n, o in zip(cpu["naive"], cpu["ours"], strict=True))
     paired_projected = cores * paired[len(paired) // 2]
     payload: dict[str, Any] = {
-        "images": len(files), "data": origin, "workers": args.workers, "repeats": args.repeats,
-        "seconds": times, "cpu_seconds": cpu, "best_seconds": best, "images_per_second": ips,
+        "images": len(files),
+        "data": origin,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "seconds": times,
+        "cpu_seconds": cpu,
+        "best_seconds": best,
+        "images_per_second": ips,
         "cpu_ms_per_image": cpu_ms,
         "speedup_vs_naive": ips["ours"] / ips["naive"],
         "speedup_vs_ours_1_worker": ips["ours"] / ips["ours_1_worker"],
         "projected_speedup_vs_naive_on_idle_cores": projected,
         "projected_speedup_median_of_paired_repeats": paired_projected,
-        "kept_by_ours": kept, "load_average_before": load_before, "load_average_after": load_after,
+        "kept_by_ours": kept,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "sched_autogroup": autogroup_enabled(),
         "machine": machine(),
     }
-    shared = (f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} cores: "
-              "other engineers' jobs shared the cores")
+    shared = (
+        f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} cores: "
+        "other engineers' jobs shared the cores"
+    )
     if autogroup_enabled():
-        shared += (", and the kernel's autogroup scheduler gives each *session* (not each process) a fair "
-                   "share, so extra worker processes get no extra CPU while others are busy. The wall-clock "
-                   "ratios below understate the pool; the CPU columns depend much less on contention")
-    labels = {"naive": "naive loop (open, exif_transpose, convert, save; 1 process)",
-              "ours_1_worker": "posture.ingest, 1 worker", "ours": f"posture.ingest, {args.workers} workers"}
-    rows = "\n".join(f"| {labels[k]} | {best[k]:.2f} | {ips[k]:.1f} | {ips[k] / ips['naive']:.2f}x "
-                     f"| {cpu_ms[k]:.2f} |" for k in ("naive", "ours_1_worker", "ours"))
+        shared += (
+            ", and the kernel's autogroup scheduler gives each *session* (not each process) a fair "
+            "share, so extra worker processes get no extra CPU while others are busy. The wall-clock "
+            "ratios below understate the pool; the CPU columns depend much less on contention"
+        )
+    labels = {
+        "naive": "naive loop (open, exif_transpose, convert, save; 1 process)",
+        "ours_1_worker": "posture.ingest, 1 worker",
+        "ours": f"posture.ingest, {args.workers} workers",
+    }
+    rows = "\n".join(
+        f"| {labels[k]} | {best[k]:.2f} | {ips[k]:.1f} | {ips[k] / ips['naive']:.2f}x | {cpu_ms[k]:.2f} |"
+        for k in ("naive", "ours_1_worker", "ours")
+    )
     md = f"""# Ingest throughput
 
 {len(files)} images ({origin}); best of {args.repeats} interleaved runs each; {args.workers} workers.

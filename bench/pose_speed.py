@@ -73,8 +73,9 @@ def bare_onnx(n: int, tmp: Path) -> float:
     return time.perf_counter() - t0
 
 
-def ours(model_name: str, root: Path, frame: pd.DataFrame, warmup: pd.DataFrame, cache: Path,
-         aug_views: int = 0) -> float:
+def ours(
+    model_name: str, root: Path, frame: pd.DataFrame, warmup: pd.DataFrame, cache: Path, aug_views: int = 0
+) -> float:
     """Seconds for the product's extraction of ``model_name`` features of ``frame``, cold cache.
 
     ``warmup`` (other photos) goes first, so the one-off export of the backbone to ONNX (part of a
@@ -87,8 +88,12 @@ def ours(model_name: str, root: Path, frame: pd.DataFrame, warmup: pd.DataFrame,
 
     model = build_model(model_name, 2)
     model.freeze_backbone()
-    spec = FeatureSpec(arch=model_name, weights_fingerprint=weights_fingerprint(model_name),
-                       preprocessing=model.preprocessing, aug_views=aug_views)
+    spec = FeatureSpec(
+        arch=model_name,
+        weights_fingerprint=weights_fingerprint(model_name),
+        preprocessing=model.preprocessing,
+        aug_views=aug_views,
+    )
     with torch.inference_mode():
         extract_run_features(model, root, warmup, spec, cache=FeatureCache(cache), workers=0, progress=False)
         t0 = time.perf_counter()
@@ -122,8 +127,16 @@ def warm_rerun(root: Path, frame: pd.DataFrame, tmp: Path) -> dict[str, float]:
     out = {}
     for name in ("cold", "warm"):
         t0 = time.perf_counter()
-        run_finetune(FinetuneConfig(data=str(data), out=str(tmp / f"run_{name}"), cache_dir=str(tmp / "finetune-cache"),
-                                    progress=False, workers=0, overwrite=True))
+        run_finetune(
+            FinetuneConfig(
+                data=str(data),
+                out=str(tmp / f"run_{name}"),
+                cache_dir=str(tmp / "finetune-cache"),
+                progress=False,
+                workers=0,
+                overwrite=True,
+            )
+        )
         out[f"{name}_s"] = round(time.perf_counter() - t0, 2)
     return out
 
@@ -139,12 +152,14 @@ def run(root: Path, limit: int, rounds: int) -> dict[str, Any]:
         bare_onnx(32, tmp)  # export once, outside the rounds
         for r in range(rounds):
             fusion = "efficientnet_lite0+pose"
-            row = {"bare_blazepose_s": bare_blazepose(paths),
-                   "pose_s": ours("pose", root, frame, warmup, tmp / f"cache-pose-{r}"),
-                   "bare_onnx_s": bare_onnx(n, tmp),
-                   "fusion_s": ours(fusion, root, frame, warmup, tmp / f"cache-fusion-{r}"),
-                   "pose_4views_s": ours("pose", root, frame, warmup, tmp / f"cache-pose4-{r}", aug_views=4),
-                   "fusion_4views_s": ours(fusion, root, frame, warmup, tmp / f"cache-fusion4-{r}", aug_views=4)}
+            row = {
+                "bare_blazepose_s": bare_blazepose(paths),
+                "pose_s": ours("pose", root, frame, warmup, tmp / f"cache-pose-{r}"),
+                "bare_onnx_s": bare_onnx(n, tmp),
+                "fusion_s": ours(fusion, root, frame, warmup, tmp / f"cache-fusion-{r}"),
+                "pose_4views_s": ours("pose", root, frame, warmup, tmp / f"cache-pose4-{r}", aug_views=4),
+                "fusion_4views_s": ours(fusion, root, frame, warmup, tmp / f"cache-fusion4-{r}", aug_views=4),
+            }
             rows.append(row)
             log.info("round %d: %s", r, {k: round(v, 2) for k, v in row.items()})
         rerun = warm_rerun(root, frame, tmp)
@@ -154,34 +169,48 @@ def run(root: Path, limit: int, rounds: int) -> dict[str, Any]:
 
     pose_ratio = statistics.median(r["pose_s"] / r["bare_blazepose_s"] for r in rows)
     fusion_ratio = statistics.median(r["fusion_s"] / (r["bare_blazepose_s"] + r["bare_onnx_s"]) for r in rows)
-    return {"photos": n, "rounds": rows, "ms_per_photo": {k.replace("_s", ""): round(1000 * med(k) / n, 1)
-                                                         for k in rows[0]},
-            "pose_vs_bare_blazepose": round(pose_ratio, 3), "fusion_vs_bare_sum": round(fusion_ratio, 3),
-            "finetune_rerun": rerun, "machine": machine()}
+    return {
+        "photos": n,
+        "rounds": rows,
+        "ms_per_photo": {k.replace("_s", ""): round(1000 * med(k) / n, 1) for k in rows[0]},
+        "pose_vs_bare_blazepose": round(pose_ratio, 3),
+        "fusion_vs_bare_sum": round(fusion_ratio, 3),
+        "finetune_rerun": rerun,
+        "machine": machine(),
+    }
 
 
 def to_markdown(p: dict[str, Any]) -> str:
     ms = p["ms_per_photo"]
-    return "\n".join([
-        "# Pose extractors: cost next to the bare calls", "",
-        f"`python -m bench.pose_speed`: {p['photos']} photos, {len(p['rounds'])} alternating rounds, median "
-        "round shown; cold feature caches in every round (the backbone's one-off ONNX export kept out of the "
-        "per-photo timing). Ratios compare one view per photo, like the bare calls; the default 4 augmented "
-        "views (landmark space for the geometry, pixels for the CNN) are shown below.", "",
-        "| what | ms per photo |", "|---|---:|",
-        f"| bare BlazePose (decode + `Pose.process`) | {ms['bare_blazepose']} |",
-        f"| `pose` features (ours: landmarks, geometry, views, cache) | {ms['pose']} |",
-        f"| bare ONNX Runtime backbone (ready tensors, batch 32) | {ms['bare_onnx']} |",
-        f"| `efficientnet_lite0+pose` fused extraction (ours) | {ms['fusion']} |",
-        f"| `pose`, + 4 augmented views in landmark space | {ms['pose_4views']} |",
-        f"| `efficientnet_lite0+pose`, + 4 augmented CNN views | {ms['fusion_4views']} |", "",
-        f"- pose features vs a bare BlazePose call: **{p['pose_vs_bare_blazepose']:.2f}×** (aim ≤ 1.3×)",
-        f"- fused extraction vs bare BlazePose + bare ORT backbone: **{p['fusion_vs_bare_sum']:.2f}×** (aim ≤ 1.3×; "
-        "ours also decodes each photo for the CNN, crops, resizes and normalises it)",
-        f"- `posture.finetune` with the defaults on these photos: cold cache {p['finetune_rerun']['cold_s']:.1f} s, "
-        f"warm-cache rerun **{p['finetune_rerun']['warm_s']:.1f} s**", "",
-        f"Machine: {p['machine']['cpu_count']} cores, load average at start "
-        f"{p['machine']['load_average_at_start'][0]:.1f}."])
+    return "\n".join(
+        [
+            "# Pose extractors: cost next to the bare calls",
+            "",
+            f"`python -m bench.pose_speed`: {p['photos']} photos, {len(p['rounds'])} alternating rounds, median "
+            "round shown; cold feature caches in every round (the backbone's one-off ONNX export kept out of the "
+            "per-photo timing). Ratios compare one view per photo, like the bare calls; the default 4 augmented "
+            "views (landmark space for the geometry, pixels for the CNN) are shown below.",
+            "",
+            "| what | ms per photo |",
+            "|---|---:|",
+            f"| bare BlazePose (decode + `Pose.process`) | {ms['bare_blazepose']} |",
+            f"| `pose` features (ours: landmarks, geometry, views, cache) | {ms['pose']} |",
+            f"| bare ONNX Runtime backbone (ready tensors, batch 32) | {ms['bare_onnx']} |",
+            f"| `efficientnet_lite0+pose` fused extraction (ours) | {ms['fusion']} |",
+            f"| `pose`, + 4 augmented views in landmark space | {ms['pose_4views']} |",
+            f"| `efficientnet_lite0+pose`, + 4 augmented CNN views | {ms['fusion_4views']} |",
+            "",
+            f"- pose features vs a bare BlazePose call: **{p['pose_vs_bare_blazepose']:.2f}×** (aim ≤ 1.3×)",
+            f"- fused extraction vs bare BlazePose + bare ORT backbone: **{p['fusion_vs_bare_sum']:.2f}×** "
+            "(aim ≤ 1.3×; ours also decodes each photo for the CNN, crops, resizes and normalises it)",
+            "- `posture.finetune` with the defaults on these photos: "
+            f"cold cache {p['finetune_rerun']['cold_s']:.1f} s, "
+            f"warm-cache rerun **{p['finetune_rerun']['warm_s']:.1f} s**",
+            "",
+            f"Machine: {p['machine']['cpu_count']} cores, load average at start "
+            f"{p['machine']['load_average_at_start'][0]:.1f}.",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,8 +86,7 @@ class Config:
 
 CONFIGS: dict[str, Config] = {
     "default": Config({}, "FinetuneConfig defaults, no option given"),
-    "default_evaluated": Config({}, "the defaults, then posture.calibrate's threshold (fitted on val)",
-                                calibrate=True),
+    "default_evaluated": Config({}, "the defaults, then posture.calibrate's threshold (fitted on val)", calibrate=True),
     "cnn": Config({"model": CNN, **LINEAR}, "EfficientNet-Lite0, whole photo, linear head"),
     "cnn_mlp": Config({"model": CNN, **MLP}, "EfficientNet-Lite0, whole photo, MLP head (the CNN default)"),
     "cnn_crop": Config({"model": CNN, "crop": "pose", **LINEAR}, "EfficientNet-Lite0 on the head-and-shoulders crop"),
@@ -119,15 +118,31 @@ class BenchConfig:
 
 def ingest(real: Path, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The product's ingest (exact duplicates removed), subject and source from the folder's manifest."""
-    cmd = [sys.executable, "-m", "posture.ingest", str(real), "--out", str(out), "--labels",
-           str(real / MANIFEST_NAME), "--near-dup-threshold", "-1", "--no-progress", "-q", "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "posture.ingest",
+        str(real),
+        "--out",
+        str(out),
+        "--labels",
+        str(real / MANIFEST_NAME),
+        "--near-dup-threshold",
+        "-1",
+        "--no-progress",
+        "-q",
+        "--overwrite",
+    ]
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"ingest failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     frame = read_manifest(out)
-    info = {"command": " ".join(cmd[1:]).replace(str(real), "REAL").replace(str(out), "TMP"), "kept": len(frame),
-            "by_source_label": {f"{s}/{lbl}": int(n) for (s, lbl), n in frame.groupby(["source", "label"]).size().items()},
-            "people": int(frame["subject"].nunique())}
+    info = {
+        "command": " ".join(cmd[1:]).replace(str(real), "REAL").replace(str(out), "TMP"),
+        "kept": len(frame),
+        "by_source_label": {f"{s}/{lbl}": int(n) for (s, lbl), n in frame.groupby(["source", "label"]).size().items()},
+        "people": int(frame["subject"].nunique()),
+    }
     return frame, info
 
 
@@ -187,10 +202,14 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
     seen = pred >= 0
     ys, ps = y[seen], pred[seen]
-    return {"n": int(len(y)), "assessed": int(seen.sum()), "coverage": round(float(seen.mean()), 4) if len(y) else None,
-            "accuracy": round(float((ys == ps).mean()), 4) if len(ys) else None,
-            "balanced_accuracy": round(float(balanced_accuracy_score(ys, ps)), 4) if len(set(ys)) > 1 else None,
-            "confusion_matrix": confusion_matrix(ys, ps, labels=[0, 1]).tolist()}
+    return {
+        "n": int(len(y)),
+        "assessed": int(seen.sum()),
+        "coverage": round(float(seen.mean()), 4) if len(y) else None,
+        "accuracy": round(float((ys == ps).mean()), 4) if len(ys) else None,
+        "balanced_accuracy": round(float(balanced_accuracy_score(ys, ps)), 4) if len(set(ys)) > 1 else None,
+        "confusion_matrix": confusion_matrix(ys, ps, labels=[0, 1]).tolist(),
+    }
 
 
 def person_interval(y: np.ndarray, pred: np.ndarray, subjects: np.ndarray, n: int, seed: int) -> list[float] | None:
@@ -215,8 +234,9 @@ def person_interval(y: np.ndarray, pred: np.ndarray, subjects: np.ndarray, n: in
 def summarise(cfg: BenchConfig, frame: pd.DataFrame, pred: np.ndarray, fold_of: np.ndarray) -> dict[str, Any]:
     y = (frame["label"] != POSITIVE).astype(int).to_numpy()  # class order: forward_head, normal
     out: dict[str, Any] = {"pooled": scores(y, pred), "folds": {}, "per_source": {}}
-    out["pooled"]["interval_by_person"] = person_interval(y, pred, frame["subject"].astype(str).to_numpy(),
-                                                          cfg.bootstrap, cfg.seed)
+    out["pooled"]["interval_by_person"] = person_interval(
+        y, pred, frame["subject"].astype(str).to_numpy(), cfg.bootstrap, cfg.seed
+    )
     for name in pd.unique(fold_of):
         m = fold_of == name
         out["folds"][str(name)] = scores(y[m], pred[m])
@@ -238,8 +258,7 @@ def predict_rows(predictor: Any, root: Path, rows: pd.DataFrame) -> tuple[np.nda
     return np.array([predictor.class_names.index(a.label) if a.assessed else -1 for a in answers]), analyses
 
 
-def calibrated_rows(predictor: Any, rows: pd.DataFrame, analyses: list[Any], draws: int,
-                    seed: int) -> list[np.ndarray]:
+def calibrated_rows(predictor: Any, rows: pd.DataFrame, analyses: list[Any], draws: int, seed: int) -> list[np.ndarray]:
     """Per draw: predictions after calibrating on one upright photo of the session (that photo -2, unscored)."""
     candidates = [i for i, a in enumerate(analyses) if a.geometry is not None and rows["label"].iloc[i] == UPRIGHT]
     out = []
@@ -259,8 +278,15 @@ def calibrated_rows(predictor: Any, rows: pd.DataFrame, analyses: list[Any], dra
 # --------------------------------------------------------------------------- the bench
 
 
-def run_config(cfg: BenchConfig, name: str, protocol: str, folds: list[tuple[str, np.ndarray]],
-               frame: pd.DataFrame, fold_dirs: dict[str, Path], detector: Any) -> dict[str, Any]:
+def run_config(
+    cfg: BenchConfig,
+    name: str,
+    protocol: str,
+    folds: list[tuple[str, np.ndarray]],
+    frame: pd.DataFrame,
+    fold_dirs: dict[str, Path],
+    detector: Any,
+) -> dict[str, Any]:
     from posture.calibrate import CalibrateConfig, calibrate
     from posture.finetune import FinetuneConfig, run_finetune
     from posture.predict import Predictor
@@ -274,8 +300,17 @@ def run_config(cfg: BenchConfig, name: str, protocol: str, folds: list[tuple[str
         fold_dir = fold_dirs[fold_name]
         run = cfg.work / "runs" / protocol / fold_name.replace("=", "_") / name
         options = {"seed": cfg.seed, **c.overrides}
-        run_finetune(FinetuneConfig(data=str(fold_dir), out=str(run), cache_dir=str(cfg.work / "cache"), workers=0,
-                                    progress=False, overwrite=True, **options))
+        run_finetune(
+            FinetuneConfig(
+                data=str(fold_dir),
+                out=str(run),
+                cache_dir=str(cfg.work / "cache"),
+                workers=0,
+                progress=False,
+                overwrite=True,
+                **options,
+            )
+        )
         if c.calibrate:
             calibrate(CalibrateConfig(run=run, data=fold_dir, device="cpu"))
         predictor = Predictor.from_run(run, backend="torch", detector=detector)
@@ -289,19 +324,40 @@ def run_config(cfg: BenchConfig, name: str, protocol: str, folds: list[tuple[str
     if c.reads_pose and protocol == "loso" and cfg.calibration_draws:
         draws = [summarise(cfg, frame[p != -2].reset_index(drop=True), p[p != -2], fold_of[p != -2]) for p in calib]
         means = [d["mean_fold_balanced_accuracy"] for d in draws if d["mean_fold_balanced_accuracy"] is not None]
-        out["calibrated"] = {"draws": len(draws), "mean_fold_balanced_accuracy": round(float(np.mean(means)), 4),
-                             "range": [round(float(min(means)), 4), round(float(max(means)), 4)],
-                             "folds": {f: round(float(np.mean([d["folds"][f]["balanced_accuracy"] for d in draws
-                                                               if d["folds"][f]["balanced_accuracy"] is not None])), 4)
-                                       for f in draws[0]["folds"]}}
-    log.info("%s %s: mean fold balanced accuracy %s (folds %s), coverage %s", protocol, name,
-             out["mean_fold_balanced_accuracy"], {k: v["balanced_accuracy"] for k, v in out["folds"].items()},
-             out["pooled"]["coverage"])
+        out["calibrated"] = {
+            "draws": len(draws),
+            "mean_fold_balanced_accuracy": round(float(np.mean(means)), 4),
+            "range": [round(float(min(means)), 4), round(float(max(means)), 4)],
+            "folds": {
+                f: round(
+                    float(
+                        np.mean(
+                            [
+                                d["folds"][f]["balanced_accuracy"]
+                                for d in draws
+                                if d["folds"][f]["balanced_accuracy"] is not None
+                            ]
+                        )
+                    ),
+                    4,
+                )
+                for f in draws[0]["folds"]
+            },
+        }
+    log.info(
+        "%s %s: mean fold balanced accuracy %s (folds %s), coverage %s",
+        protocol,
+        name,
+        out["mean_fold_balanced_accuracy"],
+        {k: v["balanced_accuracy"] for k, v in out["folds"].items()},
+        out["pooled"]["coverage"],
+    )
     return out
 
 
-def select_features(cfg: BenchConfig, frame: pd.DataFrame, root: Path, detector: Any,
-                    max_features: int = 5) -> dict[str, Any]:
+def select_features(
+    cfg: BenchConfig, frame: pd.DataFrame, root: Path, detector: Any, max_features: int = 5
+) -> dict[str, Any]:
     """Forward selection of geometry features by LOSO (mean fold balanced accuracy, ties by the worst
     fold), on the product's own landmarks and geometry, with a class- and source-balanced logistic
     regression as a fast proxy of the product's linear head."""
@@ -317,7 +373,7 @@ def select_features(cfg: BenchConfig, frame: pd.DataFrame, root: Path, detector:
     paths, shas = frame_paths(root, frame)
     marks = detect_landmarks(paths, shas, FeatureCache(cfg.work / "cache"), detector=detector, progress=False)
     names = list(FEATURES)
-    rows = [posture_features(lm, names, shape)[0] for lm, shape in zip(marks.landmarks, marks.shapes)]
+    rows = [posture_features(lm, names, shape)[0] for lm, shape in zip(marks.landmarks, marks.shapes, strict=True)]
     keep = np.array([r is not None for r in rows])
     x = np.stack([r for r in rows if r is not None])
     y = (frame["label"][keep] == POSITIVE).to_numpy().astype(int)
@@ -336,15 +392,24 @@ def select_features(cfg: BenchConfig, frame: pd.DataFrame, root: Path, detector:
     chosen: list[int] = []
     steps, best = [], -1.0
     while len(chosen) < max_features:
-        trials = [(np.mean(f) + 0.5 * min(f), i, f) for i in range(len(names)) if i not in chosen
-                  for f in [loso(chosen + [i])]]
+        trials = [
+            (np.mean(f) + 0.5 * min(f), i, f)
+            for i in range(len(names))
+            if i not in chosen
+            for f in [loso(chosen + [i])]
+        ]
         score, i, folds = max(trials)
         if score <= best + 1e-9:
             break
         best = score
         chosen.append(i)
-        steps.append({"features": [names[j] for j in chosen], "mean_fold": round(float(np.mean(folds)), 4),
-                      "folds": dict(zip(map(str, np.unique(src)), (round(v, 4) for v in folds)))})
+        steps.append(
+            {
+                "features": [names[j] for j in chosen],
+                "mean_fold": round(float(np.mean(folds)), 4),
+                "folds": dict(zip(map(str, np.unique(src)), (round(v, 4) for v in folds), strict=True)),
+            }
+        )
     single = {names[i]: round(float(np.mean(loso([i]))), 4) for i in range(len(names))}
     return {"assessed": int(keep.sum()), "steps": steps, "single_feature_mean_fold": single}
 
@@ -359,10 +424,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     frame, ingest_info = ingest(cfg.real, ingested)
     detector = PoseDetector(cache_size=4096)  # one BlazePose graph for every predictor of the bench
     defaults = FinetuneConfig(data="", out="").training_dict()
-    payload: dict[str, Any] = {"ingest": ingest_info, "product_defaults": {k: v for k, v in defaults.items()
-                                                                          if k not in ("data", "out")},
-                               "configs": {k: {"overrides": CONFIGS[k].overrides, "note": CONFIGS[k].note}
-                                           for k in cfg.configs}, "protocols": {}}
+    payload: dict[str, Any] = {
+        "ingest": ingest_info,
+        "product_defaults": {k: v for k, v in defaults.items() if k not in ("data", "out")},
+        "configs": {k: {"overrides": CONFIGS[k].overrides, "note": CONFIGS[k].note} for k in cfg.configs},
+        "protocols": {},
+    }
     if cfg.select_features:
         payload["feature_selection"] = select_features(cfg, frame, ingested, detector)
     for protocol in cfg.protocols:
@@ -371,9 +438,14 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         for name, test in folds:
             fold_dirs[name] = cfg.work / "folds" / protocol / name.replace("=", "_")
             fold = write_fold(frame, ingested, fold_dirs[name], test, cfg.seed)
-            info.append({"fold": name, **{s: int((fold["split"] == s).sum()) for s in SPLITS},
-                         "test_people": int(fold.loc[test, "subject"].nunique()),
-                         "train_sources": sorted(fold.loc[~test, "source"].unique())})
+            info.append(
+                {
+                    "fold": name,
+                    **{s: int((fold["split"] == s).sum()) for s in SPLITS},
+                    "test_people": int(fold.loc[test, "subject"].nunique()),
+                    "train_sources": sorted(fold.loc[~test, "source"].unique()),
+                }
+            )
         results = {name: run_config(cfg, name, protocol, folds, frame, fold_dirs, detector) for name in cfg.configs}
         payload["protocols"][protocol] = {"folds": info, "results": results}
     payload["seconds_total"] = round(time.perf_counter() - t_start, 1)
@@ -393,61 +465,116 @@ def _cm(c: list[list[int]]) -> str:
 
 
 def to_markdown(p: dict[str, Any]) -> str:
-    lines = ["# Real photos of unseen people: every extractor, leave-one-source-out", "",
-             f"`python -m bench.real_photos` on `../shared/data/real`: {p['ingest']['kept']} photos of "
-             f"{p['ingest']['people']} people ({', '.join(f'{k} {v}' for k, v in p['ingest']['by_source_label'].items())});"
-             " exact duplicates removed by the product's ingest. Every run is `posture.finetune` and every answer "
-             "`posture.predict.Predictor`; scores are balanced accuracy on the photos it could assess, coverage "
-             "beside them. Confusion matrices `[[TP_fh, FN_fh], [FP, TN]]` (rows = truth, forward_head first). "
-             "Intervals: 95 % by person (bootstrap over subjects) of the pooled balanced accuracy.", ""]
+    lines = [
+        "# Real photos of unseen people: every extractor, leave-one-source-out",
+        "",
+        f"`python -m bench.real_photos` on `../shared/data/real`: {p['ingest']['kept']} photos of "
+        f"{p['ingest']['people']} people ({', '.join(f'{k} {v}' for k, v in p['ingest']['by_source_label'].items())});"
+        " exact duplicates removed by the product's ingest. Every run is `posture.finetune` and every answer "
+        "`posture.predict.Predictor`; scores are balanced accuracy on the photos it could assess, coverage "
+        "beside them. Confusion matrices `[[TP_fh, FN_fh], [FP, TN]]` (rows = truth, forward_head first). "
+        "Intervals: 95 % by person (bootstrap over subjects) of the pooled balanced accuracy.",
+        "",
+    ]
     for protocol, block in p["protocols"].items():
-        title = "Leave-one-source-out (unseen capture session)" if protocol == "loso" else \
-            "Subject-grouped CV (StratifiedGroupKFold by subject)"
-        lines += [f"## {title}", "", "| fold | train | val | test | test people | trained on |", "|---|---:|---:|---:|---:|---|"]
-        lines += [f"| {f['fold']} | {f['train']} | {f['val']} | {f['test']} | {f['test_people']} | "
-                  f"{', '.join(f['train_sources'])} |" for f in block["folds"]]
+        title = (
+            "Leave-one-source-out (unseen capture session)"
+            if protocol == "loso"
+            else "Subject-grouped CV (StratifiedGroupKFold by subject)"
+        )
+        lines += [
+            f"## {title}",
+            "",
+            "| fold | train | val | test | test people | trained on |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {f['fold']} | {f['train']} | {f['val']} | {f['test']} | {f['test_people']} | "
+            f"{', '.join(f['train_sources'])} |"
+            for f in block["folds"]
+        ]
         folds = [f["fold"] for f in block["folds"]]
-        lines += ["", "| configuration | mean fold bal. acc | worst fold | " + " | ".join(folds)
-                  + " | pooled bal. acc [95% by person] | coverage | calibrated (1 upright photo) | s |",
-                  "|---|---:|---:|" + "---:|" * len(folds) + "---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| configuration | mean fold bal. acc | worst fold | "
+            + " | ".join(folds)
+            + " | pooled bal. acc [95% by person] | coverage | calibrated (1 upright photo) | s |",
+            "|---|---:|---:|" + "---:|" * len(folds) + "---:|---:|---:|---:|",
+        ]
         for name, r in block["results"].items():
             pooled = r["pooled"]
             iv = pooled.get("interval_by_person")
             cal = r.get("calibrated")
-            lines.append(f"| {name} | {_f(r['mean_fold_balanced_accuracy'])} | {_f(r['min_fold_balanced_accuracy'])} | "
-                         + " | ".join(_f(r["folds"][f]["balanced_accuracy"]) for f in folds)
-                         + f" | {_f(pooled['balanced_accuracy'])}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else "")
-                         + f" | {_f(pooled['coverage'])} | "
-                         + (f"{_f(cal['mean_fold_balanced_accuracy'])} ({cal['range'][0]:.2f}–{cal['range'][1]:.2f})"
-                            if cal else "–") + f" | {r['seconds']:.0f} |")
-        lines += ["", "Per-fold confusion matrices (assessed photos):", "",
-                  "| configuration | " + " | ".join(folds) + " |", "|---|" + "---|" * len(folds)]
-        lines += [f"| {name} | " + " | ".join(_cm(r["folds"][f]["confusion_matrix"]) for f in folds) + " |"
-                  for name, r in block["results"].items()]
+            lines.append(
+                f"| {name} | {_f(r['mean_fold_balanced_accuracy'])} | {_f(r['min_fold_balanced_accuracy'])} | "
+                + " | ".join(_f(r["folds"][f]["balanced_accuracy"]) for f in folds)
+                + f" | {_f(pooled['balanced_accuracy'])}"
+                + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else "")
+                + f" | {_f(pooled['coverage'])} | "
+                + (
+                    f"{_f(cal['mean_fold_balanced_accuracy'])} ({cal['range'][0]:.2f}–{cal['range'][1]:.2f})"
+                    if cal
+                    else "–"
+                )
+                + f" | {r['seconds']:.0f} |"
+            )
+        lines += [
+            "",
+            "Per-fold confusion matrices (assessed photos):",
+            "",
+            "| configuration | " + " | ".join(folds) + " |",
+            "|---|" + "---|" * len(folds),
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(_cm(r["folds"][f]["confusion_matrix"]) for f in folds) + " |"
+            for name, r in block["results"].items()
+        ]
         lines.append("")
     if "feature_selection" in p:
         fs = p["feature_selection"]
-        lines += ["## How the default geometry features were picked", "",
-                  f"Forward selection by LOSO on the {fs['assessed']} assessed photos (a class- and source-balanced "
-                  "logistic regression on the product's geometry as the proxy; score = mean fold + ½ worst fold):", ""]
-        lines += [f"{i + 1}. {', '.join(s['features'])}: mean fold {s['mean_fold']:.3f} ("
-                  + ", ".join(f"{k} {v:.2f}" for k, v in s["folds"].items()) + ")" for i, s in enumerate(fs["steps"])]
-        lines += ["", "Each feature alone (mean fold): " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                                                    sorted(fs["single_feature_mean_fold"].items(),
-                                                                           key=lambda kv: -kv[1])), ""]
-    lines += ["Configurations: " + "; ".join(f"`{k}`: {v['note']}" for k, v in p["configs"].items()) + ".", "",
-              f"Product defaults: `{p['product_defaults']}`.", "",
-              f"Compute time {p['seconds_total']:.0f} s on {p['machine']['cpu_count']} cores "
-              f"(load average at start {p['machine']['load_average_at_start'][0]:.1f})."]
+        lines += [
+            "## How the default geometry features were picked",
+            "",
+            f"Forward selection by LOSO on the {fs['assessed']} assessed photos (a class- and source-balanced "
+            "logistic regression on the product's geometry as the proxy; score = mean fold + ½ worst fold):",
+            "",
+        ]
+        lines += [
+            f"{i + 1}. {', '.join(s['features'])}: mean fold {s['mean_fold']:.3f} ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in s["folds"].items())
+            + ")"
+            for i, s in enumerate(fs["steps"])
+        ]
+        lines += [
+            "",
+            "Each feature alone (mean fold): "
+            + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(fs["single_feature_mean_fold"].items(), key=lambda kv: -kv[1])
+            ),
+            "",
+        ]
+    lines += [
+        "Configurations: " + "; ".join(f"`{k}`: {v['note']}" for k, v in p["configs"].items()) + ".",
+        "",
+        f"Product defaults: `{p['product_defaults']}`.",
+        "",
+        f"Compute time {p['seconds_total']:.0f} s on {p['machine']['cpu_count']} cores "
+        f"(load average at start {p['machine']['load_average_at_start'][0]:.1f}).",
+    ]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the real photo folder (default %(default)s)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/posture_real_photos"),
-                        help="scratch folder for folds, runs and caches (default %(default)s)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/posture_real_photos"),
+        help="scratch folder for folds, runs and caches (default %(default)s)",
+    )
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configurations")
     parser.add_argument("--protocols", default="loso,cv", help="loso, cv or both (default %(default)s)")
     parser.add_argument("--calibration-draws", type=int, default=5, help="seeded upright-photo draws (default 5)")
@@ -459,8 +586,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("posture", "posture.features", "posture.landmarks", "posture.finetune", "posture.training.loop",
-                  "posture.evaluate", "posture.calibrate", "posture.scoring", "posture.data"):
+    for noisy in (
+        "posture",
+        "posture.features",
+        "posture.landmarks",
+        "posture.finetune",
+        "posture.training.loop",
+        "posture.evaluate",
+        "posture.calibrate",
+        "posture.scoring",
+        "posture.data",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     real = args.real if args.real.is_absolute() else (ROOT / args.real)
     if not (real / MANIFEST_NAME).is_file():
@@ -471,9 +607,14 @@ def main(argv: list[str] | None = None) -> int:
         log.error("error: unknown configuration(s) %s; choose from %s", unknown, ", ".join(CONFIGS))
         return 2
     torch.set_num_threads(2)
-    cfg = BenchConfig(real=real.resolve(), work=args.work, configs=args.configs.split(","),
-                      protocols=args.protocols.split(","), calibration_draws=args.calibration_draws,
-                      select_features=args.select_features)
+    cfg = BenchConfig(
+        real=real.resolve(),
+        work=args.work,
+        configs=args.configs.split(","),
+        protocols=args.protocols.split(","),
+        calibration_draws=args.calibration_draws,
+        select_features=args.select_features,
+    )
     payload = run_bench(cfg)
     markdown = to_markdown(payload)
     if args.no_write:

@@ -70,8 +70,14 @@ def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
     ms = np.asarray(samples_s, dtype=np.float64) * 1000.0
     if ms.size == 0:
         return {"n": 0}
-    return {"n": int(ms.size), "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "min_ms": float(ms.min())}
+    return {
+        "n": int(ms.size),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
+    }
 
 
 def alternate(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) -> dict[str, list[float]]:
@@ -110,9 +116,16 @@ def prepare_run(cfg: ServeBenchConfig, work: Path) -> tuple[Path, str]:
 
         torch.manual_seed(0)
         model = build_model("efficientnet_lite0", 2, pretrained=False)
-        save_checkpoint(dest, model.state_dict(), {
-            "architecture": "efficientnet_lite0", "classes": list(CLASS_NAMES),
-            "preprocessing": get_preprocessing("efficientnet_lite0").to_dict(), "head": {"hidden": 0, "dropout": 0.0}})
+        save_checkpoint(
+            dest,
+            model.state_dict(),
+            {
+                "architecture": "efficientnet_lite0",
+                "classes": list(CLASS_NAMES),
+                "preprocessing": get_preprocessing("efficientnet_lite0").to_dict(),
+                "head": {"hidden": 0, "dropout": 0.0},
+            },
+        )
         origin = "random-init efficientnet_lite0 (models/sample absent)"
     time.sleep(0.01)  # the export must be strictly newer than the weights for backend=auto
     result = export_onnx(ExportConfig(run_dir=dest))
@@ -126,7 +139,7 @@ def load_images(cfg: ServeBenchConfig, work: Path) -> tuple[list[Path], str]:
         files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if files:
             step = max(1, len(files) // cfg.n_images)
-            return files[::step][:cfg.n_images], str(folder)
+            return files[::step][: cfg.n_images], str(folder)
     from PIL import Image
 
     from posture.export import synthetic_images
@@ -153,25 +166,35 @@ def bench_in_process(cfg: ServeBenchConfig, run: Path, images: list[Path], threa
         return images[counter["i"] % len(images)]
 
     # All four take turns in one loop, so every ratio compares numbers from the same moments.
-    log.info("bare forward (batch 1) and Predictor end to end (one photo file per call), %d rounds, %d thread(s)",
-             cfg.repeats, threads)
-    times = alternate({"forward_torch": lambda: torch_pred.backend.logits(x),
-                       "forward_onnx": lambda: onnx_pred.backend.logits(x),
-                       "e2e_torch": lambda: torch_pred.predict(next_image()),
-                       "e2e_onnx": lambda: onnx_pred.predict(next_image())}, cfg.repeats)
+    log.info(
+        "bare forward (batch 1) and Predictor end to end (one photo file per call), %d rounds, %d thread(s)",
+        cfg.repeats,
+        threads,
+    )
+    times = alternate(
+        {
+            "forward_torch": lambda: torch_pred.backend.logits(x),
+            "forward_onnx": lambda: onnx_pred.backend.logits(x),
+            "e2e_torch": lambda: torch_pred.predict(next_image()),
+            "e2e_onnx": lambda: onnx_pred.predict(next_image()),
+        },
+        cfg.repeats,
+    )
     fwd = {"torch": times["forward_torch"], "onnx": times["forward_onnx"]}
     e2e = {"torch": times["e2e_torch"], "onnx": times["e2e_onnx"]}
     log.info("batch throughput over %d photos", len(images))
     through: dict[str, dict[str, float]] = {}
     for name, pred in (("torch", torch_pred), ("onnx", onnx_pred)):
-        pred.predict_many(images[:cfg.batch_size], batch_size=cfg.batch_size)  # warm-up
+        pred.predict_many(images[: cfg.batch_size], batch_size=cfg.batch_size)  # warm-up
         start = time.perf_counter()
         pred.predict_many(images, batch_size=cfg.batch_size)
         elapsed = time.perf_counter() - start
         through[name] = {"images": len(images), "seconds": elapsed, "images_per_s": len(images) / elapsed}
     f, e = {k: percentiles(v) for k, v in fwd.items()}, {k: percentiles(v) for k, v in e2e.items()}
     return {
-        "forward_batch1": f, "predictor_e2e": e, "batch_throughput": through,
+        "forward_batch1": f,
+        "predictor_e2e": e,
+        "batch_throughput": through,
         "ratios": {
             "onnx_speedup_bare_forward_p50": f["torch"]["p50_ms"] / f["onnx"]["p50_ms"],
             "onnx_speedup_predictor_e2e_p50": e["torch"]["p50_ms"] / e["onnx"]["p50_ms"],
@@ -184,12 +207,30 @@ def bench_in_process(cfg: ServeBenchConfig, run: Path, images: list[Path], threa
 def start_app(run: Path, port: int, work: Path, cfg: ServeBenchConfig, threads: int) -> subprocess.Popen:
     import os
 
-    env = {**os.environ, "TMPDIR": str(work), "GRADIO_ANALYTICS_ENABLED": "False",
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TMPDIR": str(work), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
     log_file = open(work / "app.log", "w")  # noqa: SIM115 - lives as long as the server
-    return subprocess.Popen([sys.executable, "-m", "app", "--run", str(run), "--port", str(port), "--examples", "0",
-                             "--threads", str(threads), "--concurrency", str(cfg.app_concurrency), "-q"],
-                            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "--run",
+            str(run),
+            "--port",
+            str(port),
+            "--examples",
+            "0",
+            "--threads",
+            str(threads),
+            "--concurrency",
+            str(cfg.app_concurrency),
+            "-q",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300.0) -> None:
@@ -220,24 +261,37 @@ def load_test(url: str, images: list[Path], n_requests: int, clients: int, expla
             local.client = Client(url, verbose=False, download_files=str(downloads))
         start = time.perf_counter()
         try:
-            value, _, _ = local.client.predict(handle_file(str(images[i % len(images)])), explain,
-                                               api_name="/classify")
+            value, _, _ = local.client.predict(handle_file(str(images[i % len(images)])), explain, api_name="/classify")
             error = None if value.get("label") else "no label"
         except Exception as exc:  # noqa: BLE001 - every failure is a data point here
             error = f"{type(exc).__name__}: {exc}"[:200]
         return time.perf_counter() - start, error
 
     with ThreadPoolExecutor(clients) as pool:  # create the clients before the clock starts
-        list(pool.map(lambda _: hasattr(local, "client") or setattr(
-            local, "client", Client(url, verbose=False, download_files=str(downloads))), range(clients * 4)))
+        list(
+            pool.map(
+                lambda _: (
+                    hasattr(local, "client")
+                    or setattr(local, "client", Client(url, verbose=False, download_files=str(downloads)))
+                ),
+                range(clients * 4),
+            )
+        )
         start = time.perf_counter()
         results = list(pool.map(one, range(n_requests)))
         wall = time.perf_counter() - start
     shutil.rmtree(downloads, ignore_errors=True)
     errors = [e for _, e in results if e]
-    return {"requests": n_requests, "clients": clients, "grad_cam": explain, "errors": len(errors),
-            "error_examples": sorted(set(errors))[:3], "wall_s": wall, "requests_per_s": n_requests / wall,
-            "latency": percentiles([t for t, e in results if not e])}
+    return {
+        "requests": n_requests,
+        "clients": clients,
+        "grad_cam": explain,
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+        "wall_s": wall,
+        "requests_per_s": n_requests / wall,
+        "latency": percentiles([t for t, e in results if not e]),
+    }
 
 
 def bench_app(cfg: ServeBenchConfig, run: Path, images: list[Path], threads: int, work: Path) -> dict[str, Any]:
@@ -261,8 +315,13 @@ def bench_app(cfg: ServeBenchConfig, run: Path, images: list[Path], threads: int
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return {"startup_s": started, "load": load, "with_grad_cam": cam, "app_concurrency_limit": cfg.app_concurrency,
-            "threads_per_request": threads}
+    return {
+        "startup_s": started,
+        "load": load,
+        "with_grad_cam": cam,
+        "app_concurrency_limit": cfg.app_concurrency,
+        "threads_per_request": threads,
+    }
 
 
 def _in_process_rows(threads: str, ip: dict[str, Any], batch_size: int) -> list[str]:
@@ -282,37 +341,51 @@ def _in_process_rows(threads: str, ip: dict[str, Any], batch_size: int) -> list[
 def markdown(result: dict[str, Any]) -> str:
     app = result.get("app")
     lines = [
-        "# Serving benchmark (`python -m bench.serve`)", "",
+        "# Serving benchmark (`python -m bench.serve`)",
+        "",
         f"Run: {result['run_origin']} ({result['architecture']}, {result['input_size']} px). "
         f"Photos: {result['images_origin']} ({result['n_images']} files). Physical cores: {result['threads']}. "
         f"Load average at start: {result['machine']['load_average_at_start']}. "
         "Other jobs share this machine, so compare the **ratios** (measured side by side) more than the "
         "absolute times; with other jobs running, more threads than free cores makes eager PyTorch's "
-        "OpenMP workers spin against each other, which the 1-thread rows avoid.", "",
-        "| threads | measurement | torch | ONNX Runtime | ONNX speed-up |", "|---:|---|---:|---:|---:|",
+        "OpenMP workers spin against each other, which the 1-thread rows avoid.",
+        "",
+        "| threads | measurement | torch | ONNX Runtime | ONNX speed-up |",
+        "|---:|---|---:|---:|---:|",
     ]
     for key, ip in result["in_process"].items():
         lines += _in_process_rows(key.split("=")[1], ip, result["config"]["batch_size"])
     lines.append("")
     for key, ip in result["in_process"].items():
         r = ip["ratios"]
-        lines.append(f"- {key}: Predictor end to end over bare ONNX forward (p50) "
-                     f"**{r['predictor_e2e_over_bare_onnx_p50']:.2f}×** (target ≤ 1.3×); ONNX over torch eager, "
-                     f"bare forward **{r['onnx_speedup_bare_forward_p50']:.2f}×** (target ≥ 2×).")
+        lines.append(
+            f"- {key}: Predictor end to end over bare ONNX forward (p50) "
+            f"**{r['predictor_e2e_over_bare_onnx_p50']:.2f}×** (target ≤ 1.3×); ONNX over torch eager, "
+            f"bare forward **{r['onnx_speedup_bare_forward_p50']:.2f}×** (target ≥ 2×)."
+        )
     if app:
         ld, lat = app["load"], app["load"]["latency"]
-        lines += ["", "## The app under load", "",
-                  f"`python -m app` on 127.0.0.1 (ONNX backend, concurrency limit {app['app_concurrency_limit']}, "
-                  f"{app['threads_per_request']} thread(s) per request, "
-                  f"started in {app['startup_s']:.0f} s): {ld['requests']} `/classify` calls (upload + queue + "
-                  f"predict, Grad-CAM off) from {ld['clients']} concurrent clients.", "",
-                  "| errors | p50 | p95 | p99 | throughput |", "|---:|---:|---:|---:|---:|",
-                  f"| {ld['errors']} | {lat.get('p50_ms', float('nan')):.0f} ms | {lat.get('p95_ms', float('nan')):.0f} ms"
-                  f" | {lat.get('p99_ms', float('nan')):.0f} ms | {ld['requests_per_s']:.1f} req/s |"]
+        lines += [
+            "",
+            "## The app under load",
+            "",
+            f"`python -m app` on 127.0.0.1 (ONNX backend, concurrency limit {app['app_concurrency_limit']}, "
+            f"{app['threads_per_request']} thread(s) per request, "
+            f"started in {app['startup_s']:.0f} s): {ld['requests']} `/classify` calls (upload + queue + "
+            f"predict, Grad-CAM off) from {ld['clients']} concurrent clients.",
+            "",
+            "| errors | p50 | p95 | p99 | throughput |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {ld['errors']} | {lat.get('p50_ms', float('nan')):.0f} ms | {lat.get('p95_ms', float('nan')):.0f} ms"
+            f" | {lat.get('p99_ms', float('nan')):.0f} ms | {ld['requests_per_s']:.1f} req/s |",
+        ]
         cam = app.get("with_grad_cam")
         if cam:
-            lines += ["", f"With Grad-CAM on ({cam['requests']} calls, {cam['clients']} clients): p50 "
-                          f"{cam['latency'].get('p50_ms', float('nan')):.0f} ms, errors {cam['errors']}."]
+            lines += [
+                "",
+                f"With Grad-CAM on ({cam['requests']} calls, {cam['clients']} clients): p50 "
+                f"{cam['latency'].get('p50_ms', float('nan')):.0f} ms, errors {cam['errors']}.",
+            ]
         if ld["errors"]:
             lines += ["", f"Error examples: {ld['error_examples']}"]
     return "\n".join(lines)
@@ -330,13 +403,16 @@ def run_bench(cfg: ServeBenchConfig, with_app: bool = True) -> dict[str, Any]:
         config = read_config(run)
         result: dict[str, Any] = {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-            "machine": machine(), "run_origin": origin, "architecture": config["architecture"],
-            "input_size": config["preprocessing"]["input_size"], "images_origin": images_origin,
-            "n_images": len(images), "threads": threads,
+            "machine": machine(),
+            "run_origin": origin,
+            "architecture": config["architecture"],
+            "input_size": config["preprocessing"]["input_size"],
+            "images_origin": images_origin,
+            "n_images": len(images),
+            "threads": threads,
             # Thread counts run one after the other (torch's is process-wide); within each, torch
             # and ONNX take turns. 1 thread is the contention-free comparison on a shared machine.
-            "in_process": {f"threads={n}": bench_in_process(cfg, run, images, n)
-                           for n in sorted({1, threads})},
+            "in_process": {f"threads={n}": bench_in_process(cfg, run, images, n) for n in sorted({1, threads})},
         }
         if with_app:
             app_threads = max(1, threads // cfg.app_concurrency)  # what `python -m app` picks by default
@@ -364,10 +440,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the report
-    cfg = ServeBenchConfig(run=args.run, images=args.images, n_images=args.n_images,
-                           repeats=args.repeats,
-                           requests=args.requests, clients=args.clients, cam_requests=args.cam_requests,
-                           threads=args.threads, keep_work=args.keep_work)
+    cfg = ServeBenchConfig(
+        run=args.run,
+        images=args.images,
+        n_images=args.n_images,
+        repeats=args.repeats,
+        requests=args.requests,
+        clients=args.clients,
+        cam_requests=args.cam_requests,
+        threads=args.threads,
+        keep_work=args.keep_work,
+    )
     result = run_bench(cfg, with_app=not args.no_app)
     jpath, mpath = write_results("serve", result, markdown(result))
     print(markdown(result))

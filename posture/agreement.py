@@ -73,6 +73,7 @@ class AgreementReport:
 
     def format_text(self, max_listed: int = 20) -> str:
         """A short human summary (what the CLI prints)."""
+
         def fmt(v: float | None, spec: str) -> str:
             return "undefined" if v is None else format(v, spec)
 
@@ -88,7 +89,7 @@ class AgreementReport:
             width = max(len(x) for x in self.labels + ["A \\ B"])
             lines.append("confusion (rows A, columns B):")
             lines.append("  " + "A \\ B".ljust(width) + "".join(f"  {x:>{width}}" for x in self.labels))
-            for name, row in zip(self.labels, self.confusion):
+            for name, row in zip(self.labels, self.confusion, strict=True):
                 lines.append("  " + name.ljust(width) + "".join(f"  {n:>{width}}" for n in row))
         if self.disagreements:
             lines.append(f"disagreements ({len(self.disagreements)}):")
@@ -119,8 +120,9 @@ def record_cva(rec: LabelRecord) -> float | None:
     return None
 
 
-def agreement_from_records(a: Mapping[str, LabelRecord], b: Mapping[str, LabelRecord],
-                           name_a: str = "A", name_b: str = "B") -> AgreementReport:
+def agreement_from_records(
+    a: Mapping[str, LabelRecord], b: Mapping[str, LabelRecord], name_a: str = "A", name_b: str = "B"
+) -> AgreementReport:
     """Compare two ``filename -> answer`` mappings (see :func:`posture.labelstore.read_labels`)."""
     from sklearn.metrics import cohen_kappa_score
 
@@ -132,8 +134,8 @@ def agreement_from_records(a: Mapping[str, LabelRecord], b: Mapping[str, LabelRe
     percent: float | None = None
     confusion: list[list[int]] = []
     if common:
-        percent = sum(x == y for x, y in zip(labels_a, labels_b)) / len(common)
-        pairs = Counter(zip(labels_a, labels_b))
+        percent = sum(x == y for x, y in zip(labels_a, labels_b, strict=True)) / len(common)
+        pairs = Counter(zip(labels_a, labels_b, strict=True))
         confusion = [[pairs[(ra, cb)] for cb in labels] for ra in labels]
         if len(labels) > 1:  # with a single label in play, chance agreement is 1 and kappa is 0/0
             with warnings.catch_warnings():
@@ -150,18 +152,34 @@ def agreement_from_records(a: Mapping[str, LabelRecord], b: Mapping[str, LabelRe
         if label_a != label_b:
             disagreements.append(Disagreement(f, label_a, label_b, cva_a, cva_b))
     # Most useful first: the largest angle gaps, then the class-only disputes by name.
-    disagreements.sort(key=lambda d: (-(abs(d.cva_a - d.cva_b)) if d.cva_a is not None and d.cva_b is not None
-                                      else 0.0, d.filename))
+    disagreements.sort(
+        key=lambda d: (-(abs(d.cva_a - d.cva_b)) if d.cva_a is not None and d.cva_b is not None else 0.0, d.filename)
+    )
     return AgreementReport(
-        name_a=name_a, name_b=name_b, n_a=len(a), n_b=len(b), n_common=len(common), labels=labels,
-        kappa=kappa, percent_agreement=percent, confusion=confusion, n_cva_common=len(diffs),
+        name_a=name_a,
+        name_b=name_b,
+        n_a=len(a),
+        n_b=len(b),
+        n_common=len(common),
+        labels=labels,
+        kappa=kappa,
+        percent_agreement=percent,
+        confusion=confusion,
+        n_cva_common=len(diffs),
         mean_abs_cva_diff=(sum(diffs) / len(diffs)) if diffs else None,
-        max_abs_cva_diff=max(diffs) if diffs else None, disagreements=disagreements,
-        only_a=sorted(set(a) - set(b)), only_b=sorted(set(b) - set(a)))
+        max_abs_cva_diff=max(diffs) if diffs else None,
+        disagreements=disagreements,
+        only_a=sorted(set(a) - set(b)),
+        only_b=sorted(set(b) - set(a)),
+    )
 
 
-def labeler_agreement(csv_a: str | os.PathLike[str], csv_b: str | os.PathLike[str] | None = None,
-                      labeler_a: str | None = None, labeler_b: str | None = None) -> AgreementReport:
+def labeler_agreement(
+    csv_a: str | os.PathLike[str],
+    csv_b: str | os.PathLike[str] | None = None,
+    labeler_a: str | None = None,
+    labeler_b: str | None = None,
+) -> AgreementReport:
     """Agreement between the answers in force in two label CSVs (or two labelers in one CSV).
 
     Later rows for a file supersede earlier ones, exactly as ingest and the labeling tool read them.
@@ -183,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.agreement",
         description="Compare two labelers: Cohen's kappa on the files both labeled, the mean absolute "
-                    "difference of their craniovertebral angles, and the list of images they disagree on. "
-                    "Later rows for the same file supersede earlier ones.")
+        "difference of their craniovertebral angles, and the list of images they disagree on. "
+        "Later rows for the same file supersede earlier ones.",
+    )
     parser.add_argument("csv_a", help="first labeler's CSV (app.label output or filename,label[,cva_deg] CSV)")
     parser.add_argument("csv_b", nargs="?", help="second labeler's CSV (omit when both labelers share csv_a)")
     parser.add_argument("--labeler-a", help="only use rows of this labeler from csv_a")

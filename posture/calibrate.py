@@ -60,8 +60,10 @@ def fitting_rows(predictor: Predictor, data: Path, split: str) -> pd.DataFrame:
     """The rows of ``split`` to fit on, re-drawn as training re-drew them (``--val-group``)."""
     frame, has_splits = load_eval_frame(data, predictor.class_names)
     if not has_splits:
-        raise UserError(f"{data} has no splits (no manifest.csv with a split column); calibration is fitted on a "
-                        "validation split: point --data at the ingested dataset the run was trained on")
+        raise UserError(
+            f"{data} has no splits (no manifest.csv with a split column); calibration is fitted on a "
+            "validation split: point --data at the ingested dataset the run was trained on"
+        )
     training = predictor.config.get("training") or {}
     group = str(training.get("val_group") or "none")
     if group != "none" and split == "val":  # the validation photos the run itself used
@@ -73,13 +75,16 @@ def fitting_rows(predictor: Predictor, data: Path, split: str) -> pd.DataFrame:
     return rows
 
 
-def fit_calibration(predictor: Predictor, data: Path, rows: pd.DataFrame, policy: ThresholdPolicy, split: str,
-                    batch_size: int = 32) -> dict[str, Any]:
+def fit_calibration(
+    predictor: Predictor, data: Path, rows: pd.DataFrame, policy: ThresholdPolicy, split: str, batch_size: int = 32
+) -> dict[str, Any]:
     """The ``calibration`` record fitted on ``rows`` (nothing is written)."""
     scored = score_rows(predictor, data, rows, batch_size, desc=f"scoring {split}")
     if len(scored.y) == 0:
-        raise UserError(f"none of the {len(rows)} photos of split {split!r} could be read and assessed; "
-                        "nothing to fit a calibration on")
+        raise UserError(
+            f"none of the {len(rows)} photos of split {split!r} could be read and assessed; "
+            "nothing to fit a calibration on"
+        )
     names = predictor.class_names
     positive = predictor.positive_class
     temperature = fit_temperature(scored.logits, scored.y)
@@ -103,9 +108,16 @@ def calibrate(cfg: CalibrateConfig) -> tuple[dict[str, Any], Predictor]:
     record = fit_calibration(predictor, Path(cfg.data), rows, policy, cfg.split, cfg.batch_size)
     update_config(cfg.run, calibration=record)
     threshold = record["threshold"]
-    log.info("calibration on %s of %s (n=%d): temperature %.3f, threshold %s (%s); stored in %s", cfg.split,
-             cfg.data, record["n"], record["temperature"], "argmax" if threshold is None else f"{threshold:.4f}",
-             policy, Path(cfg.run) / CONFIG_NAME)
+    log.info(
+        "calibration on %s of %s (n=%d): temperature %.3f, threshold %s (%s); stored in %s",
+        cfg.split,
+        cfg.data,
+        record["n"],
+        record["temperature"],
+        "argmax" if threshold is None else f"{threshold:.4f}",
+        policy,
+        Path(cfg.run) / CONFIG_NAME,
+    )
     return record, predictor.with_calibration(record)
 
 
@@ -113,23 +125,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.calibrate",
         description="Fit a trained run's temperature (honest confidences) and decision threshold on the "
-                    "validation split of its dataset and store them in the run's config.json, where "
-                    "prediction, the web app and posture.evaluate use them. The only command after training "
-                    "that changes what a run answers; run it again to refit.",
+        "validation split of its dataset and store them in the run's config.json, where "
+        "prediction, the web app and posture.evaluate use them. The only command after training "
+        "that changes what a run answers; run it again to refit.",
         epilog="examples:\n  python -m posture.calibrate --run models/sample --data data/sample\n"
-               "  python -m posture.calibrate --run models/sample --data data/sample --threshold-policy recall:0.9",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  python -m posture.calibrate --run models/sample --data data/sample --threshold-policy recall:0.9",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--run", type=Path, required=True, help="trained run folder (models/RUN)")
-    parser.add_argument("--data", type=Path, required=True,
-                        help="the ingested dataset folder (manifest.csv with splits) to fit on")
-    parser.add_argument("--split", default="val",
-                        help="split to fit on (default: val, re-drawn as training re-drew it with --val-group)")
-    parser.add_argument("--threshold-policy", default="youden", metavar="POLICY",
-                        help=f"how the forward_head threshold is chosen: {POLICY_HELP} (default: youden)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="the ingested dataset folder (manifest.csv with splits) to fit on"
+    )
+    parser.add_argument(
+        "--split",
+        default="val",
+        help="split to fit on (default: val, re-drawn as training re-drew it with --val-group)",
+    )
+    parser.add_argument(
+        "--threshold-policy",
+        default="youden",
+        metavar="POLICY",
+        help=f"how the forward_head threshold is chosen: {POLICY_HELP} (default: youden)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="photos per forward pass (default: 32)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
-                        help="inference engine (default: auto; see posture.predict)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnx"),
+        help="inference engine (default: auto; see posture.predict)",
+    )
     add_logging_flags(parser)
     return parser
 
@@ -137,14 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    record, _ = calibrate(CalibrateConfig(run=args.run, data=args.data, split=args.split,
-                                          threshold_policy=args.threshold_policy, batch_size=args.batch_size,
-                                          device=args.device, backend=args.backend))
+    record, _ = calibrate(
+        CalibrateConfig(
+            run=args.run,
+            data=args.data,
+            split=args.split,
+            threshold_policy=args.threshold_policy,
+            batch_size=args.batch_size,
+            device=args.device,
+            backend=args.backend,
+        )
+    )
     threshold = record["threshold"]
-    print(f"{args.run}: temperature {record['temperature']:.3f}, threshold "
-          f"{'argmax' if threshold is None else f'{threshold:.3f}'} for {record['positive_class']} "
-          f"({record['policy']}, fitted on {record['fitted_on']} "
-          f"n={record['n']}); stored in {Path(args.run) / CONFIG_NAME}")
+    print(
+        f"{args.run}: temperature {record['temperature']:.3f}, threshold "
+        f"{'argmax' if threshold is None else f'{threshold:.3f}'} for {record['positive_class']} "
+        f"({record['policy']}, fitted on {record['fitted_on']} "
+        f"n={record['n']}); stored in {Path(args.run) / CONFIG_NAME}"
+    )
     return 0
 
 

@@ -53,9 +53,12 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         # bound and would make the model absurdly over-confident. Leave the logits alone.
         log.info("no validation errors to calibrate against; temperature left at 1.0")
         return 1.0
-    result = minimize_scalar(lambda log_t: nll(logits, y, math.exp(log_t)),
-                             bounds=(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)),
-                             method="bounded", options={"xatol": 1e-4})
+    result = minimize_scalar(
+        lambda log_t: nll(logits, y, math.exp(log_t)),
+        bounds=(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     temperature = float(math.exp(result.x))
     # Never worse than doing nothing: the bounded search can stop at an edge on tiny splits.
     return temperature if nll(logits, y, temperature) <= nll(logits, y, 1.0) else 1.0
@@ -111,13 +114,16 @@ def choose_threshold(is_positive: np.ndarray, p_positive: np.ndarray, policy: Th
     if policy.kind == "youden":
         index = int(np.argmax(tpr - fpr))
     elif policy.kind == "recall":
+        if policy.target is None:
+            raise ValueError("a recall threshold policy needs its target recall (recall:0.9)")
         # the highest threshold that still reaches the target recall (fewest false alarms)
         index = int(np.flatnonzero(tpr >= float(policy.target) - 1e-12)[0])
     else:  # f1, over the same candidate thresholds
         positives = y.sum()
         predicted = tpr * positives + fpr * (len(y) - positives)
-        f1 = np.divide(2 * tpr * positives, predicted + positives, out=np.zeros_like(tpr),
-                       where=(predicted + positives) > 0)
+        f1 = np.divide(
+            2 * tpr * positives, predicted + positives, out=np.zeros_like(tpr), where=(predicted + positives) > 0
+        )
         index = int(np.argmax(f1))
     return _midpoint(thresholds, index)
 
@@ -132,11 +138,23 @@ def _midpoint(thresholds: np.ndarray, index: int) -> float:
     return chosen
 
 
-def calibration_record(temperature: float, threshold: float | None, positive_class: str,
-                       policy: ThresholdPolicy | str, fitted_on: str, n: int) -> dict[str, object]:
+def calibration_record(
+    temperature: float,
+    threshold: float | None,
+    positive_class: str,
+    policy: ThresholdPolicy | str,
+    fitted_on: str,
+    n: int,
+) -> dict[str, object]:
     """The ``calibration`` entry of a run's ``config.json`` (read by :class:`posture.predict.Predictor`)."""
-    return {"temperature": float(temperature), "threshold": None if threshold is None else float(threshold),
-            "positive_class": positive_class, "policy": str(policy), "fitted_on": fitted_on, "n": int(n)}
+    return {
+        "temperature": float(temperature),
+        "threshold": None if threshold is None else float(threshold),
+        "positive_class": positive_class,
+        "policy": str(policy),
+        "fitted_on": fitted_on,
+        "n": int(n),
+    }
 
 
 __all__ = ["fit_temperature", "nll", "ThresholdPolicy", "choose_threshold", "calibration_record", "POLICY_HELP"]

@@ -107,7 +107,7 @@ def heatmap(predictor: Predictor, image: ImageInput, class_index: int | None = N
     x0, y0, x1, y1 = predictor.crop_box(analysis)
     region = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     top, left, h, w = content_box(predictor, region)
-    seen = np.ascontiguousarray(grayscale[top:top + h, left:left + w], dtype=np.float32)
+    seen = np.ascontiguousarray(grayscale[top : top + h, left : left + w], dtype=np.float32)
     out = np.zeros(rgb.shape[:2], np.float32)
     out[y0:y1, x0:x1] = cv2.resize(seen, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     return np.clip(out, 0.0, 1.0)
@@ -120,8 +120,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarr
     return show_cam_on_image(image.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=1.0 - alpha)
 
 
-def explain(predictor: Predictor, image: ImageInput, class_index: int | None = None,
-            alpha: float = 0.45) -> np.ndarray:
+def explain(predictor: Predictor, image: ImageInput, class_index: int | None = None, alpha: float = 0.45) -> np.ndarray:
     """The Grad-CAM overlay for one image: ``H×W×3 uint8`` at the input image's own size.
 
     ``class_index`` picks the class to explain (default: the predictor's decision, threshold

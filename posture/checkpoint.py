@@ -11,6 +11,7 @@ count) is one :class:`~posture.cli.UserError` naming the file and what to do, ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -67,12 +68,17 @@ class Checkpoint:
         where = f"{self.run_dir / WEIGHTS_NAME} does not fit {self.run_dir / CONFIG_NAME}"
         if wrong:
             k = wrong[0]
-            detail = (f"{k} is {list(self.state_dict[k].shape)} in the weights but {list(expected[k].shape)} for the "
-                      f"{self.architecture} with {len(self.class_names)} classes the config describes"
-                      + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+            detail = (
+                f"{k} is {list(self.state_dict[k].shape)} in the weights but {list(expected[k].shape)} for the "
+                f"{self.architecture} with {len(self.class_names)} classes the config describes"
+                + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
+            )
         else:
-            detail = (f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else
-                      f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+            detail = (
+                f"{len(missing)} tensors missing (e.g. {missing[0]})"
+                if missing
+                else f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})"
+            )
         raise UserError(f"{where}: {detail}; the two files come from different runs: {REPAIR}")
 
 
@@ -83,18 +89,26 @@ def library_versions() -> dict[str, str]:
 
     from posture import __version__
 
-    versions = {"posture": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "torchvision": torchvision.__version__, "numpy": numpy.__version__}
+    versions = {
+        "posture": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+    }
     for mod in ("timm", "albumentations", "onnxruntime"):
-        try:
+        with contextlib.suppress(Exception):  # optional at run time
             versions[mod] = __import__(mod).__version__
-        except Exception:  # optional at run time
-            pass
     return versions
 
 
-def save_checkpoint(run_dir: str | os.PathLike[str], state_dict: dict[str, torch.Tensor], config: dict[str, Any],
-                    metrics: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> Path:
+def save_checkpoint(
+    run_dir: str | os.PathLike[str],
+    state_dict: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    history: pd.DataFrame | None = None,
+) -> Path:
     """Write a run atomically, file by file.
 
     ``config`` must hold at least ``architecture`` (a zoo name), ``classes`` (names in index
@@ -129,9 +143,11 @@ def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         from posture.training.resume import RESUME_DIR
 
         if (Path(run_dir) / RESUME_DIR).is_dir():
-            raise UserError(f"{run_dir}: an interrupted training run (only {RESUME_DIR}/, no {CONFIG_NAME} yet); "
-                            f"finish it with `python -m posture.finetune ... --out {run_dir} --resume` (same options) "
-                            "or start again with --overwrite")
+            raise UserError(
+                f"{run_dir}: an interrupted training run (only {RESUME_DIR}/, no {CONFIG_NAME} yet); "
+                f"finish it with `python -m posture.finetune ... --out {run_dir} --resume` (same options) "
+                "or start again with --overwrite"
+            )
         raise UserError(f"{run_dir}: not a trained run (no {CONFIG_NAME}); train one with `python -m posture.finetune`")
     try:
         config = read_json(path)
@@ -147,8 +163,9 @@ def _check_contract(path: Path, config: Any) -> None:
         raise UserError(f"{path} holds a JSON {type(config).__name__}, not a run's config object; {REPAIR}")
     classes = config.get("classes")
     problems = [f"no {key!r}" for key in ("architecture", "classes", "preprocessing") if key not in config]
-    if "classes" in config and not (isinstance(classes, list) and len(classes) >= 2
-                                    and all(isinstance(c, str) for c in classes)):
+    if "classes" in config and not (
+        isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
+    ):
         problems.append("'classes' is not a list of at least two class names")
     if "preprocessing" in config and not isinstance(config["preprocessing"], dict):
         problems.append("'preprocessing' is not an object")

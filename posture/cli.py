@@ -35,8 +35,12 @@ class UserError(Exception):
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Configure the root logger once per process for CLI use (tests leave logging alone)."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
-    logging.basicConfig(level=level, format="%(message)s" if level > logging.DEBUG else
-                        "%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s" if level > logging.DEBUG else "%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
 
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:
@@ -79,10 +83,19 @@ class Option:
     default_text: str | None = None
 
 
-def option(help: str, *, flag: str | None = None, aliases: Sequence[str] = (), positional: bool = False,
-           metavar: str | tuple[str, ...] | None = None, choices: Sequence[Any] | None = None,
-           parse: Callable[[str], Any] | None = None, nargs: int | str | None = None, repeat: bool = False,
-           default_text: str | None = None) -> dict[str, Option]:
+def option(
+    help: str,
+    *,
+    flag: str | None = None,
+    aliases: Sequence[str] = (),
+    positional: bool = False,
+    metavar: str | tuple[str, ...] | None = None,
+    choices: Sequence[Any] | None = None,
+    parse: Callable[[str], Any] | None = None,
+    nargs: int | str | None = None,
+    repeat: bool = False,
+    default_text: str | None = None,
+) -> dict[str, Option]:
     """Field metadata that puts a config field on the command line: ``field(metadata=option(...))``.
 
     Why: each option is then written once, beside the field it fills, and :func:`add_options`
@@ -92,9 +105,20 @@ def option(help: str, *, flag: str | None = None, aliases: Sequence[str] = (), p
     appended to ``help`` unless the default is ``None`` or a flag's ``False`` (``default_text``
     overrides how it reads). ``repeat``: the option may be given several times (a list).
     """
-    return {OPTION_KEY: Option(help=help, flag=flag, aliases=tuple(aliases), positional=positional, metavar=metavar,
-                               choices=tuple(choices) if choices is not None else None, parse=parse, nargs=nargs,
-                               repeat=repeat, default_text=default_text)}
+    return {
+        OPTION_KEY: Option(
+            help=help,
+            flag=flag,
+            aliases=tuple(aliases),
+            positional=positional,
+            metavar=metavar,
+            choices=tuple(choices) if choices is not None else None,
+            parse=parse,
+            nargs=nargs,
+            repeat=repeat,
+            default_text=default_text,
+        )
+    }
 
 
 def cli_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Option]]:
@@ -111,8 +135,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> argparse.Argument
         kwargs: dict[str, Any] = {"help": _help_text(opt, default, kind)}
         if kind is bool and not opt.positional:
             names = [opt.flag or ("--no-" if default is True else "--") + f.name.replace("_", "-"), *opt.aliases]
-            parser.add_argument(*names, dest=f.name, action="store_false" if default is True else "store_true",
-                                **kwargs)
+            parser.add_argument(
+                *names, dest=f.name, action="store_false" if default is True else "store_true", **kwargs
+            )
             continue
         convert = opt.parse or _element_type(hints[f.name], kind)
         if convert is not None:

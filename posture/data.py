@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from posture.cli import UserError
 from posture.csvcells import read_csv
 from posture.fileio import read_json
+
 # The format constants live in the torch-free posture.formats; re-exported here unchanged.
 from posture.formats import CLASSES_NAME, IMAGE_EXTENSIONS, MANIFEST_NAME, REQUIRED_COLUMNS, SPLITS
 from posture.images import ImageDecodeError, load_rgb_array
@@ -70,9 +71,14 @@ class ManifestDataset(Dataset):
     survive it (feature extraction) catch it per item.
     """
 
-    def __init__(self, root: str | os.PathLike[str], split: str | Sequence[str] | None = None,
-                 transform: Callable[[np.ndarray], torch.Tensor] | None = None,
-                 class_names: Sequence[str] | None = None, frame: pd.DataFrame | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str | Sequence[str] | None = None,
+        transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+        class_names: Sequence[str] | None = None,
+        frame: pd.DataFrame | None = None,
+    ) -> None:
         self.root = Path(root)
         manifest = read_manifest(root) if frame is None else frame
         self.class_names = list(class_names) if class_names is not None else read_class_names(root, manifest)
@@ -98,7 +104,7 @@ class ManifestDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | np.ndarray, int]:
         image = self.load_image(index)
         if self.transform is not None:
-            image = apply_transform(self.transform, image)
+            return apply_transform(self.transform, image), self.targets[index]
         return image, self.targets[index]
 
 
@@ -115,8 +121,14 @@ def image_folder_frame(root: str | os.PathLike[str]) -> pd.DataFrame:
         label = resolve_label(class_dir.name) or class_dir.name
         for file in sorted(class_dir.rglob("*")):
             if file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith("."):
-                rows.append({"path": file.relative_to(root).as_posix(), "label": label, "split": "test",
-                             "subject": class_dir.name})
+                rows.append(
+                    {
+                        "path": file.relative_to(root).as_posix(),
+                        "label": label,
+                        "split": "test",
+                        "subject": class_dir.name,
+                    }
+                )
     if not rows:
         raise UserError(f"{root}: no images found in class sub-folders")
     return pd.DataFrame(rows)
@@ -140,8 +152,10 @@ def regroup_validation(frame: pd.DataFrame, column: str, seed: int = 0, share: f
     a warning. The test split is never touched.
     """
     if column not in frame.columns:
-        raise UserError(f"--val-group {column}: the manifest has no {column!r} column "
-                        f"(columns: {', '.join(map(str, frame.columns))})")
+        raise UserError(
+            f"--val-group {column}: the manifest has no {column!r} column "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
     pool = frame["split"].isin(["train", "val"]).to_numpy()
     groups = frame.loc[pool, column].astype(str)
     names = np.array(sorted(groups.unique()))
@@ -162,17 +176,29 @@ def regroup_validation(frame: pd.DataFrame, column: str, seed: int = 0, share: f
                 idx = np.flatnonzero(pool)
                 out.loc[out.index[idx[in_val]], "split"] = "val"
                 out.loc[out.index[idx[~in_val]], "split"] = "train"
-                log.info("validation re-drawn by %s: %d photos of %s held out of training", column, count,
-                         ", ".join(map(str, sorted(held))))
+                log.info(
+                    "validation re-drawn by %s: %d photos of %s held out of training",
+                    column,
+                    count,
+                    ", ".join(map(str, sorted(held))),
+                )
                 return out
-    log.warning("--val-group %s: cannot hold out whole %s groups with both classes on both sides "
-                "(%d group(s)); keeping the dataset's own validation split", column, column, len(names))
+    log.warning(
+        "--val-group %s: cannot hold out whole %s groups with both classes on both sides "
+        "(%d group(s)); keeping the dataset's own validation split",
+        column,
+        column,
+        len(names),
+    )
     return frame
 
 
-def open_dataset(root: str | os.PathLike[str], split: str | Sequence[str] | None = None,
-                 transform: Callable[[np.ndarray], torch.Tensor] | None = None,
-                 class_names: Sequence[str] | None = None) -> ManifestDataset:
+def open_dataset(
+    root: str | os.PathLike[str],
+    split: str | Sequence[str] | None = None,
+    transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> ManifestDataset:
     """A dataset over an ingested folder, or over a plain class-per-folder tree without a manifest."""
     root = Path(root)
     if not root.is_dir():
@@ -183,5 +209,15 @@ def open_dataset(root: str | os.PathLike[str], split: str | Sequence[str] | None
     return ManifestDataset(root, None, transform, class_names or read_class_names(root, frame), frame=frame)
 
 
-__all__ = ["ManifestDataset", "open_dataset", "read_manifest", "read_class_names", "regroup_validation",
-           "ImageDecodeError", "MANIFEST_NAME", "CLASSES_NAME", "SPLITS", "VAL_GROUPS"]
+__all__ = [
+    "ManifestDataset",
+    "open_dataset",
+    "read_manifest",
+    "read_class_names",
+    "regroup_validation",
+    "ImageDecodeError",
+    "MANIFEST_NAME",
+    "CLASSES_NAME",
+    "SPLITS",
+    "VAL_GROUPS",
+]

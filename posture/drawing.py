@@ -32,8 +32,9 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def text_label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
-               colour: tuple[int, int, int]) -> None:
+def text_label(
+    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int, colour: tuple[int, int, int]
+) -> None:
     """Text on a dark box, so it reads on any background (the app's overlays and the labeling tool's)."""
     face = font(size)
     left, top, right, bottom = draw.textbbox(xy, text, font=face)
@@ -42,8 +43,9 @@ def text_label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, si
     draw.text(xy, text, fill=colour, font=face)
 
 
-def draw_landmarks(rgb: np.ndarray, landmarks: np.ndarray | None, caption: str | None = None,
-                   max_side: int = DISPLAY_SIDE) -> np.ndarray:
+def draw_landmarks(
+    rgb: np.ndarray, landmarks: np.ndarray | None, caption: str | None = None, max_side: int = DISPLAY_SIDE
+) -> np.ndarray:
     """A copy of the photo (at most ``max_side`` px) with the landmarks the decision used.
 
     Points are dots (shoulders orange); the yellow line runs from the nose to the shoulders'
@@ -53,8 +55,9 @@ def draw_landmarks(rgb: np.ndarray, landmarks: np.ndarray | None, caption: str |
     canvas = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")
     scale = min(1.0, max_side / max(canvas.size))
     if scale < 1.0:
-        canvas = canvas.resize((max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale))),
-                               Image.Resampling.BILINEAR)
+        canvas = canvas.resize(
+            (max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale))), Image.Resampling.BILINEAR
+        )
     draw = ImageDraw.Draw(canvas)
     w, h = canvas.size
     radius = max(3, round(min(w, h) / 100))

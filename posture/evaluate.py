@@ -86,8 +86,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_MODES:
-            raise UserError(f"--calibration {self.calibration}: choose one of {', '.join(CALIBRATION_MODES)} "
-                            f"(fitting one is its own step: {CALIBRATE_HINT})")
+            raise UserError(
+                f"--calibration {self.calibration}: choose one of {', '.join(CALIBRATION_MODES)} "
+                f"(fitting one is its own step: {CALIBRATE_HINT})"
+            )
         if self.top_k < 0 or self.batch_size < 1 or self.ece_bins < 1:
             raise UserError("--top-k must be >= 0, --batch-size and --ece-bins >= 1")
 
@@ -106,9 +108,11 @@ def refuse_fitted_rows(predictor: Predictor, cfg: EvalConfig, has_splits: bool) 
         return
     same_data = Path(record["data"]).resolve() == Path(cfg.data).resolve()
     if same_data and (not has_splits or cfg.split in (ALL_SPLITS, record["fitted_on"])):
-        raise UserError(f"the run's calibration was fitted on split {record['fitted_on']!r} of {cfg.data}, which "
-                        f"--split {cfg.split} includes: scoring those rows flatters the numbers; pick another split "
-                        "or add --calibration none")
+        raise UserError(
+            f"the run's calibration was fitted on split {record['fitted_on']!r} of {cfg.data}, which "
+            f"--split {cfg.split} includes: scoring those rows flatters the numbers; pick another split "
+            "or add --calibration none"
+        )
 
 
 def applied_calibration(predictor: Predictor, mode: str) -> tuple[Predictor, dict[str, Any]]:
@@ -116,10 +120,21 @@ def applied_calibration(predictor: Predictor, mode: str) -> tuple[Predictor, dic
     stored = dict(predictor.config.get("calibration") or {})
     if mode == "none" or not stored:
         plain = predictor.with_calibration(None)
-        return plain, {"mode": mode, "stored": bool(stored), "temperature": 1.0, "threshold": None,
-                       "positive_class": plain.positive_class}
-    return predictor, {**stored, "mode": "keep", "stored": True, "temperature": predictor.temperature,
-                       "threshold": predictor.threshold, "positive_class": predictor.positive_class}
+        return plain, {
+            "mode": mode,
+            "stored": bool(stored),
+            "temperature": 1.0,
+            "threshold": None,
+            "positive_class": plain.positive_class,
+        }
+    return predictor, {
+        **stored,
+        "mode": "keep",
+        "stored": True,
+        "temperature": predictor.temperature,
+        "threshold": predictor.threshold,
+        "positive_class": predictor.positive_class,
+    }
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -132,13 +147,18 @@ def score_decisions(predictor: Predictor, scored: Scored, ece_bins: int) -> dict
     proba = softmax(scored.logits, predictor.temperature)
     decided = np.array([names.index(predictor.decide(row)[0]) for row in proba], dtype=int)
     raw = softmax(scored.logits, 1.0)
-    return {"proba": proba, "decided": decided, "raw": raw,
-            "metrics": classification_metrics(scored.y, decided, proba, names, pos, ece_bins),
-            "uncalibrated": classification_metrics(scored.y, raw.argmax(axis=1), raw, names, pos, ece_bins)}
+    return {
+        "proba": proba,
+        "decided": decided,
+        "raw": raw,
+        "metrics": classification_metrics(scored.y, decided, proba, names, pos, ece_bins),
+        "uncalibrated": classification_metrics(scored.y, raw.argmax(axis=1), raw, names, pos, ece_bins),
+    }
 
 
-def write_outputs(cfg: EvalConfig, predictor: Predictor, scored: Scored, result: dict[str, Any],
-                  has_splits: bool) -> dict[str, pd.DataFrame]:
+def write_outputs(
+    cfg: EvalConfig, predictor: Predictor, scored: Scored, result: dict[str, Any], has_splits: bool
+) -> dict[str, pd.DataFrame]:
     """Every file but ``report.json``; returns the tables the report repeats."""
     from posture import plots
 
@@ -149,8 +169,12 @@ def write_outputs(cfg: EvalConfig, predictor: Predictor, scored: Scored, result:
     atomic_write_csv(out / PREDICTIONS_NAME, predictions)
     counts = np.asarray(result["metrics"]["confusion_matrix"])
     atomic_write_csv(out / "confusion_matrix.csv", confusion_frame(counts, names))
-    plots.plot_confusion_matrix(counts, names, out / "confusion_matrix.png",
-                                title=f"{Path(cfg.run).name} on {Path(cfg.data).name} [{cfg.split}]")
+    plots.plot_confusion_matrix(
+        counts,
+        names,
+        out / "confusion_matrix.png",
+        title=f"{Path(cfg.run).name} on {Path(cfg.data).name} [{cfg.split}]",
+    )
     plots.plot_roc(scored.y, proba, names, out / "roc_curve.png", pos, predictor.threshold)
     plots.plot_precision_recall(scored.y, proba, names, out / "pr_curve.png", pos)
     tables = {"uncalibrated": reliability_bins(scored.y, result["raw"], cfg.ece_bins)}
@@ -163,26 +187,47 @@ def write_outputs(cfg: EvalConfig, predictor: Predictor, scored: Scored, result:
     for key, table in groups.items():
         atomic_write_csv(out / f"by_{key}.csv", table)
     top = top_losses(predictions, cfg.top_k)
-    plots.plot_gallery(gallery_items(predictor, Path(cfg.data), top, cfg.gradcam), out / "top_losses.png",
-                       title=("most confidently wrong" if (top["label"] != top["predicted"]).any()
-                              else "highest-loss images (none wrong)") + _gallery_note(predictor, cfg.gradcam))
+    plots.plot_gallery(
+        gallery_items(predictor, Path(cfg.data), top, cfg.gradcam),
+        out / "top_losses.png",
+        title=(
+            "most confidently wrong" if (top["label"] != top["predicted"]).any() else "highest-loss images (none wrong)"
+        )
+        + _gallery_note(predictor, cfg.gradcam),
+    )
     return {**groups, "top": top}
 
 
-def build_report(cfg: EvalConfig, predictor: Predictor, rows: pd.DataFrame, scored: Scored,
-                 result: dict[str, Any], tables: dict[str, pd.DataFrame], applied: dict[str, Any],
-                 has_splits: bool) -> dict[str, Any]:
+def build_report(
+    cfg: EvalConfig,
+    predictor: Predictor,
+    rows: pd.DataFrame,
+    scored: Scored,
+    result: dict[str, Any],
+    tables: dict[str, pd.DataFrame],
+    applied: dict[str, Any],
+    has_splits: bool,
+) -> dict[str, Any]:
     """``report.json``: the scored rows' :class:`~posture.metrics.SplitMetrics` and their context."""
     metrics: SplitMetrics = result["metrics"]
     return {
-        "run": str(cfg.run), "architecture": predictor.config.get("architecture"), "backend": predictor.backend_name,
-        "data": str(cfg.data), "split": cfg.split if has_splits and cfg.split != ALL_SPLITS else "(all rows)",
+        "run": str(cfg.run),
+        "architecture": predictor.config.get("architecture"),
+        "backend": predictor.backend_name,
+        "data": str(cfg.data),
+        "split": cfg.split if has_splits and cfg.split != ALL_SPLITS else "(all rows)",
         "trained_on": predictor.config.get("trained_on"),
         "data_provenance": describe_rows(rows, Path(cfg.data).resolve().name),
-        "classes": predictor.class_names, "positive_class": predictor.positive_class,
-        "n_skipped": len(scored.skipped), "skipped": scored.skipped, "coverage": scored.coverage,
-        "n_not_assessed": len(scored.not_assessed), "not_assessed": scored.not_assessed, "calibration": applied,
-        **metrics, "uncalibrated": result["uncalibrated"],
+        "classes": predictor.class_names,
+        "positive_class": predictor.positive_class,
+        "n_skipped": len(scored.skipped),
+        "skipped": scored.skipped,
+        "coverage": scored.coverage,
+        "n_not_assessed": len(scored.not_assessed),
+        "not_assessed": scored.not_assessed,
+        "calibration": applied,
+        **metrics,
+        "uncalibrated": result["uncalibrated"],
         "by_subject": tables["subject"].to_dict(orient="records"),
         "by_source": tables["source"].to_dict(orient="records"),
         "top_losses": tables["top"][["path", "label", "predicted", "confidence", "loss"]].to_dict(orient="records"),
@@ -214,8 +259,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return report
 
 
-def predictions_frame(scored: Scored, names: Sequence[str], proba: np.ndarray, decided: np.ndarray,
-                      has_splits: bool) -> pd.DataFrame:
+def predictions_frame(
+    scored: Scored, names: Sequence[str], proba: np.ndarray, decided: np.ndarray, has_splits: bool
+) -> pd.DataFrame:
     """One row per image: where it came from, truth, decision, confidence, loss, ``p_<class>``."""
     frame = scored.frame
     out = pd.DataFrame({"path": frame["path"]})
@@ -268,16 +314,17 @@ def gallery_items(predictor: Predictor, root: Path, top: pd.DataFrame, gradcam: 
 
     items = []
     for row in top.itertuples(index=False):
-        image = load_rgb_array(root / row.path)
+        path, predicted = str(row.path), str(row.predicted)
+        image = load_rgb_array(root / path)
         overlay = None
         if predictor.uses_pose and not predictor.uses_image:
             overlay = draw_landmarks(image, predictor.analyse(image).landmarks, max_side=max(image.shape[:2]))
         elif gradcam:
             try:
-                overlay = explain(predictor, image, class_index=predictor.class_names.index(row.predicted))
+                overlay = explain(predictor, image, class_index=predictor.class_names.index(predicted))
             except Exception as exc:  # a CAM failure must not cost the whole evaluation
-                log.warning("Grad-CAM failed for %s: %s", row.path, exc)
-        caption = f"{Path(row.path).name[:40]}\ntrue {row.label} · pred {row.predicted} ({row.confidence:.2f})"
+                log.warning("Grad-CAM failed for %s: %s", path, exc)
+        caption = f"{Path(path).name[:40]}\ntrue {row.label} · pred {predicted} ({row.confidence:.2f})"
         items.append(GalleryItem(image, overlay, caption))
     return items
 
@@ -295,34 +342,54 @@ def _calibration_line(report: dict[str, Any]) -> str:
     if cal["mode"] == "none" or not cal.get("stored"):
         why = "--calibration none" if cal["mode"] == "none" else f"the run stores none; fit one: {CALIBRATE_HINT}"
         return f"calibration: none ({why}): temperature 1, argmax"
-    return (f"calibration (the run's stored one): temperature {cal['temperature']:.3f}, threshold "
-            f"{'argmax' if threshold is None else f'{threshold:.3f}'} for {report['positive_class']}"
-            + (f" ({cal.get('policy')}, fitted on {cal.get('fitted_on')} n={cal.get('n')})" if cal.get("policy") else ""))
+    return (
+        f"calibration (the run's stored one): temperature {cal['temperature']:.3f}, threshold "
+        f"{'argmax' if threshold is None else f'{threshold:.3f}'} for {report['positive_class']}"
+        + (f" ({cal.get('policy')}, fitted on {cal.get('fitted_on')} n={cal.get('n')})" if cal.get("policy") else "")
+    )
 
 
 def format_summary(report: dict[str, Any]) -> str:
     """The table printed after an evaluation: what was scored, the headline numbers, per class,
     confusion, worst groups."""
     unc = report["uncalibrated"]
-    lines = [f"{report['run']} ({report['architecture']}, {report.get('backend', 'torch')}) on {report['data']} "
-             f"[{report['split']}]: "
-             f"{report['n']} images" + (f", {report['n_skipped']} unreadable (skipped)" if report["n_skipped"] else "")
-             + (f"; coverage {report['coverage']:.1%}: {report['n_not_assessed']} photo(s) could not be assessed, "
-                "the scores below are on the assessed ones" if report.get("n_not_assessed") else ""),
-             f"trained on: {describe_words(report.get('trained_on'), 'train')}",
-             f"scored on: {describe_words(report.get('data_provenance'))}",
-             _calibration_line(report), "", f"{'metric':<20}{'calibrated':>12}{'uncalibrated':>14}"]
-    for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
-                       ("roc_auc", "ROC AUC"), ("average_precision", "average precision"),
-                       ("log_loss", "log loss"), ("ece", f"ECE ({report['ece_bins']} bins)")):
+    lines = [
+        f"{report['run']} ({report['architecture']}, {report.get('backend', 'torch')}) on {report['data']} "
+        f"[{report['split']}]: "
+        f"{report['n']} images"
+        + (f", {report['n_skipped']} unreadable (skipped)" if report["n_skipped"] else "")
+        + (
+            f"; coverage {report['coverage']:.1%}: {report['n_not_assessed']} photo(s) could not be assessed, "
+            "the scores below are on the assessed ones"
+            if report.get("n_not_assessed")
+            else ""
+        ),
+        f"trained on: {describe_words(report.get('trained_on'), 'train')}",
+        f"scored on: {describe_words(report.get('data_provenance'))}",
+        _calibration_line(report),
+        "",
+        f"{'metric':<20}{'calibrated':>12}{'uncalibrated':>14}",
+    ]
+    for key, label in (
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("roc_auc", "ROC AUC"),
+        ("average_precision", "average precision"),
+        ("log_loss", "log loss"),
+        ("ece", f"ECE ({report['ece_bins']} bins)"),
+    ):
         lines.append(f"{label:<20}{_fmt(report[key]):>12}{_fmt(unc[key]):>14}")
     lines += ["", f"{'class':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}"]
     for name, row in report["per_class"].items():
         lines.append(f"{name:<16}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}{row['support']:>9}")
     names = report["classes"]
     width = max(12, *(len(n) + 2 for n in names))
-    lines += ["", "confusion matrix (rows: true, columns: predicted)", " " * width + "".join(f"{n:>{width}}" for n in names)]
-    for name, row in zip(names, report["confusion_matrix"]):
+    lines += [
+        "",
+        "confusion matrix (rows: true, columns: predicted)",
+        " " * width + "".join(f"{n:>{width}}" for n in names),
+    ]
+    for name, row in zip(names, report["confusion_matrix"], strict=True):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
     for key in ("by_source", "by_subject"):
         groups = report.get(key) or []
@@ -368,32 +435,65 @@ def _kind(record: dict[str, Any] | None) -> str:
     return str((record or {}).get("kind", "not recorded"))
 
 
-def compare_runs(runs: Sequence[str | os.PathLike[str]], n_images: int = 8, repeats: int = 3,
-                 device: str = "cpu", backend: str = "auto") -> str:
+def compare_runs(
+    runs: Sequence[str | os.PathLike[str]],
+    n_images: int = 8,
+    repeats: int = 3,
+    device: str = "cpu",
+    backend: str = "auto",
+) -> str:
     """A markdown table of evaluated runs side by side (each needs ``eval/report.json``)."""
-    header = ["run", "model", "trained on", "data", "scored", "n", "accuracy", "balanced acc.", "ROC AUC", "ECE",
-              "params (M)", "latency (ms/img)", "backend"]
+    header = [
+        "run",
+        "model",
+        "trained on",
+        "data",
+        "scored",
+        "n",
+        "accuracy",
+        "balanced acc.",
+        "ROC AUC",
+        "ECE",
+        "params (M)",
+        "latency (ms/img)",
+        "backend",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 5 + "---:|" * (len(header) - 6) + "---|"]
     for run in map(Path, runs):
         path = run / "eval" / REPORT_NAME
         if not path.is_file():
-            raise UserError(f"{run}: not evaluated yet (no eval/{REPORT_NAME}); run "
-                            f"`python -m posture.evaluate --run {run} --data DATA` first")
+            raise UserError(
+                f"{run}: not evaluated yet (no eval/{REPORT_NAME}); run "
+                f"`python -m posture.evaluate --run {run} --data DATA` first"
+            )
         report = read_json(path)
         predictor = Predictor.from_run(run, backend=backend, device=device)
         params = sum(p.numel() for p in predictor.model.parameters()) / 1e6 if predictor.model is not None else None
         latency = measure_latency(predictor, _latency_images(report, run, n_images), repeats)
         data = f"{Path(report['data']).name} [{report['split']}]"
-        cells = [run.name, str(report.get("architecture")), _kind(predictor.config.get("trained_on")), data,
-                 _kind(report.get("data_provenance")), str(report["n"]), _fmt(report["accuracy"]),
-                 _fmt(report["balanced_accuracy"]), _fmt(report["roc_auc"]), _fmt(report["ece"]),
-                 _fmt(params, 2), _fmt(latency, 1), predictor.backend_name]
+        cells = [
+            run.name,
+            str(report.get("architecture")),
+            _kind(predictor.config.get("trained_on")),
+            data,
+            _kind(report.get("data_provenance")),
+            str(report["n"]),
+            _fmt(report["accuracy"]),
+            _fmt(report["balanced_accuracy"]),
+            _fmt(report["roc_auc"]),
+            _fmt(report["ece"]),
+            _fmt(params, 2),
+            _fmt(latency, 1),
+            predictor.backend_name,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Latency: median of single-image `Predictor.predict` calls on {device} over up to "
-                 f"{n_images} evaluated images x {repeats} repeats, after one warm-up call; load average "
-                 f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (busy machines inflate it; compare rows, "
-                 "not machines). 'trained on' and 'scored': synthetic pictures or real photos (posture.provenance).")
+    lines.append(
+        f"Latency: median of single-image `Predictor.predict` calls on {device} over up to "
+        f"{n_images} evaluated images x {repeats} repeats, after one warm-up call; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (busy machines inflate it; compare rows, "
+        "not machines). 'trained on' and 'scored': synthetic pictures or real photos (posture.provenance)."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -404,37 +504,60 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.evaluate",
         description="Evaluate a trained run on a dataset: confusion matrix, metrics (accuracy, balanced "
-                    "accuracy, per-class P/R/F1, ROC AUC, AP, log loss, ECE), ROC/PR curves, reliability "
-                    "diagram, top losses with Grad-CAM, per-subject/per-source accuracy, and what the run was "
-                    "trained on and the data is (synthetic pictures or real photos). Only reads the run: it "
-                    "scores with the run's stored calibration (fit one first with python -m posture.calibrate). "
-                    "Or compare evaluated runs side by side with --compare.",
+        "accuracy, per-class P/R/F1, ROC AUC, AP, log loss, ECE), ROC/PR curves, reliability "
+        "diagram, top losses with Grad-CAM, per-subject/per-source accuracy, and what the run was "
+        "trained on and the data is (synthetic pictures or real photos). Only reads the run: it "
+        "scores with the run's stored calibration (fit one first with python -m posture.calibrate). "
+        "Or compare evaluated runs side by side with --compare.",
         epilog="examples:\n  python -m posture.calibrate --run models/sample --data data/sample\n"
-               "  python -m posture.evaluate --run models/sample --data data/sample\n"
-               "  python -m posture.evaluate --run models/sample --data ../shared/data/real --out models/sample/eval_real\n"
-               "  python -m posture.evaluate --compare models/a models/b --out compare.md",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  python -m posture.evaluate --run models/sample --data data/sample\n"
+        "  python -m posture.evaluate --run models/sample --data ../shared/data/real --out models/sample/eval_real\n"
+        "  python -m posture.evaluate --compare models/a models/b --out compare.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--run", type=Path, help="trained run folder (models/RUN)")
-    parser.add_argument("--data", type=Path, help="ingested dataset folder (manifest.csv) or a class-per-folder "
-                                                  "tree (all its images are evaluated)")
-    parser.add_argument("--split", default="test",
-                        help=f"split to evaluate (default: test); '{ALL_SPLITS}' evaluates every row. Rows the "
-                             "stored calibration was fitted on are refused (use --calibration none for them)")
-    parser.add_argument("--calibration", choices=CALIBRATION_MODES, default="keep",
-                        help="keep: the run's stored temperature and threshold (default; raw argmax when it stores "
-                             f"none); none: raw softmax and argmax. Fitting them is its own step: {CALIBRATE_HINT}")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="ingested dataset folder (manifest.csv) or a class-per-folder tree (all its images are evaluated)",
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        help=f"split to evaluate (default: test); '{ALL_SPLITS}' evaluates every row. Rows the "
+        "stored calibration was fitted on are refused (use --calibration none for them)",
+    )
+    parser.add_argument(
+        "--calibration",
+        choices=CALIBRATION_MODES,
+        default="keep",
+        help="keep: the run's stored temperature and threshold (default; raw argmax when it stores "
+        f"none); none: raw softmax and argmax. Fitting them is its own step: {CALIBRATE_HINT}",
+    )
     parser.add_argument("--top-k", type=int, default=12, help="images in the top-losses gallery (default: 12)")
     parser.add_argument("--no-gradcam", action="store_true", help="top-losses gallery without Grad-CAM overlays")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
-                        help="inference engine: auto (ONNX Runtime when the run has an up-to-date model.onnx, "
-                             "else torch), torch or onnx (default: auto)")
-    parser.add_argument("--ece-bins", type=int, default=DEFAULT_ECE_BINS,
-                        help=f"equal-width confidence bins for ECE (default: {DEFAULT_ECE_BINS})")
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN/eval; the model card reads every "
-                                                 "RUN/eval*/ folder); with --compare, the markdown file to write "
-                                                 "(default: print only)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnx"),
+        help="inference engine: auto (ONNX Runtime when the run has an up-to-date model.onnx, "
+        "else torch), torch or onnx (default: auto)",
+    )
+    parser.add_argument(
+        "--ece-bins",
+        type=int,
+        default=DEFAULT_ECE_BINS,
+        help=f"equal-width confidence bins for ECE (default: {DEFAULT_ECE_BINS})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: RUN/eval; the model card reads every "
+        "RUN/eval*/ folder); with --compare, the markdown file to write "
+        "(default: print only)",
+    )
     parser.add_argument("--compare", nargs="+", metavar="RUN", help="compare evaluated runs in one markdown table")
     parser.add_argument("--latency-images", type=int, default=8, help="images timed per run with --compare")
     add_logging_flags(parser)
@@ -447,8 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:
         from posture.device import resolve_device
 
-        table = compare_runs(args.compare, n_images=args.latency_images, device=str(resolve_device(args.device)),
-                             backend=args.backend)
+        table = compare_runs(
+            args.compare, n_images=args.latency_images, device=str(resolve_device(args.device)), backend=args.backend
+        )
         if args.out:
             atomic_write_text(args.out, table)
             log.info("wrote %s", args.out)
@@ -456,13 +580,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.run is None or args.data is None:
         raise UserError("give --run RUN and --data DATA (or --compare RUN [RUN ...])")
-    cfg = EvalConfig(run=args.run, data=args.data, split=args.split, out=args.out, calibration=args.calibration,
-                     top_k=args.top_k, gradcam=not args.no_gradcam, batch_size=args.batch_size, device=args.device,
-                     backend=args.backend, ece_bins=args.ece_bins)
+    cfg = EvalConfig(
+        run=args.run,
+        data=args.data,
+        split=args.split,
+        out=args.out,
+        calibration=args.calibration,
+        top_k=args.top_k,
+        gradcam=not args.no_gradcam,
+        batch_size=args.batch_size,
+        device=args.device,
+        backend=args.backend,
+        ece_bins=args.ece_bins,
+    )
     report = evaluate(cfg)
     print(format_summary(report))
-    print(f"\nwrote {cfg.out_dir}/ (report.json, predictions.csv, confusion_matrix.csv|png, roc_curve.png, "
-          "pr_curve.png, reliability.png, top_losses.png, by_subject.csv, by_source.csv)")
+    print(
+        f"\nwrote {cfg.out_dir}/ (report.json, predictions.csv, confusion_matrix.csv|png, roc_curve.png, "
+        "pr_curve.png, reliability.png, top_losses.png, by_subject.csv, by_source.csv)"
+    )
     return 0
 
 

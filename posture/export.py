@@ -56,10 +56,16 @@ class ExportConfig:
 
     run_dir: Path = field(metadata=option("trained run folder, e.g. models/sample", flag="--run"))
     opset: int = field(default=DEFAULT_OPSET, metadata=option("ONNX opset (17 or newer)"))
-    tolerance: float = field(default=DEFAULT_TOLERANCE, metadata=option(
-        "largest allowed probability difference between ONNX Runtime and PyTorch"))
-    images: tuple[str, ...] = field(default=(), metadata=option(
-        "photos for the parity check", metavar="IMAGE|DIR|GLOB", default_text="seeded synthetic pictures"))
+    tolerance: float = field(
+        default=DEFAULT_TOLERANCE,
+        metadata=option("largest allowed probability difference between ONNX Runtime and PyTorch"),
+    )
+    images: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            "photos for the parity check", metavar="IMAGE|DIR|GLOB", default_text="seeded synthetic pictures"
+        ),
+    )
     n_synthetic: int = 6
     seed: int = 0
 
@@ -117,10 +123,18 @@ def export_graph(model: torch.nn.Module, path: Path, inputs: dict[str, np.ndarra
     wrapped = _GraphInputs(model, "images" in inputs, "geometry" in inputs).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice is not news to the user
-        torch.onnx.export(wrapped, dummies, str(path), dynamo=False, opset_version=opset,
-                          input_names=names, output_names=["logits"],
-                          dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}},
-                          do_constant_folding=True, external_data=False)
+        torch.onnx.export(
+            wrapped,
+            dummies,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}},
+            do_constant_folding=True,
+            external_data=False,
+        )
 
 
 def parity_inputs(predictor: Predictor, images: Sequence[np.ndarray | str], seed: int = 0) -> dict[str, np.ndarray]:
@@ -134,8 +148,8 @@ def parity_inputs(predictor: Predictor, images: Sequence[np.ndarray | str], seed
         out["images"] = np.stack([predictor.preprocess(im) for im in images]).astype(np.float32)
     if predictor.uses_pose:
         n_cnn, rng = model.num_features, np.random.default_rng(seed)
-        mean = model.norm.mean[n_cnn:].numpy()
-        std = model.norm.std[n_cnn:].numpy()
+        mean = model.feature_norm.mean[n_cnn:].numpy()
+        std = model.feature_norm.std[n_cnn:].numpy()
         out["geometry"] = (mean + std * rng.normal(size=(n, len(mean)))).astype(np.float32)
     return out
 
@@ -146,9 +160,13 @@ def _attach_metadata(path: Path, predictor: Predictor) -> None:
     import onnx
 
     proto = onnx.load(str(path))
-    meta = {"classes": predictor.class_names, "architecture": predictor.config.get("architecture"),
-            "preprocessing": predictor.preprocessing.to_dict(), "output": "logits (apply softmax)",
-            "geometry": list(predictor.pose_features)}
+    meta = {
+        "classes": predictor.class_names,
+        "architecture": predictor.config.get("architecture"),
+        "preprocessing": predictor.preprocessing.to_dict(),
+        "output": "logits (apply softmax)",
+        "geometry": list(predictor.pose_features),
+    }
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = f"posture.{key}", json.dumps(value)
@@ -183,8 +201,10 @@ def export_onnx(config: ExportConfig) -> ExportResult:
                 export_graph(model, tmp, inputs, config.opset)
                 _attach_metadata(tmp, predictor)
             except Exception as exc:  # noqa: BLE001 - exporter failures come in every type
-                raise ExportError(f"could not export {predictor.config.get('architecture')} to ONNX opset "
-                                  f"{config.opset}: {type(exc).__name__}: {exc}") from exc
+                raise ExportError(
+                    f"could not export {predictor.config.get('architecture')} to ONNX opset "
+                    f"{config.opset}: {type(exc).__name__}: {exc}"
+                ) from exc
             # Probabilities as served: with the run's temperature (a T below 1 magnifies differences).
             t = min(1.0, predictor.temperature)
             torch_probs = softmax(predictor.backend.logits(inputs), t)
@@ -192,8 +212,10 @@ def export_onnx(config: ExportConfig) -> ExportResult:
             diff = float(np.max(np.abs(torch_probs - onnx_probs)))
             log.info("parity on %d images: max |Δp| = %.3g (tolerance %.1g)", len(images), diff, config.tolerance)
             if not diff <= config.tolerance:  # also catches NaN
-                raise ParityError(f"ONNX Runtime and PyTorch disagree: max |Δp| = {diff:.3g} > {config.tolerance:g} "
-                                  f"on {len(images)} images; {target} was not written")
+                raise ParityError(
+                    f"ONNX Runtime and PyTorch disagree: max |Δp| = {diff:.3g} > {config.tolerance:g} "
+                    f"on {len(images)} images; {target} was not written"
+                )
     except ParityError:  # (an export that merely failed leaves an existing model.onnx alone)
         if target.exists():  # an older export must not keep answering for these weights
             target.unlink()
@@ -206,9 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.export",
         description="Export a trained run to ONNX (models/RUN/model.onnx, dynamic batch, logits out) and "
-                    "check that ONNX Runtime's probabilities match PyTorch's; on a mismatch it exits with "
-                    "code 1 and writes nothing. The Predictor, the CLI and the app use model.onnx "
-                    "automatically once it exists.")
+        "check that ONNX Runtime's probabilities match PyTorch's; on a mismatch it exits with "
+        "code 1 and writes nothing. The Predictor, the CLI and the app use model.onnx "
+        "automatically once it exists.",
+    )
     add_options(parser, ExportConfig)
     add_logging_flags(parser)
     return parser
@@ -223,8 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExportError as exc:
         log.error("error: %s", exc)
         return 1
-    print(f"wrote {result.path} (opset {result.opset}); parity on {result.n_images} images: "
-          f"max |Δp| = {result.max_abs_diff:.2g}")
+    print(
+        f"wrote {result.path} (opset {result.opset}); parity on {result.n_images} images: "
+        f"max |Δp| = {result.max_abs_diff:.2g}"
+    )
     return 0
 
 

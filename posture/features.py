@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,9 @@ from posture.formats import BACKENDS
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.training.distributed import all_reduce_sum
 from posture.transforms import Preprocessing, apply, build_eval_transform, build_train_transform
+
+if TYPE_CHECKING:
+    from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +81,19 @@ class FeatureSpec:
     aug_strength: float = 1.0
 
     def key(self) -> str:
-        ident = {"arch": self.arch, "weights": self.weights_fingerprint,
-                 "preprocessing": self.preprocessing.to_dict(), "format": FEATURE_FORMAT_VERSION}
+        ident = {
+            "arch": self.arch,
+            "weights": self.weights_fingerprint,
+            "preprocessing": self.preprocessing.to_dict(),
+            "format": FEATURE_FORMAT_VERSION,
+        }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
     def view_names(self) -> list[str]:
         """View 0 is the clean (evaluation) image; views 1..K are seeded augmentations."""
-        return ["clean"] + [f"aug{AUG_VERSION}-s{self.aug_seed}-x{self.aug_strength:g}-{k}"
-                            for k in range(1, self.aug_views + 1)]
+        return ["clean"] + [
+            f"aug{AUG_VERSION}-s{self.aug_seed}-x{self.aug_strength:g}-{k}" for k in range(1, self.aug_views + 1)
+        ]
 
     def view_seed(self, sha256: str, view: int) -> int:
         digest = hashlib.sha256(f"{self.aug_seed}:{sha256}:{view}".encode()).digest()
@@ -125,9 +133,15 @@ class FeatureCache:
     def write_meta(self, spec: FeatureSpec) -> None:
         meta = self.key_dir(spec) / "meta.json"
         if not meta.is_file():
-            atomic_write_json(meta, {"arch": spec.arch, "weights_fingerprint": spec.weights_fingerprint,
-                                     "preprocessing": spec.preprocessing.to_dict(),
-                                     "format": FEATURE_FORMAT_VERSION})
+            atomic_write_json(
+                meta,
+                {
+                    "arch": spec.arch,
+                    "weights_fingerprint": spec.weights_fingerprint,
+                    "preprocessing": spec.preprocessing.to_dict(),
+                    "format": FEATURE_FORMAT_VERSION,
+                },
+            )
 
     def onnx_path(self, spec: FeatureSpec) -> Path:
         return self.key_dir(spec) / "backbone.onnx"
@@ -137,17 +151,22 @@ class FeatureCache:
 class ExtractionStats:
     """What extraction did; tests use ``computed`` to prove a rerun hits the cache."""
 
-    computed: int = 0          # image-views run through the backbone in this call
-    from_cache: int = 0        # image-views read from the cache
-    backend: str = "none"      # the backend actually used ("none" when nothing was computed)
+    computed: int = 0  # image-views run through the backbone in this call
+    from_cache: int = 0  # image-views read from the cache
+    backend: str = "none"  # the backend actually used ("none" when nothing was computed)
     parity_max_abs_diff: float | None = None
     seconds: float = 0.0
     failed: list[dict[str, str]] = field(default_factory=list)  # [{"path", "reason"}]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"computed": self.computed, "from_cache": self.from_cache, "backend": self.backend,
-                "parity_max_abs_diff": self.parity_max_abs_diff, "seconds": round(self.seconds, 3),
-                "failed": list(self.failed)}
+        return {
+            "computed": self.computed,
+            "from_cache": self.from_cache,
+            "backend": self.backend,
+            "parity_max_abs_diff": self.parity_max_abs_diff,
+            "seconds": round(self.seconds, 3),
+            "failed": list(self.failed),
+        }
 
 
 @dataclass
@@ -156,7 +175,7 @@ class FeatureSet:
     and, in pose-based runs, for photos that cannot be assessed (``not_assessed[i]`` says why)."""
 
     features: torch.Tensor  # [N, V+1, F] float32
-    ok: torch.Tensor        # [N] bool
+    ok: torch.Tensor  # [N] bool
     stats: ExtractionStats
     not_assessed: dict[int, str] = field(default_factory=dict)
     landmarks: dict[str, Any] | None = None  # the landmark stage's summary (pose-based runs)
@@ -168,8 +187,14 @@ class FeatureSet:
 class _ViewDataset(Dataset):
     """Decodes each image once and returns the views of it that the cache lacks."""
 
-    def __init__(self, paths: Sequence[Path], shas: Sequence[str], todo: Sequence[list[int]],
-                 spec: FeatureSpec, boxes: Sequence[tuple[int, int, int, int] | None] | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        shas: Sequence[str],
+        todo: Sequence[list[int]],
+        spec: FeatureSpec,
+        boxes: Sequence[tuple[int, int, int, int] | None] | None = None,
+    ) -> None:
         self.paths, self.shas, self.todo, self.spec = list(paths), list(shas), list(todo), spec
         self.boxes = list(boxes) if boxes is not None else None
         # Crop boxes found beforehand (the landmark stage) are applied here, so no pipeline runs
@@ -181,8 +206,11 @@ class _ViewDataset(Dataset):
 
             detector = PoseDetector()
         self._eval = build_eval_transform(spec.preprocessing, crop=crop_in_pipeline, detector=detector)
-        self._train = (build_train_transform(spec.preprocessing, spec.aug_strength, detector=detector,
-                                             crop=crop_in_pipeline) if spec.aug_views else None)
+        self._train = (
+            build_train_transform(spec.preprocessing, spec.aug_strength, detector=detector, crop=crop_in_pipeline)
+            if spec.aug_views
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -247,18 +275,31 @@ def export_backbone_onnx(backbone: nn.Module, input_size: int, path: str | os.Pa
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:  # the TorchScript exporter is ~6x faster to run than dynamo and handles these CNNs
-            torch.onnx.export(backbone, (example,), str(tmp), input_names=["images"], output_names=["features"],
-                              dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+            torch.onnx.export(
+                backbone,
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         except Exception as exc:
             log.debug("TorchScript ONNX export failed (%s); trying the dynamo exporter", exc)
-            torch.onnx.export(backbone, (example,), str(tmp), input_names=["images"], output_names=["features"],
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True)
+            torch.onnx.export(
+                backbone,
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+            )
     return target
 
 
-def _onnx_runner(backbone: nn.Module, spec: FeatureSpec, cache: FeatureCache | None,
-                 stats: ExtractionStats) -> Runner:
+def _onnx_runner(backbone: nn.Module, spec: FeatureSpec, cache: FeatureCache | None, stats: ExtractionStats) -> Runner:
     """An ONNX Runtime session over the exported backbone, checked against torch first."""
     import onnxruntime as ort
 
@@ -295,8 +336,14 @@ def _onnx_runner(backbone: nn.Module, spec: FeatureSpec, cache: FeatureCache | N
     return run
 
 
-def make_runner(backbone: nn.Module, spec: FeatureSpec, backend: str, device: torch.device,
-                cache: FeatureCache | None, stats: ExtractionStats) -> Runner:
+def make_runner(
+    backbone: nn.Module,
+    spec: FeatureSpec,
+    backend: str,
+    device: torch.device,
+    cache: FeatureCache | None,
+    stats: ExtractionStats,
+) -> Runner:
     """Pick the backend: ``auto`` is ONNX Runtime on CPU (faster there) and torch on accelerators."""
     if backend not in BACKENDS:
         raise ValueError(f"extract backend must be one of {BACKENDS}, not {backend!r}")
@@ -322,11 +369,23 @@ def _file_sha256(path: Path) -> str:
         return hashlib.sha256(str(path).encode()).hexdigest()  # unreadable: fails later, per item
 
 
-def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: pd.DataFrame, spec: FeatureSpec, *,
-                     cache: FeatureCache | None = None, backend: str = "auto", batch_size: int = 32,
-                     workers: int = 0, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                     num_features: int | None = None, progress: bool = True,
-                     boxes: Sequence[tuple[int, int, int, int] | None] | None = None) -> FeatureSet:
+def extract_features(
+    backbone: nn.Module,
+    root: str | os.PathLike[str],
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    cache: FeatureCache | None = None,
+    backend: str = "auto",
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    num_features: int | None = None,
+    progress: bool = True,
+    boxes: Sequence[tuple[int, int, int, int] | None] | None = None,
+) -> FeatureSet:
     """Features of every row of ``frame`` (columns ``path`` relative to ``root``, optional ``sha256``).
 
     ``boxes`` (one per row): the region of each photo the backbone sees, for a run that crops to
@@ -353,14 +412,27 @@ def extract_features(backbone: nn.Module, root: str | os.PathLike[str], frame: p
     pending = [i for i in range(len(paths)) if job.todo[i]]
     mine = pending[rank::world_size]
     if mine:
-        job.compute(backbone, mine, backend=backend, batch_size=batch_size, workers=workers, device=device,
-                    progress=progress and rank == 0, boxes=boxes)
+        job.compute(
+            backbone,
+            mine,
+            backend=backend,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            progress=progress and rank == 0,
+            boxes=boxes,
+        )
     if world_size > 1:
         job.gather(mine, pending)
     job.stats.seconds = time.perf_counter() - start
     if job.stats.computed:
-        log.info("features: %d computed (%s), %d from cache, %.1f s", job.stats.computed, job.stats.backend,
-                 job.stats.from_cache, job.stats.seconds)
+        log.info(
+            "features: %d computed (%s), %d from cache, %.1f s",
+            job.stats.computed,
+            job.stats.backend,
+            job.stats.from_cache,
+            job.stats.seconds,
+        )
     return FeatureSet(features=job.features, ok=job.failed == 0, stats=job.stats)
 
 
@@ -368,8 +440,15 @@ class _Extraction:
     """One :func:`extract_features` call's work: which views each image still needs, the vectors
     found so far, the images that failed and the statistics."""
 
-    def __init__(self, spec: FeatureSpec, cache: FeatureCache | None, rel_paths: list[str], paths: list[Path],
-                 shas: list[str], num_features: int) -> None:
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        cache: FeatureCache | None,
+        rel_paths: list[str],
+        paths: list[Path],
+        shas: list[str],
+        num_features: int,
+    ) -> None:
         self.spec, self.cache, self.rel_paths, self.paths, self.shas = spec, cache, rel_paths, paths, shas
         self.names = spec.view_names()
         self.num_features = num_features
@@ -391,21 +470,41 @@ class _Extraction:
                     missing.append(v)
             self.todo.append(missing)
 
-    def compute(self, backbone: nn.Module, mine: list[int], *, backend: str, batch_size: int, workers: int,
-                device: torch.device, progress: bool,
-                boxes: Sequence[tuple[int, int, int, int] | None] | None) -> None:
+    def compute(
+        self,
+        backbone: nn.Module,
+        mine: list[int],
+        *,
+        backend: str,
+        batch_size: int,
+        workers: int,
+        device: torch.device,
+        progress: bool,
+        boxes: Sequence[tuple[int, int, int, int] | None] | None,
+    ) -> None:
         """Run the backbone over this rank's images ``mine`` (decoded by ``workers``), storing each view."""
         if self.cache is not None:
             self.cache.write_meta(self.spec)
         runner = make_runner(backbone, self.spec, backend, device, self.cache, self.stats)
-        dataset = _ViewDataset([self.paths[i] for i in mine], [self.shas[i] for i in mine],
-                               [self.todo[i] for i in mine], self.spec,
-                               boxes=[boxes[i] for i in mine] if boxes is not None else None)
+        dataset = _ViewDataset(
+            [self.paths[i] for i in mine],
+            [self.shas[i] for i in mine],
+            [self.todo[i] for i in mine],
+            self.spec,
+            boxes=[boxes[i] for i in mine] if boxes is not None else None,
+        )
         n_views = len(self.names)
         per_batch = max(1, batch_size // n_views) if n_views > 1 else batch_size
-        loader = DataLoader(dataset, batch_size=per_batch, shuffle=False, num_workers=workers, collate_fn=_collate,
-                            pin_memory=device.type == "cuda", persistent_workers=False,
-                            prefetch_factor=4 if workers > 0 else None)
+        loader = DataLoader(
+            dataset,
+            batch_size=per_batch,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
         bar = tqdm(total=len(mine), desc="extracting features", unit="img", disable=not progress, leave=False)
         for batch, slots, failed in loader:
             for local, err in failed:
@@ -450,14 +549,21 @@ def frame_paths(root: Path, frame: pd.DataFrame) -> tuple[list[Path], list[str]]
     """Each row's file and its sha256 (the manifest's, else hashed now): the cache's keys."""
     paths = [Path(root) / p for p in frame["path"]]
     if "sha256" in frame.columns:
-        shas = [str(s) if isinstance(s, str) and s else _file_sha256(p) for s, p in zip(frame["sha256"], paths)]
+        shas = [
+            str(s) if isinstance(s, str) and s else _file_sha256(p) for s, p in zip(frame["sha256"], paths, strict=True)
+        ]
     else:
         shas = [_file_sha256(p) for p in paths]
     return paths, shas
 
 
-def pose_views(landmarks: Sequence[np.ndarray | None], shapes: Sequence[tuple[int, int] | None],
-               shas: Sequence[str], names: Sequence[str], spec: FeatureSpec) -> tuple[torch.Tensor, dict[int, str]]:
+def pose_views(
+    landmarks: Sequence[np.ndarray | None],
+    shapes: Sequence[tuple[int, int] | None],
+    shas: Sequence[str],
+    names: Sequence[str],
+    spec: FeatureSpec,
+) -> tuple[torch.Tensor, dict[int, str]]:
     """Geometry ``[N, V+1, F]`` for each photo's clean landmarks and ``spec.aug_views`` views made in
     landmark space (seeded like the CNN views), and the reason for each photo that cannot be assessed."""
     from posture.geometry import augment_landmarks, compute_features, posture_features
@@ -465,23 +571,36 @@ def pose_views(landmarks: Sequence[np.ndarray | None], shapes: Sequence[tuple[in
     n_views = spec.aug_views + 1
     out = torch.zeros(len(landmarks), n_views, len(names))
     reasons: dict[int, str] = {}
-    for i, (lm, shape) in enumerate(zip(landmarks, shapes)):
+    for i, (lm, shape) in enumerate(zip(landmarks, shapes, strict=True)):
         clean, reason = posture_features(lm, names, shape)
-        if clean is None:
+        if clean is None or lm is None:  # no features without landmarks
             reasons[i] = reason or "cannot assess"
             continue
         out[i, 0] = torch.from_numpy(clean)
         for v in range(1, n_views):
             rng = np.random.default_rng(spec.view_seed(shas[i], v))
-            out[i, v] = torch.from_numpy(np.nan_to_num(compute_features(augment_landmarks(lm, rng, spec.aug_strength),
-                                                                        names)))
+            out[i, v] = torch.from_numpy(
+                np.nan_to_num(compute_features(augment_landmarks(lm, rng, spec.aug_strength), names))
+            )
     return out, reasons
 
 
-def extract_run_features(model: nn.Module, root: str | os.PathLike[str], frame: pd.DataFrame, spec: FeatureSpec, *,
-                         cache: FeatureCache | None = None, backend: str = "auto", batch_size: int = 32,
-                         workers: int = 0, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                         progress: bool = True, detector: Any = None) -> FeatureSet:
+def extract_run_features(
+    model: PostureClassifier,
+    root: str | os.PathLike[str],
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    cache: FeatureCache | None = None,
+    backend: str = "auto",
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+    detector: Any = None,
+) -> FeatureSet:
     """The head's raw input for every row, for any extractor of the zoo: ``[CNN ‖ geometry]``.
 
     Runs that read landmarks (the ``pose`` extractor, fusions, ``--crop pose``) find them first,
@@ -498,19 +617,35 @@ def extract_run_features(model: nn.Module, root: str | os.PathLike[str], frame: 
     marks = None
     if uses_pose or crops:
         paths, shas = frame_paths(root, frame)
-        marks = detect_landmarks(paths, shas, cache, detector=detector, workers=workers, progress=progress,
-                                 rank=rank, world_size=world_size)
+        marks = detect_landmarks(
+            paths, shas, cache, detector=detector, workers=workers, progress=progress, rank=rank, world_size=world_size
+        )
     parts: list[torch.Tensor] = []
     ok = torch.ones(len(frame), dtype=torch.bool)
     stats = ExtractionStats()
     if getattr(model, "uses_image", True):
         boxes = None
         if crops and marks is not None:
-            boxes = [crop_box(shape, lm, spec.preprocessing.crop_scale) if shape is not None else None
-                     for lm, shape in zip(marks.landmarks, marks.shapes)]
-        cnn = extract_features(model.backbone, root, frame, spec, cache=cache, backend=backend, batch_size=batch_size,
-                               workers=workers, device=device, rank=rank, world_size=world_size,
-                               num_features=model.num_features, progress=progress, boxes=boxes)
+            boxes = [
+                crop_box(shape, lm, spec.preprocessing.crop_scale) if shape is not None else None
+                for lm, shape in zip(marks.landmarks, marks.shapes, strict=True)
+            ]
+        cnn = extract_features(
+            model.backbone,
+            root,
+            frame,
+            spec,
+            cache=cache,
+            backend=backend,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+            num_features=model.num_features,
+            progress=progress,
+            boxes=boxes,
+        )
         parts.append(cnn.features)
         ok &= cnn.ok
         stats = cnn.stats
@@ -527,8 +662,13 @@ def extract_run_features(model: nn.Module, root: str | os.PathLike[str], frame: 
             ok[i] = False
         stats.seconds += marks.seconds
     features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-    return FeatureSet(features=features, ok=ok, stats=stats, not_assessed=not_assessed,
-                      landmarks=marks.to_dict() if marks is not None else None)
+    return FeatureSet(
+        features=features,
+        ok=ok,
+        stats=stats,
+        not_assessed=not_assessed,
+        landmarks=marks.to_dict() if marks is not None else None,
+    )
 
 
 def _probe_features(backbone: nn.Module, spec: FeatureSpec) -> int:
@@ -540,5 +680,17 @@ def _probe_features(backbone: nn.Module, spec: FeatureSpec) -> int:
     return int(out.shape[-1])
 
 
-__all__ = ["FeatureSpec", "FeatureCache", "FeatureSet", "ExtractionStats", "extract_features", "extract_run_features",
-           "default_cache_dir", "export_backbone_onnx", "frame_paths", "make_runner", "pose_views", "BACKENDS"]
+__all__ = [
+    "FeatureSpec",
+    "FeatureCache",
+    "FeatureSet",
+    "ExtractionStats",
+    "extract_features",
+    "extract_run_features",
+    "default_cache_dir",
+    "export_backbone_onnx",
+    "frame_paths",
+    "make_runner",
+    "pose_views",
+    "BACKENDS",
+]

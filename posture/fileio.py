@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,8 @@ def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        try:
+        with suppress(FileNotFoundError):
             target.unlink()
-        except FileNotFoundError:
-            pass
         os.close(fd)
 
 
@@ -185,8 +183,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DamagedFileError(f"{path} is damaged or incomplete (not valid JSON: {exc.msg} at line {exc.lineno}, "
-                               f"column {exc.colno})") from None
+        raise DamagedFileError(
+            f"{path} is damaged or incomplete (not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
     except UnicodeDecodeError:
         raise DamagedFileError(f"{path} is damaged (not UTF-8 text, so not JSON)") from None
 

@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,30 @@ from posture.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
 from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.data import VAL_GROUPS, ManifestDataset, open_dataset, read_class_names, regroup_validation
 from posture.device import DEVICE_CHOICES, resolve_device
+from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
 from posture.fileio import staged_folder
 from posture.formats import BACKENDS, MANIFEST_NAME, SPLITS
 from posture.geometry import DEFAULT_FEATURES, FEATURES
-from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
-from posture.training import distributed, resume
 from posture.labels import CLASS_NAMES
-from posture.pose import INSTALL_HINT
 from posture.metrics import logit_metrics
+from posture.pose import INSTALL_HINT
 from posture.provenance import training_record
-from posture.training.loop import (EarlyStopping, EpochHook, HeadPhase, ImagePhase, OptimSpec, Phase, PhaseRun,
-                                   PhaseSpec, copy_state, group_class_weights, predict_images, run_phase,
-                                   torch_threads)
+from posture.training import distributed, resume
+from posture.training.loop import (
+    EarlyStopping,
+    EpochHook,
+    HeadPhase,
+    ImagePhase,
+    OptimSpec,
+    Phase,
+    PhaseRun,
+    PhaseSpec,
+    copy_state,
+    group_class_weights,
+    predict_images,
+    run_phase,
+    torch_threads,
+)
 from posture.training.report import CURVE_NAME, history_frame, plot_training_curve
 from posture.transforms import CROP_MODES, build_eval_transform
 
@@ -77,8 +90,17 @@ BALANCES = ("class", "session")
 #: The class whose photos give a session's upright reference (calibration).
 UPRIGHT_CLASS = CLASS_NAMES[1]
 #: Options that do not change the result; a resumed run may differ from the original in these.
-RUNTIME_ONLY = ("resume", "overwrite", "workers", "device", "progress", "cache_dir", "no_cache", "extract_backend",
-                "extract_batch_size")
+RUNTIME_ONLY = (
+    "resume",
+    "overwrite",
+    "workers",
+    "device",
+    "progress",
+    "cache_dir",
+    "no_cache",
+    "extract_backend",
+    "extract_batch_size",
+)
 
 
 def _head_default_text(index: int) -> str:
@@ -92,67 +114,131 @@ class FinetuneConfig:
 
     data: str = field(metadata=option("an ingested dataset folder (manifest.csv with train/val/test)"))
     out: str = field(metadata=option("run folder to write (models/NAME)"))
-    model: str = field(default=DEFAULT_MODEL, metadata=option(
-        "zoo feature extractor: 'pose' is posture geometry from BlazePose landmarks, the best on real photos of "
-        "unseen people; a CNN such as efficientnet_lite0 (genuine ImageNet weights offline) or any torchvision "
-        "classifier; or a fusion CNN+pose such as efficientnet_lite0+pose. See posture.models.list_models()"))
-    pose_features: str | None = field(default=None, metadata=option(
-        f"comma-separated posture-geometry features the head reads (pose models; all: {','.join(FEATURES)})",
-        metavar="NAME,NAME,...", default_text=",".join(DEFAULT_FEATURES)))
-    val_group: str = field(default="none", metadata=option(
-        "re-draw the validation split from whole subjects or sources (capture sessions) absent from training, so "
-        "early stopping measures a new person ('none': the dataset's own split)", choices=VAL_GROUPS))
-    session_column: str = field(default="source", metadata=option(
-        "manifest column naming each photo's capture session: for --balance session and the upright reference "
-        "of calibration"))
-    balance: str = field(default="class", metadata=option(
-        "how the head's loss weighs photos: 'class' (inverse class frequency) or 'session' (every class of every "
-        "capture session counts the same, so a long burst of one session does not dominate; falls back to class "
-        "without the session column)", choices=BALANCES))
-    weights: str | None = field(default=None, metadata=option(
-        "backbone weights: default the model's genuine weights, 'none' for random init, or a .pth/.safetensors "
-        "state dict", metavar="FILE|none"))
-    epochs: int = field(default=60, metadata=option(
-        "head epochs on cached features (early stopping usually ends sooner)"))
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata=option(
+            "zoo feature extractor: 'pose' is posture geometry from BlazePose landmarks, the best on real photos of "
+            "unseen people; a CNN such as efficientnet_lite0 (genuine ImageNet weights offline) or any torchvision "
+            "classifier; or a fusion CNN+pose such as efficientnet_lite0+pose. See posture.models.list_models()"
+        ),
+    )
+    pose_features: str | None = field(
+        default=None,
+        metadata=option(
+            f"comma-separated posture-geometry features the head reads (pose models; all: {','.join(FEATURES)})",
+            metavar="NAME,NAME,...",
+            default_text=",".join(DEFAULT_FEATURES),
+        ),
+    )
+    val_group: str = field(
+        default="none",
+        metadata=option(
+            "re-draw the validation split from whole subjects or sources (capture sessions) absent from training, so "
+            "early stopping measures a new person ('none': the dataset's own split)",
+            choices=VAL_GROUPS,
+        ),
+    )
+    session_column: str = field(
+        default="source",
+        metadata=option(
+            "manifest column naming each photo's capture session: for --balance session and the upright reference "
+            "of calibration"
+        ),
+    )
+    balance: str = field(
+        default="class",
+        metadata=option(
+            "how the head's loss weighs photos: 'class' (inverse class frequency) or 'session' (every class of every "
+            "capture session counts the same, so a long burst of one session does not dominate; falls back to class "
+            "without the session column)",
+            choices=BALANCES,
+        ),
+    )
+    weights: str | None = field(
+        default=None,
+        metadata=option(
+            "backbone weights: default the model's genuine weights, 'none' for random init, or a .pth/.safetensors "
+            "state dict",
+            metavar="FILE|none",
+        ),
+    )
+    epochs: int = field(
+        default=60, metadata=option("head epochs on cached features (early stopping usually ends sooner)")
+    )
     batch_size: int = field(default=32, metadata=option("training batch size"))
-    lr: float | None = field(default=None, metadata=option(
-        "head learning rate", default_text=", ".join(f"{k} {v:g}" for k, v in DEFAULT_LRS.items())
-        + "; or the recipe's"))
+    lr: float | None = field(
+        default=None,
+        metadata=option(
+            "head learning rate",
+            default_text=", ".join(f"{k} {v:g}" for k, v in DEFAULT_LRS.items()) + "; or the recipe's",
+        ),
+    )
     weight_decay: float = field(default=1e-4, metadata=option("AdamW weight decay"))
-    patience: int = field(default=15, metadata=option(
-        "stop after this many epochs without a better val balanced accuracy; 0 never"))
+    patience: int = field(
+        default=15, metadata=option("stop after this many epochs without a better val balanced accuracy; 0 never")
+    )
     seed: int = field(default=0, metadata=option("seed for head init, shuffling and augmentation"))
     device: str = field(default="auto", metadata=option("compute device", choices=DEVICE_CHOICES))
     workers: int = field(default=2, metadata=option("image decoding processes"))
-    unfreeze: str = field(default="0", metadata=option(
-        "after the head, also train the last N backbone stages (or all) on images (CNNs only; 0: no)",
-        metavar="N|all"))
+    unfreeze: str = field(
+        default="0",
+        metadata=option(
+            "after the head, also train the last N backbone stages (or all) on images (CNNs only; 0: no)",
+            metavar="N|all",
+        ),
+    )
     unfreeze_epochs: int = field(default=5, metadata=option("epochs of the unfreeze phase"))
-    unfreeze_lr: float = field(default=1e-4, metadata=option(
-        "head LR in the unfreeze phase; the stage k from the top gets lr*decay**k"))
+    unfreeze_lr: float = field(
+        default=1e-4, metadata=option("head LR in the unfreeze phase; the stage k from the top gets lr*decay**k")
+    )
     lr_decay: float = field(default=0.3, metadata=option("per-stage LR factor of the unfreeze phase"))
-    aug_views: int = field(default=4, metadata=option(
-        "augmented views per training image stored in the feature cache; each epoch draws one of the K+1 views"))
+    aug_views: int = field(
+        default=4,
+        metadata=option(
+            "augmented views per training image stored in the feature cache; each epoch draws one of the K+1 views"
+        ),
+    )
     aug_strength: float = field(default=1.0, metadata=option("augmentation strength"))
-    head_hidden: int | None = field(default=None, metadata=option(
-        "hidden units of a two-layer head; 0 = a single linear layer", default_text=_head_default_text(0)))
-    head_dropout: float | None = field(default=None, metadata=option(
-        "head dropout", default_text=_head_default_text(1)))
-    recipe: str | None = field(default=None, metadata=option(
-        "a paper's SGD preset for the optimiser and step decay (alexnet_paper, resnet_paper, ...; see "
-        "posture.models.classic.recipes)"))
-    cache_dir: str | None = field(default=None, metadata=option(
-        "feature cache folder (safe to delete)", default_text="$POSTURE_CACHE or ~/.cache/posture/features"))
+    head_hidden: int | None = field(
+        default=None,
+        metadata=option(
+            "hidden units of a two-layer head; 0 = a single linear layer", default_text=_head_default_text(0)
+        ),
+    )
+    head_dropout: float | None = field(
+        default=None, metadata=option("head dropout", default_text=_head_default_text(1))
+    )
+    recipe: str | None = field(
+        default=None,
+        metadata=option(
+            "a paper's SGD preset for the optimiser and step decay (alexnet_paper, resnet_paper, ...; see "
+            "posture.models.classic.recipes)"
+        ),
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata=option(
+            "feature cache folder (safe to delete)", default_text="$POSTURE_CACHE or ~/.cache/posture/features"
+        ),
+    )
     no_cache: bool = field(default=False, metadata=option("compute features without reading or writing the cache"))
-    extract_backend: str = field(default="auto", metadata=option(
-        "run the frozen backbone with ONNX Runtime (auto on CPU: faster) or torch", choices=BACKENDS))
+    extract_backend: str = field(
+        default="auto",
+        metadata=option("run the frozen backbone with ONNX Runtime (auto on CPU: faster) or torch", choices=BACKENDS),
+    )
     extract_batch_size: int = field(default=32, metadata=option("images per extraction batch"))
-    image_size: int | None = field(default=None, metadata=option(
-        "override the model's input size in pixels (small tests, classic nets)"))
-    crop: str = field(default="none", metadata=option(
-        "'pose': crop each photo to head and shoulders found by MediaPipe BlazePose before the backbone (helps on "
-        f"real photos framed differently from the training ones; needs `{INSTALL_HINT}`). Stored in the run, so "
-        "evaluation and the app crop alike", choices=CROP_MODES))
+    image_size: int | None = field(
+        default=None, metadata=option("override the model's input size in pixels (small tests, classic nets)")
+    )
+    crop: str = field(
+        default="none",
+        metadata=option(
+            "'pose': crop each photo to head and shoulders found by MediaPipe BlazePose before the backbone (helps on "
+            f"real photos framed differently from the training ones; needs `{INSTALL_HINT}`). Stored in the run, so "
+            "evaluation and the app crop alike",
+            choices=CROP_MODES,
+        ),
+    )
     resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
     overwrite: bool = field(default=False, metadata=option("replace the run already in --out"))
     progress: bool = field(default=True, metadata=option("no progress bars"))
@@ -173,15 +259,22 @@ class FinetuneConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.aug_views < 0 or self.unfreeze_epochs < 0 or self.patience < 0 or self.workers < 0:
             raise UserError("--aug-views, --unfreeze-epochs, --patience and --workers must be >= 0")
-        for name, value, allowed in (("extract-backend", self.extract_backend, BACKENDS),
-                                     ("crop", self.crop, CROP_MODES), ("balance", self.balance, BALANCES),
-                                     ("val-group", self.val_group, VAL_GROUPS)):
+        for name, value, allowed in (
+            ("extract-backend", self.extract_backend, BACKENDS),
+            ("crop", self.crop, CROP_MODES),
+            ("balance", self.balance, BALANCES),
+            ("val-group", self.val_group, VAL_GROUPS),
+        ):
             if value not in allowed:
                 raise UserError(f"--{name} {value}: choose one of {', '.join(allowed)}")
         if self.image_size is not None and self.image_size < 16:
             raise UserError(f"--image-size {self.image_size}: too small (at least 16)")
-        if self.head_hidden is None or self.head_dropout is None or self.head_hidden < 0 \
-                or not 0 <= self.head_dropout < 1:
+        if (
+            self.head_hidden is None
+            or self.head_dropout is None
+            or self.head_hidden < 0
+            or not 0 <= self.head_dropout < 1
+        ):
             raise UserError("--head-hidden must be >= 0 and --head-dropout in [0, 1)")
         self.unfreeze_stages  # noqa: B018 - raises on a value that is neither a count nor "all"
         self._check_extractor()
@@ -194,11 +287,14 @@ class FinetuneConfig:
 
         parts = extractor_parts(self.model)
         if parts.pose and self.unfreeze_stages != 0:
-            raise UserError(f"--unfreeze trains a network on images; {self.model} reads posture geometry, whose "
-                            "extractor (BlazePose) stays frozen. Use it with a CNN model, or leave --unfreeze at 0")
+            raise UserError(
+                f"--unfreeze trains a network on images; {self.model} reads posture geometry, whose "
+                "extractor (BlazePose) stays frozen. Use it with a CNN model, or leave --unfreeze at 0"
+            )
         if parts.cnn is None and (self.crop != "none" or self.image_size is not None or self.weights is not None):
-            raise UserError("--crop, --image-size and --weights are for models that read pixels; 'pose' reads "
-                            "body landmarks only")
+            raise UserError(
+                "--crop, --image-size and --weights are for models that read pixels; 'pose' reads body landmarks only"
+            )
         if self.pose_features and not parts.pose:
             raise UserError("--pose-features is for the 'pose' model and '<cnn>+pose' fusions")
 
@@ -237,8 +333,10 @@ def check_runnable(cfg: FinetuneConfig) -> None:
             what = f"the default model '{cfg.model}'" if cfg.model == DEFAULT_MODEL else f"--model {cfg.model}"
             if not parts.pose:
                 what = "--crop pose"
-            raise UserError(f"{what} needs MediaPipe BlazePose (body landmarks), which is not installed: "
-                            f"`{INSTALL_HINT}`; meanwhile a CNN-only model works: --model {CNN_ONLY_MODEL}")
+            raise UserError(
+                f"{what} needs MediaPipe BlazePose (body landmarks), which is not installed: "
+                f"`{INSTALL_HINT}`; meanwhile a CNN-only model works: --model {CNN_ONLY_MODEL}"
+            )
 
 
 def _recipe(name: str | None) -> Any:
@@ -281,8 +379,10 @@ def _check_out(cfg: FinetuneConfig) -> bool:
         return False
     if out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
         what = "a finished run" if finished else ("an interrupted run" if interrupted else "other files")
-        raise UserError(f"{out} already holds {what}; pass --overwrite to replace it"
-                        + (" or --resume to continue it" if interrupted else ""))
+        raise UserError(
+            f"{out} already holds {what}; pass --overwrite to replace it"
+            + (" or --resume to continue it" if interrupted else "")
+        )
     return False
 
 
@@ -296,8 +396,10 @@ def _load_splits(cfg: FinetuneConfig) -> tuple[Path, list[str], dict[str, pd.Dat
     splits = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
     for s in ("train", "val"):
         if splits[s].empty:
-            raise UserError(f"{root}: the {s} split is empty; training needs train and val images "
-                            "(re-run `python -m posture.ingest` with a split, or check the manifest's split column)")
+            raise UserError(
+                f"{root}: the {s} split is empty; training needs train and val images "
+                "(re-run `python -m posture.ingest` with a split, or check the manifest's split column)"
+            )
     _check_classes(root, splits["train"], classes)
     if splits["test"].empty:
         log.warning("%s: the test split is empty; metrics.json will have no test scores", root)
@@ -307,8 +409,10 @@ def _load_splits(cfg: FinetuneConfig) -> tuple[Path, list[str], dict[str, pd.Dat
 def _check_classes(root: Path, train: pd.DataFrame, classes: list[str]) -> None:
     present = sorted(set(train["label"]))
     if len(classes) < 2 or len(present) < 2:
-        raise UserError(f"{root}: the training split has only one class ({', '.join(present) or 'none'}); "
-                        "a classifier needs examples of at least two")
+        raise UserError(
+            f"{root}: the training split has only one class ({', '.join(present) or 'none'}); "
+            "a classifier needs examples of at least two"
+        )
 
 
 def _build(cfg: FinetuneConfig, classes: list[str]) -> tuple[Any, str]:
@@ -317,6 +421,7 @@ def _build(cfg: FinetuneConfig, classes: list[str]) -> tuple[Any, str]:
 
     pretrained: bool | str = True if cfg.weights is None else cfg.weights
     torch.manual_seed(cfg.seed)
+    assert cfg.head_hidden is not None and cfg.head_dropout is not None  # filled in by __post_init__
     head_spec = zoo.HeadSpec(hidden=cfg.head_hidden, dropout=cfg.head_dropout)
     features = [f.strip() for f in cfg.pose_features.split(",") if f.strip()] if cfg.pose_features else None
     model = zoo.build_model(cfg.model, len(classes), pretrained=pretrained, head=head_spec, pose_features=features)
@@ -337,45 +442,76 @@ class Prepared:
     splits: dict[str, pd.DataFrame]
     targets: dict[str, torch.Tensor]
     train_x: torch.Tensor  # [N, V+1, F]
-    val_x: torch.Tensor    # [N, F]
-    test_x: torch.Tensor   # [N, F]
+    val_x: torch.Tensor  # [N, F]
+    test_x: torch.Tensor  # [N, F]
     skipped: list[dict[str, str]]
     not_assessed: list[dict[str, str]]
     extraction: dict[str, Any]
     seconds: float
 
 
-def _prepare_features(cfg: FinetuneConfig, model: Any, fingerprint: str, root: Path, classes: list[str],
-                      splits: dict[str, pd.DataFrame], dist_info: distributed.DistInfo,
-                      device: torch.device) -> Prepared:
+def _prepare_features(
+    cfg: FinetuneConfig,
+    model: Any,
+    fingerprint: str,
+    root: Path,
+    classes: list[str],
+    splits: dict[str, pd.DataFrame],
+    dist_info: distributed.DistInfo,
+    device: torch.device,
+) -> Prepared:
     """Step 1: every photo's features (cached), unreadable and unassessable photos dropped, and, for
     pose-based runs, the input standardised with statistics of the training split (stored in the run)."""
     t0 = time.perf_counter()
-    spec = FeatureSpec(arch=cfg.model, weights_fingerprint=fingerprint, preprocessing=model.preprocessing,
-                       aug_views=cfg.aug_views, aug_seed=cfg.seed, aug_strength=cfg.aug_strength)
+    spec = FeatureSpec(
+        arch=cfg.model,
+        weights_fingerprint=fingerprint,
+        preprocessing=model.preprocessing,
+        aug_views=cfg.aug_views,
+        aug_seed=cfg.seed,
+        aug_strength=cfg.aug_strength,
+    )
     cache = None if cfg.no_cache else FeatureCache(cfg.cache_dir or default_cache_dir())
-    common = dict(cache=cache, backend=cfg.extract_backend, batch_size=cfg.extract_batch_size, workers=cfg.workers,
-                  device=device, rank=dist_info.rank, world_size=dist_info.world_size, progress=cfg.progress)
+    extract = partial(
+        extract_run_features,
+        cache=cache,
+        backend=cfg.extract_backend,
+        batch_size=cfg.extract_batch_size,
+        workers=cfg.workers,
+        device=device,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        progress=cfg.progress,
+    )
     eval_frame = pd.concat([splits["val"], splits["test"]], ignore_index=True)
-    feats = {"train": extract_run_features(model, root, splits["train"], spec, **common),
-             "eval": extract_run_features(model, root, eval_frame, replace(spec, aug_views=0), **common)}
+    feats = {
+        "train": extract(model, root, splits["train"], spec),
+        "eval": extract(model, root, eval_frame, replace(spec, aug_views=0)),
+    }
     n_val = len(splits["val"])
     ok = {"train": feats["train"].ok, "val": feats["eval"].ok[:n_val], "test": feats["eval"].ok[n_val:]}
     skipped = feats["train"].stats.failed + feats["eval"].stats.failed
     if skipped:
         log.warning("skipped %d unreadable image(s); see metrics.json 'skipped_images'", len(skipped))
-    not_assessed = ([{"path": str(splits["train"]["path"].iloc[i]), "split": "train", "reason": r}
-                     for i, r in sorted(feats["train"].not_assessed.items())]
-                    + [{"path": str(eval_frame["path"].iloc[i]), "split": "val" if i < n_val else "test", "reason": r}
-                       for i, r in sorted(feats["eval"].not_assessed.items())])
+    not_assessed = [
+        {"path": str(splits["train"]["path"].iloc[i]), "split": "train", "reason": r}
+        for i, r in sorted(feats["train"].not_assessed.items())
+    ] + [
+        {"path": str(eval_frame["path"].iloc[i]), "split": "val" if i < n_val else "test", "reason": r}
+        for i, r in sorted(feats["eval"].not_assessed.items())
+    ]
     if not_assessed:
-        log.warning("%d photo(s) cannot be assessed (no person, or head and shoulders not visible) and are left "
-                    "out; see metrics.json 'not_assessed'", len(not_assessed))
+        log.warning(
+            "%d photo(s) cannot be assessed (no person, or head and shoulders not visible) and are left "
+            "out; see metrics.json 'not_assessed'",
+            len(not_assessed),
+        )
     kept = {s: splits[s][ok[s].numpy()].reset_index(drop=True) for s in SPLITS}
     for s in ("train", "val"):
         if kept[s].empty:
-            raise UserError(f"{root}: no readable{' and assessable' if model.uses_pose else ''} images left in the "
-                            f"{s} split")
+            raise UserError(
+                f"{root}: no readable{' and assessable' if model.uses_pose else ''} images left in the {s} split"
+            )
     _check_classes(root, kept["train"], classes)
     targets = {s: torch.tensor([classes.index(lbl) for lbl in kept[s]["label"]], dtype=torch.long) for s in kept}
     train_x = feats["train"].features[ok["train"]]
@@ -388,8 +524,7 @@ def _prepare_features(cfg: FinetuneConfig, model: Any, fingerprint: str, root: P
     extraction = _extraction_summary(feats["train"].stats, feats["eval"].stats)
     if feats["train"].landmarks is not None:
         extraction["landmarks"] = {"train": feats["train"].landmarks, "eval": feats["eval"].landmarks}
-    return Prepared(kept, targets, train_x, val_x, test_x, skipped, not_assessed, extraction,
-                    time.perf_counter() - t0)
+    return Prepared(kept, targets, train_x, val_x, test_x, skipped, not_assessed, extraction, time.perf_counter() - t0)
 
 
 def _upright_reference(model: Any, data: Prepared, classes: list[str], session_column: str) -> list[float] | None:
@@ -405,8 +540,11 @@ def _upright_reference(model: Any, data: Prepared, classes: list[str], session_c
     upright = (frame["label"] == UPRIGHT_CLASS).to_numpy()
     if not upright.any():
         return None
-    sessions = frame[session_column].astype(str).to_numpy() if session_column in frame.columns else \
-        np.zeros(len(frame), dtype=str)
+    sessions = (
+        frame[session_column].astype(str).to_numpy()
+        if session_column in frame.columns
+        else np.zeros(len(frame), dtype=str)
+    )
     means = [geometry[upright & (sessions == s)].mean(axis=0) for s in np.unique(sessions[upright])]
     return [float(v) for v in np.mean(means, axis=0)]
 
@@ -440,9 +578,17 @@ def run_finetune(cfg: FinetuneConfig, *, after_epoch: EpochHook | None = None) -
         train_s = time.perf_counter() - t1
         metrics = _final_metrics(cfg, model, root, data, classes, session.stopper, session.history, device)
         upright = _upright_reference(model, data, classes, cfg.session_column)
-        return _finish(cfg, model, classes, fingerprint, metrics, session.history, dist_info, upright,
-                       timing={"extract_s": data.seconds, "train_s": train_s,
-                               "total_s": time.perf_counter() - t_start})
+        return _finish(
+            cfg,
+            model,
+            classes,
+            fingerprint,
+            metrics,
+            session.history,
+            dist_info,
+            upright,
+            timing={"extract_s": data.seconds, "train_s": train_s, "total_s": time.perf_counter() - t_start},
+        )
     finally:
         if dist_info.enabled:
             distributed.shutdown(dist_info)
@@ -452,8 +598,10 @@ def _resume_state(cfg: FinetuneConfig) -> dict[str, Any]:
     """The interrupted run's state; it must have been trained with the same result-deciding options."""
     state = resume.load_state(Path(cfg.out))
     if state["meta"].get("training") != _jsonify(cfg.training_dict()):
-        raise UserError(f"{cfg.out}: the interrupted run used different options; resume with the same options "
-                        "or pass --overwrite to start again")
+        raise UserError(
+            f"{cfg.out}: the interrupted run used different options; resume with the same options "
+            "or pass --overwrite to start again"
+        )
     return state
 
 
@@ -473,8 +621,16 @@ class _Session:
     after_epoch: EpochHook | None = None
 
     @classmethod
-    def start(cls, cfg: FinetuneConfig, model: Any, classes: list[str], dist: distributed.DistInfo,
-              device: torch.device, state: dict[str, Any] | None, after_epoch: EpochHook | None) -> _Session:
+    def start(
+        cls,
+        cfg: FinetuneConfig,
+        model: Any,
+        classes: list[str],
+        dist: distributed.DistInfo,
+        device: torch.device,
+        state: dict[str, Any] | None,
+        after_epoch: EpochHook | None,
+    ) -> _Session:
         meta = state["meta"] if state else {}
         stopper = EarlyStopping.from_dict(meta["stopper"]) if state else EarlyStopping(patience=cfg.patience)
         return cls(cfg, model, classes, dist, device, state, list(meta.get("history", [])), stopper, after_epoch)
@@ -486,8 +642,15 @@ class _Session:
 
     def spec(self, optim: OptimSpec, epochs: int) -> PhaseSpec:
         cfg = self.cfg
-        return PhaseSpec(optim=optim, epochs=epochs, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers,
-                         device=self.device, dist=self.dist)
+        return PhaseSpec(
+            optim=optim,
+            epochs=epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            workers=cfg.workers,
+            device=self.device,
+            dist=self.dist,
+        )
 
     def resume_into(self, phase: Phase) -> int:
         """Restore ``phase`` from the interrupted run; the number of its epochs already done."""
@@ -497,21 +660,34 @@ class _Session:
         log.info("resuming %s after %s epoch %d", self.cfg.out, phase.name, start)
         return start
 
-    def train(self, phase: Phase, epochs: int, start: int, best: dict[str, torch.Tensor],
-              offset: int = 0) -> dict[str, torch.Tensor]:
+    def train(
+        self, phase: Phase, epochs: int, start: int, best: dict[str, torch.Tensor], offset: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Run ``phase`` from epoch ``start``, saving the resume state after every epoch."""
-        run = PhaseRun(epochs=epochs, start_epoch=start, epoch_offset=offset, history=self.history,
-                       after_epoch=self.after_epoch)
+        run = PhaseRun(
+            epochs=epochs, start_epoch=start, epoch_offset=offset, history=self.history, after_epoch=self.after_epoch
+        )
         return run_phase(phase, run, self.stopper, best, self._saver(phase), progress=self.cfg.progress)
 
     def _saver(self, phase: Phase) -> Callable[[int, dict[str, torch.Tensor]], None]:
         def save(epoch: int, best: dict[str, torch.Tensor]) -> None:
             if self.dist.is_main:
-                resume.save_state(Path(self.cfg.out), model=phase.state(), best=best,
-                                  optimizer=phase.optimizer.state_dict(), scheduler=phase.scheduler.state_dict(),
-                                  meta={"phase": phase.name, "epoch": epoch, "stopper": self.stopper.to_dict(),
-                                        "history": self.history, "training": _jsonify(self.cfg.training_dict())})
+                resume.save_state(
+                    Path(self.cfg.out),
+                    model=phase.state(),
+                    best=best,
+                    optimizer=phase.optimizer.state_dict(),
+                    scheduler=phase.scheduler.state_dict(),
+                    meta={
+                        "phase": phase.name,
+                        "epoch": epoch,
+                        "stopper": self.stopper.to_dict(),
+                        "history": self.history,
+                        "training": _jsonify(self.cfg.training_dict()),
+                    },
+                )
             distributed.barrier(self.dist)
+
         return save
 
 
@@ -522,11 +698,19 @@ def _train_head(session: _Session, data: Prepared) -> None:
     cfg, n_classes = session.cfg, len(session.classes)
     weights = None
     if cfg.balance == "session" and cfg.session_column in data.splits["train"].columns:
-        weights = group_class_weights(data.targets["train"], data.splits["train"][cfg.session_column].astype(str)
-                                      .tolist(), n_classes)
-    phase = HeadPhase(session.model, session.spec(_optim_spec(cfg), cfg.epochs), train_x=data.train_x,
-                      train_y=data.targets["train"], val_x=data.val_x, val_y=data.targets["val"],
-                      num_classes=n_classes, sample_weight=weights)
+        weights = group_class_weights(
+            data.targets["train"], data.splits["train"][cfg.session_column].astype(str).tolist(), n_classes
+        )
+    phase = HeadPhase(
+        session.model,
+        session.spec(_optim_spec(cfg), cfg.epochs),
+        train_x=data.train_x,
+        train_y=data.targets["train"],
+        val_x=data.val_x,
+        val_y=data.targets["val"],
+        num_classes=n_classes,
+        sample_weight=weights,
+    )
     best: dict[str, torch.Tensor] = phase.state()
     start = 0
     if session.state is not None:
@@ -544,9 +728,16 @@ def _train_unfrozen(session: _Session, root: Path, data: Prepared) -> None:
     cfg, model, classes = session.cfg, session.model, session.classes
     train_ds = ManifestDataset(root, None, None, classes, frame=data.splits["train"])
     val_ds = ManifestDataset(root, None, build_eval_transform(model.preprocessing), classes, frame=data.splits["val"])
-    phase = ImagePhase(model, session.spec(_optim_spec(cfg, cfg.unfreeze_lr), cfg.unfreeze_epochs), train_ds=train_ds,
-                       val_ds=val_ds, num_classes=len(classes), unfreeze=cfg.unfreeze_stages, lr_decay=cfg.lr_decay,
-                       aug_strength=cfg.aug_strength)
+    phase = ImagePhase(
+        model,
+        session.spec(_optim_spec(cfg, cfg.unfreeze_lr), cfg.unfreeze_epochs),
+        train_ds=train_ds,
+        val_ds=val_ds,
+        num_classes=len(classes),
+        unfreeze=cfg.unfreeze_stages,
+        lr_decay=cfg.lr_decay,
+        aug_strength=cfg.aug_strength,
+    )
     best = copy_state(model.state_dict())
     start = 0
     if session.resumed_phase == "unfreeze":
@@ -559,28 +750,50 @@ def _train_unfrozen(session: _Session, root: Path, data: Prepared) -> None:
     model.load_state_dict(session.train(phase, cfg.unfreeze_epochs, start, best, offset=head_epochs))
 
 
-def _final_metrics(cfg: FinetuneConfig, model: Any, root: Path, data: Prepared, classes: list[str],
-                   stopper: EarlyStopping, history: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+def _final_metrics(
+    cfg: FinetuneConfig,
+    model: Any,
+    root: Path,
+    data: Prepared,
+    classes: list[str],
+    stopper: EarlyStopping,
+    history: list[dict[str, Any]],
+    device: torch.device,
+) -> dict[str, Any]:
     """Step 4: val and test scores of the kept state, and what extraction left out."""
     if stopper.best_phase == "unfreeze":
         model.eval()
         transform = build_eval_transform(model.preprocessing)
-        logits = {s: predict_images(model, ManifestDataset(root, None, transform, classes, frame=data.splits[s]),
-                                    cfg.batch_size, cfg.workers, device) for s in ("val", "test")}
+        logits = {
+            s: predict_images(
+                model,
+                ManifestDataset(root, None, transform, classes, frame=data.splits[s]),
+                cfg.batch_size,
+                cfg.workers,
+                device,
+            )
+            for s in ("val", "test")
+        }
     else:
         model.head.eval()
         with torch.inference_mode():
             head = model.head.cpu()
-            logits = {"val": head(data.val_x).float(),
-                      "test": head(data.test_x).float() if len(data.test_x) else None}
+            logits = {"val": head(data.val_x).float()}
+            if len(data.test_x):
+                logits["test"] = head(data.test_x).float()
     n_photos = sum(len(f) for f in data.splits.values()) + len(data.not_assessed)
     return {
         "classes": classes,
-        "best_epoch": stopper.best_epoch, "best_phase": stopper.best_phase,
-        "epochs_run": len(history), "stopped_early": stopper.should_stop,
+        "best_epoch": stopper.best_epoch,
+        "best_phase": stopper.best_phase,
+        "epochs_run": len(history),
+        "stopped_early": stopper.should_stop,
         "val": logit_metrics(logits["val"], data.targets["val"], classes),
-        "test": (logit_metrics(logits["test"], data.targets["test"], classes)
-                 if logits["test"] is not None and len(data.targets["test"]) else None),
+        "test": (
+            logit_metrics(logits["test"], data.targets["test"], classes)
+            if "test" in logits and len(data.targets["test"])
+            else None
+        ),
         "skipped_images": data.skipped,
         "not_assessed": data.not_assessed,
         "coverage": (n_photos - len(data.not_assessed)) / n_photos if n_photos else None,
@@ -591,9 +804,13 @@ def _final_metrics(cfg: FinetuneConfig, model: Any, root: Path, data: Prepared, 
 def _extraction_summary(train: Any, evaluation: Any) -> dict[str, Any]:
     backends = sorted({st.backend for st in (train, evaluation) if st.backend != "none"})
     diffs = [st.parity_max_abs_diff for st in (train, evaluation) if st.parity_max_abs_diff is not None]
-    return {"computed": train.computed + evaluation.computed, "from_cache": train.from_cache + evaluation.from_cache,
-            "backend": "+".join(backends) or "cache", "parity_max_abs_diff": max(diffs) if diffs else None,
-            "seconds": round(train.seconds + evaluation.seconds, 3)}
+    return {
+        "computed": train.computed + evaluation.computed,
+        "from_cache": train.from_cache + evaluation.from_cache,
+        "backend": "+".join(backends) or "cache",
+        "parity_max_abs_diff": max(diffs) if diffs else None,
+        "seconds": round(train.seconds + evaluation.seconds, 3),
+    }
 
 
 def _jsonify(d: dict[str, Any]) -> dict[str, Any]:
@@ -603,8 +820,14 @@ def _jsonify(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d))
 
 
-def run_config(cfg: FinetuneConfig, model: Any, classes: list[str], fingerprint: str,
-               upright: list[float] | None = None, world_size: int = 1) -> dict[str, Any]:
+def run_config(
+    cfg: FinetuneConfig,
+    model: Any,
+    classes: list[str],
+    fingerprint: str,
+    upright: list[float] | None = None,
+    world_size: int = 1,
+) -> dict[str, Any]:
     """The run's ``config.json``: what it is, what it reads, how it was trained."""
     from posture.geometry import GEOMETRY_VERSION, describe
     from posture.models import extractor_parts
@@ -622,15 +845,27 @@ def run_config(cfg: FinetuneConfig, model: Any, classes: list[str], fingerprint:
     if model.uses_pose:
         from posture.pose import detector_version
 
-        config["pose"] = {"features": describe(model.pose_features), "geometry_version": GEOMETRY_VERSION,
-                          "landmarks": detector_version(), "upright_reference": upright,
-                          "reference_class": UPRIGHT_CLASS}
+        config["pose"] = {
+            "features": describe(model.pose_features),
+            "geometry_version": GEOMETRY_VERSION,
+            "landmarks": detector_version(),
+            "upright_reference": upright,
+            "reference_class": UPRIGHT_CLASS,
+        }
     return config
 
 
-def _finish(cfg: FinetuneConfig, model: torch.nn.Module, classes: list[str], fingerprint: str,
-            metrics: dict[str, Any], history: list[dict[str, Any]], dist_info: distributed.DistInfo,
-            upright: list[float] | None, timing: dict[str, float]) -> dict[str, Any]:
+def _finish(
+    cfg: FinetuneConfig,
+    model: torch.nn.Module,
+    classes: list[str],
+    fingerprint: str,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+    dist_info: distributed.DistInfo,
+    upright: list[float] | None,
+    timing: dict[str, float],
+) -> dict[str, Any]:
     """Rank 0 writes the run into a staging folder and renames it over ``--out`` in one step."""
     metrics["timing"] = {k: round(v, 3) for k, v in timing.items()}
     if dist_info.is_main:
@@ -660,11 +895,14 @@ The pose models need MediaPipe BlazePose: {INSTALL_HINT}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m posture.finetune", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m posture.finetune",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a posture classifier by transfer learning: a frozen feature extractor of the zoo "
-                    "(posture geometry from BlazePose body landmarks by default, or a CNN, or both fused) turns "
-                    "every photo into a vector once (cached), then a head trains on the vectors in seconds "
-                    "(optionally followed by unfreezing a CNN's last stages on images).")
+        "(posture geometry from BlazePose body landmarks by default, or a CNN, or both fused) turns "
+        "every photo into a vector once (cached), then a head trains on the vectors in seconds "
+        "(optionally followed by unfreezing a CNN's last stages on images).",
+    )
     add_options(parser, FinetuneConfig)
     add_logging_flags(parser)
     return parser
@@ -685,8 +923,13 @@ def format_summary(out: str, metrics: dict[str, Any]) -> str:
             return f"  {name:<5} (no images)"
         return f"  {name:<5} n={m['n']:<5} accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}"
 
-    return "\n".join([f"run: {out}  (best epoch {metrics['best_epoch']}, {metrics['best_phase']})",
-                      row("val", metrics["val"]), row("test", metrics["test"])])
+    return "\n".join(
+        [
+            f"run: {out}  (best epoch {metrics['best_epoch']}, {metrics['best_phase']})",
+            row("val", metrics["val"]),
+            row("test", metrics["test"]),
+        ]
+    )
 
 
 if __name__ == "__main__":

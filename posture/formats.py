@@ -45,7 +45,8 @@ def _pillow_reads(module: str) -> bool:
 _AVIF = _pillow_reads("avif")
 #: Photos every stage reads (``.jfif`` is JPEG under an old Windows name).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif") + (
-    (".avif",) if _AVIF else ())
+    (".avif",) if _AVIF else ()
+)
 #: Image files that are not read, with the reason ``posture.ingest`` reports (``unsupported_format``)
 #: instead of passing them over as non-images: a person who handed over an iPhone's HEIC photos
 #: must learn that they were left out, and why.
@@ -57,7 +58,9 @@ UNSUPPORTED_IMAGE_FORMATS: dict[str, str] = {
     ".jxl": "JPEG XL photo: no decoder installed here; export it as JPEG",
     ".svg": "vector drawing, not a photo",
     ".psd": "Photoshop document: export it as JPEG or PNG",
-    **{ext: "camera RAW file: develop and export it as JPEG" for ext in
-       (".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef")},
+    **{
+        ext: "camera RAW file: develop and export it as JPEG"
+        for ext in (".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef")
+    },
     **({} if _AVIF else {".avif": "AVIF photo: this Pillow cannot decode it (Pillow >= 11.3 can); export it as JPEG"}),
 }

@@ -33,12 +33,34 @@ from dataclasses import dataclass
 import numpy as np
 
 #: BlazePose landmark indices used here.
-LANDMARK_INDEX = {"nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear": 8, "mouth_left": 9,
-                  "mouth_right": 10, "left_shoulder": 11, "right_shoulder": 12, "left_hip": 23, "right_hip": 24}
+LANDMARK_INDEX = {
+    "nose": 0,
+    "left_eye": 2,
+    "right_eye": 5,
+    "left_ear": 7,
+    "right_ear": 8,
+    "mouth_left": 9,
+    "mouth_right": 10,
+    "left_shoulder": 11,
+    "right_shoulder": 12,
+    "left_hip": 23,
+    "right_hip": 24,
+}
 #: The head and shoulders: what the crop frames (posture.pose) and the drawings show (posture.drawing).
-HEAD_AND_SHOULDERS = {name: LANDMARK_INDEX[name] for name in (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder")}
+HEAD_AND_SHOULDERS = {
+    name: LANDMARK_INDEX[name]
+    for name in (
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "mouth_left",
+        "mouth_right",
+        "left_shoulder",
+        "right_shoulder",
+    )
+}
 #: Landmarks each feature may need; all must be seen for a photo to be assessed (an ear: either one).
 REQUIRED = ("nose", "left_eye", "right_eye", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder")
 #: A landmark counts as seen at this BlazePose visibility or more...
@@ -52,8 +74,43 @@ N_LANDMARKS, N_COLUMNS = 33, 7
 
 _I = LANDMARK_INDEX
 #: BlazePose's left/right pairs (0 is the nose), for mirroring.
-_MIRROR = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19, 22, 21, 24, 23, 26,
-                    25, 28, 27, 30, 29, 32, 31])
+_MIRROR = np.array(
+    [
+        0,
+        4,
+        5,
+        6,
+        1,
+        2,
+        3,
+        8,
+        7,
+        10,
+        9,
+        12,
+        11,
+        14,
+        13,
+        16,
+        15,
+        18,
+        17,
+        20,
+        19,
+        22,
+        21,
+        24,
+        23,
+        26,
+        25,
+        28,
+        27,
+        30,
+        29,
+        32,
+        31,
+    ]
+)
 
 
 def better_side(lm: np.ndarray) -> str:
@@ -84,7 +141,10 @@ class _Points:
         self.lm = lm = np.asarray(lm, dtype=np.float64)
         img, world, vis = lm[:, :2], lm[:, 4:7], lm[:, 3]
         self.img, self.world, self.vis = img, world, vis
-        mid = lambda a, b, pts=img: (pts[_I[a]] + pts[_I[b]]) / 2.0
+
+        def mid(a: str, b: str) -> np.ndarray:
+            return (img[_I[a]] + img[_I[b]]) / 2.0
+
         self.eyes, self.mouth = mid("left_eye", "right_eye"), mid("mouth_left", "mouth_right")
         self.shoulders, self.ears = mid("left_shoulder", "right_shoulder"), mid("left_ear", "right_ear")
         self.nose = img[_I["nose"]]
@@ -94,12 +154,16 @@ class _Points:
         self.side_hip = img[_I[f"{side}_hip"]]
         # which way the face points along the image's x axis (+1 right, -1 left)
         self.facing = 1.0 if self.nose[0] >= self.ears[0] else -1.0
-        wmid = lambda a, b: (world[_I[a]] + world[_I[b]]) / 2.0
+
+        def wmid(a: str, b: str) -> np.ndarray:
+            return (world[_I[a]] + world[_I[b]]) / 2.0
+
         self.w_shoulders, self.w_ears = wmid("left_shoulder", "right_shoulder"), wmid("left_ear", "right_ear")
         self.w_hips, self.w_nose = wmid("left_hip", "right_hip"), world[_I["nose"]]
         self.w_eyes, self.w_mouth = wmid("left_eye", "right_eye"), wmid("mouth_left", "mouth_right")
-        self.w_shoulder_width = max(float(np.linalg.norm(world[_I["left_shoulder"]] - world[_I["right_shoulder"]])),
-                                    1e-6)
+        self.w_shoulder_width = max(
+            float(np.linalg.norm(world[_I["left_shoulder"]] - world[_I["right_shoulder"]])), 1e-6
+        )
 
     def body_forward(self) -> np.ndarray:
         """Unit vector the chest faces, from the shoulder line and the hips-to-shoulders axis."""
@@ -114,12 +178,14 @@ class _Points:
 def _above_shoulders(point: str) -> Callable[[_Points], float]:
     def compute(p: _Points) -> float:
         return float((p.shoulders[1] - getattr(p, point)[1]) / p.face)
+
     return compute
 
 
 def _below_ears(point: str) -> Callable[[_Points], float]:
     def compute(p: _Points) -> float:
         return float((getattr(p, point)[1] - p.ears[1]) / p.face)
+
     return compute
 
 
@@ -134,18 +200,21 @@ def _ear_forward(p: _Points) -> float:
 def _ahead_of_hip(point: str) -> Callable[[_Points], float]:
     def compute(p: _Points) -> float:
         return float((getattr(p, point)[0] - p.side_hip[0]) * p.facing / p.face)
+
     return compute
 
 
 def _world_drop(point: str) -> Callable[[_Points], float]:
     def compute(p: _Points) -> float:
         return float((p.w_shoulders[1] - getattr(p, point)[1]) / p.w_shoulder_width)
+
     return compute
 
 
 def _world_forward(point: str) -> Callable[[_Points], float]:
     def compute(p: _Points) -> float:
         return float((getattr(p, point) - p.w_shoulders) @ p.body_forward() / p.w_shoulder_width)
+
     return compute
 
 
@@ -169,51 +238,140 @@ def _shoulders_over_face(p: _Points) -> float:
 
 
 _FEATURES = [
-    Feature("head_height", "face heights", "How far the nose sits above the midpoint of the shoulders in the photo, "
-            "in face heights (eyes to mouth). A forward head drops towards the shoulder line.",
-            _above_shoulders("nose"), "nose {v} face heights above the shoulders"),
-    Feature("eye_height", "face heights", "How far the eyes sit above the shoulder midpoint, in face heights.",
-            _above_shoulders("eyes"), "eyes {v} face heights above the shoulders"),
-    Feature("ear_height", "face heights", "How far the ears sit above the shoulder midpoint, in face heights.",
-            _above_shoulders("ears"), "ears {v} face heights above the shoulders"),
-    Feature("mouth_height", "face heights", "How far the mouth sits above the shoulder midpoint, in face heights.",
-            _above_shoulders("mouth"), "mouth {v} face heights above the shoulders"),
-    Feature("nose_below_ears", "face heights", "How far the nose sits below the ears, in face heights: the head "
-            "tipping down (a poking chin or a look at the keyboard) grows it.",
-            _below_ears("nose"), "nose {v} face heights below the ears"),
-    Feature("mouth_below_ears", "face heights", "How far the mouth sits below the ears, in face heights.",
-            _below_ears("mouth"), "mouth {v} face heights below the ears"),
-    Feature("ear_shoulder_angle", "degrees", "Angle between the horizontal and the line from shoulder to ear on the "
-            "side the camera sees better: a 2-D proxy of the craniovertebral angle (below about 50° is "
-            "forward head on a true side view).", _ear_shoulder_angle, "ear {v}° above the shoulder line"),
-    Feature("ear_forward", "face heights", "How far the ear is ahead of its shoulder along the way the face points, "
-            "in face heights (side views).", _ear_forward, "ear {v} face heights ahead of the shoulder"),
-    Feature("shoulder_forward", "face heights", "How far the shoulder is ahead of its hip along the way the face "
-            "points, in face heights (side views: rounded shoulders and a slumped upper back push it forward; "
-            "BlazePose guesses the hips when they are out of the photo).", _ahead_of_hip("side_shoulder"),
-            "shoulder {v} face heights ahead of the hip"),
-    Feature("ear_forward_of_hip", "face heights", "How far the ear is ahead of its hip along the way the face points, "
-            "in face heights (side views).", _ahead_of_hip("side_ear"), "ear {v} face heights ahead of the hip"),
-    Feature("shoulders_over_face", "ratio", "Shoulder width over face height in the photo: large from the front, "
-            "small from the side; tells the model which view it sees.", _shoulders_over_face,
-            "shoulders {v} face heights wide"),
-    Feature("world_head_drop", "shoulder widths", "3-D: how far the shoulders' midpoint is below the nose, in shoulder "
-            "widths (BlazePose world landmarks, camera-aligned).", _world_drop("w_nose"),
-            "nose {v} shoulder widths above the shoulders (3-D)"),
-    Feature("world_ear_drop", "shoulder widths", "3-D: how far the shoulders' midpoint is below the ears, in shoulder "
-            "widths.", _world_drop("w_ears"), "ears {v} shoulder widths above the shoulders (3-D)"),
-    Feature("world_nose_forward", "shoulder widths", "3-D: how far the nose is ahead of the shoulders along the way the "
-            "chest faces, in shoulder widths.", _world_forward("w_nose"),
-            "nose {v} shoulder widths ahead of the shoulders (3-D)"),
-    Feature("world_ear_forward", "shoulder widths", "3-D: how far the ears are ahead of the shoulders along the way "
-            "the chest faces, in shoulder widths.", _world_forward("w_ears"),
-            "ears {v} shoulder widths ahead of the shoulders (3-D)"),
-    Feature("world_neck_tilt", "degrees", "3-D: angle of the shoulder-to-ear line from the vertical (0° is an upright "
-            "neck).", _neck_from_vertical, "neck {v}° from the vertical (3-D)"),
-    Feature("world_head_pitch", "degrees", "3-D: how far the nose points down from the ears' level (a look down).",
-            _head_pitch, "head pitched {v}° down (3-D)"),
-    Feature("world_torso_lean", "degrees", "3-D: angle of the hips-to-shoulders line from the vertical.", _torso_lean,
-            "torso {v}° from the vertical (3-D)"),
+    Feature(
+        "head_height",
+        "face heights",
+        "How far the nose sits above the midpoint of the shoulders in the photo, "
+        "in face heights (eyes to mouth). A forward head drops towards the shoulder line.",
+        _above_shoulders("nose"),
+        "nose {v} face heights above the shoulders",
+    ),
+    Feature(
+        "eye_height",
+        "face heights",
+        "How far the eyes sit above the shoulder midpoint, in face heights.",
+        _above_shoulders("eyes"),
+        "eyes {v} face heights above the shoulders",
+    ),
+    Feature(
+        "ear_height",
+        "face heights",
+        "How far the ears sit above the shoulder midpoint, in face heights.",
+        _above_shoulders("ears"),
+        "ears {v} face heights above the shoulders",
+    ),
+    Feature(
+        "mouth_height",
+        "face heights",
+        "How far the mouth sits above the shoulder midpoint, in face heights.",
+        _above_shoulders("mouth"),
+        "mouth {v} face heights above the shoulders",
+    ),
+    Feature(
+        "nose_below_ears",
+        "face heights",
+        "How far the nose sits below the ears, in face heights: the head "
+        "tipping down (a poking chin or a look at the keyboard) grows it.",
+        _below_ears("nose"),
+        "nose {v} face heights below the ears",
+    ),
+    Feature(
+        "mouth_below_ears",
+        "face heights",
+        "How far the mouth sits below the ears, in face heights.",
+        _below_ears("mouth"),
+        "mouth {v} face heights below the ears",
+    ),
+    Feature(
+        "ear_shoulder_angle",
+        "degrees",
+        "Angle between the horizontal and the line from shoulder to ear on the "
+        "side the camera sees better: a 2-D proxy of the craniovertebral angle (below about 50° is "
+        "forward head on a true side view).",
+        _ear_shoulder_angle,
+        "ear {v}° above the shoulder line",
+    ),
+    Feature(
+        "ear_forward",
+        "face heights",
+        "How far the ear is ahead of its shoulder along the way the face points, in face heights (side views).",
+        _ear_forward,
+        "ear {v} face heights ahead of the shoulder",
+    ),
+    Feature(
+        "shoulder_forward",
+        "face heights",
+        "How far the shoulder is ahead of its hip along the way the face "
+        "points, in face heights (side views: rounded shoulders and a slumped upper back push it forward; "
+        "BlazePose guesses the hips when they are out of the photo).",
+        _ahead_of_hip("side_shoulder"),
+        "shoulder {v} face heights ahead of the hip",
+    ),
+    Feature(
+        "ear_forward_of_hip",
+        "face heights",
+        "How far the ear is ahead of its hip along the way the face points, in face heights (side views).",
+        _ahead_of_hip("side_ear"),
+        "ear {v} face heights ahead of the hip",
+    ),
+    Feature(
+        "shoulders_over_face",
+        "ratio",
+        "Shoulder width over face height in the photo: large from the front, "
+        "small from the side; tells the model which view it sees.",
+        _shoulders_over_face,
+        "shoulders {v} face heights wide",
+    ),
+    Feature(
+        "world_head_drop",
+        "shoulder widths",
+        "3-D: how far the shoulders' midpoint is below the nose, in shoulder "
+        "widths (BlazePose world landmarks, camera-aligned).",
+        _world_drop("w_nose"),
+        "nose {v} shoulder widths above the shoulders (3-D)",
+    ),
+    Feature(
+        "world_ear_drop",
+        "shoulder widths",
+        "3-D: how far the shoulders' midpoint is below the ears, in shoulder widths.",
+        _world_drop("w_ears"),
+        "ears {v} shoulder widths above the shoulders (3-D)",
+    ),
+    Feature(
+        "world_nose_forward",
+        "shoulder widths",
+        "3-D: how far the nose is ahead of the shoulders along the way the chest faces, in shoulder widths.",
+        _world_forward("w_nose"),
+        "nose {v} shoulder widths ahead of the shoulders (3-D)",
+    ),
+    Feature(
+        "world_ear_forward",
+        "shoulder widths",
+        "3-D: how far the ears are ahead of the shoulders along the way the chest faces, in shoulder widths.",
+        _world_forward("w_ears"),
+        "ears {v} shoulder widths ahead of the shoulders (3-D)",
+    ),
+    Feature(
+        "world_neck_tilt",
+        "degrees",
+        "3-D: angle of the shoulder-to-ear line from the vertical (0° is an upright neck).",
+        _neck_from_vertical,
+        "neck {v}° from the vertical (3-D)",
+    ),
+    Feature(
+        "world_head_pitch",
+        "degrees",
+        "3-D: how far the nose points down from the ears' level (a look down).",
+        _head_pitch,
+        "head pitched {v}° down (3-D)",
+    ),
+    Feature(
+        "world_torso_lean",
+        "degrees",
+        "3-D: angle of the hips-to-shoulders line from the vertical.",
+        _torso_lean,
+        "torso {v}° from the vertical (3-D)",
+    ),
 ]
 #: Every feature the extractor can compute, by name.
 FEATURES: dict[str, Feature] = {f.name: f for f in _FEATURES}
@@ -227,8 +385,9 @@ def check_feature_names(names: Sequence[str]) -> tuple[str, ...]:
     """The names as a tuple, or a ``ValueError`` naming the unknown ones and the known ones."""
     unknown = [n for n in names if n not in FEATURES]
     if unknown or not names:
-        raise ValueError(f"unknown pose feature(s) {', '.join(unknown) or '(none given)'}; "
-                         f"known: {', '.join(FEATURES)}")
+        raise ValueError(
+            f"unknown pose feature(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(FEATURES)}"
+        )
     return tuple(names)
 
 
@@ -261,8 +420,13 @@ def assess(landmarks: np.ndarray | None, shape: tuple[int, int] | None = None) -
         if shoulders:
             return "the shoulders are not visible (show the head and both shoulders)"
         return "the face is not visible enough (" + ", ".join(n.replace("_", " ") for n in missing) + ")"
-    if np.linalg.norm((lm[_I["left_eye"], :2] + lm[_I["right_eye"], :2]) / 2
-                      - (lm[_I["mouth_left"], :2] + lm[_I["mouth_right"], :2]) / 2) < MIN_FACE_PIXELS:
+    if (
+        np.linalg.norm(
+            (lm[_I["left_eye"], :2] + lm[_I["right_eye"], :2]) / 2
+            - (lm[_I["mouth_left"], :2] + lm[_I["mouth_right"], :2]) / 2
+        )
+        < MIN_FACE_PIXELS
+    ):
         return "the face is too small to measure"
     return None
 
@@ -273,8 +437,9 @@ def compute_features(landmarks: np.ndarray, names: Sequence[str]) -> np.ndarray:
     return np.array([FEATURES[n].compute(points) for n in names], dtype=np.float64)
 
 
-def posture_features(landmarks: np.ndarray | None, names: Sequence[str],
-                     shape: tuple[int, int] | None = None) -> tuple[np.ndarray | None, str | None]:
+def posture_features(
+    landmarks: np.ndarray | None, names: Sequence[str], shape: tuple[int, int] | None = None
+) -> tuple[np.ndarray | None, str | None]:
     """``(features, None)`` for a person who can be assessed, else ``(None, reason)``."""
     reason = assess(landmarks, shape)
     if reason is not None:
@@ -303,8 +468,12 @@ def augment_landmarks(landmarks: np.ndarray, rng: np.random.Generator, strength:
     rot = np.array([[c, -sn], [sn, c]])
     lm[:, :2] = (lm[:, :2] - centre) @ rot.T * scale + centre
     lm[:, 4:6] = lm[:, 4:6] @ rot.T
-    face = float(np.linalg.norm((lm[_I["left_eye"], :2] + lm[_I["right_eye"], :2]) / 2
-                                - (lm[_I["mouth_left"], :2] + lm[_I["mouth_right"], :2]) / 2))
+    face = float(
+        np.linalg.norm(
+            (lm[_I["left_eye"], :2] + lm[_I["right_eye"], :2]) / 2
+            - (lm[_I["mouth_left"], :2] + lm[_I["mouth_right"], :2]) / 2
+        )
+    )
     lm[:, :2] += rng.normal(0.0, 0.02 * s * max(face, 1.0), size=(len(lm), 2))
     lm[:, 4:7] += rng.normal(0.0, 0.005 * s, size=(len(lm), 3))
     return lm.astype(np.float32)
@@ -325,6 +494,19 @@ def phrase(name: str, value: float) -> str:
     return FEATURES[name].phrase.format(v=format_value(name, value).rstrip("°"))
 
 
-__all__ = ["FEATURES", "DEFAULT_FEATURES", "GEOMETRY_VERSION", "Feature", "LANDMARK_INDEX", "MIN_VISIBILITY",
-           "assess", "augment_landmarks", "check_feature_names", "compute_features", "describe", "format_value", "phrase",
-           "posture_features"]
+__all__ = [
+    "FEATURES",
+    "DEFAULT_FEATURES",
+    "GEOMETRY_VERSION",
+    "Feature",
+    "LANDMARK_INDEX",
+    "MIN_VISIBILITY",
+    "assess",
+    "augment_landmarks",
+    "check_feature_names",
+    "compute_features",
+    "describe",
+    "format_value",
+    "phrase",
+    "posture_features",
+]

@@ -20,13 +20,14 @@ photo cannot be used.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,8 +41,10 @@ COLUMNS: tuple[str, ...] = ("filename", "label", "cva_deg", "ear_x", "ear_y", "c
 UNUSABLE = "unusable"
 _HEADER = (",".join(COLUMNS) + "\n").encode("utf-8")
 #: Column spellings accepted when *reading* someone else's label CSV (the tool always writes COLUMNS).
-_COLUMN_ALIASES = {"filename": ("file_name", "file", "path", "image", "image_path", "filepath"),
-                   "label": ("class", "category")}
+_COLUMN_ALIASES = {
+    "filename": ("file_name", "file", "path", "image", "image_path", "filepath"),
+    "label": ("class", "category"),
+}
 
 
 def utc_timestamp() -> str:
@@ -73,15 +76,26 @@ class LabelRecord:
         Names are neutralised against spreadsheet formulas (:mod:`posture.csvcells`);
         :meth:`from_row` restores them, so ingest and the tool read back the real file name.
         """
+
         def num(v: float | None, digits: int) -> str:
             return "" if v is None else f"{float(v):.{digits}f}"
 
-        return [neutralise(self.filename), self.label, num(self.cva_deg, 2), num(self.ear_x, 1), num(self.ear_y, 1),
-                num(self.c7_x, 1), num(self.c7_y, 1), neutralise(self.labeler), self.timestamp]
+        return [
+            neutralise(self.filename),
+            self.label,
+            num(self.cva_deg, 2),
+            num(self.ear_x, 1),
+            num(self.ear_y, 1),
+            num(self.c7_x, 1),
+            num(self.c7_y, 1),
+            neutralise(self.labeler),
+            self.timestamp,
+        ]
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> LabelRecord:
         """Parse a CSV row (missing optional columns allowed, so plain ``filename,label`` files work)."""
+
         def num(key: str) -> float | None:
             text = (row.get(key) or "").strip()
             if not text:
@@ -89,10 +103,17 @@ class LabelRecord:
             value = float(text)
             return value if math.isfinite(value) else None
 
-        return cls(filename=restore((row.get("filename") or "").strip()), label=(row.get("label") or "").strip(),
-                   cva_deg=num("cva_deg"), ear_x=num("ear_x"), ear_y=num("ear_y"), c7_x=num("c7_x"),
-                   c7_y=num("c7_y"), labeler=restore((row.get("labeler") or "").strip()),
-                   timestamp=(row.get("timestamp") or "").strip())
+        return cls(
+            filename=restore((row.get("filename") or "").strip()),
+            label=(row.get("label") or "").strip(),
+            cva_deg=num("cva_deg"),
+            ear_x=num("ear_x"),
+            ear_y=num("ear_y"),
+            c7_x=num("c7_x"),
+            c7_y=num("c7_y"),
+            labeler=restore((row.get("labeler") or "").strip()),
+            timestamp=(row.get("timestamp") or "").strip(),
+        )
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -222,8 +243,10 @@ class LabelStore:
             first = fh.readline().decode("utf-8-sig", errors="replace").strip()
         found = [c.strip() for c in first.split(",")]
         if found != list(COLUMNS):
-            raise UserError(f"{self.path}: not a labeling-tool CSV (header {first!r}; expected {','.join(COLUMNS)}); "
-                            "choose another --out file")
+            raise UserError(
+                f"{self.path}: not a labeling-tool CSV (header {first!r}; expected {','.join(COLUMNS)}); "
+                "choose another --out file"
+            )
 
     def _write(self, data: bytes) -> None:
         written = os.write(self._fd, data)
@@ -234,7 +257,7 @@ class LabelStore:
     def append(self, record: LabelRecord) -> LabelRecord:
         """Durably add one answer (it is on disk when this returns); the timestamp is filled in if empty."""
         if not record.timestamp:
-            record = LabelRecord(**{**record.to_dict(), "timestamp": utc_timestamp()})
+            record = replace(record, timestamp=utc_timestamp())
         self._write(encode_row(record))
         return record
 
@@ -256,8 +279,5 @@ class LabelStore:
         self.close()
 
     def __del__(self) -> None:  # a forgotten close must not leak descriptors in long test runs
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
-

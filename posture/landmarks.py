@@ -59,8 +59,13 @@ class LandmarkSet:
 
     def to_dict(self) -> dict[str, Any]:
         found = sum(lm is not None for lm in self.landmarks)
-        return {"photos": len(self.landmarks), "person_found": found, "computed": self.computed,
-                "from_cache": self.from_cache, "seconds": round(self.seconds, 3)}
+        return {
+            "photos": len(self.landmarks),
+            "person_found": found,
+            "computed": self.computed,
+            "from_cache": self.from_cache,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 class _DetectDataset(Dataset):
@@ -93,8 +98,17 @@ def _from_file(stored: dict[str, torch.Tensor]) -> tuple[np.ndarray | None, tupl
     return (lm.reshape(33, 7).astype(np.float32) if lm.size == 33 * 7 else None), (shape[0], shape[1])
 
 
-def detect_landmarks(paths: Sequence[Path], shas: Sequence[str], cache: Any = None, *, detector: Any = None,
-                     workers: int = 0, progress: bool = True, rank: int = 0, world_size: int = 1) -> LandmarkSet:
+def detect_landmarks(
+    paths: Sequence[Path],
+    shas: Sequence[str],
+    cache: Any = None,
+    *,
+    detector: Any = None,
+    workers: int = 0,
+    progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> LandmarkSet:
     """Landmarks of every photo: from the cache where present, else from BlazePose (then cached).
 
     ``cache`` is a :class:`~posture.features.FeatureCache` or ``None``. Under ``torch.distributed``
@@ -125,10 +139,16 @@ def detect_landmarks(paths: Sequence[Path], shas: Sequence[str], cache: Any = No
     if mine:
         if own_detector:
             load_blazepose()  # the install hint now, not an error inside a DataLoader worker
-        loader = DataLoader(_DetectDataset([paths[i] for i in mine], detector), batch_size=4, num_workers=workers,
-                            collate_fn=_collate, prefetch_factor=4 if workers > 0 else None)
-        bar = tqdm(total=len(mine), desc="finding body landmarks", unit="img", leave=False,
-                   disable=not progress or rank != 0)
+        loader = DataLoader(
+            _DetectDataset([paths[i] for i in mine], detector),
+            batch_size=4,
+            num_workers=workers,
+            collate_fn=_collate,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        bar = tqdm(
+            total=len(mine), desc="finding body landmarks", unit="img", leave=False, disable=not progress or rank != 0
+        )
         for batch in loader:
             for local, lm, shape, err in batch:
                 i = mine[local]
@@ -138,9 +158,14 @@ def detect_landmarks(paths: Sequence[Path], shas: Sequence[str], cache: Any = No
                 else:
                     result.landmarks[i], result.shapes[i] = lm, shape
                     if cache is not None:
-                        cache.store(spec, shas[i], {"landmarks": torch.from_numpy(lm if lm is not None
-                                                                                  else np.zeros(0, np.float32)),
-                                                    "shape": torch.tensor(shape, dtype=torch.float32)})
+                        cache.store(
+                            spec,
+                            shas[i],
+                            {
+                                "landmarks": torch.from_numpy(lm if lm is not None else np.zeros(0, np.float32)),
+                                "shape": torch.tensor(shape, dtype=torch.float32),
+                            },
+                        )
                 result.computed += 1
             bar.update(len(batch))
         bar.close()
@@ -148,8 +173,12 @@ def detect_landmarks(paths: Sequence[Path], shas: Sequence[str], cache: Any = No
         _share_across_ranks(result, pending, mine)
     result.seconds = time.perf_counter() - start
     if result.computed:
-        log.info("body landmarks: %d photos measured, %d from cache, %.1f s", result.computed, result.from_cache,
-                 result.seconds)
+        log.info(
+            "body landmarks: %d photos measured, %d from cache, %.1f s",
+            result.computed,
+            result.from_cache,
+            result.seconds,
+        )
     return result
 
 

@@ -82,9 +82,15 @@ def reliability_bins(y_true: np.ndarray, proba: np.ndarray, n_bins: int = DEFAUL
     for b in range(n_bins):
         sel = index == b
         count = int(sel.sum())
-        rows.append({"bin_lower": edges[b], "bin_upper": edges[b + 1], "count": count,
-                     "confidence": float(confidence[sel].mean()) if count else float("nan"),
-                     "accuracy": float(correct[sel].mean()) if count else float("nan")})
+        rows.append(
+            {
+                "bin_lower": edges[b],
+                "bin_upper": edges[b + 1],
+                "count": count,
+                "confidence": float(confidence[sel].mean()) if count else float("nan"),
+                "accuracy": float(correct[sel].mean()) if count else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -116,9 +122,14 @@ def row_rates(counts: np.ndarray) -> np.ndarray:
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
-def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
-                           proba: np.ndarray, class_names: Sequence[str], positive_index: int = 0,
-                           n_bins: int = DEFAULT_ECE_BINS) -> SplitMetrics:
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    positive_index: int = 0,
+    n_bins: int = DEFAULT_ECE_BINS,
+) -> SplitMetrics:
     """Accuracy, balanced accuracy, per-class P/R/F1/support, ROC AUC, AP, log loss, ECE, confusion.
 
     ``y_pred`` is the *decision* (which may use a threshold), ``proba`` the probabilities the
@@ -135,11 +146,16 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     present = np.unique(y_true)
     if len(y_true):
         precision, recall, f1, support = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, zero_division=0)
+            y_true, y_pred, labels=labels, zero_division=0
+        )
     else:  # no rows: every count is 0 and every rate undefined (scikit-learn refuses empty input)
         precision = recall = f1 = support = np.zeros(n_classes)
-    per_class = {name: ClassMetrics(precision=float(precision[i]), recall=float(recall[i]), f1=float(f1[i]),
-                                    support=int(support[i])) for i, name in enumerate(class_names)}
+    per_class = {
+        name: ClassMetrics(
+            precision=float(precision[i]), recall=float(recall[i]), f1=float(f1[i]), support=int(support[i])
+        )
+        for i, name in enumerate(class_names)
+    }
     roc_auc = average_precision = None
     if len(present) >= 2:
         if n_classes == 2:
@@ -165,8 +181,9 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     }
 
 
-def logit_metrics(logits: Any, targets: Any, class_names: Sequence[str],
-                  n_bins: int = DEFAULT_ECE_BINS) -> SplitMetrics:
+def logit_metrics(
+    logits: Any, targets: Any, class_names: Sequence[str], n_bins: int = DEFAULT_ECE_BINS
+) -> SplitMetrics:
     """:func:`classification_metrics` of raw logits: softmax at temperature 1 and argmax decisions.
 
     Why: training scores its splits before any calibration exists, yet its ``metrics.json`` must
@@ -195,8 +212,10 @@ def split_metrics_from(value: Any, where: str) -> SplitMetrics | None:
         return None
     missing = sorted(set(SplitMetrics.__annotations__) - set(value)) if isinstance(value, dict) else ["(not a table)"]
     if missing:
-        raise MetricsFormatError(f"{where} is not in the current scores format (missing {', '.join(missing)}); "
-                                 "it was written by an older version: retrain or re-evaluate the run")
+        raise MetricsFormatError(
+            f"{where} is not in the current scores format (missing {', '.join(missing)}); "
+            "it was written by an older version: retrain or re-evaluate the run"
+        )
     return cast(SplitMetrics, value)
 
 
@@ -220,19 +239,38 @@ def group_breakdown(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     """
     if column not in frame.columns:
         return pd.DataFrame(columns=[column, "n", "correct", "accuracy", "balanced_accuracy", "labels"])
-    work = frame.assign(_correct=(frame["label"] == frame["predicted"]).astype(int),
-                        _group=frame[column].fillna("(none)").astype(str))
+    work = frame.assign(
+        _correct=(frame["label"] == frame["predicted"]).astype(int), _group=frame[column].fillna("(none)").astype(str)
+    )
     rows = []
     for name, group in work.groupby("_group", sort=True):
         counts = group["label"].value_counts().sort_index()
-        rows.append({column: name, "n": int(len(group)), "correct": int(group["_correct"].sum()),
-                     "accuracy": float(group["_correct"].mean()),
-                     "balanced_accuracy": float(group.groupby("label")["_correct"].mean().mean()),
-                     "labels": " ".join(f"{k}:{v}" for k, v in counts.items())})
+        rows.append(
+            {
+                column: name,
+                "n": int(len(group)),
+                "correct": int(group["_correct"].sum()),
+                "accuracy": float(group["_correct"].mean()),
+                "balanced_accuracy": float(group.groupby("label")["_correct"].mean().mean()),
+                "labels": " ".join(f"{k}:{v}" for k, v in counts.items()),
+            }
+        )
     out = pd.DataFrame(rows)
     return out.sort_values(["accuracy", "n"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
-__all__ = ["SplitMetrics", "ClassMetrics", "MetricsFormatError", "classification_metrics", "logit_metrics",
-           "positive_index", "split_metrics_from", "expected_calibration_error", "reliability_bins", "confusion_counts",
-           "row_rates", "group_breakdown", "DEFAULT_ECE_BINS"]
+__all__ = [
+    "SplitMetrics",
+    "ClassMetrics",
+    "MetricsFormatError",
+    "classification_metrics",
+    "logit_metrics",
+    "positive_index",
+    "split_metrics_from",
+    "expected_calibration_error",
+    "reliability_bins",
+    "confusion_counts",
+    "row_rates",
+    "group_breakdown",
+    "DEFAULT_ECE_BINS",
+]

@@ -32,8 +32,9 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def plot_confusion_matrix(counts: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str],
-                          title: str = "Confusion matrix") -> Path:
+def plot_confusion_matrix(
+    counts: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str], title: str = "Confusion matrix"
+) -> Path:
     """Counts and row percentages in every cell; colour follows the row rate so that a rare class's
     errors are as visible as a common one's."""
     counts = np.asarray(counts)
@@ -51,13 +52,21 @@ def plot_confusion_matrix(counts: np.ndarray, class_names: Sequence[str], path: 
     ax.set_title(f"{title} (n={int(counts.sum())})")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{int(counts[i, j])}\n{100 * rates[i, j]:.1f}%", ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black", fontsize=11)
+            ax.text(
+                j,
+                i,
+                f"{int(counts[i, j])}\n{100 * rates[i, j]:.1f}%",
+                ha="center",
+                va="center",
+                color="white" if rates[i, j] > 0.5 else "black",
+                fontsize=11,
+            )
     return _save(fig, path)
 
 
-def _one_vs_rest(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str],
-                 positive_index: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _one_vs_rest(
+    y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str], positive_index: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, is-that-class, its score) for the curves: only the positive class when binary."""
     indices = [positive_index] if len(class_names) == 2 else range(len(class_names))
     out = []
@@ -68,8 +77,14 @@ def _one_vs_rest(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[st
     return out
 
 
-def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str],
-             positive_index: int = 0, threshold: float | None = None) -> Path:
+def plot_roc(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    positive_index: int = 0,
+    threshold: float | None = None,
+) -> Path:
     """ROC curve(s); the stored decision threshold is marked as the operating point."""
     fig = Figure(figsize=(5.2, 5.0))
     ax = fig.add_subplot()
@@ -85,22 +100,37 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str], 
     if not curves:
         ax.text(0.5, 0.5, "undefined: only one class present", ha="center", va="center")
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="false positive rate", ylabel="true positive rate (recall)",
-           title="ROC curve")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        xlabel="false positive rate",
+        ylabel="true positive rate (recall)",
+        title="ROC curve",
+    )
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 
-def plot_precision_recall(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str],
-                          path: str | os.PathLike[str], positive_index: int = 0) -> Path:
+def plot_precision_recall(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    positive_index: int = 0,
+) -> Path:
     """Precision-recall curve(s), with each class's base rate as the chance line."""
     fig = Figure(figsize=(5.2, 5.0))
     ax = fig.add_subplot()
     curves = _one_vs_rest(y_true, proba, class_names, positive_index)
     for name, y, score in curves:
         precision, recall, _ = skm.precision_recall_curve(y, score)
-        line, = ax.plot(recall, precision, lw=2,
-                        label=f"{name} (AP {skm.average_precision_score(y, score):.3f})", drawstyle="steps-post")
+        (line,) = ax.plot(
+            recall,
+            precision,
+            lw=2,
+            label=f"{name} (AP {skm.average_precision_score(y, score):.3f})",
+            drawstyle="steps-post",
+        )
         ax.axhline(y.mean(), ls="--", lw=1, color=line.get_color(), alpha=0.6, label=f"chance ({y.mean():.2f})")
     if not curves:
         ax.text(0.5, 0.5, "undefined: only one class present", ha="center", va="center")
@@ -109,8 +139,9 @@ def plot_precision_recall(y_true: np.ndarray, proba: np.ndarray, class_names: Se
     return _save(fig, path)
 
 
-def plot_reliability(tables: dict[str, pd.DataFrame], path: str | os.PathLike[str],
-                     eces: dict[str, float] | None = None) -> Path:
+def plot_reliability(
+    tables: dict[str, pd.DataFrame], path: str | os.PathLike[str], eces: dict[str, float] | None = None
+) -> Path:
     """Reliability diagram: accuracy against confidence per bin (from
     :func:`posture.metrics.reliability_bins`), one line per variant (e.g. before/after scaling),
     with the share of rows per bin underneath."""
@@ -124,8 +155,13 @@ def plot_reliability(tables: dict[str, pd.DataFrame], path: str | os.PathLike[st
         ax.plot(filled["confidence"], filled["accuracy"], "o-", label=f"{name}{ece}")
         width = float((table["bin_upper"] - table["bin_lower"]).iloc[0])
         centres = (table["bin_lower"] + table["bin_upper"]) / 2
-        hist.bar(centres + (k - (len(tables) - 1) / 2) * width / max(len(tables), 1), table["count"] /
-                 max(table["count"].sum(), 1), width=width / max(len(tables), 1), alpha=0.7, label=name)
+        hist.bar(
+            centres + (k - (len(tables) - 1) / 2) * width / max(len(tables), 1),
+            table["count"] / max(table["count"].sum(), 1),
+            width=width / max(len(tables), 1),
+            alpha=0.7,
+            label=name,
+        )
     ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy", title="Reliability diagram (top-label)")
     ax.legend(loc="upper left", fontsize=8)
     hist.set(xlabel="confidence", ylabel="share of rows")
@@ -147,13 +183,15 @@ def _to_height(image: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
 
 
-def plot_gallery(items: Sequence[GalleryItem], path: str | os.PathLike[str], title: str, columns: int = 3,
-                 thumb_height: int = 224) -> Path:
+def plot_gallery(
+    items: Sequence[GalleryItem], path: str | os.PathLike[str], title: str, columns: int = 3, thumb_height: int = 224
+) -> Path:
     """A grid of photo | Grad-CAM pairs with captions (the top-losses picture)."""
     tiles = []
     for item in items:
-        panels = [_to_height(p, thumb_height) for p in
-                  [item.image] + ([item.overlay] if item.overlay is not None else [])]
+        panels = [
+            _to_height(p, thumb_height) for p in [item.image] + ([item.overlay] if item.overlay is not None else [])
+        ]
         gap = np.full((thumb_height, 4, 3), 255, np.uint8)
         tiles.append(np.concatenate([panels[0]] + ([gap, panels[1]] if len(panels) > 1 else []), axis=1))
     n = max(len(tiles), 1)
@@ -168,12 +206,18 @@ def plot_gallery(items: Sequence[GalleryItem], path: str | os.PathLike[str], tit
         ax.axis("off")
     if not tiles:
         axes[0].text(0.5, 0.5, "no images", ha="center", va="center")
-    for ax, tile, item in zip(axes, tiles, items):
+    for ax, tile, item in zip(axes, tiles, items, strict=False):
         ax.imshow(tile)
         ax.set_title(item.caption, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
 
-__all__ = ["plot_confusion_matrix", "plot_roc", "plot_precision_recall", "plot_reliability", "plot_gallery",
-           "GalleryItem"]
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_roc",
+    "plot_precision_recall",
+    "plot_reliability",
+    "plot_gallery",
+    "GalleryItem",
+]

@@ -79,9 +79,11 @@ def load_blazepose() -> Any:
             with _native_stderr_silenced():
                 from mediapipe.python.solutions import pose
     except ImportError as exc:
-        raise UserError(f"body landmarks (the 'pose' models and --crop pose) need MediaPipe BlazePose, which is not "
-                        f"installed ({exc}); install it with `{INSTALL_HINT}`, or use a CNN-only model meanwhile "
-                        f"(--model efficientnet_lite0)") from None
+        raise UserError(
+            f"body landmarks (the 'pose' models and --crop pose) need MediaPipe BlazePose, which is not "
+            f"installed ({exc}); install it with `{INSTALL_HINT}`, or use a CNN-only model meanwhile "
+            f"(--model efficientnet_lite0)"
+        ) from None
     return pose
 
 
@@ -124,8 +126,11 @@ class PoseDetector:
     def _ensure_graph(self) -> Any:
         if self._graph is None:
             pose = load_blazepose()
-            self._graph = pose.Pose(static_image_mode=True, model_complexity=self.model_complexity,
-                                     min_detection_confidence=self.min_confidence)
+            self._graph = pose.Pose(
+                static_image_mode=True,
+                model_complexity=self.model_complexity,
+                min_detection_confidence=self.min_confidence,
+            )
         return self._graph
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
@@ -149,8 +154,13 @@ class PoseDetector:
             if result.pose_landmarks is not None:
                 h, w = rgb.shape[:2]
                 world = result.pose_world_landmarks.landmark
-                landmarks = np.array([[p.x * w, p.y * h, p.z * w, p.visibility, q.x, q.y, q.z]
-                                      for p, q in zip(result.pose_landmarks.landmark, world)], dtype=np.float32)
+                landmarks = np.array(
+                    [
+                        [p.x * w, p.y * h, p.z * w, p.visibility, q.x, q.y, q.z]
+                        for p, q in zip(result.pose_landmarks.landmark, world, strict=True)
+                    ],
+                    dtype=np.float32,
+                )
             else:
                 self.misses += 1
             self._cache[key] = landmarks
@@ -181,15 +191,17 @@ def detector_version(model_complexity: int = 1, min_confidence: float = 0.5) -> 
     return f"blazepose-{mp_version}-c{int(model_complexity)}-p{float(min_confidence):g}"
 
 
-def crop_box(image_shape: tuple[int, ...], landmarks: np.ndarray | None,
-             scale: float = DEFAULT_CROP_SCALE) -> tuple[int, int, int, int]:
+def crop_box(
+    image_shape: tuple[int, ...], landmarks: np.ndarray | None, scale: float = DEFAULT_CROP_SCALE
+) -> tuple[int, int, int, int]:
     """The head-and-shoulders square for these landmarks, or the whole photo when there is none."""
     found = head_shoulder_box(landmarks, image_shape, scale)
     return found if found is not None else (0, 0, int(image_shape[1]), int(image_shape[0]))
 
 
-def head_shoulder_box(landmarks: np.ndarray | None, shape: tuple[int, ...],
-                      scale: float = DEFAULT_CROP_SCALE) -> tuple[int, int, int, int] | None:
+def head_shoulder_box(
+    landmarks: np.ndarray | None, shape: tuple[int, ...], scale: float = DEFAULT_CROP_SCALE
+) -> tuple[int, int, int, int] | None:
     """The crop square ``(x_min, y_min, x_max, y_max)`` around head and shoulders, clipped to the
     photo; ``None`` when the landmarks are missing, too few are visible, or the box is tiny."""
     if landmarks is None:
@@ -202,8 +214,12 @@ def head_shoulder_box(landmarks: np.ndarray | None, shape: tuple[int, ...],
     side = max(x1 - x0, y1 - y0) * float(scale)
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     h, w = shape[:2]
-    box = (int(max(0.0, cx - side / 2)), int(max(0.0, cy - side / 2)),
-           int(min(float(w), cx + side / 2)), int(min(float(h), cy + side / 2)))
+    box = (
+        int(max(0.0, cx - side / 2)),
+        int(max(0.0, cy - side / 2)),
+        int(min(float(w), cx + side / 2)),
+        int(min(float(h), cy + side / 2)),
+    )
     if box[2] - box[0] < MIN_CROP_SIDE or box[3] - box[1] < MIN_CROP_SIDE:
         return None
     return box
@@ -217,8 +233,7 @@ class PoseCrop(BaseCrop):
     it carries masks along, which is how Grad-CAM finds where the model's input came from.
     """
 
-    def __init__(self, scale: float = DEFAULT_CROP_SCALE, detector: PoseDetector | None = None,
-                 p: float = 1.0) -> None:
+    def __init__(self, scale: float = DEFAULT_CROP_SCALE, detector: PoseDetector | None = None, p: float = 1.0) -> None:
         super().__init__(p=p)
         self.scale = float(scale)
         self.detector = detector if detector is not None else PoseDetector()
@@ -234,5 +249,15 @@ class PoseCrop(BaseCrop):
         return ("scale",)
 
 
-__all__ = ["HEAD_AND_SHOULDERS", "DEFAULT_CROP_SCALE", "PoseDetector", "PoseCrop", "crop_box", "detector_version",
-           "head_shoulder_box", "load_blazepose", "pose_available", "INSTALL_HINT"]
+__all__ = [
+    "HEAD_AND_SHOULDERS",
+    "DEFAULT_CROP_SCALE",
+    "PoseDetector",
+    "PoseCrop",
+    "crop_box",
+    "detector_version",
+    "head_shoulder_box",
+    "load_blazepose",
+    "pose_available",
+    "INSTALL_HINT",
+]

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from posture.fileio import DamagedFileError
 from posture.formats import BACKENDS, IMAGE_EXTENSIONS, ONNX_NAME, WEIGHTS_NAME
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.transforms import Preprocessing, build_eval_transform
+
+if TYPE_CHECKING:
+    from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +157,11 @@ class OnnxBackend:
         self.output_name = self.session.get_outputs()[0].name
 
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {ONNX_INPUTS[key]: np.ascontiguousarray(value, dtype=np.float32) for key, value in inputs.items()
-                if ONNX_INPUTS[key] in self.input_names}
+        feed = {
+            ONNX_INPUTS[key]: np.ascontiguousarray(value, dtype=np.float32)
+            for key, value in inputs.items()
+            if ONNX_INPUTS[key] in self.input_names
+        }
         return np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
 
 
@@ -175,8 +181,12 @@ def resolve_backend(run_dir: str | os.PathLike[str], backend: str = "auto", devi
     if not onnx_path.is_file() or torch.device(device).type != "cpu":
         return "torch"
     if weights.is_file() and onnx_path.stat().st_mtime < weights.stat().st_mtime:
-        log.warning("%s is older than %s (retrained?); using torch. Re-export with `python -m posture.export "
-                    "--run %s`", onnx_path, WEIGHTS_NAME, run)
+        log.warning(
+            "%s is older than %s (retrained?); using torch. Re-export with `python -m posture.export --run %s`",
+            onnx_path,
+            WEIGHTS_NAME,
+            run,
+        )
         return "torch"
     try:
         import onnxruntime  # noqa: F401
@@ -225,8 +235,14 @@ class Predictor:
     """A trained run, ready to answer: landmarks, crop, preprocessing, backend, temperature,
     threshold and (optionally) a session's upright reference, in one place."""
 
-    def __init__(self, config: dict[str, Any], backend: Backend, model: torch.nn.Module | None = None,
-                 run_dir: Path | None = None, detector: Any = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        backend: Backend,
+        model: PostureClassifier | None = None,
+        run_dir: Path | None = None,
+        detector: Any = None,
+    ) -> None:
         """``detector``: a :class:`~posture.pose.PoseDetector` to share (and its cache of answers) with
         other predictors; by default one is built on first use."""
         from posture.models import extractor_parts
@@ -240,8 +256,9 @@ class Predictor:
         parts = extractor_parts(str(config.get("architecture", "")))
         self.uses_image = parts.cnn is not None
         pose = config.get("pose") or {}
-        self.pose_features: tuple[str, ...] = tuple(f["name"] if isinstance(f, dict) else str(f)
-                                                    for f in pose.get("features", [])) if parts.pose else ()
+        self.pose_features: tuple[str, ...] = (
+            tuple(f["name"] if isinstance(f, dict) else str(f) for f in pose.get("features", [])) if parts.pose else ()
+        )
         self.upright = np.asarray(pose["upright_reference"], np.float64) if pose.get("upright_reference") else None
         #: Mean raw geometry of this session's upright photos (:meth:`with_reference`); None: uncalibrated.
         self.reference: np.ndarray | None = None
@@ -262,8 +279,14 @@ class Predictor:
         return float(record.get("temperature", 1.0)), None if threshold is None else float(threshold), str(positive)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str], backend: str = "auto",
-                 device: str | torch.device = "cpu", threads: int | None = None, detector: Any = None) -> Predictor:
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike[str],
+        backend: str = "auto",
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        detector: Any = None,
+    ) -> Predictor:
         """Load ``models/RUN``.
 
         ``backend``: ``auto`` (ONNX Runtime when an up-to-date ``model.onnx`` is there, else
@@ -370,7 +393,12 @@ class Predictor:
         if self.uses_image:
             out["images"] = np.stack([self.preprocess(a) for a in analyses]).astype(np.float32)
         if self.uses_pose:
-            out["geometry"] = np.stack([self.geometry_input(a.geometry) for a in analyses]).astype(np.float32)
+            rows = []
+            for a in analyses:
+                if a.geometry is None:
+                    raise ValueError(f"cannot assess this photo: {a.reason}")
+                rows.append(self.geometry_input(a.geometry))
+            out["geometry"] = np.stack(rows).astype(np.float32)
         return out
 
     # -- answers ------------------------------------------------------------------------------------
@@ -379,7 +407,7 @@ class Predictor:
         out = np.full((len(analyses), len(self.class_names)), np.nan, np.float32)
         ready = [i for i, a in enumerate(analyses) if a.reason is None]
         for start in range(0, len(ready), batch_size):
-            rows = ready[start:start + batch_size]
+            rows = ready[start : start + batch_size]
             out[rows] = self.backend.logits(self.inputs([analyses[i] for i in rows]))
         return out
 
@@ -411,17 +439,24 @@ class Predictor:
         """Answers for photos already analysed (the app draws the same landmarks it decided on)."""
         probs = softmax(self.logits_of(analyses, batch_size), self.temperature)
         results = []
-        for analysis, row in zip(analyses, probs):
+        for analysis, row in zip(analyses, probs, strict=True):
             if analysis.reason is not None:
                 results.append(Prediction(None, None, None, reason=analysis.reason))
                 continue
             label, confidence = self.decide(row)
             geometry = explanation = None
             if self.uses_pose and analysis.geometry is not None:
-                geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, analysis.geometry)}
+                geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, analysis.geometry, strict=True)}
                 explanation = self.explain_geometry(analysis.geometry, label)
-            results.append(Prediction(label, confidence, {c: float(p) for c, p in zip(self.class_names, row)},
-                                      geometry=geometry, explanation=explanation))
+            results.append(
+                Prediction(
+                    label,
+                    confidence,
+                    {c: float(p) for c, p in zip(self.class_names, row, strict=True)},
+                    geometry=geometry,
+                    explanation=explanation,
+                )
+            )
         return results
 
     def explain_geometry(self, geometry: np.ndarray, label: str, top: int = 2) -> str:
@@ -451,7 +486,7 @@ class Predictor:
         upright = self.upright if self.upright is not None else np.zeros(len(self.pose_features))
         n_cnn = model.num_features
         with torch.enable_grad():
-            norm = model.norm
+            norm = model.feature_norm
             mean, std = norm.mean[n_cnn:], norm.std[n_cnn:]
             head_in = torch.cat([torch.zeros(1, n_cnn), ((x - mean) / std)], dim=1) if n_cnn else (x - mean) / std
             logits = model.head(head_in)
@@ -470,14 +505,18 @@ class Predictor:
         :class:`UserError` when the run reads no geometry or no photo shows a measurable person.
         """
         if not self.uses_pose:
-            raise UserError(f"{self.config.get('architecture')} reads no posture geometry; calibrating with an "
-                            "upright photo needs a pose-based run (--model pose or CNN+pose)")
+            raise UserError(
+                f"{self.config.get('architecture')} reads no posture geometry; calibrating with an "
+                "upright photo needs a pose-based run (--model pose or CNN+pose)"
+            )
         if self.upright is None:
             raise UserError("this run stores no upright reference (config.json pose.upright_reference); retrain it")
         measured = [a.geometry for a in map(self.analyse, upright_photos) if a.geometry is not None]
         if not measured:
-            raise UserError("no person could be measured in the upright photo(s); use a photo that shows the face "
-                            "and both shoulders")
+            raise UserError(
+                "no person could be measured in the upright photo(s); use a photo that shows the face "
+                "and both shoulders"
+            )
         return self.with_reference_geometry(np.mean(measured, axis=0))
 
     def with_calibration(self, record: dict[str, Any] | None) -> Predictor:
@@ -504,13 +543,16 @@ class Predictor:
             return clone
         vector = np.asarray(reference, np.float64)
         if vector.shape != (len(self.pose_features),):
-            raise ValueError(f"a reference has {len(self.pose_features)} values ({', '.join(self.pose_features)}), "
-                             f"got shape {vector.shape}")
+            raise ValueError(
+                f"a reference has {len(self.pose_features)} values ({', '.join(self.pose_features)}), "
+                f"got shape {vector.shape}"
+            )
         clone.reference = vector
         return clone
 
 
 # --------------------------------------------------------------------------------------------- CLI
+
 
 def expand_inputs(items: Iterable[str]) -> list[tuple[str, str | None]]:
     """Turn ``IMAGE|DIR|GLOB`` arguments into ``(path, problem)`` pairs, in a stable order.
@@ -547,8 +589,9 @@ def _format_line(path: str, pred: Prediction) -> str:
     return line + (f"\t{pred.explanation}" if pred.explanation else "")
 
 
-def predict_paths(predictor: Predictor, items: Sequence[str], as_json: bool = False, batch_size: int = 16,
-                  stream: Any = None) -> int:
+def predict_paths(
+    predictor: Predictor, items: Sequence[str], as_json: bool = False, batch_size: int = 16, stream: Any = None
+) -> int:
     """Predict every image named by ``items`` and write one line each; returns the failure count.
 
     Images are decoded one by one (so a broken file only costs itself) and sent in batches. A photo
@@ -568,7 +611,7 @@ def predict_paths(predictor: Predictor, items: Sequence[str], as_json: bool = Fa
     def flush() -> None:
         if not pending:
             return
-        for (path, _), pred in zip(pending, predictor.predict_many([im for _, im in pending], batch_size)):
+        for (path, _), pred in zip(pending, predictor.predict_many([im for _, im in pending], batch_size), strict=True):
             line = json.dumps({"path": path, **pred.to_dict()}) if as_json else _format_line(path, pred)
             print(line, file=stream, flush=True)
         pending.clear()
@@ -593,21 +636,37 @@ def predict_paths(predictor: Predictor, items: Sequence[str], as_json: bool = Fa
 class PredictConfig:
     """Every ``python -m posture.predict`` option (the CLI is generated from these fields)."""
 
-    inputs: tuple[str, ...] = field(metadata=option(
-        "image files, folders (searched recursively) or quoted glob patterns", positional=True,
-        metavar="IMAGE|DIR|GLOB"))
+    inputs: tuple[str, ...] = field(
+        metadata=option(
+            "image files, folders (searched recursively) or quoted glob patterns",
+            positional=True,
+            metavar="IMAGE|DIR|GLOB",
+        )
+    )
     run: str = field(metadata=option("trained run folder, e.g. models/sample"))
-    as_json: bool = field(default=False, metadata=option(
-        "one JSON object per line: path, label, confidence, probabilities (label null and a reason when the photo "
-        "cannot be assessed; error when it cannot be read)", flag="--json"))
-    upright: tuple[str, ...] = field(default=(), metadata=option(
-        "calibrate pose-based runs to this camera with a photo of the same person sitting upright (repeat for "
-        "several); geometry is then taken relative to it", repeat=True, metavar="PHOTO"))
-    backend: str = field(default="auto", metadata=option(
-        "auto: ONNX Runtime when the run has an up-to-date model.onnx, else torch", choices=BACKENDS))
+    as_json: bool = field(
+        default=False,
+        metadata=option(
+            "one JSON object per line: path, label, confidence, probabilities (label null and a reason when the photo "
+            "cannot be assessed; error when it cannot be read)",
+            flag="--json",
+        ),
+    )
+    upright: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            "calibrate pose-based runs to this camera with a photo of the same person sitting upright (repeat for "
+            "several); geometry is then taken relative to it",
+            repeat=True,
+            metavar="PHOTO",
+        ),
+    )
+    backend: str = field(
+        default="auto",
+        metadata=option("auto: ONNX Runtime when the run has an up-to-date model.onnx, else torch", choices=BACKENDS),
+    )
     device: str = field(default="cpu", metadata=option("cpu, cuda or auto (torch backend)"))
-    threads: int | None = field(default=None, metadata=option(
-        "intra-op threads (default: one per physical core)"))
+    threads: int | None = field(default=None, metadata=option("intra-op threads (default: one per physical core)"))
     batch_size: int = field(default=16, metadata=option("images per forward pass"))
 
     def __post_init__(self) -> None:
@@ -623,15 +682,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.predict",
         description="Classify photos with a trained run: one line per image (label, confidence, every "
-                    "class's probability and, for pose-based runs, the geometry that decided it), using the "
-                    "run's preprocessing, temperature and threshold. A pose-based run that finds no person, "
-                    "or not the head and both shoulders, says 'cannot assess' and why (label null in --json). "
-                    "Exit code 0 when every image was answered, 1 when any could not be read, 2 for usage "
-                    "errors.",
+        "class's probability and, for pose-based runs, the geometry that decided it), using the "
+        "run's preprocessing, temperature and threshold. A pose-based run that finds no person, "
+        "or not the head and both shoulders, says 'cannot assess' and why (label null in --json). "
+        "Exit code 0 when every image was answered, 1 when any could not be read, 2 for usage "
+        "errors.",
         epilog="examples:\n"
-               "  python -m posture.predict --run models/sample photo.jpg photos/ 'more/*.png'\n"
-               "  python -m posture.predict --run models/sample --upright me_upright.jpg photo.jpg --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  python -m posture.predict --run models/sample photo.jpg photos/ 'more/*.png'\n"
+        "  python -m posture.predict --run models/sample --upright me_upright.jpg photo.jpg --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_options(parser, PredictConfig)
     add_logging_flags(parser)
     return parser

@@ -37,9 +37,11 @@ PROVENANCE_FORMAT = "posture.provenance/1"
 SYNTH_FILE_NAME = re.compile(r"(?:^|/)s\d+_\d+\.jpg$")
 #: The columns ``posture.synth`` writes for every picture (kept by ingest as manifest columns).
 SYNTH_ANGLE_COLUMNS = ("cva_deg", "ear_x", "ear_y", "c7_x", "c7_y")
-RULE = ("synthetic: file named <class>/s<digits>_<digits>.jpg as posture.synth names its pictures, with "
-        "cva_deg and ear/C7 keypoints where the data has those columns; a source is synthetic when all its "
-        "rows are")
+RULE = (
+    "synthetic: file named <class>/s<digits>_<digits>.jpg as posture.synth names its pictures, with "
+    "cva_deg and ear/C7 keypoints where the data has those columns; a source is synthetic when all its "
+    "rows are"
+)
 SPLIT_ORDER = ("train", "val", "test")
 
 Kind = Literal["synthetic", "real", "mixed", "none"]
@@ -101,22 +103,49 @@ def describe_rows(frame: pd.DataFrame, dataset: str, used: np.ndarray | None = N
     """
     read = np.ones(len(frame), bool) if used is None else np.asarray(used, bool)
     synthetic = synthetic_rows(frame) if len(frame) else np.zeros(0, bool)
-    source_names = frame["source"].fillna("(none)").astype(str) if "source" in frame.columns else \
-        pd.Series("(none)", index=frame.index)
-    sources = [SourceRecord(name=str(name), synthetic=bool(synthetic[(source_names == name).to_numpy()].all()),
-                            photos=int((source_names == name).sum()),
-                            subjects=_subjects(frame[(source_names == name).to_numpy()]))
-               for name in sorted(source_names.unique())]
+    source_names = (
+        frame["source"].fillna("(none)").astype(str)
+        if "source" in frame.columns
+        else pd.Series("(none)", index=frame.index)
+    )
+    sources = [
+        SourceRecord(
+            name=str(name),
+            synthetic=bool(synthetic[(source_names == name).to_numpy()].all()),
+            photos=int((source_names == name).sum()),
+            subjects=_subjects(frame[(source_names == name).to_numpy()]),
+        )
+        for name in sorted(source_names.unique())
+    ]
     splits: dict[str, SplitRecord] = {}
     if "split" in frame.columns and frame["split"].notna().any():
         for split in [s for s in SPLIT_ORDER if (frame["split"] == s).any()]:
             here = (frame["split"] == split).to_numpy()
-            splits[split] = SplitRecord(photos=int(here.sum()), subjects=_subjects(frame[here]),
-                                        used=int((here & read).sum()), used_subjects=_subjects(frame[here & read]))
-    kind: Kind = "none" if not len(frame) else "synthetic" if all(s["synthetic"] for s in sources) else \
-        "real" if not any(s["synthetic"] for s in sources) else "mixed"
-    return DataRecord(format=PROVENANCE_FORMAT, dataset=dataset, kind=kind, photos=len(frame),
-                      subjects=_subjects(frame), sources=sources, splits=splits, rule=RULE)
+            splits[split] = SplitRecord(
+                photos=int(here.sum()),
+                subjects=_subjects(frame[here]),
+                used=int((here & read).sum()),
+                used_subjects=_subjects(frame[here & read]),
+            )
+    kind: Kind = (
+        "none"
+        if not len(frame)
+        else "synthetic"
+        if all(s["synthetic"] for s in sources)
+        else "real"
+        if not any(s["synthetic"] for s in sources)
+        else "mixed"
+    )
+    return DataRecord(
+        format=PROVENANCE_FORMAT,
+        dataset=dataset,
+        kind=kind,
+        photos=len(frame),
+        subjects=_subjects(frame),
+        sources=sources,
+        splits=splits,
+        rule=RULE,
+    )
 
 
 @contextmanager
@@ -131,8 +160,9 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(before)
 
 
-def training_record(data: str | Path, val_group: str = "none", seed: int = 0,
-                    metrics: Mapping[str, Any] | None = None) -> DataRecord:
+def training_record(
+    data: str | Path, val_group: str = "none", seed: int = 0, metrics: Mapping[str, Any] | None = None
+) -> DataRecord:
     """What a run was trained on, for its ``config.json`` (``trained_on``).
 
     The splits are the ones finetune used (``--val-group`` re-draws validation the same seeded way);

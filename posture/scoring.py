@@ -59,8 +59,7 @@ def load_eval_frame(data: str | os.PathLike[str], class_names: Sequence[str]) ->
         raise UserError(f"--data {data}: no such dataset folder")
     manifest = root / MANIFEST_NAME
     if manifest.is_file():
-        frame = read_csv(manifest, dtype={"path": str, "label": str, "split": str, "subject": str,
-                                             "source": str})
+        frame = read_csv(manifest, dtype={"path": str, "label": str, "split": str, "subject": str, "source": str})
         missing = [c for c in ("path", "label") if c not in frame.columns]
         if missing:
             raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}")
@@ -74,8 +73,10 @@ def load_eval_frame(data: str | os.PathLike[str], class_names: Sequence[str]) ->
     wanted = set(class_names)
     if (declared is not None and declared != wanted) or not labels <= wanted:
         theirs = sorted(declared if declared is not None else labels)
-        raise UserError(f"{data}: its classes {theirs} differ from the run's {list(class_names)}; "
-                        "evaluate on data labelled with the run's classes")
+        raise UserError(
+            f"{data}: its classes {theirs} differ from the run's {list(class_names)}; "
+            "evaluate on data labelled with the run's classes"
+        )
     return frame.reset_index(drop=True), bool(has_splits)
 
 
@@ -90,8 +91,9 @@ def select_split(frame: pd.DataFrame, has_splits: bool, split: str) -> pd.DataFr
     return rows.reset_index(drop=True)
 
 
-def score_rows(predictor: Predictor, root: Path, frame: pd.DataFrame, batch_size: int = 32,
-               desc: str = "scoring") -> Scored:
+def score_rows(
+    predictor: Predictor, root: Path, frame: pd.DataFrame, batch_size: int = 32, desc: str = "scoring"
+) -> Scored:
     """Raw logits for every row through the Predictor; undecodable files and photos a pose-based run
     cannot assess are left out and listed."""
     kept, logits, skipped, not_assessed = [], [], [], []
@@ -99,7 +101,7 @@ def score_rows(predictor: Predictor, root: Path, frame: pd.DataFrame, batch_size
     for start in tqdm(range(0, len(frame), chunk), desc=desc, unit="batch", disable=None, leave=False):
         analyses, rows = [], []
         for i in range(start, min(start + chunk, len(frame))):
-            rel = frame.at[i, "path"]
+            rel = str(frame.at[i, "path"])
             try:
                 analysis = predictor.analyse(load_rgb_array(root / rel))
             except ImageDecodeError as exc:
@@ -109,7 +111,7 @@ def score_rows(predictor: Predictor, root: Path, frame: pd.DataFrame, batch_size
                 skipped.append({"path": rel, "reason": "unreadable", "detail": str(exc)})
                 continue
             if analysis.reason is not None:
-                not_assessed.append({"path": rel, "label": frame.at[i, "label"], "reason": analysis.reason})
+                not_assessed.append({"path": rel, "label": str(frame.at[i, "label"]), "reason": analysis.reason})
                 continue
             analyses.append(analysis)
             rows.append(i)
@@ -119,8 +121,11 @@ def score_rows(predictor: Predictor, root: Path, frame: pd.DataFrame, batch_size
     for item in skipped:
         log.warning("skipped %s: %s (%s)", item["path"], item["reason"], item["detail"])
     if not_assessed:
-        log.warning("%d photo(s) could not be assessed (%s, ...); see report.json 'not_assessed'", len(not_assessed),
-                    not_assessed[0]["reason"])
+        log.warning(
+            "%d photo(s) could not be assessed (%s, ...); see report.json 'not_assessed'",
+            len(not_assessed),
+            not_assessed[0]["reason"],
+        )
     out = frame.iloc[kept].reset_index(drop=True)
     y = np.array([predictor.class_names.index(lbl) for lbl in out["label"]], dtype=int)
     stacked = np.concatenate(logits) if logits else np.zeros((0, len(predictor.class_names)), np.float32)

@@ -27,8 +27,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Ways to pick the region of the photo the model sees before resizing.
 CROP_MODES = ("none", "pose")
 
-_INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
-                   "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
+_INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+}
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,9 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        known = {k: d[k] for k in ("input_size", "interpolation", "resize_mode", "extra", "crop", "crop_scale")
-                 if k in d}
+        known = {
+            k: d[k] for k in ("input_size", "interpolation", "resize_mode", "extra", "crop", "crop_scale") if k in d
+        }
         return cls(mean=tuple(d.get("mean", IMAGENET_MEAN)), std=tuple(d.get("std", IMAGENET_STD)), **known)
 
     @property
@@ -102,8 +107,9 @@ def build_eval_transform(pre: Preprocessing, *, crop: bool = True, detector: Any
     return A.Compose((_crop(pre, detector) if crop else []) + _resize_and_pad(pre) + _to_tensor(pre))
 
 
-def build_train_transform(pre: Preprocessing, strength: float = 1.0, *, detector: Any = None,
-                          crop: bool = True) -> A.Compose:
+def build_train_transform(
+    pre: Preprocessing, strength: float = 1.0, *, detector: Any = None, crop: bool = True
+) -> A.Compose:
     """Posture-preserving augmentation, then the same resize/pad/normalise as evaluation.
 
     ``strength`` scales the geometric and photometric ranges (0 gives the eval pipeline plus flips).
@@ -112,18 +118,25 @@ def build_train_transform(pre: Preprocessing, strength: float = 1.0, *, detector
     s = max(0.0, float(strength))
     geometric = [
         A.HorizontalFlip(p=0.5),
-        A.Affine(scale=(1 - 0.12 * s, 1 + 0.12 * s), translate_percent=(-0.06 * s, 0.06 * s),
-                 rotate=(-3.0 * s, 3.0 * s), border_mode=cv2.BORDER_REFLECT_101, p=0.8 if s > 0 else 0.0),
+        A.Affine(
+            scale=(1 - 0.12 * s, 1 + 0.12 * s),
+            translate_percent=(-0.06 * s, 0.06 * s),
+            rotate=(-3.0 * s, 3.0 * s),
+            border_mode=cv2.BORDER_REFLECT_101,
+            p=0.8 if s > 0 else 0.0,
+        ),
     ]
     photometric = [
-        A.ColorJitter(brightness=0.25 * s, contrast=0.25 * s, saturation=0.25 * s, hue=0.03 * s,
-                      p=0.8 if s > 0 else 0.0),
+        A.ColorJitter(
+            brightness=0.25 * s, contrast=0.25 * s, saturation=0.25 * s, hue=0.03 * s, p=0.8 if s > 0 else 0.0
+        ),
         A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5))], p=0.2 * min(s, 1.0)),
         A.ImageCompression(quality_range=(50, 95), p=0.3 * min(s, 1.0)),
         A.ToGray(p=0.05 * min(s, 1.0)),
     ]
-    return A.Compose((_crop(pre, detector) if crop else []) + geometric + photometric + _resize_and_pad(pre)
-                     + _to_tensor(pre))
+    return A.Compose(
+        (_crop(pre, detector) if crop else []) + geometric + photometric + _resize_and_pad(pre) + _to_tensor(pre)
+    )
 
 
 def apply(transform: A.Compose, image: np.ndarray) -> torch.Tensor:

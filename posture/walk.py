@@ -73,8 +73,13 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+    for test, name in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -179,8 +184,9 @@ def walk_files(root: str | os.PathLike[str]) -> Walk:
                     result.skip("symlinked_folder", rel_of(full))
                 else:
                     result.total += 1
-                    result.refused.append(Refusal(rel_of(full), "outside_root",
-                                                  "symbolic link to a folder outside SRC"))
+                    result.refused.append(
+                        Refusal(rel_of(full), "outside_root", "symbolic link to a folder outside SRC")
+                    )
             elif is_hidden_or_system(name):
                 result.skip("hidden_system", rel_of(full) + "/", _count_files(full))
             else:

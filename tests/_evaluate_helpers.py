@@ -22,12 +22,18 @@ def draw(label_index: int, rng: np.random.Generator, size: tuple[int, int] = (48
     h, w = size
     image = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
     cx = w // 4 if label_index == 0 else 3 * w // 4
-    image[h // 4: 3 * h // 4, max(0, cx - w // 8): cx + w // 8] = 220
+    image[h // 4 : 3 * h // 4, max(0, cx - w // 8) : cx + w // 8] = 220
     return image
 
 
-def make_dataset(root: Path, counts: dict[str, int] | None = None, classes: Sequence[str] = CLASSES,
-                 seed: int = 0, size: tuple[int, int] = (48, 64), manifest: bool = True) -> Path:
+def make_dataset(
+    root: Path,
+    counts: dict[str, int] | None = None,
+    classes: Sequence[str] = CLASSES,
+    seed: int = 0,
+    size: tuple[int, int] = (48, 64),
+    manifest: bool = True,
+) -> Path:
     """An ingested-style dataset: images/ + manifest.csv (path,label,split,subject,source) + classes.json.
 
     ``counts`` is images per class per split; ``manifest=False`` writes a class-per-folder tree instead.
@@ -41,16 +47,30 @@ def make_dataset(root: Path, counts: dict[str, int] | None = None, classes: Sequ
                 rel = f"{label}/{split}_{k}.png" if not manifest else f"images/{split}_{label}_{k}.png"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(draw(ci % 2, rng, size)).save(root / rel)
-                rows.append({"path": rel, "label": label, "split": split, "subject": f"p{k % 3}",
-                             "source": "drop_a" if k % 2 == 0 else "drop_b"})
+                rows.append(
+                    {
+                        "path": rel,
+                        "label": label,
+                        "split": split,
+                        "subject": f"p{k % 3}",
+                        "source": "drop_a" if k % 2 == 0 else "drop_b",
+                    }
+                )
     if manifest:
         pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
         (root / "classes.json").write_text(json.dumps(list(classes)))
     return root
 
 
-def make_run(run_dir: Path, architecture: str = "mobilenet_v3_small", classes: Sequence[str] = CLASSES,
-             input_size: int = 64, seed: int = 0, train_on: Path | None = None, steps: int = 30) -> Path:
+def make_run(
+    run_dir: Path,
+    architecture: str = "mobilenet_v3_small",
+    classes: Sequence[str] = CLASSES,
+    input_size: int = 64,
+    seed: int = 0,
+    train_on: Path | None = None,
+    steps: int = 30,
+) -> Path:
     """A run folder (model.safetensors + config.json) with random weights, optionally head-trained a few
     steps on ``train_on``'s train split so that its probabilities mean something."""
     from posture.models import build_model
@@ -60,8 +80,12 @@ def make_run(run_dir: Path, architecture: str = "mobilenet_v3_small", classes: S
     pre = Preprocessing(input_size=input_size, mean=model.preprocessing.mean, std=model.preprocessing.std)
     if train_on is not None:
         _train_head(model, pre, train_on, classes, steps)
-    config = {"architecture": architecture, "classes": list(classes), "preprocessing": pre.to_dict(),
-              "head": {"hidden": 0, "dropout": 0.0}}
+    config = {
+        "architecture": architecture,
+        "classes": list(classes),
+        "preprocessing": pre.to_dict(),
+        "head": {"hidden": 0, "dropout": 0.0},
+    }
     save_checkpoint(run_dir, model.state_dict(), config)
     return run_dir
 

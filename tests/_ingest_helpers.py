@@ -32,8 +32,9 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def class_tree(root: Path, per_class: int = 3, classes: tuple[str, ...] = ("forward_head", "normal"),
-               seed0: int = 0) -> Path:
+def class_tree(
+    root: Path, per_class: int = 3, classes: tuple[str, ...] = ("forward_head", "normal"), seed0: int = 0
+) -> Path:
     """``root/<class>/<class>-<i>.jpg`` with distinct pictures."""
     seed = seed0
     for cls in classes:

@@ -72,8 +72,14 @@ def make_tiny_run(run_dir: Path, input_size: int = 64) -> Path:
 
     torch.manual_seed(0)
     model = build_model("mobilenet_v3_small", 2, pretrained=False)
-    save_checkpoint(run_dir, model.state_dict(), {
-        "architecture": "mobilenet_v3_small", "classes": ["forward_head", "normal"],
-        "preprocessing": Preprocessing(input_size=input_size).to_dict(),
-        "head": {"hidden": 0, "dropout": 0.0}})
+    save_checkpoint(
+        run_dir,
+        model.state_dict(),
+        {
+            "architecture": "mobilenet_v3_small",
+            "classes": ["forward_head", "normal"],
+            "preprocessing": Preprocessing(input_size=input_size).to_dict(),
+            "head": {"hidden": 0, "dropout": 0.0},
+        },
+    )
     return run_dir

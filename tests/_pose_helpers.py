@@ -28,17 +28,27 @@ def frontal_landmarks(w: int, h: int, drop: float) -> np.ndarray:
     cx, sy = w / 2, h * 0.8
     face = h * 0.12
     head_y = sy - face * (2.6 - 1.6 * drop)
-    points = {"nose": (cx, head_y), "left_eye": (cx + face * 0.3, head_y - face * 0.45),
-              "right_eye": (cx - face * 0.3, head_y - face * 0.45), "left_ear": (cx + face * 0.7, head_y - face * 0.3),
-              "right_ear": (cx - face * 0.7, head_y - face * 0.3), "mouth_left": (cx + face * 0.2, head_y + face * 0.55),
-              "mouth_right": (cx - face * 0.2, head_y + face * 0.55), "left_shoulder": (cx + face * 2, sy),
-              "right_shoulder": (cx - face * 2, sy), "left_hip": (cx + face * 1.5, h * 1.4),
-              "right_hip": (cx - face * 1.5, h * 1.4)}
+    points = {
+        "nose": (cx, head_y),
+        "left_eye": (cx + face * 0.3, head_y - face * 0.45),
+        "right_eye": (cx - face * 0.3, head_y - face * 0.45),
+        "left_ear": (cx + face * 0.7, head_y - face * 0.3),
+        "right_ear": (cx - face * 0.7, head_y - face * 0.3),
+        "mouth_left": (cx + face * 0.2, head_y + face * 0.55),
+        "mouth_right": (cx - face * 0.2, head_y + face * 0.55),
+        "left_shoulder": (cx + face * 2, sy),
+        "right_shoulder": (cx - face * 2, sy),
+        "left_hip": (cx + face * 1.5, h * 1.4),
+        "right_hip": (cx - face * 1.5, h * 1.4),
+    }
     for name, (x, y) in points.items():
         lm[I[name], :2] = (x, y)
         # world: metres, hips at the origin, y down; the head comes forward (-z) as it drops
-        lm[I[name], 4:7] = ((x - cx) / (face * 5), (y - h * 1.4) / (face * 5), -0.1 * drop if name in
-                            ("nose", "left_eye", "right_eye", "mouth_left", "mouth_right") else 0.0)
+        lm[I[name], 4:7] = (
+            (x - cx) / (face * 5),
+            (y - h * 1.4) / (face * 5),
+            -0.1 * drop if name in ("nose", "left_eye", "right_eye", "mouth_left", "mouth_right") else 0.0,
+        )
     return lm
 
 
@@ -82,9 +92,19 @@ def make_pose_dataset(root: Path, per_class: dict[str, int] | None = None, sourc
                 seed += 1
                 name = f"images/{split}_{label}_{i:03d}.png"
                 Image.fromarray(pose_photo(label, seed)).save(root / name)
-                rows.append({"path": name, "label": label, "split": split, "subject": f"p{i % 3}-{split}",
-                             "sha256": hashlib.sha256((root / name).read_bytes()).hexdigest(), "width": 48,
-                             "height": 64, "source_path": name, "source": f"session{i % sources}"})
+                rows.append(
+                    {
+                        "path": name,
+                        "label": label,
+                        "split": split,
+                        "subject": f"p{i % 3}-{split}",
+                        "sha256": hashlib.sha256((root / name).read_bytes()).hexdigest(),
+                        "width": 48,
+                        "height": 64,
+                        "source_path": name,
+                        "source": f"session{i % sources}",
+                    }
+                )
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     (root / "classes.json").write_text(json.dumps(CLASSES))
     return root

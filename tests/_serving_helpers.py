@@ -19,8 +19,14 @@ CLASSES = ["forward_head", "normal"]
 REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 
 
-def make_run(run_dir: Path, arch: str = "efficientnet_lite0", input_size: int = 64, seed: int = 0,
-             calibration: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+def make_run(
+    run_dir: Path,
+    arch: str = "efficientnet_lite0",
+    input_size: int = 64,
+    seed: int = 0,
+    calibration: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
     """A random-init run saved exactly like finetune saves one (safetensors + config.json).
 
     efficientnet_lite0 (the demo's architecture) at 64 px: small and fast, and unlike some
@@ -32,12 +38,20 @@ def make_run(run_dir: Path, arch: str = "efficientnet_lite0", input_size: int = 
     model = build_model(arch, len(CLASSES), pretrained=False)
     pre = get_preprocessing(arch)
     pre = Preprocessing(input_size=input_size, mean=pre.mean, std=pre.std, interpolation=pre.interpolation)
-    config: dict[str, Any] = {"architecture": arch, "classes": CLASSES, "preprocessing": pre.to_dict(),
-                              "head": {"hidden": 0, "dropout": 0.0}}
+    config: dict[str, Any] = {
+        "architecture": arch,
+        "classes": CLASSES,
+        "preprocessing": pre.to_dict(),
+        "head": {"hidden": 0, "dropout": 0.0},
+    }
     if calibration is not None:
         config["calibration"] = calibration
-    return save_checkpoint(run_dir, model.state_dict(), config,
-                           metrics=metrics if metrics is not None else finetune_metrics(val_correct=7, n=8))
+    return save_checkpoint(
+        run_dir,
+        model.state_dict(),
+        config,
+        metrics=metrics if metrics is not None else finetune_metrics(val_correct=7, n=8),
+    )
 
 
 def finetune_metrics(val_correct: int, n: int, test_correct: int | None = None) -> dict[str, Any]:
@@ -51,8 +65,11 @@ def finetune_metrics(val_correct: int, n: int, test_correct: int | None = None) 
         proba = np.eye(2)[decided] * 0.8 + 0.1
         return classification_metrics(y, decided, proba, CLASSES)
 
-    return {"classes": CLASSES, "val": split(val_correct),
-            "test": split(test_correct) if test_correct is not None else None}
+    return {
+        "classes": CLASSES,
+        "val": split(val_correct),
+        "test": split(test_correct) if test_correct is not None else None,
+    }
 
 
 def photo(seed: int = 0, size: tuple[int, int] = (96, 72)) -> np.ndarray:
@@ -82,8 +99,9 @@ class AppServer:
     ``TMPDIR`` points into the test's folder, so the app's private upload folder can be inspected.
     """
 
-    def __init__(self, run: Path | None, tmp: Path, *extra: str, module: str = "app",
-                 private_prefix: str = "posture-app-") -> None:
+    def __init__(
+        self, run: Path | None, tmp: Path, *extra: str, module: str = "app", private_prefix: str = "posture-app-"
+    ) -> None:
         """``python -m app --run RUN``; ``module="app.label"`` (and ``run=None``) serves the labeling tool."""
         import os
         import subprocess
@@ -98,10 +116,18 @@ class AppServer:
         env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
         repo = Path(__file__).resolve().parents[1]
         env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (the server's log for its whole life; closed in stop())
         env.pop("GRADIO_TEMP_DIR", None)  # the app must choose its own
-        command = [sys.executable, "-m", module, *([] if run is None else ["--run", str(run)]),
-                   "--port", str(self.port), *(["--threads", "1"] if module == "app" else []), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            module,
+            *([] if run is None else ["--run", str(run)]),
+            "--port",
+            str(self.port),
+            *(["--threads", "1"] if module == "app" else []),
+            *extra,
+        ]
         self.proc = subprocess.Popen(command, cwd=repo, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 240.0) -> None:
@@ -129,8 +155,9 @@ class AppServer:
         sends with every click of a button, for as long as the photo stays in the input."""
         import httpx
 
-        response = httpx.post(f"{self.url}gradio_api/upload", files=[("files", (path.name, path.read_bytes()))],
-                              timeout=60)
+        response = httpx.post(
+            f"{self.url}gradio_api/upload", files=[("files", (path.name, path.read_bytes()))], timeout=60
+        )
         response.raise_for_status()
         (server_path,) = response.json()
         return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
@@ -150,9 +177,9 @@ class AppServer:
         with httpx.stream("GET", f"{self.url}gradio_api/call/{api_name}/{event_id}", timeout=timeout) as stream:
             for line in stream.iter_lines():
                 if line.startswith("event: "):
-                    kind = line[len("event: "):].strip()
+                    kind = line[len("event: ") :].strip()
                 elif line.startswith("data: ") and kind in ("complete", "error"):
-                    payload = json.loads(line[len("data: "):])
+                    payload = json.loads(line[len("data: ") :])
                     return kind, (payload or {}).get("error") if kind == "error" else payload
         raise RuntimeError(f"the event stream of {api_name} ended without a result")
 

@@ -23,12 +23,24 @@ def _write(path: Path, rows: list[tuple[str, str, float | None]], labeler: str =
     return path
 
 
-A_ROWS = [("1.jpg", "forward_head", 40.0), ("2.jpg", "forward_head", 45.0), ("3.jpg", "normal", 55.0),
-          ("4.jpg", "normal", 60.0), ("5.jpg", "normal", 52.0), ("6.jpg", "forward_head", None),
-          ("only_a.jpg", "normal", 58.0)]
-B_ROWS = [("1.jpg", "forward_head", 42.0), ("2.jpg", "normal", 51.0), ("3.jpg", "normal", 56.0),
-          ("4.jpg", "normal", 61.0), ("5.jpg", "forward_head", 47.0), ("6.jpg", "forward_head", None),
-          ("only_b.jpg", "unusable", None)]
+A_ROWS = [
+    ("1.jpg", "forward_head", 40.0),
+    ("2.jpg", "forward_head", 45.0),
+    ("3.jpg", "normal", 55.0),
+    ("4.jpg", "normal", 60.0),
+    ("5.jpg", "normal", 52.0),
+    ("6.jpg", "forward_head", None),
+    ("only_a.jpg", "normal", 58.0),
+]
+B_ROWS = [
+    ("1.jpg", "forward_head", 42.0),
+    ("2.jpg", "normal", 51.0),
+    ("3.jpg", "normal", 56.0),
+    ("4.jpg", "normal", 61.0),
+    ("5.jpg", "forward_head", 47.0),
+    ("6.jpg", "forward_head", None),
+    ("only_b.jpg", "unusable", None),
+]
 
 
 def test_kappa_cva_difference_and_disagreements(tmp_path: Path) -> None:
@@ -98,8 +110,12 @@ def test_cli_prints_summary_and_writes_json(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_cli_missing_file_is_one_error_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "posture.agreement", str(tmp_path / "nope.csv")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "posture.agreement", str(tmp_path / "nope.csv")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.csv'}: no such file"]
 
@@ -108,8 +124,9 @@ def test_other_teams_csvs_and_label_spellings(tmp_path: Path) -> None:
     """A ``path,class`` CSV with "Turtle neck" agrees with the tool's ``forward_head``."""
     a = tmp_path / "team.csv"
     a.write_text("path,class\n1.jpg,Turtle neck\n2.jpg,good posture\n3.jpg,unusable\n")
-    b = _write(tmp_path / "b.csv", [("1.jpg", "forward_head", 40.0), ("2.jpg", "normal", 60.0),
-                                    ("3.jpg", "unusable", None)])
+    b = _write(
+        tmp_path / "b.csv", [("1.jpg", "forward_head", 40.0), ("2.jpg", "normal", 60.0), ("3.jpg", "unusable", None)]
+    )
     rep = labeler_agreement(a, b)
     assert rep.n_common == 3 and rep.percent_agreement == 1.0 and rep.kappa == pytest.approx(1.0)
     assert rep.labels == ["forward_head", "normal", "unusable"]
@@ -130,8 +147,9 @@ def test_ingest_given_two_labelers_reports_their_agreement(tmp_path: Path) -> No
         img.save(src / f"{i}.jpg")
     a = _write(tmp_path / "a.csv", A_ROWS[:6], labeler="ann")
     b = _write(tmp_path / "b.csv", B_ROWS[:6], labeler="bob")
-    result = ingest(IngestConfig(src=src, out=tmp_path / "ds", labels=(a, b), near_dup_threshold=-1,
-                                 workers=1, progress=False))
+    result = ingest(
+        IngestConfig(src=src, out=tmp_path / "ds", labels=(a, b), near_dup_threshold=-1, workers=1, progress=False)
+    )
     assert any("kappa" in w and "2 disagreement" in w for w in result.warnings)
-    labels = dict(zip(result.manifest["source_path"], result.manifest["label"]))
+    labels = dict(zip(result.manifest["source_path"], result.manifest["label"], strict=True))
     assert labels["2.jpg"] == "forward_head" and labels["5.jpg"] == "normal"  # the first labeler's

@@ -21,9 +21,10 @@ from posture.predict import Predictor
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("app") / "run",
-                    calibration={"temperature": 1.5, "threshold": 0.4, "positive_class": "forward_head",
-                                 "policy": "youden"})
+    return make_run(
+        tmp_path_factory.mktemp("app") / "run",
+        calibration={"temperature": 1.5, "threshold": 0.4, "positive_class": "forward_head", "policy": "youden"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +41,16 @@ def _jpeg_bytes(seed: int = 0, size: tuple[int, int] = (90, 60)) -> bytes:
 
 # ------------------------------------------------------------------------------------ handlers
 
-@pytest.mark.parametrize(("data", "message"), [
-    (None, "upload a photo"),
-    (b"", "empty"),
-    (b"%PDF-1.4 this is a document", "not an image"),
-    (_jpeg_bytes()[:-400], "damaged or incomplete"),
-])
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (None, "upload a photo"),
+        (b"", "empty"),
+        (b"%PDF-1.4 this is a document", "not an image"),
+        (_jpeg_bytes()[:-400], "damaged or incomplete"),
+    ],
+)
 def test_bad_uploads_get_a_message_a_person_can_act_on(data: bytes | None, message: str) -> None:
     with pytest.raises(UploadError, match=message):
         decode_upload(data, max_pixels=1_000_000)
@@ -100,8 +105,17 @@ def test_inline_data_obeys_the_pixel_cap(handlers: Handlers) -> None:
         handlers.classify(data, explain=False)
 
 
-@pytest.mark.parametrize("url", ["data:image/png;base64,abc", "data:image/png;base64", "data:image/png,%89PNG",
-                                 "data:;base64,@@@@", "data:image/png;base64,AAAA=AAA", "data:" + "image/png" * 40])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "data:image/png;base64,abc",
+        "data:image/png;base64",
+        "data:image/png,%89PNG",
+        "data:;base64,@@@@",
+        "data:image/png;base64,AAAA=AAA",
+        "data:" + "image/png" * 40,
+    ],
+)
 def test_a_malformed_data_url_gets_a_friendly_message(url: str) -> None:
     import gradio as gr
 
@@ -133,15 +147,20 @@ def test_the_body_limit_refuses_big_requests_even_chunked_but_not_uploads() -> N
     async def statuses() -> list[int]:
         transport = httpx.ASGITransport(app=BodySizeLimit(echo, max_body_bytes=1000))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-            return [(await http.post(path, content=body)).status_code for path, body in [
-                ("/gradio_api/queue/join", chunks()), ("/gradio_api/queue/join", b"x" * 3000),
-                ("/gradio_api/queue/join", b"x" * 900), ("/gradio_api/upload", b"x" * 3000)]]
+            return [
+                (await http.post(path, content=body)).status_code
+                for path, body in [
+                    ("/gradio_api/queue/join", chunks()),
+                    ("/gradio_api/queue/join", b"x" * 3000),
+                    ("/gradio_api/queue/join", b"x" * 900),
+                    ("/gradio_api/upload", b"x" * 3000),
+                ]
+            ]
 
     assert asyncio.run(statuses()) == [413, 413, 200, 200]
 
 
-def test_classify_returns_the_decided_label_both_confidences_and_an_overlay(handlers: Handlers,
-                                                                           tmp_path: Path) -> None:
+def test_classify_returns_the_decided_label_both_confidences_and_an_overlay(handlers: Handlers, tmp_path: Path) -> None:
     forgotten: list[str] = []
     handlers.forget = forgotten.append
     path = str(write_photo(tmp_path / "p.png", seed=4, size=(90, 60)))
@@ -154,8 +173,9 @@ def test_classify_returns_the_decided_label_both_confidences_and_an_overlay(hand
     assert forgotten == [path]  # the upload is released as soon as it has been read
 
 
-def test_classify_without_explanation_shows_the_photo_and_still_forgets_bad_uploads(handlers: Handlers,
-                                                                                      tmp_path: Path) -> None:
+def test_classify_without_explanation_shows_the_photo_and_still_forgets_bad_uploads(
+    handlers: Handlers, tmp_path: Path
+) -> None:
     forgotten: list[str] = []
     handlers.forget = forgotten.append
     _, shown, _ = handlers.classify(_jpeg_bytes(1), explain=False)
@@ -215,7 +235,7 @@ def test_batch_csv_cells_cannot_run_as_spreadsheet_formulas(handlers: Handlers, 
     assert [r[0] for r in table] == ["'=cmd.png", "'+sum.png", "'-2.png", "'@at.png", "plain.png"]
     for row in table:  # numbers stay numbers
         assert row[1] in CLASSES and 0.0 <= float(row[2]) <= 1.0
-        assert all(0.0 <= float(cell) <= 1.0 for cell in row[3:3 + len(CLASSES)])
+        assert all(0.0 <= float(cell) <= 1.0 for cell in row[3 : 3 + len(CLASSES)])
 
 
 def test_model_card_names_architecture_classes_and_threshold(handlers: Handlers) -> None:
@@ -237,14 +257,22 @@ def test_without_a_run_the_app_says_how_to_make_one(tmp_path: Path) -> None:
     assert resolve_run(AppConfig(models_dir=tmp_path / "models")) == newer
 
 
-@pytest.mark.parametrize(("damage", "named"), [
-    ("truncated weights", "model.safetensors"),
-    ("config that is not JSON", "config.json"),
-    ("more classes than the weights", "3 classes"),
-])
-def test_a_damaged_run_stops_the_app_with_one_error_line(damage: str, named: str, run: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("truncated weights", "model.safetensors"),
+        ("config that is not JSON", "config.json"),
+        ("more classes than the weights", "3 classes"),
+    ],
+)
+def test_a_damaged_run_stops_the_app_with_one_error_line(
+    damage: str,
+    named: str,
+    run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import shutil
     import signal
 
@@ -286,10 +314,10 @@ def test_cli_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 
 # ---------------------------------------------------------------------------------- live server
 
+
 @pytest.fixture(scope="module")
 def server(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    app = AppServer(run, tmp_path_factory.mktemp("server"), "--max-file-size", "300kb", "--examples", "2",
-                    "--no-cam")
+    app = AppServer(run, tmp_path_factory.mktemp("server"), "--max-file-size", "300kb", "--examples", "2", "--no-cam")
     try:
         app.wait_ready()
         yield app
@@ -318,7 +346,8 @@ def test_served_app_returns_the_label(client, tmp_path: Path, run: Path) -> None
 
 @pytest.mark.slow
 def test_malformed_and_oversized_uploads_get_errors_and_the_server_keeps_serving(
-        client, server: AppServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client, server: AppServer, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from gradio_client import handle_file
 
     not_image = tmp_path / "report.jpg"
@@ -331,7 +360,7 @@ def test_malformed_and_oversized_uploads_get_errors_and_the_server_keeps_serving
     huge = tmp_path / "huge.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(huge)
     assert huge.stat().st_size > 300_000
-    with pytest.raises(Exception):  # refused by Gradio's max_file_size before our code runs
+    with pytest.raises(ValueError, match="maximum file size"):  # refused by Gradio's max_file_size before our code runs
         client.predict(handle_file(str(huge)), False, api_name="/classify")
     good = write_photo(tmp_path / "fine.png", seed=9)
     value, _, _ = client.predict(handle_file(str(good)), False, api_name="/classify")
@@ -340,8 +369,7 @@ def test_malformed_and_oversized_uploads_get_errors_and_the_server_keeps_serving
 
 
 @pytest.mark.slow
-def test_inline_data_urls_obey_the_upload_cap_and_bad_ones_get_a_message(server: AppServer,
-                                                                          tmp_path: Path) -> None:
+def test_inline_data_urls_obey_the_upload_cap_and_bad_ones_get_a_message(server: AppServer, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     buffer = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(buffer, format="PNG")
@@ -361,8 +389,7 @@ def test_inline_data_urls_obey_the_upload_cap_and_bad_ones_get_a_message(server:
 
 
 @pytest.mark.slow
-def test_the_same_upload_can_be_checked_again_with_the_explanation_toggled(server: AppServer,
-                                                                           tmp_path: Path) -> None:
+def test_the_same_upload_can_be_checked_again_with_the_explanation_toggled(server: AppServer, tmp_path: Path) -> None:
     """The page uploads a photo once and sends the same reference with every click."""
     ref = server.upload(write_photo(tmp_path / "again.png", seed=11))
     answers = [server.call("classify", [ref, explain]) for explain in (False, True, False, False)]
@@ -385,8 +412,7 @@ def test_identical_uploads_from_many_visitors_at_once_all_succeed(server: AppSer
         outcomes = []
         for _ in range(5):
             try:
-                value, _, _ = client.submit(handle_file(str(path)), False, api_name="/classify").result(
-                    timeout=180)
+                value, _, _ = client.submit(handle_file(str(path)), False, api_name="/classify").result(timeout=180)
                 outcomes.append("ok" if value["label"] in CLASSES else f"odd answer {value}")
             except Exception as exc:  # noqa: BLE001 - counted and shown below
                 outcomes.append(f"{type(exc).__name__}: {exc}")
@@ -442,8 +468,7 @@ def test_overlays_and_uploads_are_deleted_soon_after_their_last_use(run: Path, t
     import httpx
 
     photo_path = write_photo(tmp_path / "private-photo-9d2f.png", seed=14)
-    app = AppServer(run, tmp_path / "srv", "--examples", "0", "--no-cam", "--keep-outputs", "2",
-                    "--keep-uploads", "6")
+    app = AppServer(run, tmp_path / "srv", "--examples", "0", "--no-cam", "--keep-outputs", "2", "--keep-uploads", "6")
     try:
         app.wait_ready()
         (folder,) = app.private_dirs()

@@ -10,8 +10,11 @@ import pytest
 
 from _serving_helpers import CHROMIUM, CLASSES, REAL_DATA, AppServer, chromium_page, make_run, write_photo
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,9 @@ def test_a_non_image_upload_shows_a_friendly_error(server: AppServer, tmp_path: 
         page.locator("#photo input[type=file]").set_input_files(str(bad))
         page.wait_for_timeout(1500)
         page.locator("#check").click()
-        expect(page.get_by_text("not an image we can read").or_(
-            page.get_by_text("upload a photo")).first).to_be_visible(timeout=60_000)
+        expect(
+            page.get_by_text("not an image we can read").or_(page.get_by_text("upload a photo")).first
+        ).to_be_visible(timeout=60_000)
         page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
         expect(page.locator("#note")).not_to_contain_text("confidence")
 

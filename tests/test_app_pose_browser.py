@@ -15,9 +15,13 @@ from _pose_helpers import real_fold
 from _serving_helpers import CHROMIUM, REAL_DATA, AppServer, chromium_page
 from posture.pose import pose_available
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"),
-              pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed"), pytest.mark.real_data]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"),
+    pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed"),
+    pytest.mark.real_data,
+]
 
 
 def _pose_run(tmp: Path) -> Path:

@@ -19,8 +19,15 @@ PREFIX = "posture-app-"
 def _folder_of_a_killed_app(parent: Path) -> Path:
     """A process that made its private folder and died without cleaning up (as after SIGKILL)."""
     code = f"from app.scratch import make_private_dir; print(make_private_dir({PREFIX!r}, {str(parent)!r}))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return Path(out.stdout.strip())
 
 
@@ -50,13 +57,17 @@ def _file(path: Path) -> Path:
 
 def test_the_janitor_keeps_uploads_a_while_shown_images_briefly_and_examples_always(tmp_path: Path) -> None:
     cache = tmp_path / "gradio"
-    upload, overlay, example = (_file(cache / "u1" / "me.png"), _file(cache / "o1" / "image.jpeg"),
-                                _file(cache / "e1" / "example.png"))
+    upload, overlay, example = (
+        _file(cache / "u1" / "me.png"),
+        _file(cache / "o1" / "image.jpeg"),
+        _file(cache / "e1" / "example.png"),
+    )
     unknown = _file(tmp_path / "batch" / "posture-1.csv")  # not told about: kept as long as uploads
     ages = {str(overlay): 30.0, str(example): None}
     deleted: list[str] = []
-    janitor = CacheJanitor([cache, tmp_path / "batch"], policy=lambda: lambda path: ages.get(path, 300.0),
-                           on_delete=deleted.extend)
+    janitor = CacheJanitor(
+        [cache, tmp_path / "batch"], policy=lambda: lambda path: ages.get(path, 300.0), on_delete=deleted.extend
+    )
     now = time.time()
     assert janitor.sweep(now + 10) == []
     assert janitor.sweep(now + 60) == [str(overlay)]

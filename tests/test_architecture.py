@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("posture", "app")
 
@@ -33,7 +31,7 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, l
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against this module's package
                 base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
@@ -48,8 +46,9 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, l
 
 def _import_graph(*packages: str) -> dict[str, set[str]]:
     known = _modules(*packages)
-    return {name: {m for m, _, _ in _imports(name, path, known) if m in known and m != name}
-            for name, path in known.items()}
+    return {
+        name: {m for m, _, _ in _imports(name, path, known) if m in known and m != name} for name, path in known.items()
+    }
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -112,7 +111,9 @@ def test_no_private_name_is_imported_from_another_module() -> None:
             if private or any(part.startswith("_") and not part.startswith("__") for part in module.split(".")[1:]):
                 offences.append(f"{path.relative_to(REPO)}:{line}: {module} {private}")
         if name in product:
-            offences += [f"{path.relative_to(REPO)}:{line}: {what}" for what, line in _private_attributes(name, path, known)]
+            offences += [
+                f"{path.relative_to(REPO)}:{line}: {what}" for what, line in _private_attributes(name, path, known)
+            ]
     assert offences == []
 
 
@@ -124,8 +125,19 @@ def _private_attributes(name: str, path: Path, known: dict[str, Path]) -> list[t
         if isinstance(node, ast.Import):
             aliases.update({a.asname: a.name for a in node.names if a.asname and a.name in known})
         elif isinstance(node, ast.ImportFrom) and node.module:
-            aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names
-                            if f"{node.module}.{a.name}" in known})
-    return [(f"{aliases[node.value.id]}.{node.attr}", node.lineno) for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-            and node.attr.startswith("_") and not node.attr.startswith("__")]
+            aliases.update(
+                {
+                    a.asname or a.name: f"{node.module}.{a.name}"
+                    for a in node.names
+                    if f"{node.module}.{a.name}" in known
+                }
+            )
+    return [
+        (f"{aliases[node.value.id]}.{node.attr}", node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in aliases
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    ]

@@ -50,7 +50,7 @@ def test_content_box_matches_the_letterbox(predictor: Predictor) -> None:
 def test_heatmap_is_a_unit_map(predictor: Predictor) -> None:
     cam = heatmap(predictor, _photo(40, 60), class_index=0)
     assert cam.shape == (40, 60) and cam.dtype == np.float32
-    assert 0.0 <= cam.min() and cam.max() <= 1.0
+    assert cam.min() >= 0.0 and cam.max() <= 1.0
 
 
 def test_leaves_the_serving_model_as_it_was(predictor: Predictor) -> None:
@@ -81,8 +81,9 @@ def test_bad_arguments(predictor: Predictor) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("architecture", ["efficientnet_lite0", "resnet18", "mobilenet_v3_small",
-                                          "classic_cifar_resnet20"])
+@pytest.mark.parametrize(
+    "architecture", ["efficientnet_lite0", "resnet18", "mobilenet_v3_small", "classic_cifar_resnet20"]
+)
 def test_zoo_models_give_a_finite_overlay(architecture: str) -> None:
     """Every family's ``cam_target_layer()`` works with grad-cam (the app explains with any run)."""
     import torch
@@ -93,9 +94,12 @@ def test_zoo_models_give_a_finite_overlay(architecture: str) -> None:
 
     torch.manual_seed(0)
     model = build_model(architecture, 2, pretrained=False)
-    config = {"classes": ["forward_head", "normal"],
-              "preprocessing": Preprocessing(input_size=64, mean=model.preprocessing.mean,
-                                             std=model.preprocessing.std).to_dict()}
+    config = {
+        "classes": ["forward_head", "normal"],
+        "preprocessing": Preprocessing(
+            input_size=64, mean=model.preprocessing.mean, std=model.preprocessing.std
+        ).to_dict(),
+    }
     predictor = Predictor(config, TorchBackend(model), model=model)
     cam = heatmap(predictor, _photo(50, 80), class_index=0)
     assert cam.shape == (50, 80) and np.isfinite(cam).all()

@@ -8,19 +8,30 @@ import pandas as pd
 import pytest
 import torch
 
-from posture.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, find_latest_run, load_checkpoint, read_config,
-                                save_checkpoint, update_config)
+from posture.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    find_latest_run,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+    update_config,
+)
 from posture.cli import UserError
 from posture.transforms import Preprocessing
 
-CONFIG = {"architecture": "tiny", "classes": ["forward_head", "normal"],
-          "preprocessing": Preprocessing(input_size=32).to_dict()}
+CONFIG = {
+    "architecture": "tiny",
+    "classes": ["forward_head", "normal"],
+    "preprocessing": Preprocessing(input_size=32).to_dict(),
+}
 
 
 def test_round_trip(tmp_path) -> None:
     state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.zeros(2)}
-    save_checkpoint(tmp_path / "run", state, CONFIG, metrics={"accuracy": 0.9},
-                    history=pd.DataFrame({"epoch": [1], "loss": [0.5]}))
+    save_checkpoint(
+        tmp_path / "run", state, CONFIG, metrics={"accuracy": 0.9}, history=pd.DataFrame({"epoch": [1], "loss": [0.5]})
+    )
     ckpt = load_checkpoint(tmp_path / "run")
     assert torch.equal(ckpt.state_dict["w"], state["w"])
     assert ckpt.class_names == ["forward_head", "normal"]
@@ -28,8 +39,12 @@ def test_round_trip(tmp_path) -> None:
     assert "torch" in ckpt.config["versions"]
     assert (tmp_path / "run" / "history.csv").is_file()
     # nothing but our files, no temp leftovers
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "history.csv", "metrics.json",
-                                                                     "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.safetensors",
+    ]
 
 
 def test_weights_file_is_not_a_pickle(tmp_path) -> None:

@@ -10,10 +10,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posture.models.classic import (CLASSIC_MODELS, RECIPES, AlexNet, AlexNetTwoTower, GoogLeNetOutputs, Recipe,
-                                    build_classic, copy_grouped_to_two_tower, googlenet_loss,
-                                    load_torchvision_state_dict, make_optimizer, make_scheduler,
-                                    remap_densenet_keys)
+from posture.models.classic import (
+    CLASSIC_MODELS,
+    RECIPES,
+    AlexNet,
+    AlexNetTwoTower,
+    GoogLeNetOutputs,
+    Recipe,
+    build_classic,
+    copy_grouped_to_two_tower,
+    googlenet_loss,
+    load_torchvision_state_dict,
+    make_optimizer,
+    make_scheduler,
+    remap_densenet_keys,
+)
 from posture.models.classic.alexnet import GroupedLocalResponseNorm
 
 # name -> (num_classes, parameter count). Published figures where the papers / torchvision give one;
@@ -47,8 +58,9 @@ def test_every_registered_model_has_a_published_count() -> None:
 HEAVY = {"classic_vgg16", "classic_vgg16_bn", "classic_densenet121", "classic_resnet50", "classic_googlenet"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
-                                  for n in sorted(CLASSIC_MODELS)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in sorted(CLASSIC_MODELS)]
+)
 def test_classic_model_builds_trains_and_has_published_size(name: str) -> None:
     torch.manual_seed(0)
     spec = CLASSIC_MODELS[name]
@@ -93,9 +105,16 @@ def _torchvision(name: str) -> nn.Module:
     return getattr(torchvision.models, name)(weights=None)
 
 
-@pytest.mark.parametrize("name", ["classic_resnet18", "classic_resnet50", "classic_densenet121",
-                                  pytest.param("classic_vgg16", marks=pytest.mark.slow),
-                                  pytest.param("classic_vgg16_bn", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "classic_resnet18",
+        "classic_resnet50",
+        "classic_densenet121",
+        pytest.param("classic_vgg16", marks=pytest.mark.slow),
+        pytest.param("classic_vgg16_bn", marks=pytest.mark.slow),
+    ],
+)
 def test_loads_torchvision_state_dict_strictly_and_matches_outputs(name: str) -> None:
     reference = _torchvision(CLASSIC_MODELS[name].torchvision_equivalent).eval()
     model = build_classic(name, 1000).eval()
@@ -107,8 +126,10 @@ def test_loads_torchvision_state_dict_strictly_and_matches_outputs(name: str) ->
 
 def test_densenet_old_style_checkpoint_keys_are_remapped() -> None:
     reference = _torchvision("densenet121").eval()
-    old_style = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2.") if "denselayer" in k else k: v
-                 for k, v in reference.state_dict().items()}
+    old_style = {
+        k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2.") if "denselayer" in k else k: v
+        for k, v in reference.state_dict().items()
+    }
     assert any(".norm.1." in k for k in old_style)
     model = build_classic("classic_densenet121", 1000).eval()
     load_torchvision_state_dict(model, old_style, strict=True)
@@ -181,7 +202,7 @@ def test_alexnet_lrn_uses_the_papers_alpha_and_stays_within_groups() -> None:
     a = torch.randn(1, 8, 3, 3, generator=torch.Generator().manual_seed(7)) * 30
     n, alpha, beta, k = 5, 1e-4, 0.75, 2.0
     padded = F.pad(a.pow(2), (0, 0, 0, 0, n // 2, n // 2))
-    window = torch.stack([padded[:, i:i + a.shape[1]] for i in range(n)]).sum(0)
+    window = torch.stack([padded[:, i : i + a.shape[1]] for i in range(n)]).sum(0)
     paper = a / (k + alpha * window).pow(beta)  # Krizhevsky et al. 2012, section 3.3
     torch.testing.assert_close(GroupedLocalResponseNorm()(a), paper)
     halves = GroupedLocalResponseNorm(groups=2)(a)

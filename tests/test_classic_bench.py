@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+
 def _load_bench():  # type: ignore[no-untyped-def]
     """The benchmark as the package module ``python -m bench.classic`` runs (bench/ is a package)."""
     return importlib.import_module("bench.classic")
@@ -25,7 +26,7 @@ def _tiny_dataset(root: Path, per_split: dict[str, int]) -> Path:
             label = ("forward_head", "normal")[i % 2]
             img = rng.integers(0, 60, (40, 48, 3), dtype=np.uint8)
             y0 = 4 if label == "forward_head" else 24
-            img[y0:y0 + 12, 10:30] = 230
+            img[y0 : y0 + 12, 10:30] = 230
             rel = f"images/{split}_{i}.png"
             (root / "images").mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(root / rel)
@@ -39,8 +40,9 @@ def test_bench_trains_from_scratch_and_writes_results(tmp_path: Path) -> None:
     bench = _load_bench()
     data = _tiny_dataset(tmp_path / "data", {"train": 8, "val": 4, "test": 4})
     out = tmp_path / "results"
-    cfg = bench.BenchConfig(data=data, models=["classic_lenet5", "classic_cifar_resnet20"], epochs=1,
-                            batch_size=4, baselines=False, out=out)
+    cfg = bench.BenchConfig(
+        data=data, models=["classic_lenet5", "classic_cifar_resnet20"], epochs=1, batch_size=4, baselines=False, out=out
+    )
     payload = bench.run_bench(cfg)
     saved = json.loads((out / "classic.json").read_text())
     assert [r["model"] for r in saved["results"]] == ["classic_lenet5", "classic_cifar_resnet20"]

@@ -35,8 +35,16 @@ def test_device_auto_and_errors(monkeypatch) -> None:
     assert resolve_device("auto").type == "cuda"
 
 
-@pytest.mark.parametrize("text, expected", [("Turtle-Neck", "forward_head"), ("FHP", "forward_head"),
-                                             ("good posture", "normal"), ("Upright", "normal"), ("cat", None)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Turtle-Neck", "forward_head"),
+        ("FHP", "forward_head"),
+        ("good posture", "normal"),
+        ("Upright", "normal"),
+        ("cat", None),
+    ],
+)
 def test_label_aliases(text, expected) -> None:
     assert resolve_label(text) == expected
 
@@ -67,20 +75,45 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_options_come_from_the_dataclass_fields_with_their_help_and_defaults() -> None:
     text = _parser().format_help()
-    for flag, help_text in (("--out", "where to write"), ("-o", "where to write"), ("--n", "how many (default: 3)"),
-                            ("--scale", "a factor (default: the model's)"), ("--size", "MIN MAX (default: 4 8)"),
-                            ("--tags", "a tag"), ("--mode {a,b}", "which way (default: a)"),
-                            ("--force", "do it anyway"), ("--no-progress", "no progress bar"), ("src", "where to read")):
+    for flag, help_text in (
+        ("--out", "where to write"),
+        ("-o", "where to write"),
+        ("--n", "how many (default: 3)"),
+        ("--scale", "a factor (default: the model's)"),
+        ("--size", "MIN MAX (default: 4 8)"),
+        ("--tags", "a tag"),
+        ("--mode {a,b}", "which way (default: a)"),
+        ("--force", "do it anyway"),
+        ("--no-progress", "no progress bar"),
+        ("src", "where to read"),
+    ):
         assert flag in text and help_text in " ".join(text.split()), flag
     assert "--internal" not in text
 
 
 def test_parsed_options_make_the_config_and_its_validation_is_one_error_line(caplog) -> None:
-    args = _parser().parse_args(["in", "-o", "out", "--size", "5", "6", "--tags", "x", "--tags", "y", "--force",
-                                 "--no-progress", "--scale", "0.5"])
+    args = _parser().parse_args(
+        [
+            "in",
+            "-o",
+            "out",
+            "--size",
+            "5",
+            "6",
+            "--tags",
+            "x",
+            "--tags",
+            "y",
+            "--force",
+            "--no-progress",
+            "--scale",
+            "0.5",
+        ]
+    )
     cfg = config_from_args(_Example, args)
-    assert cfg == _Example(src=Path("in"), out=Path("out"), size=(5, 6), tags=("x", "y"), force=True, progress=False,
-                           scale=0.5)
+    assert cfg == _Example(
+        src=Path("in"), out=Path("out"), size=(5, 6), tags=("x", "y"), force=True, progress=False, scale=0.5
+    )
     assert config_from_args(_Example, _parser().parse_args(["in", "-o", "o"]), n=2).n == 2
 
     def main(argv):
@@ -94,9 +127,15 @@ def test_parsed_options_make_the_config_and_its_validation_is_one_error_line(cap
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("module, config", [("posture.finetune", "FinetuneConfig"), ("posture.ingest.__main__",
-                                                                                     "IngestConfig"),
-                                            ("posture.predict", "PredictConfig"), ("posture.export", "ExportConfig")])
+@pytest.mark.parametrize(
+    "module, config",
+    [
+        ("posture.finetune", "FinetuneConfig"),
+        ("posture.ingest.__main__", "IngestConfig"),
+        ("posture.predict", "PredictConfig"),
+        ("posture.export", "ExportConfig"),
+    ],
+)
 def test_every_command_documents_every_option_of_its_config(module: str, config: str) -> None:
     mod = importlib.import_module(module)
     text = " ".join(mod.build_parser().format_help().split())

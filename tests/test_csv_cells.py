@@ -12,13 +12,32 @@ from posture.csvcells import neutralise, read_csv, restore
 from posture.fileio import atomic_write_csv
 from posture.labelstore import LabelRecord, LabelStore, read_records
 
-AWKWARD = ["plain", "=1+1", "+SUM(A1)", "-2", "@cmd", "'quoted", "'=already", "''", "'", "\tTAB", "a\rb", "c\nd",
-           "e\r\nf", "\r", 'quote "x"', "comma, here", "ünïcode", ""]
+AWKWARD = [
+    "plain",
+    "=1+1",
+    "+SUM(A1)",
+    "-2",
+    "@cmd",
+    "'quoted",
+    "'=already",
+    "''",
+    "'",
+    "\tTAB",
+    "a\rb",
+    "c\nd",
+    "e\r\nf",
+    "\r",
+    'quote "x"',
+    "comma, here",
+    "ünïcode",
+    "",
+]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _risky_text_cells(path: Path) -> list[str]:
     """Cells a spreadsheet would run as a formula (numbers such as -5.0 are just numbers)."""
+
     def number(cell: str) -> bool:
         try:
             float(cell)
@@ -46,7 +65,7 @@ def test_atomic_write_csv_round_trips_awkward_text_and_keeps_numbers(tmp_path):
     assert not _risky_text_cells(tmp_path / "t.csv")
 
 
-@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\").jpg", "+1.jpg", "-a.jpg", "@b.jpg", "'c.jpg", "'=d.jpg"])
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x").jpg', "+1.jpg", "-a.jpg", "@b.jpg", "'c.jpg", "'=d.jpg"])
 def test_label_csv_neutralises_formula_names_and_reads_them_back(tmp_path, name):
     path = tmp_path / "labels.csv"
     with LabelStore(path) as store:

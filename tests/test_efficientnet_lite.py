@@ -39,7 +39,7 @@ def test_package_tensors_map_onto_timm_in_order_count_and_shape(package_state):
     assert len(package_state) == len(timm_state)
     mapped = el.map_package_state_dict(package_state, timm_state)
     assert list(mapped) == list(timm_state)  # timm's order, every key once
-    for (pkey, pval), (tkey, tval) in zip(package_state.items(), timm_state.items()):
+    for (pkey, pval), (tkey, tval) in zip(package_state.items(), timm_state.items(), strict=True):
         assert pval.shape == tval.shape, (pkey, tkey)
         assert mapped[tkey] is pval
     # Spot-check that the names line up semantically, not just by shape.
@@ -63,8 +63,9 @@ def _top1(model: torch.nn.Module, name: str, image: np.ndarray) -> str:
     from PIL import Image
 
     pre = get_preprocessing(name)
-    transform = timm.data.create_transform(input_size=pre.input_size, interpolation=pre.interpolation,
-                                           mean=pre.mean, std=pre.std, crop_pct=0.875)
+    transform = timm.data.create_transform(
+        input_size=pre.input_size, interpolation=pre.interpolation, mean=pre.mean, std=pre.std, crop_pct=0.875
+    )
     x = transform(Image.fromarray(image))
     with torch.no_grad():
         idx = int(model(x.unsqueeze(0)).argmax(1))

@@ -17,8 +17,18 @@ from posture.cli import run_main
 from posture.evaluate import main
 from posture.predict import Predictor
 
-EVAL_FILES = ["report.json", "predictions.csv", "confusion_matrix.csv", "confusion_matrix.png", "roc_curve.png",
-              "pr_curve.png", "reliability.png", "top_losses.png", "by_subject.csv", "by_source.csv"]
+EVAL_FILES = [
+    "report.json",
+    "predictions.csv",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "roc_curve.png",
+    "pr_curve.png",
+    "reliability.png",
+    "top_losses.png",
+    "by_subject.csv",
+    "by_source.csv",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +42,21 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]
 
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        assert run_main(calibrate_main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:0.9",
-                                         "-q"]) == 0
+        assert (
+            run_main(calibrate_main, ["--run", str(run), "--data", str(data), "--threshold-policy", "recall:0.9", "-q"])
+            == 0
+        )
         calibrated = (run / "config.json").read_bytes()
         code = run_main(main, ["--run", str(run), "--data", str(data), "--top-k", "3", "-q"])
     assert code == 0
-    return {"root": root, "data": data, "run": run, "eval": run / "eval", "stdout": stdout.getvalue(),
-            "config_after_calibrate": calibrated}
+    return {
+        "root": root,
+        "data": data,
+        "run": run,
+        "eval": run / "eval",
+        "stdout": stdout.getvalue(),
+        "config_after_calibrate": calibrated,
+    }
 
 
 @pytest.mark.slow
@@ -64,7 +82,8 @@ def test_confusion_csv_agrees_with_predictions(evaluated) -> None:
     predictions = pd.read_csv(evaluated["eval"] / "predictions.csv")
     confusion = pd.read_csv(evaluated["eval"] / "confusion_matrix.csv").set_index("true_label")
     crosstab = pd.crosstab(predictions["label"], predictions["predicted"]).reindex(
-        index=CLASSES, columns=CLASSES, fill_value=0)
+        index=CLASSES, columns=CLASSES, fill_value=0
+    )
     np.testing.assert_array_equal(confusion[CLASSES].to_numpy(), crosstab.to_numpy())
     np.testing.assert_allclose(confusion[[f"rate_{c}" for c in CLASSES]].sum(axis=1), 1.0)
     report = json.loads((evaluated["eval"] / "report.json").read_text())
@@ -133,8 +152,12 @@ def test_compare_writes_a_markdown_table(evaluated, capsys) -> None:
     out = evaluated["root"] / "compare.md"
     other = evaluated["root"] / "run_copy"
     shutil.copytree(evaluated["run"], other)
-    assert run_main(main, ["--compare", str(evaluated["run"]), str(other), "--out", str(out),
-                           "--latency-images", "2", "-q"]) == 0
+    assert (
+        run_main(
+            main, ["--compare", str(evaluated["run"]), str(other), "--out", str(out), "--latency-images", "2", "-q"]
+        )
+        == 0
+    )
     table = out.read_text()
     lines = [line for line in table.splitlines() if line.startswith("|")]
     assert len(lines) == 4 and "latency" in lines[0] and "classic_lenet5" in lines[2]
@@ -169,8 +192,26 @@ def test_user_mistakes_exit_2(tmp_path: Path) -> None:
     # the rows the calibration was fitted on are refused, unless scored without it
     assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "val"]) == 2
     assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "all"]) == 2
-    assert run_main(main, ["--run", str(run), "--data", str(data), "--split", "val", "--calibration", "none",
-                           "--no-gradcam", "--top-k", "0", "-q"]) == 0
+    assert (
+        run_main(
+            main,
+            [
+                "--run",
+                str(run),
+                "--data",
+                str(data),
+                "--split",
+                "val",
+                "--calibration",
+                "none",
+                "--no-gradcam",
+                "--top-k",
+                "0",
+                "-q",
+            ],
+        )
+        == 0
+    )
 
 
 def test_with_calibration_is_a_new_predictor(tmp_path: Path) -> None:
@@ -204,8 +245,24 @@ def test_class_folder_tree_keeps_the_stored_calibration(tmp_path: Path) -> None:
 
     stored = {"temperature": 2.0, "threshold": 0.3, "positive_class": "forward_head", "policy": "f1"}
     update_config(run, calibration=stored)
-    assert run_main(main, ["--run", str(run), "--data", str(data), "--out", str(tmp_path / "out"),
-                           "--no-gradcam", "--top-k", "2", "-q"]) == 0
+    assert (
+        run_main(
+            main,
+            [
+                "--run",
+                str(run),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "out"),
+                "--no-gradcam",
+                "--top-k",
+                "2",
+                "-q",
+            ],
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n"] == 4 and report["split"] == "(all rows)"
     assert report["calibration"]["mode"] == "keep" and report["calibration"]["temperature"] == 2.0

@@ -41,8 +41,14 @@ def test_subject_bootstrap_resamples_people_not_photos() -> None:
     one = pd.DataFrame({"path": list("abcd"), "subject": "p", "label": ["x", "y"] * 2, "predicted": ["x"] * 4})
     assert bench.subject_bootstrap(one, 100) == {"accuracy": None, "balanced_accuracy": None, "subjects": 1}
     # one person always right, one always wrong: resampling people swings accuracy from 0 to 1
-    two = pd.DataFrame({"path": list("abcd"), "subject": ["r", "r", "w", "w"], "label": ["x", "y"] * 2,
-                        "predicted": ["x", "y", "y", "x"]})
+    two = pd.DataFrame(
+        {
+            "path": list("abcd"),
+            "subject": ["r", "r", "w", "w"],
+            "label": ["x", "y"] * 2,
+            "predicted": ["x", "y", "y", "x"],
+        }
+    )
     boot = bench.subject_bootstrap(two, 400)
     assert boot["subjects"] == 2 and boot["accuracy"] == [0.0, 1.0]
     assert bench.balanced_accuracy(two) == 0.5

@@ -52,8 +52,9 @@ def test_auto_backend_picks_the_export(exported: Path) -> None:
     assert Predictor.from_run(exported).backend_name == "onnx"
 
 
-def test_parity_failure_exits_1_and_leaves_no_model_onnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_parity_failure_exits_1_and_leaves_no_model_onnx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A graph that computes something else (here: a perturbed copy of the model) must not be kept,
     and an older export must not survive to answer for these weights either."""
     run = make_run(tmp_path / "run")
@@ -76,8 +77,9 @@ def test_parity_failure_exits_1_and_leaves_no_model_onnx(tmp_path: Path, monkeyp
     assert not (run / ONNX_NAME).exists() and not list(run.glob(".model.onnx*"))
 
 
-def test_cli_exports_with_given_images_and_reports_the_difference(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exports_with_given_images_and_reports_the_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = make_run(tmp_path / "run")
     for i in range(2):
         write_photo(tmp_path / "imgs" / f"{i}.png", seed=i)
@@ -88,8 +90,9 @@ def test_cli_exports_with_given_images_and_reports_the_difference(tmp_path: Path
     assert run_main(main, ["--run", str(tmp_path / "missing")]) == 2
 
 
-def test_an_exporter_crash_is_one_error_line_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_exporter_crash_is_one_error_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = make_run(tmp_path / "run")
 
     def unsupported(*args: object) -> None:

@@ -48,8 +48,9 @@ def test_onnx_runtime_features_match_torch(dataset, backbone, tmp_path: Path) ->
     assert cache.onnx_path(_spec()).is_file()  # exported once, kept beside the features
 
 
-def test_a_broken_onnx_export_falls_back_to_torch(dataset, backbone, monkeypatch: pytest.MonkeyPatch,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_onnx_export_falls_back_to_torch(
+    dataset, backbone, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     root, frame = dataset
 
     def boom(*args, **kwargs):

@@ -42,8 +42,9 @@ def test_not_a_dataset(tmp_path: Path) -> None:
 
 
 def test_an_unknown_model_name_suggests_close_ones(dataset: Path, tmp_path: Path) -> None:
-    _fails(small_config(dataset, tmp_path / "out", tmp_path / "cache", model="resnt18", **FAST),
-           "did you mean.*resnet18")
+    _fails(
+        small_config(dataset, tmp_path / "out", tmp_path / "cache", model="resnt18", **FAST), "did you mean.*resnet18"
+    )
 
 
 def test_missing_weights_offline_say_what_to_do(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,13 +53,21 @@ def test_missing_weights_offline_say_what_to_do(dataset: Path, tmp_path: Path, m
 
 
 def test_a_missing_weights_file(dataset: Path, tmp_path: Path) -> None:
-    _fails(small_config(dataset, tmp_path / "out", tmp_path / "cache", weights=str(tmp_path / "nope.pth"), **FAST),
-           "does not exist")
+    _fails(
+        small_config(dataset, tmp_path / "out", tmp_path / "cache", weights=str(tmp_path / "nope.pth"), **FAST),
+        "does not exist",
+    )
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("unfreeze", "some", "--unfreeze"), ("recipe", "adam_paper", "unknown recipe"), ("epochs", 0, "--epochs"),
-    ("extract_backend", "tensorrt", "--extract-backend")])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("unfreeze", "some", "--unfreeze"),
+        ("recipe", "adam_paper", "unknown recipe"),
+        ("epochs", 0, "--epochs"),
+        ("extract_backend", "tensorrt", "--extract-backend"),
+    ],
+)
 def test_bad_options(dataset: Path, tmp_path: Path, field: str, value: object, match: str) -> None:
     """Refused when the configuration is made, before any folder exists."""
     with pytest.raises(UserError, match=match):
@@ -66,8 +75,9 @@ def test_bad_options(dataset: Path, tmp_path: Path, field: str, value: object, m
     assert not (tmp_path / "out").exists()
 
 
-def test_a_corrupt_image_in_the_manifest_is_skipped_with_a_warning(tmp_path: Path,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_corrupt_image_in_the_manifest_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     ds = make_dataset(tmp_path / "ds", per_class={"train": 6, "val": 3, "test": 3})
     victim = ds / "images" / "train_normal_002.png"
     victim.write_bytes(victim.read_bytes()[:60])  # truncated upload
@@ -104,10 +114,23 @@ def test_an_interrupted_run_needs_resume_with_the_same_options(dataset: Path, tm
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_the_cli_prints_one_error_line_not_a_traceback(dataset: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_main(main, ["--data", str(dataset), "--out", str(tmp_path / "out"), "--model", "resnt18",
-                           "--weights", "none", "--no-progress"])
+def test_the_cli_prints_one_error_line_not_a_traceback(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_main(
+        main,
+        [
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            "resnt18",
+            "--weights",
+            "none",
+            "--no-progress",
+        ],
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "Traceback" not in err

@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from _finetune_helpers import make_dataset, small_config
 from posture.finetune import run_finetune
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,14 +28,54 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     single = run_finetune(small_config(data, tmp_path / "single", cache, epochs=6, lr=1e-2))
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "posture.finetune", "--data", str(data), "--out", str(out), "--model", "resnet18",
-           "--weights", "none", "--image-size", "32", "--epochs", "6", "--batch-size", "8", "--workers", "0",
-           "--aug-views", "1", "--patience", "0", "--head-hidden", "0", "--head-dropout", "0", "--lr", "1e-2",
-           "--cache-dir", str(tmp_path / "ddp-cache"),
-           "--extract-backend", "torch", "--device", "cpu", "--no-progress", "-q"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "posture.finetune",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--aug-views",
+        "1",
+        "--patience",
+        "0",
+        "--head-hidden",
+        "0",
+        "--head-dropout",
+        "0",
+        "--lr",
+        "1e-2",
+        "--cache-dir",
+        str(tmp_path / "ddp-cache"),
+        "--extract-backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "-q",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run:") == 1  # only rank 0 reports
@@ -48,8 +92,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert not (out / ".resume").exists()
 
 
-
-def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) -> "torch.Tensor":
+def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     import pandas as pd
     import torch
     from torch import nn
@@ -59,11 +102,22 @@ def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) 
 
     torch.manual_seed(0)
     backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
-    spec = FeatureSpec(arch="tiny", weights_fingerprint="seed0", preprocessing=Preprocessing(input_size=32),
-                       aug_views=1)
+    spec = FeatureSpec(
+        arch="tiny", weights_fingerprint="seed0", preprocessing=Preprocessing(input_size=32), aug_views=1
+    )
     frame = pd.read_csv(Path(data) / "manifest.csv")
-    return extract_features(backbone, data, frame, spec, cache=FeatureCache(cache), backend="torch", rank=rank,
-                            world_size=world_size, num_features=4, progress=False).features
+    return extract_features(
+        backbone,
+        data,
+        frame,
+        spec,
+        cache=FeatureCache(cache),
+        backend="torch",
+        rank=rank,
+        world_size=world_size,
+        num_features=4,
+        progress=False,
+    ).features
 
 
 def _extract_on_rank(rank: int, world_size: int, init_file: str, data: str, cache: str, out: str) -> None:
@@ -94,8 +148,13 @@ def test_ranks_agree_on_pending_images_when_one_starts_late(tmp_path: Path) -> N
     data = str(make_dataset(tmp_path / "ds", per_class={"train": 6}, size=32))
     truth = _tiny_extraction(data, str(tmp_path / "single-cache"))
     out = str(tmp_path / "features-{rank}.pt")
-    mp.start_processes(_extract_on_rank, args=(2, str(tmp_path / "init"), data, str(tmp_path / "cache"), out),
-                       nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(
+        _extract_on_rank,
+        args=(2, str(tmp_path / "init"), data, str(tmp_path / "cache"), out),
+        nprocs=2,
+        join=True,
+        start_method="spawn",
+    )
     for rank in range(2):
         assert torch.allclose(torch.load(out.format(rank=rank), weights_only=True), truth, atol=1e-6)
 
@@ -115,8 +174,15 @@ def _landmarks_on_rank(rank: int, world_size: int, init_file: str, data: str, ca
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         paths, shas = frame_paths(Path(data), pd.read_csv(Path(data) / "manifest.csv"))
-        marks = detect_landmarks(paths, shas, FeatureCache(cache) if cache else None, detector=FakeDetector(),
-                                 progress=False, rank=rank, world_size=world_size)
+        marks = detect_landmarks(
+            paths,
+            shas,
+            FeatureCache(cache) if cache else None,
+            detector=FakeDetector(),
+            progress=False,
+            rank=rank,
+            world_size=world_size,
+        )
         np.savez(out.format(rank=rank), landmarks=np.stack(marks.landmarks), computed=marks.computed)
     finally:
         dist.destroy_process_group()
@@ -138,9 +204,13 @@ def test_ranks_share_the_landmark_stage(tmp_path: Path, cached: bool) -> None:
     paths, shas = frame_paths(data, pd.read_csv(data / "manifest.csv"))
     truth = detect_landmarks(paths, shas, None, detector=FakeDetector(), progress=False)
     out = str(tmp_path / "marks-{rank}.npz")
-    mp.start_processes(_landmarks_on_rank, args=(2, str(tmp_path / "init"), str(data),
-                                                 str(tmp_path / "cache") if cached else None, out),
-                       nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(
+        _landmarks_on_rank,
+        args=(2, str(tmp_path / "init"), str(data), str(tmp_path / "cache") if cached else None, out),
+        nprocs=2,
+        join=True,
+        start_method="spawn",
+    )
     for rank in range(2):
         marks = np.load(out.format(rank=rank))
         assert int(marks["computed"]) == len(paths)  # the ranks' shares add up to every photo, each once

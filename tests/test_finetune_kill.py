@@ -18,18 +18,54 @@ import pytest
 from safetensors.torch import load_file
 
 from _finetune_helpers import make_dataset
-
 from posture.training.resume import read_meta
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _command(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "posture.finetune", "--data", str(data), "--out", str(out), "--model", "resnet18",
-            "--weights", "none", "--epochs", "40", "--batch-size", "8", "--image-size", "32", "--workers", "0",
-            "--aug-views", "1", "--patience", "0", "--head-hidden", "0", "--head-dropout", "0", "--lr", "1e-3",
-            "--seed", "0", "--cache-dir", str(cache), "--extract-backend", "torch", "--device", "cpu",
-            "--no-progress", "-q", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "posture.finetune",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--epochs",
+        "40",
+        "--batch-size",
+        "8",
+        "--image-size",
+        "32",
+        "--workers",
+        "0",
+        "--aug-views",
+        "1",
+        "--patience",
+        "0",
+        "--head-hidden",
+        "0",
+        "--head-dropout",
+        "0",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "0",
+        "--cache-dir",
+        str(cache),
+        "--extract-backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "-q",
+        *extra,
+    ]
 
 
 def _saved_epoch(out: Path) -> int:
@@ -85,7 +121,8 @@ def test_sigkill_then_resume_equals_uninterrupted(uninterrupted: tuple[Path, Pat
 @pytest.mark.slow
 @pytest.mark.parametrize(("nth", "when"), [(1, "before"), (3, "after"), (4, "before"), (6, "after")])
 def test_sigkill_around_a_resume_state_rename_then_resume_equals_uninterrupted(
-        uninterrupted: tuple[Path, Path, Path], tmp_path: Path, nth: int, when: str) -> None:
+    uninterrupted: tuple[Path, Path, Path], tmp_path: Path, nth: int, when: str
+) -> None:
     """Killed just before / after the n-th rename into .resume/ (for a two-file state, some of
     these fall between the tensors and the metadata of one epoch)."""
     data, cache, whole = uninterrupted

@@ -74,8 +74,9 @@ def test_run_writes_a_loadable_checkpoint(baseline: tuple[Path, dict, Path]) -> 
     assert {k.split(".")[0] for k in ckpt.state_dict} == {"backbone", "head"}
 
 
-def test_same_seed_same_result_and_the_cache_is_reused(dataset: Path, baseline: tuple[Path, dict, Path],
-                                                       tmp_path: Path) -> None:
+def test_same_seed_same_result_and_the_cache_is_reused(
+    dataset: Path, baseline: tuple[Path, dict, Path], tmp_path: Path
+) -> None:
     run, metrics, cache = baseline
     assert metrics["extraction"]["computed"] == 24 * 2 + 24 * 1  # 24 train images x 2 views; 24 val+test images x 1
     again = run_finetune(small_config(dataset, tmp_path / "again", cache))
@@ -85,23 +86,26 @@ def test_same_seed_same_result_and_the_cache_is_reused(dataset: Path, baseline: 
     assert _same_weights(run, tmp_path / "again")
 
 
-def test_a_fresh_cache_gives_the_same_features(dataset: Path, baseline: tuple[Path, dict, Path],
-                                              tmp_path: Path) -> None:
+def test_a_fresh_cache_gives_the_same_features(
+    dataset: Path, baseline: tuple[Path, dict, Path], tmp_path: Path
+) -> None:
     _, metrics, _ = baseline
     fresh = run_finetune(small_config(dataset, tmp_path / "fresh", tmp_path / "other-cache"))
     assert fresh["extraction"]["computed"] == metrics["extraction"]["computed"]
     assert _results(fresh) == _results(metrics)
 
 
-def test_a_different_seed_trains_a_different_head(dataset: Path, baseline: tuple[Path, dict, Path],
-                                                  tmp_path: Path) -> None:
+def test_a_different_seed_trains_a_different_head(
+    dataset: Path, baseline: tuple[Path, dict, Path], tmp_path: Path
+) -> None:
     run, _, cache = baseline
     run_finetune(small_config(dataset, tmp_path / "seed1", cache, seed=1))
     assert not _same_weights(run, tmp_path / "seed1")
 
 
-def test_resume_after_a_crash_matches_the_uninterrupted_run(dataset: Path, baseline: tuple[Path, dict, Path],
-                                                            tmp_path: Path) -> None:
+def test_resume_after_a_crash_matches_the_uninterrupted_run(
+    dataset: Path, baseline: tuple[Path, dict, Path], tmp_path: Path
+) -> None:
     run, metrics, cache = baseline
     out = tmp_path / "crashy"
     with pytest.raises(InjectedFailure):
@@ -143,10 +147,18 @@ def test_unfreeze_trains_only_the_last_stages_with_frozen_batchnorm(dataset: Pat
     start = {k: v.clone() for k, v in model.state_dict().items()}
     train = ManifestDataset(dataset, "train")
     val = ManifestDataset(dataset, "val", build_eval_transform(model.preprocessing))
-    spec = PhaseSpec(optim=OptimSpec(lr=1e-2), epochs=1, batch_size=12, seed=0, workers=0, device=torch.device("cpu"),
-                     dist=DistInfo())
-    phase = ImagePhase(model, spec, train_ds=train, val_ds=val, num_classes=2, unfreeze=1, lr_decay=0.1,
-                       aug_strength=1.0)
+    spec = PhaseSpec(
+        optim=OptimSpec(lr=1e-2),
+        epochs=1,
+        batch_size=12,
+        seed=0,
+        workers=0,
+        device=torch.device("cpu"),
+        dist=DistInfo(),
+    )
+    phase = ImagePhase(
+        model, spec, train_ds=train, val_ds=val, num_classes=2, unfreeze=1, lr_decay=0.1, aug_strength=1.0
+    )
     lrs = sorted({g["lr"] for g in phase.optimizer.param_groups})
     assert lrs == pytest.approx([1e-3, 1e-2])  # last stage at lr*decay, head at lr
     phase.train_epoch(1)
@@ -158,8 +170,7 @@ def test_unfreeze_trains_only_the_last_stages_with_frozen_batchnorm(dataset: Pat
 
 
 def test_recipe_trains_with_the_papers_sgd(dataset: Path, tmp_path: Path) -> None:
-    metrics = run_finetune(small_config(dataset, tmp_path / "sgd", tmp_path / "cache", recipe="resnet_paper",
-                                        epochs=4))
+    metrics = run_finetune(small_config(dataset, tmp_path / "sgd", tmp_path / "cache", recipe="resnet_paper", epochs=4))
     config = json.loads((tmp_path / "sgd" / "config.json").read_text())
     assert config["training"]["recipe"] == "resnet_paper"
     assert metrics["epochs_run"] == 4
@@ -167,9 +178,32 @@ def test_recipe_trains_with_the_papers_sgd(dataset: Path, tmp_path: Path) -> Non
 
 @pytest.mark.usefixtures("restore_logging")
 def test_cli_trains_and_prints_a_summary(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--data", str(dataset), "--out", str(tmp_path / "cli"), "--model", "resnet18", "--weights", "none",
-                 "--image-size", "32", "--epochs", "3", "--workers", "0", "--aug-views", "0", "--cache-dir",
-                 str(tmp_path / "cache"), "--extract-backend", "torch", "--no-progress", "-q"])
+    code = main(
+        [
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "cli"),
+            "--model",
+            "resnet18",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--epochs",
+            "3",
+            "--workers",
+            "0",
+            "--aug-views",
+            "0",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--extract-backend",
+            "torch",
+            "--no-progress",
+            "-q",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "test" in out and "balanced accuracy" in out

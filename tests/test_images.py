@@ -45,10 +45,13 @@ def test_sixteen_bit_keeps_its_range() -> None:
     assert out.min() == 0 and out.max() == 255
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (b"", "empty_file"),
-    (b"this is a text file, not a photo", "not_an_image"),
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"", "empty_file"),
+        (b"this is a text file, not a photo", "not_an_image"),
+    ],
+)
 def test_bad_bytes_have_reasons(payload: bytes, reason: str) -> None:
     with pytest.raises(ImageDecodeError) as info:
         open_rgb(payload)

@@ -10,14 +10,14 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from PIL import Image
 
+from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from posture.ingest.report import REASONS
 
 
 def _rejected(result) -> dict[str, str]:
-    return dict(zip(result.rejected["path"], result.rejected["reason"]))
+    return dict(zip(result.rejected["path"], result.rejected["reason"], strict=True))
 
 
 @pytest.fixture()
@@ -95,10 +95,12 @@ def test_csv_rows_naming_missing_or_outside_files_are_rejected(tmp_path):
     save(photo(0), src / "a.jpg")
     save(photo(1), src / "b.jpg")
     save(photo(2), tmp_path / "secret.jpg")
-    pd.DataFrame({"filename": ["a.jpg", "b.jpg", "gone.jpg", "../secret.jpg", str(tmp_path / "secret.jpg"),
-                               "c.jpg"],
-                  "label": ["normal", "forward_head", "normal", "normal", "normal", "sideways"]}
-                 ).to_csv(src / "labels.csv", index=False)
+    pd.DataFrame(
+        {
+            "filename": ["a.jpg", "b.jpg", "gone.jpg", "../secret.jpg", str(tmp_path / "secret.jpg"), "c.jpg"],
+            "label": ["normal", "forward_head", "normal", "normal", "normal", "sideways"],
+        }
+    ).to_csv(src / "labels.csv", index=False)
     save(photo(3), src / "c.jpg")
     result = run(src, tmp_path / "out")
     got = _rejected(result)
@@ -134,8 +136,13 @@ def test_unusual_image_modes_are_decoded_to_rgb(tmp_path):
     deep = (np.asarray(photo(12, (160, 100)).convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
     save(Image.fromarray(deep), src / "deep16.png")  # mode I;16
 
-    for name, mode in [("gray.png", "L"), ("palette.png", "P"), ("alpha.png", "RGBA"), ("cmyk.jpg", "CMYK"),
-                       ("deep16.png", "I;16")]:
+    for name, mode in [
+        ("gray.png", "L"),
+        ("palette.png", "P"),
+        ("alpha.png", "RGBA"),
+        ("cmyk.jpg", "CMYK"),
+        ("deep16.png", "I;16"),
+    ]:
         with Image.open(src / name) as img:
             assert img.mode == mode, name  # the fixtures really are the awkward kinds
 
@@ -165,8 +172,10 @@ def test_large_images_are_downscaled_to_max_side(tmp_path):
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares ``width x height`` pixels in a few bytes: a decompression bomb's calling card."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from PIL import Image
 
+from _ingest_helpers import class_tree, jpeg_bytes, photo, run, save
 from posture.ingest.dedup import HashedImage, find_duplicates
 
 
 def _dups(result) -> dict[str, tuple[str, str]]:
     frame = result.rejected[result.rejected["reason"].str.startswith("duplicate_of:")]
-    return {p: (r.split(":", 1)[1], d) for p, r, d in zip(frame["path"], frame["reason"], frame["detail"])}
+    return {p: (r.split(":", 1)[1], d) for p, r, d in zip(frame["path"], frame["reason"], frame["detail"], strict=True)}
 
 
 def test_copies_are_reported_and_the_largest_copy_is_kept(tmp_path):
@@ -25,8 +25,12 @@ def test_copies_are_reported_and_the_largest_copy_is_kept(tmp_path):
     result = run(src, tmp_path / "out")
     dups = _dups(result)
     kept = "forward_head/c-bigger.png"  # the largest resolution wins
-    assert set(dups) == {"forward_head/forward_head-0.jpg", "forward_head/a-exact-copy.jpg",
-                         "forward_head/b-resaved.jpg", "forward_head/d-smaller.jpg"}
+    assert set(dups) == {
+        "forward_head/forward_head-0.jpg",
+        "forward_head/a-exact-copy.jpg",
+        "forward_head/b-resaved.jpg",
+        "forward_head/d-smaller.jpg",
+    }
     assert all(target == kept for target, _ in dups.values())
     assert kept in set(result.manifest["source_path"])
     assert result.kept == 8  # 8 distinct pictures; the original's place is taken by its bigger copy
@@ -64,9 +68,11 @@ def test_distinct_pictures_are_not_duplicates_and_threshold_minus_one_means_exac
 
 def test_find_duplicates_points_every_copy_at_a_kept_image_without_chains():
     # 0 -- 3 bits -- 1 -- 3 bits -- 2: with threshold 4, 2 is 6 bits from 0 and so is not its copy.
-    images = [HashedImage(0, "a", "normal", 100, "s0", 0b000000, 0),
-              HashedImage(1, "b", "normal", 50, "s1", 0b000111, 0),
-              HashedImage(2, "c", "normal", 50, "s2", 0b111111, 0)]
+    images = [
+        HashedImage(0, "a", "normal", 100, "s0", 0b000000, 0),
+        HashedImage(1, "b", "normal", 50, "s1", 0b000111, 0),
+        HashedImage(2, "c", "normal", 50, "s2", 0b111111, 0),
+    ]
     dups = find_duplicates(images, threshold=4)
     assert set(dups) == {1}
     assert dups[1].kept_key == 0 and dups[1].kind == "near" and dups[1].phash_distance == 3

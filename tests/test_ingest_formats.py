@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, photo, run, save
 
+from _ingest_helpers import class_tree, photo, run, save
 from posture.cli import UserError
 from posture.cva import craniovertebral_angle
 from posture.ingest.config import parse_label_map
@@ -44,12 +44,17 @@ def test_auto_detected_labels_csv_with_filename_and_label(tmp_path):
     src = tmp_path / "flat"
     for i in range(4):
         save(photo(i), src / f"img{i}.jpg")
-    pd.DataFrame({"filename": [f"img{i}.jpg" for i in range(4)],
-                  "label": ["turtle neck", "normal", "FHP", "good"]}).to_csv(src / "labels.csv", index=False)
+    pd.DataFrame(
+        {"filename": [f"img{i}.jpg" for i in range(4)], "label": ["turtle neck", "normal", "FHP", "good"]}
+    ).to_csv(src / "labels.csv", index=False)
     result = run(src, tmp_path / "out")
-    labels = dict(zip(result.manifest["source_path"], result.manifest["label"]))
-    assert labels == {"img0.jpg": "forward_head", "img1.jpg": "normal", "img2.jpg": "forward_head",
-                      "img3.jpg": "normal"}
+    labels = dict(zip(result.manifest["source_path"], result.manifest["label"], strict=True))
+    assert labels == {
+        "img0.jpg": "forward_head",
+        "img1.jpg": "normal",
+        "img2.jpg": "forward_head",
+        "img3.jpg": "normal",
+    }
     assert "cva_deg" not in result.manifest.columns
     assert result.summary["skipped"]["non_image"] == 1  # the labels.csv itself
 
@@ -75,8 +80,15 @@ def test_keypoint_csv_computes_cva_and_scales_points_with_the_image(tmp_path):
     save(photo(1, size=(400, 200)), src / "side.jpg")
     save(photo(2, size=(400, 200)), src / "upright.jpg")
     csv = src / "labels.csv"
-    pd.DataFrame({"filename": ["side.jpg", "upright.jpg"], "ear_x": [300, 210], "ear_y": [60, 40],
-                  "c7_x": [200, 200], "c7_y": [120, 140]}).to_csv(csv, index=False)
+    pd.DataFrame(
+        {
+            "filename": ["side.jpg", "upright.jpg"],
+            "ear_x": [300, 210],
+            "ear_y": [60, 40],
+            "c7_x": [200, 200],
+            "c7_y": [120, 140],
+        }
+    ).to_csv(csv, index=False)
     result = run(src, tmp_path / "out", max_side=200)  # halves the images
     got = result.manifest.set_index("source_path")
     assert got.loc["side.jpg", "cva_deg"] == pytest.approx(craniovertebral_angle(300, 60, 200, 120), abs=1e-3)
@@ -91,12 +103,17 @@ def test_keypoints_beat_cva_beats_label(tmp_path):
     for i in range(3):
         save(photo(i), src / f"m{i}.jpg")
     nan = float("nan")
-    pd.DataFrame({
-        "filename": ["m0.jpg", "m1.jpg", "m2.jpg"],
-        "label": ["normal", "normal", "forward_head"],
-        "cva_deg": [70.0, 30.0, nan],
-        "ear_x": [110, nan, nan], "ear_y": [80, nan, nan], "c7_x": [100, nan, nan], "c7_y": [81, nan, nan],
-    }).to_csv(src / "labels.csv", index=False)
+    pd.DataFrame(
+        {
+            "filename": ["m0.jpg", "m1.jpg", "m2.jpg"],
+            "label": ["normal", "normal", "forward_head"],
+            "cva_deg": [70.0, 30.0, nan],
+            "ear_x": [110, nan, nan],
+            "ear_y": [80, nan, nan],
+            "c7_x": [100, nan, nan],
+            "c7_y": [81, nan, nan],
+        }
+    ).to_csv(src / "labels.csv", index=False)
     result = run(src, tmp_path / "out")
     got = result.manifest.set_index("source_path")["label"].to_dict()
     # m0: keypoints give ~6 degrees although cva says 70 and label says normal
@@ -108,9 +125,18 @@ def test_keypoints_of_a_frontal_view_do_not_override_the_angle(tmp_path):
     src = tmp_path / "views"
     save(photo(0), src / "front.jpg")
     save(photo(1), src / "side.jpg")
-    pd.DataFrame({"filename": ["front.jpg", "side.jpg"], "label": ["normal", "normal"], "cva_deg": [56.0, 56.0],
-                  "ear_x": [110, 110], "ear_y": [80, 80], "c7_x": [100, 100], "c7_y": [81, 81],
-                  "view": ["front", "side"]}).to_csv(src / "labels.csv", index=False)
+    pd.DataFrame(
+        {
+            "filename": ["front.jpg", "side.jpg"],
+            "label": ["normal", "normal"],
+            "cva_deg": [56.0, 56.0],
+            "ear_x": [110, 110],
+            "ear_y": [80, 80],
+            "c7_x": [100, 100],
+            "c7_y": [81, 81],
+            "view": ["front", "side"],
+        }
+    ).to_csv(src / "labels.csv", index=False)
     got = run(src, tmp_path / "out").manifest.set_index("source_path")
     assert got.loc["front.jpg", "label"] == "normal" and got.loc["front.jpg", "cva_deg"] == 56.0
     assert got.loc["side.jpg", "label"] == "forward_head"  # a side view: the keypoints measure the angle
@@ -125,20 +151,30 @@ def test_subjects_from_csv_column_pattern_folder_and_fallback(tmp_path):
     save(photo(3), src / "normal" / "loose.jpg")
     result = run(src, tmp_path / "out", subject_pattern=r"^cam-(?P<subject>[a-z]+)-\d+")
     subjects = result.manifest.set_index("source_path")["subject"].to_dict()
-    assert subjects == {"forward_head/anna/a.jpg": "anna", "normal/anna/b.jpg": "anna",
-                        "normal/cam-bob-001.jpg": "bob", "normal/loose.jpg": "normal/loose"}
+    assert subjects == {
+        "forward_head/anna/a.jpg": "anna",
+        "normal/anna/b.jpg": "anna",
+        "normal/cam-bob-001.jpg": "bob",
+        "normal/loose.jpg": "normal/loose",
+    }
     assert any("have no subject" in w for w in result.warnings)
     assert any("did not match" in w for w in result.warnings)
 
     pd.DataFrame({"path": ["normal/loose.jpg"], "label": ["normal"], "subject": ["carl"]}).to_csv(
-        tmp_path / "subjects.csv", index=False)
+        tmp_path / "subjects.csv", index=False
+    )
     with_csv = run(src, tmp_path / "out2", labels=(tmp_path / "subjects.csv",))
     assert with_csv.manifest.set_index("source_path").loc["normal/loose.jpg", "subject"] == "carl"
 
 
-@pytest.mark.parametrize("header, message", [("name,label", "file-name column"),
-                                             ("filename,comment", "needs a label column"),
-                                             ("filename,ear_x,ear_y", "keypoint columns incomplete")])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("name,label", "file-name column"),
+        ("filename,comment", "needs a label column"),
+        ("filename,ear_x,ear_y", "keypoint columns incomplete"),
+    ],
+)
 def test_unusable_csv_is_one_clear_user_error(tmp_path, header, message):
     src = class_tree(tmp_path / "drop", per_class=1)
     csv = tmp_path / "bad.csv"
@@ -165,6 +201,5 @@ def test_a_file_listed_twice_takes_its_last_row(tmp_path):
     save(photo(1), src / "b.jpg")
     (src / "labels.csv").write_text("filename,label\na.jpg,normal\nb.jpg,normal\na.jpg,forward_head\n")
     result = run(src, tmp_path / "out")
-    assert result.manifest.set_index("source_path")["label"].to_dict() == {"a.jpg": "forward_head",
-                                                                          "b.jpg": "normal"}
+    assert result.manifest.set_index("source_path")["label"].to_dict() == {"a.jpg": "forward_head", "b.jpg": "normal"}
     assert any("last row wins" in w for w in result.warnings)

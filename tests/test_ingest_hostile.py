@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from PIL import Image, features
 
+from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from posture.csvcells import read_csv
 from posture.data import read_manifest
 from posture.filenames import real_name, text_name
@@ -25,13 +26,30 @@ REPO = Path(__file__).resolve().parents[1]
 def _ingest_cli(src: Path, out: Path, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """``python -m posture.ingest`` as a user runs it; the timeout only turns a hang into a failure."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "posture.ingest", str(src), "--out", str(out), "--workers", "1",
-                           "--no-progress", *extra], capture_output=True, encoding="utf-8", errors="replace",
-                          env=env, cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "posture.ingest",
+            str(src),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            *extra,
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 def _rejected(result) -> dict[str, str]:
-    return dict(zip(result.rejected["path"], result.rejected["reason"]))
+    return dict(zip(result.rejected["path"], result.rejected["reason"], strict=True))
 
 
 def test_fifos_and_device_nodes_are_rejected_without_being_read(tmp_path):
@@ -46,7 +64,7 @@ def test_fifos_and_device_nodes_are_rejected_without_being_read(tmp_path):
     proc = _ingest_cli(src, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     rejected = pd.read_csv(tmp_path / "out" / "rejected.csv")
-    assert dict(zip(rejected["path"], rejected["reason"])) == {p: "not_a_regular_file" for p in special}
+    assert dict(zip(rejected["path"], rejected["reason"], strict=True)) == {p: "not_a_regular_file" for p in special}
     assert len(pd.read_csv(tmp_path / "out" / "manifest.csv")) == 4
 
 
@@ -69,8 +87,12 @@ def test_symlink_loops_are_rejected_and_the_run_goes_on(tmp_path):
     os.symlink("loopdir", src / "loopdir")  # a folder that points at itself
     os.symlink("..", nm / "up")  # a folder link back to an ancestor: not followed, so no loop
     result = run(src, tmp_path / "out")
-    assert _rejected(result) == {"normal/self.jpg": "symlink_loop", "normal/ping.jpg": "symlink_loop",
-                                 "normal/pong.jpg": "symlink_loop", "loopdir": "symlink_loop"}
+    assert _rejected(result) == {
+        "normal/self.jpg": "symlink_loop",
+        "normal/ping.jpg": "symlink_loop",
+        "normal/pong.jpg": "symlink_loop",
+        "loopdir": "symlink_loop",
+    }
     assert result.kept == 4
     assert result.summary["skipped"]["symlinked_folder"] == 1
 
@@ -90,6 +112,7 @@ def test_photos_behind_symlinks_inside_src_are_still_read(tmp_path):
 
 
 # --------------------------------------------------------------------------- odd file names
+
 
 def test_a_name_that_is_not_utf8_is_kept_and_recorded_losslessly(tmp_path):
     src = class_tree(tmp_path / "drop", per_class=2)
@@ -113,16 +136,29 @@ def test_line_breaks_in_names_do_not_corrupt_the_manifest(tmp_path):
     assert result.kept == 3
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv", dtype=str)
     assert len(manifest) == 3
-    assert sorted(manifest["source_path"]) == ["forward_head/c\\x0ad.jpg", "forward_head/e\\x0d\\x0af.jpg",
-                                               "normal/a\\x0db.jpg"]
+    assert sorted(manifest["source_path"]) == [
+        "forward_head/c\\x0ad.jpg",
+        "forward_head/e\\x0d\\x0af.jpg",
+        "normal/a\\x0db.jpg",
+    ]
     assert all((tmp_path / "out" / p).is_file() for p in manifest["path"])
-    assert sorted(real_name(p) for p in manifest["source_path"]) == ["forward_head/c\nd.jpg",
-                                                                      "forward_head/e\r\nf.jpg", "normal/a\rb.jpg"]
+    assert sorted(real_name(p) for p in manifest["source_path"]) == [
+        "forward_head/c\nd.jpg",
+        "forward_head/e\r\nf.jpg",
+        "normal/a\rb.jpg",
+    ]
 
 
 def test_name_escapes_round_trip():
-    for name in ["plain.jpg", "ünïcode/ß.jpg", "back\\slash.jpg", "lit\\xe9.jpg", os.fsdecode(b"caf\xe9\xff.jpg"),
-                 "tab\there\r\n.jpg", "\x7f"]:
+    for name in [
+        "plain.jpg",
+        "ünïcode/ß.jpg",
+        "back\\slash.jpg",
+        "lit\\xe9.jpg",
+        os.fsdecode(b"caf\xe9\xff.jpg"),
+        "tab\there\r\n.jpg",
+        "\x7f",
+    ]:
         shown = text_name(name)
         assert shown.isprintable() and real_name(shown) == name
         shown.encode("utf-8")  # never raises
@@ -161,6 +197,7 @@ def test_formula_cells_are_neutralised_and_read_back_exactly(tmp_path):
 
 # --------------------------------------------------------------------------- concurrent runs
 
+
 def test_a_second_ingest_into_the_same_out_is_refused_while_the_first_runs(tmp_path, monkeypatch):
     import posture.ingest.pipeline as pipeline
 
@@ -193,6 +230,7 @@ def test_a_lock_file_left_by_a_killed_run_does_not_block_the_next(tmp_path):
 
 # --------------------------------------------------------------------------- validation
 
+
 def test_min_side_holds_for_the_stored_image_not_just_the_original(tmp_path):
     src = class_tree(tmp_path / "drop", per_class=2)
     save(photo(60, (20000, 64)), src / "normal" / "strip.jpg")  # would be stored as 1024x3
@@ -207,10 +245,18 @@ def test_angles_and_keypoints_outside_a_physical_range_are_rejected(tmp_path):
     names = [f"p{i}.png" for i in range(7)]
     for i, name in enumerate(names):
         save(photo(70 + i), src / name)  # 120x90
-    pd.DataFrame({"filename": names[:4], "cva_deg": [48.0, -5.0, 1000.0, 90.5]}).to_csv(tmp_path / "cva.csv",
-                                                                                          index=False)
-    pd.DataFrame({"filename": names[4:], "ear_x": [60, 1e308, 500], "ear_y": [20, 20, 20], "c7_x": [40, 40, 40],
-                  "c7_y": [60, 60, 60]}).to_csv(tmp_path / "kp.csv", index=False)
+    pd.DataFrame({"filename": names[:4], "cva_deg": [48.0, -5.0, 1000.0, 90.5]}).to_csv(
+        tmp_path / "cva.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "filename": names[4:],
+            "ear_x": [60, 1e308, 500],
+            "ear_y": [20, 20, 20],
+            "c7_x": [40, 40, 40],
+            "c7_y": [60, 60, 60],
+        }
+    ).to_csv(tmp_path / "kp.csv", index=False)
     by_cva = run(src, tmp_path / "out1", labels=(tmp_path / "cva.csv",))
     reasons = _rejected(by_cva)
     assert {k: reasons[k] for k in names[1:4]} == {n: "implausible_label" for n in names[1:4]}
@@ -219,7 +265,7 @@ def test_angles_and_keypoints_outside_a_physical_range_are_rejected(tmp_path):
     reasons = _rejected(by_points)
     assert {k: reasons[k] for k in names[5:]} == {"p5.png": "implausible_label", "p6.png": "implausible_label"}
     assert list(by_points.manifest["source_path"]) == ["p4.png"]
-    detail = dict(zip(by_points.rejected["path"], by_points.rejected["detail"]))
+    detail = dict(zip(by_points.rejected["path"], by_points.rejected["detail"], strict=True))
     assert "outside the 120x90 image" in detail["p6.png"]
 
 
@@ -245,8 +291,10 @@ def test_other_image_formats_are_accepted_or_rejected_by_name_and_skips_are_list
     proc = _ingest_cli(src, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     rejected = pd.read_csv(tmp_path / "out" / "rejected.csv")
-    assert dict(zip(rejected["path"], rejected["reason"])) == {"normal/iphone.heic": "unsupported_format",
-                                                               "normal/favicon.ico": "unsupported_format"}
+    assert dict(zip(rejected["path"], rejected["reason"], strict=True)) == {
+        "normal/iphone.heic": "unsupported_format",
+        "normal/favicon.ico": "unsupported_format",
+    }
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
     assert "normal/old-camera.jfif" in set(manifest["source_path"])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -267,18 +315,25 @@ def test_avif_is_read_when_pillow_can(tmp_path):
 
 # --------------------------------------------------------------------------- all of it at once
 
+
 def test_a_hostile_drop_is_ingested_completely_within_bounded_time(tmp_path):
     src = class_tree(tmp_path / "drop", per_class=3)  # 6 ordinary photos
     nm, fh = src / "normal", src / "forward_head"
     os.mkfifo(nm / "fifo.jpg")
-    try:
+    with contextlib.suppress(OSError):
         os.mknod(nm / "zero.jpg", stat.S_IFCHR | 0o644, os.makedev(1, 5))
-    except OSError:
-        pass
     os.symlink("self.jpg", nm / "self.jpg")
     os.symlink("loopdir", src / "loopdir")
-    good = [nm / os.fsdecode(b"caf\xe9.jpg"), fh / "a\rb.jpg", fh / "c\nd.jpg", nm / "e\r\nf.jpg",
-            nm / "=cmd|' /C calc'!A0.jpg", fh / "+x.jpg", nm / "-y.jpg", nm / "@z.jpg"]
+    good = [
+        nm / os.fsdecode(b"caf\xe9.jpg"),
+        fh / "a\rb.jpg",
+        fh / "c\nd.jpg",
+        nm / "e\r\nf.jpg",
+        nm / "=cmd|' /C calc'!A0.jpg",
+        fh / "+x.jpg",
+        nm / "-y.jpg",
+        nm / "@z.jpg",
+    ]
     for i, path in enumerate(good):
         save(photo(100 + i), path)
     (nm / "=broken.jpg").write_bytes(b"=1+1")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 
+from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
 from posture.cli import UserError
 from posture.ingest import SUMMARY_NAME
 from posture.ingest.__main__ import main
@@ -56,8 +56,14 @@ def test_manifest_and_summary_follow_the_documented_format(drop, tmp_path):
     assert set(manifest["split"]) <= {"train", "val", "test"}
     summary = json.loads((tmp_path / "out" / SUMMARY_NAME).read_text())
     assert summary == json.loads(json.dumps(result.summary))
-    assert summary["counts"] == {"files_found": 11, "kept": 8, "rejected": 1, "duplicates": 1, "skipped": 1,
-                                 "csv_rows_rejected": 0}
+    assert summary["counts"] == {
+        "files_found": 11,
+        "kept": 8,
+        "rejected": 1,
+        "duplicates": 1,
+        "skipped": 1,
+        "csv_rows_rejected": 0,
+    }
     assert summary["rejected_by_reason"]["not_an_image"] + summary["rejected_by_reason"]["corrupt"] == 1
     assert not list((tmp_path).glob(".out.*")), "no staging folder is left behind"
 
@@ -87,29 +93,54 @@ def test_an_interrupted_run_can_be_rerun(drop, tmp_path):
     result = run(drop, tmp_path / "out")
     assert not stale.exists()
     assert result.kept == 8
-    assert set(p.name for p in (tmp_path / "out").iterdir()) == {"images", "manifest.csv", "rejected.csv",
-                                                                 "classes.json", "summary.json"}
+    assert set(p.name for p in (tmp_path / "out").iterdir()) == {
+        "images",
+        "manifest.csv",
+        "rejected.csv",
+        "classes.json",
+        "summary.json",
+    }
 
 
 def test_cli_prints_a_summary_table_and_returns_zero(drop, tmp_path, capsys):
-    code = main([str(drop), "--out", str(tmp_path / "out"), "--workers", "1", "--no-progress", "-q",
-                 "--ratios", "0.6,0.2,0.2", "--seed", "3"])
+    code = main(
+        [
+            str(drop),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "1",
+            "--no-progress",
+            "-q",
+            "--ratios",
+            "0.6,0.2,0.2",
+            "--seed",
+            "3",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "kept" in out and "duplicates" in out and "train" in out and "forward_head" in out
     assert json.loads((tmp_path / "out" / SUMMARY_NAME).read_text())["config"]["seed"] == 3
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["{missing}", "--out", "{out}"], "no such folder"),
-    (["{src}", "--out", "{out}", "--ratios", "0.5,0.1"], "ratios"),
-    (["{src}", "--out", "{out}", "--label-map", "x=y"], "not one of"),
-    (["{src}", "--out", "{out}", "--subject-pattern", "no-group"], "needs a group"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{missing}", "--out", "{out}"], "no such folder"),
+        (["{src}", "--out", "{out}", "--ratios", "0.5,0.1"], "ratios"),
+        (["{src}", "--out", "{out}", "--label-map", "x=y"], "not one of"),
+        (["{src}", "--out", "{out}", "--subject-pattern", "no-group"], "needs a group"),
+    ],
+)
 def test_cli_user_mistakes_are_one_error_line(drop, tmp_path, argv, message):
     args = [a.format(missing=tmp_path / "nope", out=tmp_path / "out", src=drop) for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "posture.ingest", *args, "--no-progress", "--workers", "1"],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "posture.ingest", *args, "--no-progress", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr

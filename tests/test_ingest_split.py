@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-from _ingest_helpers import photo, run, save
 
+from _ingest_helpers import photo, run, save
 from posture.ingest.split import assign_splits
 
 CLASSES = ("forward_head", "normal")
@@ -31,7 +31,7 @@ def test_no_subject_is_in_two_splits_and_ratios_are_roughly_met(seed):
     subjects, labels = _population(seed)
     splits, warnings = assign_splits(subjects, labels, (0.7, 0.15, 0.15), seed, CLASSES)
     where: dict[str, set[str]] = {}
-    for s, sp in zip(subjects, splits):
+    for s, sp in zip(subjects, splits, strict=True):
         where.setdefault(s, set()).add(sp)
     assert all(len(v) == 1 for v in where.values())
     share = Counter(splits)
@@ -39,7 +39,7 @@ def test_no_subject_is_in_two_splits_and_ratios_are_roughly_met(seed):
     assert abs(share["train"] / n - 0.7) < 0.08
     assert abs(share["val"] / n - 0.15) < 0.06 and abs(share["test"] / n - 0.15) < 0.06
     for split in ("train", "val", "test"):  # each split sees both classes
-        assert {lbl for lbl, sp in zip(labels, splits) if sp == split} == set(CLASSES)
+        assert {lbl for lbl, sp in zip(labels, splits, strict=True) if sp == split} == set(CLASSES)
     assert warnings == []
 
 
@@ -53,8 +53,9 @@ def test_split_is_seeded():
 
 
 def test_tiny_drops_warn_and_do_the_best_possible():
-    splits, warnings = assign_splits(["p1"] * 5 + ["p2"] * 5, ["forward_head"] * 5 + ["normal"] * 5,
-                                     (0.7, 0.15, 0.15), 0, CLASSES)
+    splits, warnings = assign_splits(
+        ["p1"] * 5 + ["p2"] * 5, ["forward_head"] * 5 + ["normal"] * 5, (0.7, 0.15, 0.15), 0, CLASSES
+    )
     assert len(set(splits[:5])) == 1 and len(set(splits[5:])) == 1 and splits[0] != splits[5]
     assert any("only 2 subject(s) for 3 splits" in w for w in warnings)
 

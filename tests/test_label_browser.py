@@ -45,8 +45,9 @@ def page_url(tmp_path: Path) -> Iterator[tuple[str, LabelSession]]:
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api")
     make_photos(tmp_path / "photos", ["p1.jpg", "p2.jpg", "p3.jpg"], size=(1200, 900))
-    cfg = LabelConfig(images=tmp_path / "photos", out=tmp_path / "labels.csv", labeler="ann", display_max=600,
-                      port=_free_port())
+    cfg = LabelConfig(
+        images=tmp_path / "photos", out=tmp_path / "labels.csv", labeler="ann", display_max=600, port=_free_port()
+    )
     session = LabelSession(cfg)
     demo = build_app(session)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg))
@@ -63,9 +64,11 @@ def test_click_two_points_accept_and_find_the_row(page_url: tuple[str, LabelSess
     url, session = page_url
     csv_path = session.config.out
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                           "--disable-component-update"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)

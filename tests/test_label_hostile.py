@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -24,10 +25,8 @@ def test_fifos_devices_and_symlink_loops_are_left_out_with_a_reason(tmp_path: Pa
     photos = make_photos(tmp_path / "photos", ["a.jpg", "c.jpg"])
     os.mkfifo(photos / "b.jpg")
     os.symlink("loop.jpg", photos / "loop.jpg")
-    try:
-        os.mknod(photos / "zero.jpg", 0o644 | 0o020000, os.makedev(1, 5))  # /dev/zero, where allowed
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # /dev/zero, where allowed
+        os.mknod(photos / "zero.jpg", 0o644 | 0o020000, os.makedev(1, 5))
     assert list_images(photos) == ["a.jpg", "c.jpg"]
     s = _session(photos, tmp_path)
     reasons = dict(s.skipped)
@@ -71,8 +70,18 @@ def test_shown_photos_stay_in_a_private_folder_that_is_removed_at_exit(tmp_path:
 
     photos = make_photos(tmp_path / "photos", ["private-a.jpg", "private-b.jpg"])
     tmp = tmp_path / "tmp"
-    server = AppServer(None, tmp, "--images", str(photos), "--out", str(tmp_path / "labels.csv"), "--labeler", "ann",
-                       module="app.label", private_prefix="posture-label-")
+    server = AppServer(
+        None,
+        tmp,
+        "--images",
+        str(photos),
+        "--out",
+        str(tmp_path / "labels.csv"),
+        "--labeler",
+        "ann",
+        module="app.label",
+        private_prefix="posture-label-",
+    )
     try:
         server.wait_ready()
         client = Client(server.url, verbose=False, download_files=str(tmp_path / "downloads"))

@@ -35,13 +35,32 @@ def _label_folder(tmp_path: Path) -> tuple[Path, Path]:
 def test_cli_ingests_the_label_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     photos, csv_path = _label_folder(tmp_path)
     out = tmp_path / "dataset"
-    code = ingest_main([str(photos), "--out", str(out), "--labels", str(csv_path), "--max-side", "0",
-                        "--subject-pattern", r"^(.+?)-\d+", "--workers", "1", "--no-progress", "-q"])
+    code = ingest_main(
+        [
+            str(photos),
+            "--out",
+            str(out),
+            "--labels",
+            str(csv_path),
+            "--max-side",
+            "0",
+            "--subject-pattern",
+            r"^(.+?)-\d+",
+            "--workers",
+            "1",
+            "--no-progress",
+            "-q",
+        ]
+    )
     capsys.readouterr()
     assert code == 0
     manifest = pd.read_csv(out / "manifest.csv").set_index("source_path")
-    assert manifest["label"].to_dict() == {"anna-1.jpg": "normal", "anna-2.jpg": "forward_head",
-                                           "bob-1.jpg": "forward_head", "carl-1.jpg": "normal"}
+    assert manifest["label"].to_dict() == {
+        "anna-1.jpg": "normal",
+        "anna-2.jpg": "forward_head",
+        "bob-1.jpg": "forward_head",
+        "carl-1.jpg": "normal",
+    }
     labels = pd.read_csv(csv_path).set_index("filename")
     for name in ("anna-1.jpg", "anna-2.jpg", "carl-1.jpg"):
         assert manifest.loc[name, "cva_deg"] == pytest.approx(labels.loc[name, "cva_deg"], abs=0.01)

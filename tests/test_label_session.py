@@ -160,12 +160,18 @@ def test_uncertainty_order_puts_the_hardest_first(tmp_path: Path) -> None:
     s = _session(tmp_path, run=None, predictor=fake)
     assert s.files == ["a.jpg", "b.jpg", "c.png", "d.jpg"]  # order=name: untouched
     s.close()
-    assert uncertainty_order(list(probs), {k: fake.predict(k) for k in probs}, "forward_head", 0.5) == \
-        ["b.jpg", "d.jpg", "c.png", "a.jpg"]
+    assert uncertainty_order(list(probs), {k: fake.predict(k) for k in probs}, "forward_head", 0.5) == [
+        "b.jpg",
+        "d.jpg",
+        "c.png",
+        "a.jpg",
+    ]
     # with a calibrated threshold the distance is measured from it, not from 0.5
     assert uncertainty_order(list(probs), {k: fake.predict(k) for k in probs}, "forward_head", 0.9)[0] == "a.jpg"
-    assert uncertainty_order(["x.jpg", "b.jpg"], {"b.jpg": fake.predict("b.jpg")}, "forward_head", 0.5) == \
-        ["b.jpg", "x.jpg"]  # unreadable (no prediction) goes last
+    assert uncertainty_order(["x.jpg", "b.jpg"], {"b.jpg": fake.predict("b.jpg")}, "forward_head", 0.5) == [
+        "b.jpg",
+        "x.jpg",
+    ]  # unreadable (no prediction) goes last
 
 
 @pytest.mark.slow
@@ -188,9 +194,14 @@ def test_model_assist_with_a_real_tiny_run(tmp_path: Path) -> None:
 def test_config_mistakes_are_user_errors(tmp_path: Path) -> None:
     make_photos(tmp_path / "photos", ["a.jpg"])
     base = {"images": tmp_path / "photos", "out": tmp_path / "l.csv"}
-    for bad, match in [({"images": tmp_path / "nope"}, "not a folder"), ({"threshold": 95}, "between 0 and 90"),
-                       ({"order": "uncertainty"}, "needs a model"), ({"labeler": "a,b"}, "plain name"),
-                       ({"run": tmp_path}, "not a trained run"), ({"out": tmp_path}, "is a folder")]:
+    for bad, match in [
+        ({"images": tmp_path / "nope"}, "not a folder"),
+        ({"threshold": 95}, "between 0 and 90"),
+        ({"order": "uncertainty"}, "needs a model"),
+        ({"labeler": "a,b"}, "plain name"),
+        ({"run": tmp_path}, "not a trained run"),
+        ({"out": tmp_path}, "is a folder"),
+    ]:
         with pytest.raises(UserError, match=match):
             LabelConfig(**{**base, **bad}).validate()  # type: ignore[arg-type]
     (tmp_path / "empty").mkdir()
@@ -199,18 +210,29 @@ def test_config_mistakes_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_cli_parses_into_the_config(tmp_path: Path) -> None:
-    args = build_parser().parse_args(["--images", "x", "--out", "y.csv", "--threshold", "48", "--labeler", "ann",
-                                      "--port", "7999"])
+    args = build_parser().parse_args(
+        ["--images", "x", "--out", "y.csv", "--threshold", "48", "--labeler", "ann", "--port", "7999"]
+    )
     cfg = config_from_args(args)
-    assert (cfg.images, cfg.out, cfg.threshold, cfg.labeler, cfg.port, cfg.order) == \
-        (Path("x"), Path("y.csv"), 48.0, "ann", 7999, "name")
+    assert (cfg.images, cfg.out, cfg.threshold, cfg.labeler, cfg.port, cfg.order) == (
+        Path("x"),
+        Path("y.csv"),
+        48.0,
+        "ann",
+        7999,
+        "name",
+    )
     helptext = build_parser().format_help()
     assert "tragus" in helptext and "--order" in helptext and "resume" in helptext
 
 
 def test_cli_bad_folder_is_one_error_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "app.label", "--images", str(tmp_path / "nope"),
-                           "--out", str(tmp_path / "l.csv")], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.label", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "l.csv")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: not a folder of images"]
 

@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 
 from posture.cli import UserError
-from posture.labelstore import (COLUMNS, UNUSABLE, LabelRecord, LabelStore, encode_row, read_labels, read_records,
-                                repair_torn_tail)
+from posture.labelstore import (
+    COLUMNS,
+    UNUSABLE,
+    LabelRecord,
+    LabelStore,
+    encode_row,
+    read_labels,
+    read_records,
+    repair_torn_tail,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +55,7 @@ def test_new_file_gets_header_and_rows_round_trip(tmp_path: Path) -> None:
 
 def test_awkward_file_names_survive_csv_quoting(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
-    names = ['comma, in name.jpg', 'quote "x".png', "ünïcode/ß.jpg"]
+    names = ["comma, in name.jpg", 'quote "x".png', "ünïcode/ß.jpg"]
     with LabelStore(path) as store:
         for n in names:
             store.append(_rec(n))
@@ -70,8 +78,11 @@ def test_reopening_resumes_and_later_rows_supersede(tmp_path: Path) -> None:
         latest = store.latest()
     assert path.read_text().count("filename,label") == 1
     assert len(read_records(path)) == 4  # history kept for audits
-    assert {k: v.label for k, v in latest.items()} == {"2.jpg": "forward_head", "1.jpg": "forward_head",
-                                                         "3.jpg": "normal"}
+    assert {k: v.label for k, v in latest.items()} == {
+        "2.jpg": "forward_head",
+        "1.jpg": "forward_head",
+        "3.jpg": "normal",
+    }
     assert list(latest) == ["2.jpg", "1.jpg", "3.jpg"]  # in the order the answers in force were given
 
 

@@ -9,8 +9,14 @@ from sklearn import metrics as skm
 
 from posture.calibration import ThresholdPolicy, calibration_record, choose_threshold, fit_temperature, nll
 from posture.cli import UserError
-from posture.metrics import (classification_metrics, confusion_counts, expected_calibration_error, group_breakdown,
-                             reliability_bins, row_rates)
+from posture.metrics import (
+    classification_metrics,
+    confusion_counts,
+    expected_calibration_error,
+    group_breakdown,
+    reliability_bins,
+    row_rates,
+)
 from posture.predict import softmax
 
 NAMES = ["forward_head", "normal"]
@@ -35,8 +41,9 @@ def test_metrics_equal_scikit_learn(fixed_predictions) -> None:
     assert m["log_loss"] == pytest.approx(skm.log_loss(y, proba))
     precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred)
     for i, name in enumerate(NAMES):
-        assert m["per_class"][name] == pytest.approx({"precision": precision[i], "recall": recall[i], "f1": f1[i],
-                                                      "support": support[i]})
+        assert m["per_class"][name] == pytest.approx(
+            {"precision": precision[i], "recall": recall[i], "f1": f1[i], "support": support[i]}
+        )
     assert m["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
 
 
@@ -70,8 +77,13 @@ def test_row_rates_and_unseen_class() -> None:
 
 
 def test_group_breakdown_sorts_worst_first() -> None:
-    frame = pd.DataFrame({"subject": ["a", "a", "b", "b", "b"],
-                          "label": ["normal"] * 5, "predicted": ["normal", "normal", "normal", "x", "x"]})
+    frame = pd.DataFrame(
+        {
+            "subject": ["a", "a", "b", "b", "b"],
+            "label": ["normal"] * 5,
+            "predicted": ["normal", "normal", "normal", "x", "x"],
+        }
+    )
     table = group_breakdown(frame, "subject")
     assert table["subject"].tolist() == ["b", "a"]
     assert table["accuracy"].tolist() == pytest.approx([1 / 3, 1.0])
@@ -85,6 +97,7 @@ def test_temperature_scaling_lowers_log_loss_of_overconfident_model() -> None:
     logits = np.stack([signal, -signal], axis=1) * 8.0  # far too sharp
     temperature = fit_temperature(logits, y)
     assert temperature > 2.0
+
     def log_loss(t: float) -> float:
         p = softmax(logits, t).astype(np.float64)
         return skm.log_loss(y, p / p.sum(axis=1, keepdims=True))
@@ -122,7 +135,7 @@ def test_recall_threshold() -> None:
 def test_f1_threshold() -> None:
     # >=0.8: P1 R.5 F.667; >=0.6: P.75 R.75 F.75; >=0.35: P4/6 R1 F.8 (best) -> midpoint 0.325
     assert choose_threshold(POSITIVE, SCORES, "f1") == pytest.approx(0.325)
-    f1 = [skm.f1_score(POSITIVE, SCORES >= t) for t in np.unique(SCORES)]
+    f1 = [skm.f1_score(POSITIVE, t <= SCORES) for t in np.unique(SCORES)]
     assert max(f1) == pytest.approx(skm.f1_score(POSITIVE, SCORES >= 0.325))
 
 
@@ -139,8 +152,14 @@ def test_bad_policy_is_a_user_error(text: str) -> None:
 
 def test_calibration_record_round_trips_policy() -> None:
     record = calibration_record(1.5, 0.3, "forward_head", ThresholdPolicy.parse("recall:0.9"), "val", 10)
-    assert record == {"temperature": 1.5, "threshold": 0.3, "positive_class": "forward_head",
-                      "policy": "recall:0.9", "fitted_on": "val", "n": 10}
+    assert record == {
+        "temperature": 1.5,
+        "threshold": 0.3,
+        "positive_class": "forward_head",
+        "policy": "recall:0.9",
+        "fitted_on": "val",
+        "n": 10,
+    }
 
 
 def test_logit_metrics_are_the_split_metrics_of_softmax_and_argmax(fixed_predictions) -> None:
@@ -165,14 +184,22 @@ def test_scores_in_another_layout_are_a_clear_error(fixed_predictions) -> None:
     assert split_metrics_from(current, "metrics.json 'val'") is current
     assert split_metrics_from(None, "metrics.json 'test'") is None
     old = {"n": 4, "loss": 0.3, "accuracy": 0.75, "balanced_accuracy": 0.75, "confusion_matrix": [[1, 1], [0, 2]]}
-    with pytest.raises(MetricsFormatError, match=r"metrics.json 'val' is not in the current scores format "
-                                                 r"\(missing average_precision, ece, .*retrain or re-evaluate"):
+    with pytest.raises(
+        MetricsFormatError,
+        match=r"metrics.json 'val' is not in the current scores format "
+        r"\(missing average_precision, ece, .*retrain or re-evaluate",
+    ):
         split_metrics_from(old, "metrics.json 'val'")
 
 
 def test_group_breakdown_has_balanced_accuracy_per_group() -> None:
-    frame = pd.DataFrame({"source": ["a"] * 4 + ["b"] * 2,
-                          "label": ["x", "x", "x", "y", "x", "y"], "predicted": ["x", "x", "x", "x", "y", "y"]})
+    frame = pd.DataFrame(
+        {
+            "source": ["a"] * 4 + ["b"] * 2,
+            "label": ["x", "x", "x", "y", "x", "y"],
+            "predicted": ["x", "x", "x", "x", "y", "y"],
+        }
+    )
     table = group_breakdown(frame, "source").set_index("source")
     assert table.loc["a", "accuracy"] == pytest.approx(0.75) and table.loc["a", "balanced_accuracy"] == 0.5
     assert table.loc["b", "balanced_accuracy"] == 0.5

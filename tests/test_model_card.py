@@ -59,8 +59,7 @@ def test_synthetic_only_says_real_accuracy_is_not_measured(synthetic_run: tuple[
     assert "97.2%" in percent_lines[0] and "100.0%" in percent_lines[0]
 
 
-def test_an_evaluation_on_synthetic_pictures_is_no_real_score(synthetic_run: tuple[Path, Path],
-                                                              tmp_path: Path) -> None:
+def test_an_evaluation_on_synthetic_pictures_is_no_real_score(synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
     import shutil
 
     run, data = synthetic_run
@@ -77,12 +76,15 @@ def test_an_evaluation_on_real_photos_is_the_headline(synthetic_run: tuple[Path,
     run, _ = synthetic_run
     copy = Path(shutil.copytree(run, tmp_path / "run"))
     photos = make_dataset(tmp_path / "photos", counts={"test": 6}, seed=5)  # camera-like names: real photos
-    report = evaluate(EvalConfig(run=copy, data=photos, split="all", out=copy / "eval_real", gradcam=False,
-                                 top_k=0, device="cpu"))
+    report = evaluate(
+        EvalConfig(run=copy, data=photos, split="all", out=copy / "eval_real", gradcam=False, top_k=0, device="cpu")
+    )
     card = model_card(Predictor.from_run(copy, backend="torch"))
     headline = _headline(card)
-    assert headline.startswith(f"- **On real photos:** balanced accuracy **{report['balanced_accuracy']:.1%}** "
-                               "on `photos` [(all rows)] (12 photos of 3 people; 12 assessed, coverage 100.0%)")
+    assert headline.startswith(
+        f"- **On real photos:** balanced accuracy **{report['balanced_accuracy']:.1%}** "
+        "on `photos` [(all rows)] (12 photos of 3 people; 12 assessed, coverage 100.0%)"
+    )
     for group in report["by_source"]:
         assert f"{group['source']} {group['balanced_accuracy']:.1%} (n={group['n']})" in headline
     assert NOT_MEASURED not in card
@@ -101,14 +103,17 @@ def test_a_real_trained_run_says_which_photos_and_people(tmp_path: Path) -> None
     metrics = finetune_metrics(val_correct=9, n=12, test_correct=11)
     (run / "metrics.json").write_text(json.dumps(metrics))
     card = model_card(Predictor.from_run(run, backend="torch"))
-    assert _headline(card) == ("- **On held-out real photos** (this data set's test split, people absent from "
-                               f"training): balanced accuracy **{metrics['test']['balanced_accuracy']:.1%}** (n=12)")
+    assert _headline(card) == (
+        "- **On held-out real photos** (this data set's test split, people absent from "
+        f"training): balanced accuracy **{metrics['test']['balanced_accuracy']:.1%}** (n=12)"
+    )
     assert "**Trained on:** real photos: 8 photos of 3 people from drop_a, drop_b" in card
     assert "synthetic" not in card and NOT_MEASURED not in card
 
 
-def test_reports_that_do_not_say_what_they_scored_are_left_out(synthetic_run: tuple[Path, Path], tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_reports_that_do_not_say_what_they_scored_are_left_out(
+    synthetic_run: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import shutil
 
     run, _ = synthetic_run

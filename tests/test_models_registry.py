@@ -11,21 +11,33 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision import models as tvm
 
+from _models_helpers import input_size_for, is_heavy
 from posture.checkpoint import load_checkpoint, save_checkpoint
 from posture.cli import UserError, run_main
-from posture.models import (HeadSpec, PostureClassifier, WeightsUnavailableError, build_model, extractor_parts,
-                            get_preprocessing, list_models, model_from_config, suggest_models, weights_fingerprint)
+from posture.models import (
+    HeadSpec,
+    PostureClassifier,
+    WeightsUnavailableError,
+    build_model,
+    extractor_parts,
+    get_preprocessing,
+    list_models,
+    model_from_config,
+    suggest_models,
+    weights_fingerprint,
+)
 from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-from _models_helpers import input_size_for, is_heavy
 
 SMALL = "mobilenet_v3_small"  # 2.5 M parameters, BatchNorm, a hidden layer kept in the backbone
 
 
 def _all_models():
     """Every CNN of the zoo (the pose-based names are checked by the tests below)."""
-    return [pytest.param(n, marks=pytest.mark.slow) if is_heavy(n) else n for n in list_models()
-            if not extractor_parts(n).pose]
+    return [
+        pytest.param(n, marks=pytest.mark.slow) if is_heavy(n) else n
+        for n in list_models()
+        if not extractor_parts(n).pose
+    ]
 
 
 def test_the_zoo_lists_the_pose_extractor_and_fusions():
@@ -118,8 +130,13 @@ def test_offline_torchvision_weights_give_one_actionable_line(monkeypatch, tmp_p
         build_model("resnet18", 2, pretrained=True)
     msg = str(info.value)
     assert "\n" not in msg
-    for part in ("resnet18-f37072fd.pth", url, str(tmp_path / "torch" / "hub" / "checkpoints"),
-                 "--weights FILE", "--weights none"):
+    for part in (
+        "resnet18-f37072fd.pth",
+        url,
+        str(tmp_path / "torch" / "hub" / "checkpoints"),
+        "--weights FILE",
+        "--weights none",
+    ):
         assert part in msg
     with pytest.raises(WeightsUnavailableError):
         weights_fingerprint("resnet18") and build_model("classic_resnet18", 2, pretrained=True)
@@ -194,7 +211,7 @@ def test_bad_weights_files_are_user_errors(tmp_path):
 def test_none_means_random_and_random_backbones_are_reproducible():
     a = build_model(SMALL, 2, pretrained="none")
     b = build_model(SMALL, 2, pretrained=False)
-    assert all(torch.equal(p, q) for p, q in zip(a.backbone.parameters(), b.backbone.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.backbone.parameters(), b.backbone.parameters(), strict=True))
     assert weights_fingerprint(SMALL, "none") == "random:0"
     c = build_model(SMALL, 2, pretrained=False, init_seed=1)
     assert not torch.equal(a.backbone.features[0][0].weight, c.backbone.features[0][0].weight)
@@ -228,7 +245,7 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics():
     assert model.head.training and not any(m.training for m in model.backbone.modules())
     before = _bn_stats(model.backbone)
     model(torch.randn(4, 3, 64, 64) * 3 + 1).sum().backward()
-    assert all(torch.equal(a, b) for a, b in zip(before, _bn_stats(model.backbone)))
+    assert all(torch.equal(a, b) for a, b in zip(before, _bn_stats(model.backbone), strict=True))
     assert all(p.grad is None for p in model.backbone.parameters())
 
 
@@ -243,8 +260,8 @@ def test_partial_unfreeze_trains_only_the_last_stages():
     assert model.backbone.layer4[0].bn1.training and not model.backbone.layer3[0].bn1.training
     frozen_before, live_before = _bn_stats(model.backbone.layer3), _bn_stats(model.backbone.layer4)
     model(torch.randn(2, 3, 64, 64) + 1)
-    assert all(torch.equal(a, b) for a, b in zip(frozen_before, _bn_stats(model.backbone.layer3)))
-    assert not all(torch.equal(a, b) for a, b in zip(live_before, _bn_stats(model.backbone.layer4)))
+    assert all(torch.equal(a, b) for a, b in zip(frozen_before, _bn_stats(model.backbone.layer3), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(live_before, _bn_stats(model.backbone.layer4), strict=True))
     model.unfreeze("all")
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError):
@@ -258,8 +275,12 @@ def test_model_from_config_round_trip_through_checkpoint(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01)
-    config = {"architecture": SMALL, "classes": ["forward_head", "normal"],
-              "preprocessing": model.preprocessing.to_dict(), "head": HeadSpec(hidden=8).to_dict()}
+    config = {
+        "architecture": SMALL,
+        "classes": ["forward_head", "normal"],
+        "preprocessing": model.preprocessing.to_dict(),
+        "head": HeadSpec(hidden=8).to_dict(),
+    }
     save_checkpoint(tmp_path / "run", model.state_dict(), config)
     ckpt = load_checkpoint(tmp_path / "run")
     again = model_from_config(ckpt.config)

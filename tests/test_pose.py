@@ -21,8 +21,9 @@ from posture.images import load_rgb_array
 from posture.pose import HEAD_AND_SHOULDERS, PoseCrop, PoseDetector, head_shoulder_box, pose_available
 from posture.transforms import Preprocessing, build_eval_transform, build_train_transform
 
-needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed "
-                                "(pip install --no-deps -r requirements-pose.txt)")
+needs_pose = pytest.mark.skipif(
+    not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)"
+)
 needs_real = pytest.mark.real_data
 
 
@@ -42,16 +43,30 @@ def _real(label: str, stem: str) -> np.ndarray:
 
 
 def test_box_is_a_square_around_head_and_shoulders_scaled_and_centred() -> None:
-    lm = _landmarks({"nose": (100, 60), "left_ear": (90, 55), "right_ear": (110, 55),
-                     "left_shoulder": (70, 100), "right_shoulder": (130, 100)})
+    lm = _landmarks(
+        {
+            "nose": (100, 60),
+            "left_ear": (90, 55),
+            "right_ear": (110, 55),
+            "left_shoulder": (70, 100),
+            "right_shoulder": (130, 100),
+        }
+    )
     x0, y0, x1, y1 = head_shoulder_box(lm, (400, 400, 3), scale=2.0)
     # extent 60 wide × 45 high → a 120-px square centred on (100, 77.5)
     assert (x0, y0, x1, y1) == (40, 17, 160, 137)
 
 
 def test_box_is_clipped_to_the_photo_and_ignores_unseen_landmarks() -> None:
-    lm = _landmarks({"nose": (10, 10), "left_ear": (5, 8), "right_ear": (20, 8),
-                     "left_shoulder": (0, 60), "right_shoulder": (40, 60)})
+    lm = _landmarks(
+        {
+            "nose": (10, 10),
+            "left_ear": (5, 8),
+            "right_ear": (20, 8),
+            "left_shoulder": (0, 60),
+            "right_shoulder": (40, 60),
+        }
+    )
     lm[HEAD_AND_SHOULDERS["mouth_left"]] = (900, 900, 0, 0.05)  # a guess BlazePose marks as hidden
     x0, y0, x1, y1 = head_shoulder_box(lm, (80, 50, 3), scale=1.8)
     assert (x0, y0) == (0, 0) and x1 <= 50 and y1 <= 80
@@ -93,8 +108,10 @@ def test_missing_mediapipe_is_a_user_error_with_the_install_command(monkeypatch:
 
 @needs_pose
 @needs_real
-@pytest.mark.parametrize("label, stem, crops", [("forward_head", "neckpose", True), ("normal", "posenet", False),
-                                                ("forward_head", "postural", True)])
+@pytest.mark.parametrize(
+    "label, stem, crops",
+    [("forward_head", "neckpose", True), ("normal", "posenet", False), ("forward_head", "postural", True)],
+)
 def test_blazepose_finds_ears_above_shoulders_on_real_photos(label: str, stem: str, crops: bool) -> None:
     """Frontal phone video, frontal webcam and side views: the three framings of the real set.
     The webcam's head and shoulders fill its frame, so there the crop is (nearly) the whole photo."""
@@ -175,9 +192,16 @@ def real_mini_dataset(tmp_path):
         dest = root / "images" / r["path"]
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REAL_DATA / r["path"], dest)
-        rows.append({"path": f"images/{r['path']}", "label": r["label"], "split": r["split"],
-                     "subject": r["subject"], "sha256": hashlib.sha256(dest.read_bytes()).hexdigest(),
-                     "source": r["source"]})
+        rows.append(
+            {
+                "path": f"images/{r['path']}",
+                "label": r["label"],
+                "split": r["split"],
+                "subject": r["subject"],
+                "sha256": hashlib.sha256(dest.read_bytes()).hexdigest(),
+                "source": r["source"],
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     (root / "classes.json").write_text(json.dumps(["forward_head", "normal"]))
     return root
@@ -191,8 +215,9 @@ def test_a_cropped_run_crops_in_prediction_and_grad_cam(real_mini_dataset, tmp_p
     from posture.predict import Predictor
 
     out = tmp_path / "run"
-    metrics = run_finetune(small_config(real_mini_dataset, out, tmp_path / "cache", crop="pose", epochs=3,
-                                        image_size=64))
+    metrics = run_finetune(
+        small_config(real_mini_dataset, out, tmp_path / "cache", crop="pose", epochs=3, image_size=64)
+    )
     assert np.asarray(metrics["test"]["confusion_matrix"]).sum() == 4
     config = json.loads((out / "config.json").read_text())
     assert config["preprocessing"]["crop"] == "pose"
@@ -204,7 +229,8 @@ def test_a_cropped_run_crops_in_prediction_and_grad_cam(real_mini_dataset, tmp_p
     assert (x1 - x0) * (y1 - y0) < photo.shape[0] * photo.shape[1]
     # what the predictor feeds the model is exactly the crop, letterboxed
     expected = build_eval_transform(Preprocessing.from_dict({**config["preprocessing"], "crop": "none"}))(
-        image=np.ascontiguousarray(photo[y0:y1, x0:x1]))["image"].numpy()
+        image=np.ascontiguousarray(photo[y0:y1, x0:x1])
+    )["image"].numpy()
     assert np.allclose(predictor.preprocess(photo), expected, atol=1e-6)
 
     cam = heatmap(predictor, photo)

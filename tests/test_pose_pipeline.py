@@ -14,12 +14,12 @@ import pytest
 from _pose_helpers import frontal_landmarks, make_pose_dataset, pose_photo, real_fold
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
-from posture.geometry import (DEFAULT_FEATURES, FEATURES, assess, augment_landmarks, compute_features,
-                              posture_features)
+from posture.geometry import DEFAULT_FEATURES, FEATURES, assess, augment_landmarks, compute_features, posture_features
 from posture.pose import pose_available
 
-needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed "
-                                "(pip install --no-deps -r requirements-pose.txt)")
+needs_pose = pytest.mark.skipif(
+    not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)"
+)
 needs_real = pytest.mark.real_data
 ALL = list(FEATURES)
 
@@ -35,18 +35,21 @@ def test_image_features_do_not_depend_on_photo_size_framing_or_distance() -> Non
 
 
 def test_a_dropped_head_reads_lower_and_further_forward() -> None:
-    up, down = (dict(zip(ALL, compute_features(frontal_landmarks(400, 300, d), ALL))) for d in (0.0, 1.0))
+    up, down = (dict(zip(ALL, compute_features(frontal_landmarks(400, 300, d), ALL), strict=True)) for d in (0.0, 1.0))
     assert down["head_height"] < up["head_height"] and down["world_head_drop"] < up["world_head_drop"]
     assert down["world_nose_forward"] > up["world_nose_forward"]
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda lm: None, "no person"),
-    (lambda lm: lm.__setitem__((11, 1), 900.0) or lm, "shoulders are not visible"),  # left shoulder below the photo
-    (lambda lm: lm.__setitem__((12, 3), 0.1) or lm, "shoulders are not visible"),    # right shoulder hidden
-    (lambda lm: lm.__setitem__((0, 3), 0.1) or lm, "face is not visible"),           # nose hidden
-    (lambda lm: lm.__setitem__(([7, 8], 3), 0.1) or lm, "an ear"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda lm: None, "no person"),
+        (lambda lm: lm.__setitem__((11, 1), 900.0) or lm, "shoulders are not visible"),  # left shoulder below the photo
+        (lambda lm: lm.__setitem__((12, 3), 0.1) or lm, "shoulders are not visible"),  # right shoulder hidden
+        (lambda lm: lm.__setitem__((0, 3), 0.1) or lm, "face is not visible"),  # nose hidden
+        (lambda lm: lm.__setitem__(([7, 8], 3), 0.1) or lm, "an ear"),
+    ],
+)
 def test_a_person_who_cannot_be_measured_gets_a_reason_not_a_guess(change, reason: str) -> None:
     lm = change(frontal_landmarks(400, 300, 0.2))
     values, why = posture_features(lm, DEFAULT_FEATURES, (300, 400))
@@ -76,8 +79,11 @@ def pose_run(tmp_path, fake_blazepose, one_torch_thread):
 
     data = make_pose_dataset(tmp_path / "data")
     out = tmp_path / "run"
-    metrics = run_finetune(FinetuneConfig(data=str(data), out=str(out), workers=0, progress=False,
-                                          cache_dir=str(tmp_path / "cache"), device="cpu"))
+    metrics = run_finetune(
+        FinetuneConfig(
+            data=str(data), out=str(out), workers=0, progress=False, cache_dir=str(tmp_path / "cache"), device="cpu"
+        )
+    )
     return data, out, metrics
 
 
@@ -96,8 +102,17 @@ def test_landmarks_are_cached_so_a_rerun_calls_no_pose_model(pose_run, tmp_path)
     from posture.finetune import FinetuneConfig, run_finetune
 
     data, out, _ = pose_run
-    again = run_finetune(FinetuneConfig(data=str(data), out=str(tmp_path / "again"), workers=0, progress=False,
-                                        cache_dir=str(tmp_path / "cache"), device="cpu", head_hidden=8))
+    again = run_finetune(
+        FinetuneConfig(
+            data=str(data),
+            out=str(tmp_path / "again"),
+            workers=0,
+            progress=False,
+            cache_dir=str(tmp_path / "cache"),
+            device="cpu",
+            head_hidden=8,
+        )
+    )
     marks = again["extraction"]["landmarks"]
     assert marks["train"]["computed"] == 0 and marks["eval"]["computed"] == 0
     assert marks["train"]["from_cache"] == 20
@@ -153,7 +168,6 @@ def test_calibration_with_an_upright_photo_is_an_option_of_the_same_predictor(po
 
 def test_calibration_needs_a_pose_based_run(tmp_path) -> None:
     from _serving_helpers import make_run
-
     from posture.predict import Predictor
 
     predictor = Predictor.from_run(make_run(tmp_path / "cnn"))
@@ -248,9 +262,21 @@ def test_a_fusion_trains_evaluates_exports_predicts_and_explains(tmp_path, fake_
 
     data = make_pose_dataset(tmp_path / "data")
     out = tmp_path / "fused"
-    metrics = run_finetune(FinetuneConfig(data=str(data), out=str(out), model="mobilenet_v3_small+pose",
-                                          weights="none", image_size=48, workers=0, progress=False, epochs=20,
-                                          cache_dir=str(tmp_path / "cache"), device="cpu", extract_backend="torch"))
+    metrics = run_finetune(
+        FinetuneConfig(
+            data=str(data),
+            out=str(out),
+            model="mobilenet_v3_small+pose",
+            weights="none",
+            image_size=48,
+            workers=0,
+            progress=False,
+            epochs=20,
+            cache_dir=str(tmp_path / "cache"),
+            device="cpu",
+            extract_backend="torch",
+        )
+    )
     assert metrics["test"]["accuracy"] >= 0.75
     config = json.loads((out / "config.json").read_text())
     assert config["extractor"] == "fusion" and config["preprocessing"]["crop"] == "pose"
@@ -317,8 +343,16 @@ def test_real_pose_run_on_sessions_it_never_saw(tmp_path, one_torch_thread) -> N
     pool = np.flatnonzero(split == "train")
     split[pool[::5]] = "val"
     data = real_fold(tmp_path / "fold", REAL_DATA, split)
-    metrics = run_finetune(FinetuneConfig(data=str(data), out=str(tmp_path / "run"), workers=0, progress=False,
-                                          cache_dir=str(tmp_path / "cache"), device="cpu"))
+    metrics = run_finetune(
+        FinetuneConfig(
+            data=str(data),
+            out=str(tmp_path / "run"),
+            workers=0,
+            progress=False,
+            cache_dir=str(tmp_path / "cache"),
+            device="cpu",
+        )
+    )
     assert metrics["coverage"] > 0.9
     assert metrics["test"]["balanced_accuracy"] >= 0.8, metrics["test"]
     predictor = Predictor.from_run(tmp_path / "run")

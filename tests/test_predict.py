@@ -27,8 +27,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def folder(tmp_path: Path) -> Path:
     """A class-per-folder dataset of four small photos of different shapes."""
-    for i, (label, size) in enumerate([("forward_head", (96, 72)), ("forward_head", (50, 120)),
-                                       ("normal", (80, 80)), ("normal", (120, 40))]):
+    for i, (label, size) in enumerate(
+        [("forward_head", (96, 72)), ("forward_head", (50, 120)), ("normal", (80, 80)), ("normal", (120, 40))]
+    ):
         write_photo(tmp_path / "data" / label / f"img{i}.png", seed=i, size=size)
     return tmp_path / "data"
 
@@ -49,8 +50,7 @@ def test_probabilities_equal_the_evaluations(run: Path, folder: Path, tmp_path: 
     """``posture.evaluate`` scores through the Predictor, so its predictions.csv matches ours."""
     from posture.evaluate import EvalConfig, evaluate
 
-    evaluate(EvalConfig(run=run, data=folder, calibration="keep", gradcam=False, out=tmp_path / "eval",
-                        device="cpu"))
+    evaluate(EvalConfig(run=run, data=folder, calibration="keep", gradcam=False, out=tmp_path / "eval", device="cpu"))
     table = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     predictor = Predictor.from_run(run, backend="torch")
     ours = predictor.predict_proba([folder / p for p in table["path"]])
@@ -74,9 +74,18 @@ def test_temperature_and_threshold_from_the_run_are_applied(tmp_path: Path) -> N
     logits = plain.logits(images)
     p_fh = softmax(logits, 2.5)[:, 0]
     threshold = float(np.sort(p_fh)[1] + 1e-4)  # between the 2nd and 3rd of four: a split decision
-    calibrated = Predictor.from_run(make_run(tmp_path / "cal", calibration={
-        "temperature": 2.5, "threshold": threshold, "positive_class": "forward_head", "policy": "test"}),
-        backend="torch")
+    calibrated = Predictor.from_run(
+        make_run(
+            tmp_path / "cal",
+            calibration={
+                "temperature": 2.5,
+                "threshold": threshold,
+                "positive_class": "forward_head",
+                "policy": "test",
+            },
+        ),
+        backend="torch",
+    )
     assert calibrated.temperature == 2.5 and calibrated.threshold == pytest.approx(threshold)
     np.testing.assert_allclose(calibrated.predict_proba(images), softmax(logits, 2.5), atol=1e-6)
     np.testing.assert_allclose(calibrated.predict_proba(images, calibrated=False), softmax(logits), atol=1e-6)
@@ -111,14 +120,27 @@ def test_physical_cores_is_a_sensible_thread_count() -> None:
 
 # ----------------------------------------------------------------------------------------------- CLI
 
-def test_cli_prints_one_json_line_per_image_and_reports_failures(run: Path, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_cli_prints_one_json_line_per_image_and_reports_failures(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_photo(tmp_path / "in" / "a.png", seed=1)
     write_photo(tmp_path / "in" / "sub" / "b.jpg", seed=2)
     (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     single = write_photo(tmp_path / "c.png", seed=3)
-    code = run_main(main, ["--run", str(run), "--json", "--backend", "torch", str(tmp_path / "in"), str(single),
-                           str(tmp_path / "missing.png")])
+    code = run_main(
+        main,
+        [
+            "--run",
+            str(run),
+            "--json",
+            "--backend",
+            "torch",
+            str(tmp_path / "in"),
+            str(single),
+            str(tmp_path / "missing.png"),
+        ],
+    )
     assert code == 1  # some inputs failed...
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     by_name = {Path(d["path"]).name: d for d in lines}
@@ -131,8 +153,9 @@ def test_cli_prints_one_json_line_per_image_and_reports_failures(run: Path, tmp_
     assert by_name["c.png"]["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
 
 
-def test_cli_text_output_and_glob_exit_zero_when_all_succeed(run: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_text_output_and_glob_exit_zero_when_all_succeed(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for i in range(3):
         write_photo(tmp_path / f"shot{i}.png", seed=i)
     code = run_main(main, ["--run", str(run), "--backend", "torch", str(tmp_path / "shot*.png")])
@@ -161,9 +184,10 @@ def test_predict_accepts_bytes_of_a_real_jpeg(run: Path) -> None:
 
 # ------------------------------------------------------------------------------- damaged run folders
 
+
 def _truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * keep)])
+    path.write_bytes(data[: int(len(data) * keep)])
 
 
 def _edit_config(run: Path, **changes: object) -> None:
@@ -184,25 +208,42 @@ def _interrupted(run: Path) -> None:
 #: How a run folder gets damaged → (what the one error line must name, a word of what to do, extra CLI args).
 DAMAGES = {
     "truncated weights": (lambda run: _truncate(run / "model.safetensors"), "model.safetensors", "again", []),
-    "weights that are not safetensors": (lambda run: (run / "model.safetensors").write_bytes(b"PK\x03\x04 zip?"),
-                                         "model.safetensors", "again", []),
+    "weights that are not safetensors": (
+        lambda run: (run / "model.safetensors").write_bytes(b"PK\x03\x04 zip?"),
+        "model.safetensors",
+        "again",
+        [],
+    ),
     "config that is not JSON": (lambda run: _truncate(run / "config.json", 0.6), "config.json", "again", []),
-    "config that is not an object": (lambda run: (run / "config.json").write_text("[1, 2]"), "config.json",
-                                     "again", []),
-    "config without classes": (lambda run: (run / "config.json").write_text(json.dumps(
-        {k: v for k, v in json.loads((run / "config.json").read_text()).items() if k != "classes"})),
-        "classes", "again", []),
-    "more classes than the weights": (lambda run: _edit_config(run, classes=["a", "b", "c"]), "3 classes",
-                                      "again", []),
-    "broken model.onnx asked for": (lambda run: (run / ONNX_NAME).write_bytes(b"\x08\x07\x12\x04half"),
-                                    "model.onnx", "posture.export", ["--backend", "onnx"]),
+    "config that is not an object": (
+        lambda run: (run / "config.json").write_text("[1, 2]"),
+        "config.json",
+        "again",
+        [],
+    ),
+    "config without classes": (
+        lambda run: (run / "config.json").write_text(
+            json.dumps({k: v for k, v in json.loads((run / "config.json").read_text()).items() if k != "classes"})
+        ),
+        "classes",
+        "again",
+        [],
+    ),
+    "more classes than the weights": (lambda run: _edit_config(run, classes=["a", "b", "c"]), "3 classes", "again", []),
+    "broken model.onnx asked for": (
+        lambda run: (run / ONNX_NAME).write_bytes(b"\x08\x07\x12\x04half"),
+        "model.onnx",
+        "posture.export",
+        ["--backend", "onnx"],
+    ),
     "an interrupted run with damaged state": (_interrupted, "interrupted", "--resume", []),
 }
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_a_damaged_run_folder_is_one_error_line_naming_the_file(damage: str, run: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_damaged_run_folder_is_one_error_line_naming_the_file(
+    damage: str, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     make_damage, named, remedy, extra = DAMAGES[damage]
@@ -218,7 +259,8 @@ def test_a_damaged_run_folder_is_one_error_line_naming_the_file(damage: str, run
 
 
 def test_a_broken_onnx_beside_good_weights_falls_back_to_torch_with_a_warning(
-        run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
     import shutil
 

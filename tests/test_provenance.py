@@ -40,8 +40,12 @@ def test_a_synth_drop_is_recognised_after_ingest(synthetic: tuple[Path, Path]) -
     assert [s["name"] for s in record["sources"]] == sorted(manifest["source"].unique())
     for split, counts in record["splits"].items():
         part = manifest[manifest["split"] == split]
-        assert counts == {"photos": len(part), "subjects": part["subject"].nunique(), "used": len(part),
-                          "used_subjects": part["subject"].nunique()}
+        assert counts == {
+            "photos": len(part),
+            "subjects": part["subject"].nunique(),
+            "used": len(part),
+            "used_subjects": part["subject"].nunique(),
+        }
     assert describe_words(record).startswith(f"synthetic pictures (posture.synth): {len(manifest)} pictures of ")
 
 
@@ -55,13 +59,16 @@ def test_the_raw_synth_folder_is_recognised_as_well(synthetic: tuple[Path, Path]
 def test_photos_and_mixtures_are_told_apart(synthetic: tuple[Path, Path]) -> None:
     _, data = synthetic
     synth = pd.read_csv(data / "manifest.csv")
-    photos = synth.head(4).assign(source="phone", source_path=[f"normal/IMG_{i:04d}.jpg" for i in range(4)],
-                                  subject=["ann", "ann", "bob", "bob"])
+    photos = synth.head(4).assign(
+        source="phone", source_path=[f"normal/IMG_{i:04d}.jpg" for i in range(4)], subject=["ann", "ann", "bob", "bob"]
+    )
     assert describe_rows(photos, "phone")["kind"] == "real"
     mixed = describe_rows(pd.concat([synth, photos], ignore_index=True), "both")
     assert mixed["kind"] == "mixed"
-    assert {s["name"]: s["synthetic"] for s in mixed["sources"]} == {**{n: True for n in synth["source"].unique()},
-                                                                    "phone": False}
+    assert {s["name"]: s["synthetic"] for s in mixed["sources"]} == {
+        **{n: True for n in synth["source"].unique()},
+        "phone": False,
+    }
     assert "from phone" in describe_words(mixed)
     # a synth-like name whose keypoints a labeling team never clicked is not synthetic
     unclicked = synth.head(3).assign(ear_x=None)
@@ -72,16 +79,20 @@ def test_used_photos_leave_out_what_training_could_not_read(synthetic: tuple[Pat
     _, data = synthetic
     manifest = pd.read_csv(data / "manifest.csv")
     train = manifest[manifest["split"] == "train"]["path"].tolist()
-    metrics = {"not_assessed": [{"path": train[0], "split": "train", "reason": "no person found"}],
-               "skipped_images": [{"path": train[1], "reason": "corrupt"}]}
+    metrics = {
+        "not_assessed": [{"path": train[0], "split": "train", "reason": "no person found"}],
+        "skipped_images": [{"path": train[1], "reason": "corrupt"}],
+    }
     record = training_record(data, metrics=metrics)
     kept = manifest[manifest["path"].isin(train[2:])]
     assert record["splits"]["train"]["used"] == len(train) - 2
     assert record["splits"]["train"]["photos"] == len(train)
     assert record["splits"]["train"]["used_subjects"] == kept["subject"].nunique()
     people = kept["subject"].nunique()
-    assert describe_words(record, "train") == (f"synthetic pictures (posture.synth): {len(kept)} pictures of "
-                                               f"{people} generated {'person' if people == 1 else 'people'}")
+    assert describe_words(record, "train") == (
+        f"synthetic pictures (posture.synth): {len(kept)} pictures of "
+        f"{people} generated {'person' if people == 1 else 'people'}"
+    )
 
 
 @needs_real

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -17,17 +18,26 @@ class Killed(BaseException):
 
 def _save(run_dir: Path, epoch: int) -> None:
     t = torch.full((3,), float(epoch))
-    save_state(run_dir, model={"w": t}, best={"w": t.clone()},
-               optimizer={"state": {0: {"exp_avg": t.clone(), "step": epoch}},
-                          "param_groups": [{"lr": 0.1, "params": [0]}]},
-               scheduler={"last_epoch": epoch}, meta={"epoch": epoch, "phase": "head"})
+    save_state(
+        run_dir,
+        model={"w": t},
+        best={"w": t.clone()},
+        optimizer={"state": {0: {"exp_avg": t.clone(), "step": epoch}}, "param_groups": [{"lr": 0.1, "params": [0]}]},
+        scheduler={"last_epoch": epoch},
+        meta={"epoch": epoch, "phase": "head"},
+    )
 
 
 def _epochs_in(state: dict) -> set[float]:
     """Every place the epoch number was stored; a torn state has more than one."""
-    return {float(state["meta"]["epoch"]), float(state["scheduler"]["last_epoch"]),
-            float(state["optimizer"]["state"][0]["step"]), *state["model"]["w"].tolist(),
-            *state["best"]["w"].tolist(), *state["optimizer"]["state"][0]["exp_avg"].tolist()}
+    return {
+        float(state["meta"]["epoch"]),
+        float(state["scheduler"]["last_epoch"]),
+        float(state["optimizer"]["state"][0]["step"]),
+        *state["model"]["w"].tolist(),
+        *state["best"]["w"].tolist(),
+        *state["optimizer"]["state"][0]["exp_avg"].tolist(),
+    }
 
 
 def test_state_round_trips(tmp_path: Path) -> None:
@@ -40,8 +50,9 @@ def test_state_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("nth", [1, 2, 3])
-def test_a_save_killed_at_any_rename_leaves_one_whole_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            nth: int, when: str) -> None:
+def test_a_save_killed_at_any_rename_leaves_one_whole_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nth: int, when: str
+) -> None:
     _save(tmp_path, 1)
     real_replace, calls = os.replace, []
 
@@ -54,10 +65,8 @@ def test_a_save_killed_at_any_rename_leaves_one_whole_epoch(tmp_path: Path, monk
             raise Killed
 
     monkeypatch.setattr(os, "replace", replace)
-    try:
+    with contextlib.suppress(Killed):
         _save(tmp_path, 2)
-    except Killed:
-        pass
     monkeypatch.undo()
     assert has_resume_state(tmp_path)
     assert _epochs_in(load_state(tmp_path)) in ({1.0}, {2.0})

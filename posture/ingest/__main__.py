@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from posture.cli import add_logging_flags, add_options, config_from_args, run_main, setup_logging
+from posture.filenames import text_name
 from posture.ingest.config import IngestConfig
 from posture.ingest.pipeline import ingest
 from posture.ingest.report import format_summary
-from posture.filenames import text_name
 from posture.labels import CLASS_NAMES
 
 EPILOG = """\
@@ -45,9 +45,12 @@ example:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m posture.ingest", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="python -m posture.ingest",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Turn a folder of posture photos into a clean, de-duplicated, subject-split dataset "
-                    "with a manifest and a report of every file that was left out and why. SRC is never modified.")
+        "with a manifest and a report of every file that was left out and why. SRC is never modified.",
+    )
     add_options(p, IngestConfig)
     add_logging_flags(p)
     return p

@@ -59,7 +59,7 @@ def parse_label_map(text: str) -> dict[str, str]:
         except (OSError, ValueError) as exc:
             raise UserError(f"--label-map {text}: cannot read JSON ({exc})") from None
         if not isinstance(raw, dict):
-            raise UserError(f"--label-map {text}: wants a JSON object {{\"name\": \"class\"}}")
+            raise UserError(f'--label-map {text}: wants a JSON object {{"name": "class"}}')
         pairs = [(str(k), str(v)) for k, v in raw.items()]
     else:
         pairs = []
@@ -81,47 +81,91 @@ def parse_label_map(text: str) -> dict[str, str]:
 class IngestConfig:
     """Settings of one ``posture.ingest`` run (the CLI flags map one to one onto these fields)."""
 
-    src: Path = field(metadata=option("folder handed over by the labeling team (read only)", positional=True,
-                                      metavar="SRC"))
+    src: Path = field(
+        metadata=option("folder handed over by the labeling team (read only)", positional=True, metavar="SRC")
+    )
     out: Path = field(metadata=option("dataset folder to create (e.g. data/mydrop)", aliases=("-o",)))
     #: Label CSVs. Labels come from the first; each further one (another labeler) is compared with
     #: it and the agreement (Cohen's kappa, CVA difference) is reported as a warning.
-    labels: tuple[Path, ...] = field(default=(), metadata=option(
-        "labels CSV (default: SRC/labels.csv if present, else class folders); give it twice to compare two "
-        "labelers", repeat=True, metavar="CSV"))
+    labels: tuple[Path, ...] = field(
+        default=(),
+        metadata=option(
+            "labels CSV (default: SRC/labels.csv if present, else class folders); give it twice to compare two "
+            "labelers",
+            repeat=True,
+            metavar="CSV",
+        ),
+    )
     #: Extra ``name -> class`` spellings, layered over :data:`posture.labels.DEFAULT_LABEL_ALIASES`.
-    label_map: Mapping[str, str] | None = field(default=None, metadata=option(
-        "extra label names: 'forward=forward_head,ok=normal' or a JSON file {name: class}", parse=parse_label_map,
-        metavar="MAP"))
-    cva_threshold: float = field(default=DEFAULT_CVA_THRESHOLD_DEG, metadata=option(
-        "craniovertebral angle below which a photo is forward_head", metavar="DEG"))
-    subject_pattern: str | None = field(default=None, metadata=option(
-        "regex on the file name; group 1 (or (?P<subject>...)) is the subject id", metavar="REGEX"))
-    ratios: tuple[float, float, float] = field(default=DEFAULT_RATIOS, metadata=option(
-        "train,val,test shares", parse=parse_ratios, metavar="TR,VA,TE",
-        default_text=",".join(f"{r:g}" for r in DEFAULT_RATIOS)))
+    label_map: Mapping[str, str] | None = field(
+        default=None,
+        metadata=option(
+            "extra label names: 'forward=forward_head,ok=normal' or a JSON file {name: class}",
+            parse=parse_label_map,
+            metavar="MAP",
+        ),
+    )
+    cva_threshold: float = field(
+        default=DEFAULT_CVA_THRESHOLD_DEG,
+        metadata=option("craniovertebral angle below which a photo is forward_head", metavar="DEG"),
+    )
+    subject_pattern: str | None = field(
+        default=None,
+        metadata=option("regex on the file name; group 1 (or (?P<subject>...)) is the subject id", metavar="REGEX"),
+    )
+    ratios: tuple[float, float, float] = field(
+        default=DEFAULT_RATIOS,
+        metadata=option(
+            "train,val,test shares",
+            parse=parse_ratios,
+            metavar="TR,VA,TE",
+            default_text=",".join(f"{r:g}" for r in DEFAULT_RATIOS),
+        ),
+    )
     seed: int = field(default=0, metadata=option("seed of the split"))
-    max_side: int = field(default=DEFAULT_MAX_SIDE, metadata=option(  # 0 keeps the original size
-        "downscale images whose long side exceeds this; 0 keeps sizes", metavar="PX"))
-    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=option(
-        "reject images with more pixels (decompression bombs)", metavar="N"))
-    max_bytes: int = field(default=DEFAULT_MAX_BYTES, metadata=option(  # larger files are rejected unread
-        "reject larger files without reading them (too_large)", metavar="N",
-        default_text=f"{DEFAULT_MAX_BYTES}, {DEFAULT_MAX_BYTES // 2**20} MiB"))
-    min_side: int = field(default=DEFAULT_MIN_SIDE, metadata=option(
-        "reject images whose short side, as stored (after --max-side), is below this", metavar="PX"))
-    near_dup_threshold: int = field(default=DEFAULT_NEAR_DUP_THRESHOLD, metadata=option(
-        "max phash and dhash Hamming distance (of 64) for a near-duplicate; -1 finds exact copies only",
-        metavar="BITS"))
-    image_format: str = field(default="jpg", metadata=option(
-        "re-encoded image format (JPEG quality 95)", flag="--format", choices=IMAGE_FORMATS))
+    max_side: int = field(
+        default=DEFAULT_MAX_SIDE,
+        metadata=option(  # 0 keeps the original size
+            "downscale images whose long side exceeds this; 0 keeps sizes", metavar="PX"
+        ),
+    )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS, metadata=option("reject images with more pixels (decompression bombs)", metavar="N")
+    )
+    max_bytes: int = field(
+        default=DEFAULT_MAX_BYTES,
+        metadata=option(  # larger files are rejected unread
+            "reject larger files without reading them (too_large)",
+            metavar="N",
+            default_text=f"{DEFAULT_MAX_BYTES}, {DEFAULT_MAX_BYTES // 2**20} MiB",
+        ),
+    )
+    min_side: int = field(
+        default=DEFAULT_MIN_SIDE,
+        metadata=option("reject images whose short side, as stored (after --max-side), is below this", metavar="PX"),
+    )
+    near_dup_threshold: int = field(
+        default=DEFAULT_NEAR_DUP_THRESHOLD,
+        metadata=option(
+            "max phash and dhash Hamming distance (of 64) for a near-duplicate; -1 finds exact copies only",
+            metavar="BITS",
+        ),
+    )
+    image_format: str = field(
+        default="jpg",
+        metadata=option("re-encoded image format (JPEG quality 95)", flag="--format", choices=IMAGE_FORMATS),
+    )
     jpeg_quality: int = 95
-    source_name: str | None = field(default=None, metadata=option(
-        "value of the manifest's source column (default: SRC's folder name)"))
-    workers: int | None = field(default=None, metadata=option(  # None: one per CPU core
-        "decoding processes (default: one per CPU core)"))
-    overwrite: bool = field(default=False, metadata=option(
-        "replace a DST that holds a dataset from another SRC"))
+    source_name: str | None = field(
+        default=None, metadata=option("value of the manifest's source column (default: SRC's folder name)")
+    )
+    workers: int | None = field(
+        default=None,
+        metadata=option(  # None: one per CPU core
+            "decoding processes (default: one per CPU core)"
+        ),
+    )
+    overwrite: bool = field(default=False, metadata=option("replace a DST that holds a dataset from another SRC"))
     progress: bool = field(default=True, metadata=option("no progress bar"))
 
     def __post_init__(self) -> None:

@@ -25,7 +25,6 @@ from PIL import Image
 from posture.images import ImageDecodeError, open_rgb
 from posture.walk import DEFAULT_MAX_BYTES, RefusedFile, read_regular_file
 
-
 #: Side of the gray thumbnail both perceptual hashes are computed from.
 HASH_SIDE = 32
 
@@ -130,10 +129,17 @@ def decode_one(task: DecodeTask, settings: DecodeSettings) -> Decoded:
         orig_w, orig_h = img.size
         size = stored_size(orig_w, orig_h, settings.max_side)
         if min(size) < settings.min_side:  # judged on what training will see, after downscaling
-            shown = f"{orig_w}x{orig_h}" + ("" if size == (orig_w, orig_h) else
-                                            f", stored as {size[0]}x{size[1]} (--max-side {settings.max_side})")
-            return Decoded(task.index, "too_small", f"{shown}: shorter side below --min-side {settings.min_side}",
-                           source_sha256=source_sha, orig_width=orig_w, orig_height=orig_h)
+            shown = f"{orig_w}x{orig_h}" + (
+                "" if size == (orig_w, orig_h) else f", stored as {size[0]}x{size[1]} (--max-side {settings.max_side})"
+            )
+            return Decoded(
+                task.index,
+                "too_small",
+                f"{shown}: shorter side below --min-side {settings.min_side}",
+                source_sha256=source_sha,
+                orig_width=orig_w,
+                orig_height=orig_h,
+            )
         if size != (orig_w, orig_h):
             img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         phash, dhash = perceptual_hashes(img)
@@ -145,15 +151,25 @@ def decode_one(task: DecodeTask, settings: DecodeSettings) -> Decoded:
             img.save(buf, format="JPEG", quality=settings.jpeg_quality)
         encoded = buf.getvalue()
         Path(task.dst).write_bytes(encoded)
-        return Decoded(task.index, source_sha256=source_sha,
-                       sha256=hashlib.sha256(encoded).hexdigest(), orig_width=orig_w, orig_height=orig_h,
-                       width=img.width, height=img.height, phash=phash, dhash=dhash, flat=flat)
+        return Decoded(
+            task.index,
+            source_sha256=source_sha,
+            sha256=hashlib.sha256(encoded).hexdigest(),
+            orig_width=orig_w,
+            orig_height=orig_h,
+            width=img.width,
+            height=img.height,
+            phash=phash,
+            dhash=dhash,
+            flat=flat,
+        )
     except Exception as exc:  # noqa: BLE001 - a bad file must become a rejection, never a crash
         return Decoded(task.index, "corrupt", f"{type(exc).__name__}: {exc}", source_sha256=source_sha)
 
 
-def decode_all(tasks: Sequence[DecodeTask], settings: DecodeSettings, workers: int,
-               progress: bool = True) -> Iterator[Decoded]:
+def decode_all(
+    tasks: Sequence[DecodeTask], settings: DecodeSettings, workers: int, progress: bool = True
+) -> Iterator[Decoded]:
     """Decode ``tasks`` on ``workers`` processes (in this process when 1), yielding in task order.
 
     Workers are forked (instant, modules already imported) when this process runs a single

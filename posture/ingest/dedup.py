@@ -75,8 +75,9 @@ def find_duplicates(images: Sequence[HashedImage], threshold: int) -> dict[int, 
             if close.size:
                 best = close[np.argmin(dp[close].astype(np.int64) + dd[close])]  # first on ties
                 other = hashed[best]
-                result[image.key] = Duplicate(image.key, other.key, "near", int(dp[best]), int(dd[best]),
-                                              other.label != image.label)
+                result[image.key] = Duplicate(
+                    image.key, other.key, "near", int(dp[best]), int(dd[best]), other.label != image.label
+                )
                 continue
         by_sha[image.content_sha256] = image
         if not image.flat:

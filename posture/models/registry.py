@@ -90,8 +90,9 @@ def register_family(cls: FamilyT) -> FamilyT:
     family = cls()
     for name in family.names():
         if name in _MODELS:
-            raise ValueError(f"model {name!r} of family {family.name!r} is already registered by "
-                             f"{_MODELS[name].family.name!r}")
+            raise ValueError(
+                f"model {name!r} of family {family.name!r} is already registered by {_MODELS[name].family.name!r}"
+            )
         _MODELS[name] = ModelEntry(name, family)
     return cls
 
@@ -126,7 +127,7 @@ def extractor_parts(name: str) -> ExtractorParts:
     if name == POSE:
         return ExtractorParts(None, True)
     if name.endswith(FUSION_SUFFIX):
-        return ExtractorParts(name[:-len(FUSION_SUFFIX)], True)
+        return ExtractorParts(name[: -len(FUSION_SUFFIX)], True)
     return ExtractorParts(name, False)
 
 
@@ -185,8 +186,10 @@ def _load_original(backbone: Backbone, state: dict[str, torch.Tensor], source: s
     unexpected = [k for k in kept if k not in own]
     wrong = [k for k in kept if k in own and tuple(kept[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or wrong:
-        detail = (f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
-                  f"(e.g. {unexpected[:2]}), {len(wrong)} with the wrong shape (e.g. {wrong[:2]})")
+        detail = (
+            f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:2]}), {len(wrong)} with the wrong shape (e.g. {wrong[:2]})"
+        )
         raise UserError(f"weights {source} do not fit this architecture: {detail}")
     backbone.module.load_state_dict(kept, strict=True)
 
@@ -198,20 +201,30 @@ def _load_posture(model: PostureClassifier, state: dict[str, torch.Tensor], sour
     missing = [k for k in own if k.startswith("backbone.") and k not in back]
     bad = [k for k in back if k not in own or tuple(back[k].shape) != tuple(own[k].shape)]
     if missing or bad:
-        raise UserError(f"weights {source} do not fit '{model.arch}': {len(missing)} backbone tensors missing "
-                        f"(e.g. {missing[:2]}), {len(bad)} unexpected or mis-shaped (e.g. {bad[:2]})")
+        raise UserError(
+            f"weights {source} do not fit '{model.arch}': {len(missing)} backbone tensors missing "
+            f"(e.g. {missing[:2]}), {len(bad)} unexpected or mis-shaped (e.g. {bad[:2]})"
+        )
     head = {k: v for k, v in state.items() if k.startswith("head.")}
     head_fits = set(head) == {k for k in own if k.startswith("head.")} and all(
-        tuple(head[k].shape) == tuple(own[k].shape) for k in head)
+        tuple(head[k].shape) == tuple(own[k].shape) for k in head
+    )
     if not head_fits:
         log.info("weights %s: its head does not fit this head spec / class count; the head starts fresh", source)
         head = {}
     model.load_state_dict({**back, **head}, strict=False)
 
 
-def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLike[str] = True,
-                head: HeadSpec | dict[str, Any] | None = None, *, init_seed: int = DEFAULT_INIT_SEED,
-                input_size: int | None = None, pose_features: Sequence[str] | None = None) -> PostureClassifier:
+def build_model(
+    name: str,
+    num_classes: int,
+    pretrained: bool | str | os.PathLike[str] = True,
+    head: HeadSpec | dict[str, Any] | None = None,
+    *,
+    init_seed: int = DEFAULT_INIT_SEED,
+    input_size: int | None = None,
+    pose_features: Sequence[str] | None = None,
+) -> PostureClassifier:
     """A feature extractor from the zoo with a fresh ``num_classes`` head.
 
     ``pose`` and ``<cnn>+pose`` names read posture geometry; ``pose_features`` names its columns
@@ -233,9 +246,17 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
     if parts.cnn is None:
         if input_size is not None:
             log.debug("the geometry-only pose extractor reads no pixels; input size %s ignored", input_size)
-        return PostureClassifier(NoImage(), build_head(spec, len(features), num_classes), num_features=0, arch=name,
-                                 preprocessing=Preprocessing(), blocks=[], cam_layer="", head_spec=spec,
-                                 pose_features=features)
+        return PostureClassifier(
+            NoImage(),
+            build_head(spec, len(features), num_classes),
+            num_features=0,
+            arch=name,
+            preprocessing=Preprocessing(),
+            blocks=[],
+            cam_layer="",
+            head_spec=spec,
+            pose_features=features,
+        )
     entry = _entry(name)
     family = entry.family
     source = resolve_pretrained(pretrained)
@@ -253,10 +274,17 @@ def build_model(name: str, num_classes: int, pretrained: bool | str | os.PathLik
         path = family.weights_file(entry.name)
         log.info("loading %s weights from %s", name, path)
         _load_original(backbone, family.convert_original(entry.name, load_state_file(path)), str(path))
-    model = PostureClassifier(backbone.module, build_head(spec, backbone.num_features + len(features), num_classes),
-                              num_features=backbone.num_features, arch=name, preprocessing=preprocessing,
-                              blocks=backbone.blocks, cam_layer=backbone.cam_layer, head_spec=spec,
-                              pose_features=features)
+    model = PostureClassifier(
+        backbone.module,
+        build_head(spec, backbone.num_features + len(features), num_classes),
+        num_features=backbone.num_features,
+        arch=name,
+        preprocessing=preprocessing,
+        blocks=backbone.blocks,
+        cam_layer=backbone.cam_layer,
+        head_spec=spec,
+        pose_features=features,
+    )
     if isinstance(source, Path):
         state = load_state_file(source)
         if any(k.startswith("backbone.") for k in state):
@@ -286,18 +314,22 @@ def model_from_config(config: dict[str, Any]) -> PostureClassifier:
             raise UserError(f"run config has no {key!r}; is it a posture run's config.json?")
     pre = Preprocessing.from_dict(config["preprocessing"]) if "preprocessing" in config else None
     pose = config.get("pose") or {}
-    model = build_model(str(config["architecture"]), len(config["classes"]), pretrained=False,
-                        head=HeadSpec.from_dict(config.get("head")),
-                        input_size=pre.input_size if pre is not None else None,
-                        pose_features=[f["name"] if isinstance(f, dict) else f for f in pose.get("features", [])]
-                        or None)
+    model = build_model(
+        str(config["architecture"]),
+        len(config["classes"]),
+        pretrained=False,
+        head=HeadSpec.from_dict(config.get("head")),
+        input_size=pre.input_size if pre is not None else None,
+        pose_features=[f["name"] if isinstance(f, dict) else f for f in pose.get("features", [])] or None,
+    )
     if pre is not None:
         model.preprocessing = pre
     return model
 
 
-def weights_fingerprint(name: str, pretrained: bool | str | os.PathLike[str] = True,
-                        init_seed: int = DEFAULT_INIT_SEED) -> str:
+def weights_fingerprint(
+    name: str, pretrained: bool | str | os.PathLike[str] = True, init_seed: int = DEFAULT_INIT_SEED
+) -> str:
     """A short stable id of the weights, part of the feature-cache key (no weights are loaded)."""
     if extractor_parts(name).cnn is None:
         return "none"

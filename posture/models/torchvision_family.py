@@ -11,6 +11,7 @@ keeps hidden layers such as MobileNetV3's.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,10 @@ def _arch_kwargs(name: str, input_size: int | None) -> dict[str, Any]:
     return kwargs
 
 
-def _vit_adapter(model: nn.Module) -> Any:
-    """Resample a ViT's position embeddings when weights come from another image size."""
+def _vit_adapter(model: Any) -> Any:
+    """Resample a ViT's position embeddings when weights come from another image size.
+
+    ``model`` is a torchvision ``VisionTransformer`` (torchvision ships no type information)."""
     from torchvision.models.vision_transformer import interpolate_embeddings
 
     def adapt(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -83,7 +86,7 @@ def _with_params(model: nn.Module, path: str) -> list[str]:
     return [prefix + n for n, c in container.named_children() if any(True for _ in c.parameters())]
 
 
-def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
+def _layout(model: nn.Module) -> tuple[Sequence[BlockPath], str]:
     """Stages (forward order) and the Grad-CAM layer for each family."""
     if isinstance(model, tvm.ResNet):
         return [("conv1", "bn1"), "layer1", "layer2", "layer3", "layer4"], "layer4"
@@ -96,18 +99,20 @@ def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
     if isinstance(model, tvm.GoogLeNet):
         return _with_params(model, ""), "inception5b"
     if isinstance(model, tvm.VisionTransformer):
-        return ["conv_proj", *_with_params(model, "encoder.layers"), "encoder.ln"], \
-            _with_params(model, "encoder.layers")[-1] + ".ln_1"
+        return ["conv_proj", *_with_params(model, "encoder.layers"), "encoder.ln"], _with_params(
+            model, "encoder.layers"
+        )[-1] + ".ln_1"
     if isinstance(model, tvm.SwinTransformer):
         return [*_with_params(model, "features"), "norm"], "norm"
     if isinstance(model, tvm.MaxVit):
-        return ["stem", *_with_params(model, "blocks"), *_with_params(model, "classifier")], \
-            _with_params(model, "blocks")[-1]
+        return ["stem", *_with_params(model, "blocks"), *_with_params(model, "classifier")], _with_params(
+            model, "blocks"
+        )[-1]
     if isinstance(model, tvm.MNASNet):
         return [*_with_params(model, "layers"), *_with_params(model, "classifier")], "layers"
     if hasattr(model, "features") and isinstance(model.features, nn.Sequential):
         # AlexNet, VGG, SqueezeNet, DenseNet, MobileNet v2/v3, EfficientNet v1/v2, ConvNeXt.
-        blocks: list[BlockPath] = _with_params(model, "features")
+        blocks = _with_params(model, "features")
         if isinstance(getattr(model, "classifier", None), nn.Sequential):
             blocks += _with_params(model, "classifier")
         return blocks, "features"
@@ -115,7 +120,14 @@ def _layout(model: nn.Module) -> tuple[list[BlockPath], str]:
 
 
 _DENSENET_OLD_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    """A per-channel mean or std of an RGB transform."""
+    r, g, b = (float(v) for v in values)
+    return r, g, b
 
 
 @register_family
@@ -132,8 +144,12 @@ class TorchvisionFamily(ModelFamily):
         t = default_weights(name).transforms()
         crop = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else int(t.crop_size)
         interp = getattr(t.interpolation, "value", str(t.interpolation))
-        return Preprocessing(input_size=int(crop), mean=tuple(float(m) for m in t.mean),
-                             std=tuple(float(s) for s in t.std), interpolation=str(interp))
+        return Preprocessing(
+            input_size=int(crop),
+            mean=_rgb(t.mean),
+            std=_rgb(t.std),
+            interpolation=str(interp),
+        )
 
     def weights_file(self, name: str) -> Path:
         return require_torchvision_file(name, default_weights(name).url)
@@ -152,9 +168,14 @@ class TorchvisionFamily(ModelFamily):
         head_path, num_features = _find_head(model)
         _set(model, head_path, nn.Identity())
         blocks, cam = _layout(model)
-        return Backbone(module=model, num_features=num_features, blocks=blocks, cam_layer=cam,
-                        drop_prefixes=(head_path + ".", *_AUX_PREFIXES),
-                        adapt_state=_vit_adapter(model) if isinstance(model, tvm.VisionTransformer) else None)
+        return Backbone(
+            module=model,
+            num_features=num_features,
+            blocks=list(blocks),
+            cam_layer=cam,
+            drop_prefixes=(head_path + ".", *_AUX_PREFIXES),
+            adapt_state=_vit_adapter(model) if isinstance(model, tvm.VisionTransformer) else None,
+        )
 
     def convert_original(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Undo old key spellings in torchvision's own files (DenseNet's ``norm.1`` → ``norm1``)."""

@@ -57,8 +57,9 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             return dict(load_file(str(path), device="cpu"))
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or a pickle that needs arbitrary code
-        raise UserError(f"cannot read weights file {path}: {exc.__class__.__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise UserError(
+            f"cannot read weights file {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -89,4 +90,5 @@ def require_torchvision_file(name: str, url: str) -> Path:
     raise WeightsUnavailableError(
         f"pretrained weights for '{name}' are not on this machine: {path.name} is missing from {path.parent} "
         f"(download {url} into that folder, or pass --weights FILE with a state dict, "
-        f"or --weights none to start from random initialisation)")
+        f"or --weights none to start from random initialisation)"
+    )

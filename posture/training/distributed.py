@@ -39,8 +39,9 @@ def detect() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return DistInfo()
-    return DistInfo(rank=int(os.environ.get("RANK", "0")), world_size=world,
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(
+        rank=int(os.environ.get("RANK", "0")), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def init(info: DistInfo, device: torch.device) -> torch.device:

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,9 @@ from tqdm.auto import tqdm
 from posture.data import ManifestDataset
 from posture.training.distributed import DistInfo
 from posture.transforms import Preprocessing, apply, build_train_transform
+
+if TYPE_CHECKING:
+    from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ def group_class_weights(targets: torch.Tensor, groups: list[str], num_classes: i
     session of 16 photos of nine different people, and the head would learn that session's camera;
     weighting each session's classes equally asks it to fit every session (as the classes already are).
     """
-    cells = [f"{g}\x00{int(t)}" for g, t in zip(groups, targets.tolist())]
+    cells = [f"{g}\x00{int(t)}" for g, t in zip(groups, targets.tolist(), strict=True)]
     counts: dict[str, int] = {}
     for c in cells:
         counts[c] = counts.get(c, 0) + 1
@@ -82,8 +85,11 @@ def epoch_scores(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tens
     preds = logits.argmax(1).numpy()
     y = targets.numpy()
     loss = float(F.cross_entropy(logits, targets, weight=weight)) if len(y) else float("nan")
-    return {"loss": loss, "accuracy": float((preds == y).mean()) if len(y) else float("nan"),
-            "balanced_accuracy": float(balanced_accuracy_score(y, preds)) if len(y) else float("nan")}
+    return {
+        "loss": loss,
+        "accuracy": float((preds == y).mean()) if len(y) else float("nan"),
+        "balanced_accuracy": float(balanced_accuracy_score(y, preds)) if len(y) else float("nan"),
+    }
 
 
 @dataclass
@@ -93,7 +99,7 @@ class EarlyStopping:
     patience: int
     best_score: float = -math.inf
     best_loss: float = math.inf
-    best_epoch: int = 0          # global epoch number (1-based); 0 = none yet
+    best_epoch: int = 0  # global epoch number (1-based); 0 = none yet
     best_phase: str = ""
     bad_epochs: int = 0
 
@@ -132,15 +138,15 @@ class EarlyStopping:
 class OptimSpec:
     """The optimiser and schedule: AdamW + cosine by default, or a paper's SGD recipe."""
 
-    name: str = "adamw"          # "adamw" | "sgd"
+    name: str = "adamw"  # "adamw" | "sgd"
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
     nesterov: bool = False
-    schedule: str = "cosine"     # "cosine" | "step" | "constant"
+    schedule: str = "cosine"  # "cosine" | "step" | "constant"
     step_size: int = 30
     gamma: float = 0.1
-    recipe: Any = None           # a posture.models.classic.recipes.Recipe: its optimiser and step decay
+    recipe: Any = None  # a posture.models.classic.recipes.Recipe: its optimiser and step decay
 
     def build(self, groups: list[dict[str, Any]], epochs: int) -> tuple[torch.optim.Optimizer, Any]:
         if self.recipe is not None:
@@ -149,11 +155,12 @@ class OptimSpec:
             from posture.models.classic.recipes import make_optimizer, make_scheduler
 
             recipe = replace(self.recipe, lr=self.lr)
-            opt = make_optimizer(recipe, groups)
-            return opt, make_scheduler(recipe, opt, epochs)
+            optimizer = make_optimizer(recipe, groups)
+            return optimizer, make_scheduler(recipe, optimizer, epochs)
         if self.name == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum,
-                                                         weight_decay=self.weight_decay, nesterov=self.nesterov)
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov
+            )
         else:
             opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         if self.schedule == "step":
@@ -165,8 +172,14 @@ class OptimSpec:
         return opt, sched
 
 
-def optimise_batch(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                   weight: torch.Tensor | None, sample_weight: torch.Tensor | None = None) -> tuple[float, int]:
+def optimise_batch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None,
+    sample_weight: torch.Tensor | None = None,
+) -> tuple[float, int]:
     """One class-weighted (or per-photo weighted) optimiser step, shared by the head and unfreeze
     phases so they cannot drift.
 
@@ -184,7 +197,7 @@ def optimise_batch(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
 
 
 def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def _shard(order: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
@@ -194,7 +207,7 @@ def _shard(order: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
     w = dist_info.world_size
     total = math.ceil(len(order) / w) * w
     padded = torch.cat([order, order[: total - len(order)]]) if total > len(order) else order
-    return padded[dist_info.rank::w]
+    return padded[dist_info.rank :: w]
 
 
 @dataclass(frozen=True)
@@ -225,7 +238,7 @@ class Phase(ABC):
     weight: torch.Tensor
     val_y: torch.Tensor
 
-    def __init__(self, model: nn.Module, spec: PhaseSpec, num_classes: int) -> None:
+    def __init__(self, model: PostureClassifier, spec: PhaseSpec, num_classes: int) -> None:
         self.model, self.spec, self.num_classes = model, spec, num_classes
         self.device, self.seed, self.dist, self.batch_size = spec.device, spec.seed, spec.dist, spec.batch_size
 
@@ -265,9 +278,18 @@ class HeadPhase(Phase):
 
     name = "head"
 
-    def __init__(self, model: nn.Module, spec: PhaseSpec, *, train_x: torch.Tensor, train_y: torch.Tensor,
-                 val_x: torch.Tensor, val_y: torch.Tensor, num_classes: int,
-                 sample_weight: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        model: PostureClassifier,
+        spec: PhaseSpec,
+        *,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        val_x: torch.Tensor,
+        val_y: torch.Tensor,
+        num_classes: int,
+        sample_weight: torch.Tensor | None = None,
+    ) -> None:
         super().__init__(model, spec, num_classes)
         device = spec.device
         self.head = model.head.to(device)
@@ -282,7 +304,7 @@ class HeadPhase(Phase):
         return {f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+        self.head.load_state_dict({k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")})
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         g = torch.Generator().manual_seed(derive_seed(self.seed, self.name, epoch))
@@ -296,8 +318,13 @@ class HeadPhase(Phase):
         for idx in _batches(order, per_rank):
             y = self.train_y[idx]
             batch_loss, batch_correct = optimise_batch(
-                self.net, self.optimizer, self.train_x[idx, views[idx]], y, self.weight,
-                self.sample_weight[idx] if self.sample_weight is not None else None)
+                self.net,
+                self.optimizer,
+                self.train_x[idx, views[idx]],
+                y,
+                self.weight,
+                self.sample_weight[idx] if self.sample_weight is not None else None,
+            )
             total_loss += batch_loss
             correct += batch_correct
             seen += len(idx)
@@ -332,8 +359,9 @@ def freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
-def predict_images(model: nn.Module, dataset: ManifestDataset, batch_size: int, workers: int,
-                   device: torch.device) -> torch.Tensor:
+def predict_images(
+    model: nn.Module, dataset: ManifestDataset, batch_size: int, workers: int, device: torch.device
+) -> torch.Tensor:
     """Logits for every image of ``dataset`` (whose transform must be the eval pipeline)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     model.eval()
@@ -349,11 +377,22 @@ class ImagePhase(Phase):
 
     name = "unfreeze"
 
-    def __init__(self, model: nn.Module, spec: PhaseSpec, *, train_ds: ManifestDataset, val_ds: ManifestDataset,
-                 num_classes: int, unfreeze: int | str, lr_decay: float, aug_strength: float = 1.0) -> None:
+    def __init__(
+        self,
+        model: PostureClassifier,
+        spec: PhaseSpec,
+        *,
+        train_ds: ManifestDataset,
+        val_ds: ManifestDataset,
+        num_classes: int,
+        unfreeze: int | str,
+        lr_decay: float,
+        aug_strength: float = 1.0,
+    ) -> None:
         # Contiguous layout whatever extraction left behind: the conv kernels (and so the last bits of
         # every result) depend on it, and a resumed run that read features from the cache must match.
-        model.to(device=spec.device, memory_format=torch.contiguous_format)
+        # Module.to takes memory_format at run time; torch's overloads leave it out.
+        model.to(device=spec.device, memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         super().__init__(model, spec, num_classes)
         self.workers = spec.workers
         self.val_ds = val_ds
@@ -376,7 +415,7 @@ class ImagePhase(Phase):
         for depth, stage in enumerate(reversed(stages), start=1):
             params = [p for p in stage if p.requires_grad]
             if params:
-                groups.append({"params": params, "lr": lr * decay ** depth})
+                groups.append({"params": params, "lr": lr * decay**depth})
         return groups
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -391,8 +430,13 @@ class ImagePhase(Phase):
         per_rank = math.ceil(self.batch_size / self.dist.world_size)
         g = torch.Generator().manual_seed(derive_seed(self.seed, self.name, epoch))
         order = _shard(torch.randperm(len(self.train_data), generator=g), self.dist).tolist()
-        loader = DataLoader(torch.utils.data.Subset(self.train_data, order), batch_size=per_rank, shuffle=False,
-                            num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            torch.utils.data.Subset(self.train_data, order),
+            batch_size=per_rank,
+            shuffle=False,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
         self.model.train()
         freeze_batchnorm(self.model)
         total_loss, correct, seen = 0.0, 0, 0
@@ -418,18 +462,28 @@ class PhaseRun:
     """What :func:`run_phase` needs besides the phase: where it starts and how to report."""
 
     epochs: int
-    start_epoch: int = 0                 # epochs of this phase already done (resume)
-    epoch_offset: int = 0                # global epoch number of this phase's epoch 0
+    start_epoch: int = 0  # epochs of this phase already done (resume)
+    epoch_offset: int = 0  # global epoch number of this phase's epoch 0
     history: list[dict[str, Any]] = field(default_factory=list)
     after_epoch: EpochHook | None = None  # e.g. a test that simulates a crash once a state is saved
 
 
-def run_phase(phase: Phase, run: PhaseRun, stopper: EarlyStopping, best: dict[str, torch.Tensor],
-              on_epoch_end: Callable[[int, dict[str, torch.Tensor]], None],
-              progress: bool = True) -> dict[str, torch.Tensor]:
+def run_phase(
+    phase: Phase,
+    run: PhaseRun,
+    stopper: EarlyStopping,
+    best: dict[str, torch.Tensor],
+    on_epoch_end: Callable[[int, dict[str, torch.Tensor]], None],
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
     """Train ``phase`` epoch by epoch; returns the best state seen (``best`` if nothing beat it)."""
-    bar = tqdm(range(run.start_epoch + 1, run.epochs + 1), desc=f"training {phase.name}", unit="epoch",
-               leave=False, disable=not progress or not phase.dist.is_main)
+    bar = tqdm(
+        range(run.start_epoch + 1, run.epochs + 1),
+        desc=f"training {phase.name}",
+        unit="epoch",
+        leave=False,
+        disable=not progress or not phase.dist.is_main,
+    )
     for epoch in bar:
         if stopper.should_stop:
             break
@@ -440,15 +494,31 @@ def run_phase(phase: Phase, run: PhaseRun, stopper: EarlyStopping, best: dict[st
         if stopper.update(val["balanced_accuracy"], val["loss"], global_epoch, phase.name):
             best = phase.state()
         lr = phase.optimizer.param_groups[0]["lr"]
-        row = {"epoch": global_epoch, "phase": phase.name, "phase_epoch": epoch, "train_loss": train_loss,
-               "train_accuracy": train_acc, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-               "val_balanced_accuracy": val["balanced_accuracy"], "lr": lr,
-               "seconds": round(time.perf_counter() - t0, 4)}
+        row = {
+            "epoch": global_epoch,
+            "phase": phase.name,
+            "phase_epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "val_balanced_accuracy": val["balanced_accuracy"],
+            "lr": lr,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
         run.history.append(row)
         if phase.dist.is_main:
-            log.info("epoch %3d [%s] train loss %.4f acc %.3f | val loss %.4f acc %.3f bal %.3f%s",
-                     global_epoch, phase.name, train_loss, train_acc, val["loss"], val["accuracy"],
-                     val["balanced_accuracy"], " *" if stopper.best_epoch == global_epoch else "")
+            log.info(
+                "epoch %3d [%s] train loss %.4f acc %.3f | val loss %.4f acc %.3f bal %.3f%s",
+                global_epoch,
+                phase.name,
+                train_loss,
+                train_acc,
+                val["loss"],
+                val["accuracy"],
+                val["balanced_accuracy"],
+                " *" if stopper.best_epoch == global_epoch else "",
+            )
         on_epoch_end(epoch, best)
         if run.after_epoch is not None:
             run.after_epoch(global_epoch)
@@ -478,6 +548,22 @@ def copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-__all__ = ["Phase", "HeadPhase", "ImagePhase", "PhaseSpec", "EarlyStopping", "OptimSpec", "PhaseRun", "EpochHook",
-           "run_phase", "EpochScores", "epoch_scores", "class_weights", "group_class_weights", "derive_seed",
-           "predict_images", "copy_state", "torch_threads"]
+__all__ = [
+    "Phase",
+    "HeadPhase",
+    "ImagePhase",
+    "PhaseSpec",
+    "EarlyStopping",
+    "OptimSpec",
+    "PhaseRun",
+    "EpochHook",
+    "run_phase",
+    "EpochScores",
+    "epoch_scores",
+    "class_weights",
+    "group_class_weights",
+    "derive_seed",
+    "predict_images",
+    "copy_state",
+    "torch_threads",
+]

@@ -14,8 +14,18 @@ CURVE_NAME = "training_curve.png"
 
 
 def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    cols = ["epoch", "phase", "phase_epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-            "val_balanced_accuracy", "lr", "seconds"]
+    cols = [
+        "epoch",
+        "phase",
+        "phase_epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_balanced_accuracy",
+        "lr",
+        "seconds",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 

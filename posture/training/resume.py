@@ -95,8 +95,15 @@ def _from_jsonable(value: Any) -> Any:
     return value
 
 
-def save_state(run_dir: Path, *, model: dict[str, torch.Tensor], best: dict[str, torch.Tensor],
-               optimizer: dict[str, Any], scheduler: dict[str, Any], meta: dict[str, Any]) -> None:
+def save_state(
+    run_dir: Path,
+    *,
+    model: dict[str, torch.Tensor],
+    best: dict[str, torch.Tensor],
+    optimizer: dict[str, Any],
+    scheduler: dict[str, Any],
+    meta: dict[str, Any],
+) -> None:
     """Write the state after an epoch: one file, one rename (see the module docstring)."""
     d = resume_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -116,11 +123,17 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     """The saved state as ``model``/``best`` state dicts, ``optimizer``/``scheduler`` dicts and ``meta``."""
     with safe_open(str(resume_dir(run_dir) / TENSORS), framework="pt") as f:  # one open: one consistent file
         meta = json.loads(f.metadata()[META_KEY])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
-    return {"model": model, "best": best, "optimizer": _unflatten_optimizer(tensors, meta["optimizer"]),
-            "scheduler": _from_jsonable(meta["scheduler"]), "rng": tensors.get("rng.torch"), "meta": meta}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle is not iterable)
+    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
+    return {
+        "model": model,
+        "best": best,
+        "optimizer": _unflatten_optimizer(tensors, meta["optimizer"]),
+        "scheduler": _from_jsonable(meta["scheduler"]),
+        "rng": tensors.get("rng.torch"),
+        "meta": meta,
+    }
 
 
 def clear_state(run_dir: Path) -> None:

@@ -19,8 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from posture.models.classic.alexnet import (AlexNet, AlexNetTwoTower, copy_grouped_to_two_tower, alexnet,
-                                            alexnet_2tower, two_tower_state_dict)
+from posture.models.classic.alexnet import (
+    AlexNet,
+    AlexNetTwoTower,
+    alexnet,
+    alexnet_2tower,
+    copy_grouped_to_two_tower,
+    two_tower_state_dict,
+)
 from posture.models.classic.base import ClassicModel
 from posture.models.classic.cifar_resnet import CifarResNet, cifar_resnet20, cifar_resnet32, cifar_resnet56
 from posture.models.classic.densenet import DenseNet, densenet121, remap_densenet_keys
@@ -29,7 +35,6 @@ from posture.models.classic.lenet import LeNet5, lenet5
 from posture.models.classic.recipes import RECIPES, Recipe, make_optimizer, make_scheduler
 from posture.models.classic.resnet import ResNet, resnet18, resnet50
 from posture.models.classic.vgg import VGG, vgg16, vgg16_bn
-
 from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 HALF = (0.5, 0.5, 0.5)
@@ -43,7 +48,7 @@ class ClassicSpec:
     reduced size where the architecture permits); ``None`` means the size is fixed (LeNet-5).
     """
 
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., ClassicModel]
     input_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -57,16 +62,18 @@ CLASSIC_MODELS: dict[str, ClassicSpec] = {
     "classic_alexnet": ClassicSpec(alexnet, 227, min_input_size=67, paper="Krizhevsky et al. 2012"),
     "classic_alexnet_2tower": ClassicSpec(alexnet_2tower, 227, min_input_size=67, paper="Krizhevsky et al. 2012"),
     "classic_vgg16": ClassicSpec(vgg16, 224, torchvision_equivalent="vgg16", paper="Simonyan & Zisserman 2015"),
-    "classic_vgg16_bn": ClassicSpec(vgg16_bn, 224, torchvision_equivalent="vgg16_bn",
-                                    paper="Simonyan & Zisserman 2015 + batch norm"),
+    "classic_vgg16_bn": ClassicSpec(
+        vgg16_bn, 224, torchvision_equivalent="vgg16_bn", paper="Simonyan & Zisserman 2015 + batch norm"
+    ),
     "classic_googlenet": ClassicSpec(googlenet, 224, paper="Szegedy et al. 2015"),
     "classic_resnet18": ClassicSpec(resnet18, 224, torchvision_equivalent="resnet18", paper="He et al. 2016"),
     "classic_resnet50": ClassicSpec(resnet50, 224, torchvision_equivalent="resnet50", paper="He et al. 2016"),
     "classic_cifar_resnet20": ClassicSpec(cifar_resnet20, 32, min_input_size=8, paper="He et al. 2016, sec. 4.2"),
     "classic_cifar_resnet32": ClassicSpec(cifar_resnet32, 32, min_input_size=8, paper="He et al. 2016, sec. 4.2"),
     "classic_cifar_resnet56": ClassicSpec(cifar_resnet56, 32, min_input_size=8, paper="He et al. 2016, sec. 4.2"),
-    "classic_densenet121": ClassicSpec(densenet121, 224, torchvision_equivalent="densenet121",
-                                       paper="Huang et al. 2017"),
+    "classic_densenet121": ClassicSpec(
+        densenet121, 224, torchvision_equivalent="densenet121", paper="Huang et al. 2017"
+    ),
 }
 
 
@@ -76,11 +83,10 @@ def build_classic(name: str, num_classes: int = 1000, **kwargs: Any) -> ClassicM
         spec = CLASSIC_MODELS[name]
     except KeyError:
         raise KeyError(f"unknown classic model {name!r}; known: {', '.join(CLASSIC_MODELS)}") from None
-    return spec.builder(num_classes=num_classes, **kwargs)  # type: ignore[return-value]
+    return spec.builder(num_classes=num_classes, **kwargs)
 
 
-def load_torchvision_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                                strict: bool = True) -> Any:
+def load_torchvision_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True) -> Any:
     """Load a torchvision state dict (1000-class or re-headed) into the matching classic module.
 
     Fixes DenseNet's old ``norm.1`` key spelling first; everything else already has the same keys.
@@ -92,8 +98,26 @@ def load_torchvision_state_dict(model: nn.Module, state_dict: Mapping[str, torch
 
 
 __all__ = [
-    "CLASSIC_MODELS", "ClassicSpec", "ClassicModel", "build_classic", "load_torchvision_state_dict",
-    "LeNet5", "AlexNet", "AlexNetTwoTower", "VGG", "GoogLeNet", "GoogLeNetOutputs", "ResNet", "CifarResNet",
-    "DenseNet", "googlenet_loss", "copy_grouped_to_two_tower", "two_tower_state_dict", "remap_densenet_keys",
-    "RECIPES", "Recipe", "make_optimizer", "make_scheduler",
+    "CLASSIC_MODELS",
+    "ClassicSpec",
+    "ClassicModel",
+    "build_classic",
+    "load_torchvision_state_dict",
+    "LeNet5",
+    "AlexNet",
+    "AlexNetTwoTower",
+    "VGG",
+    "GoogLeNet",
+    "GoogLeNetOutputs",
+    "ResNet",
+    "CifarResNet",
+    "DenseNet",
+    "googlenet_loss",
+    "copy_grouped_to_two_tower",
+    "two_tower_state_dict",
+    "remap_densenet_keys",
+    "RECIPES",
+    "Recipe",
+    "make_optimizer",
+    "make_scheduler",
 ]

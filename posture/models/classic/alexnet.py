@@ -20,9 +20,10 @@ Design choices that matter:
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -37,8 +38,7 @@ _ONE_BIAS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 class GroupedLocalResponseNorm(nn.Module):
     """The paper's LRN (alpha not divided by size), applied separately within each channel group."""
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
-                 groups: int = 1) -> None:
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, groups: int = 1) -> None:
         super().__init__()
         self.groups = groups
         # torch computes x / (k + alpha/size * sum(x^2))^beta; the paper has alpha * sum(x^2).
@@ -55,7 +55,8 @@ def _init_alexnet(model: nn.Module) -> None:
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(module.weight, 0.0, 0.01)
             leaf = name.rsplit(".", 1)[-1]
-            nn.init.constant_(module.bias, 1.0 if leaf in _ONE_BIAS else 0.0)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, 1.0 if leaf in _ONE_BIAS else 0.0)
 
 
 class AlexNet(ClassicModel):
@@ -68,21 +69,40 @@ class AlexNet(ClassicModel):
         self.num_classes = num_classes
         self.num_features = 4096
         g = groups
-        self.features = nn.Sequential(OrderedDict([
-            ("conv1", nn.Conv2d(3, 96, 11, stride=4)), ("relu1", nn.ReLU(inplace=True)),
-            ("norm1", GroupedLocalResponseNorm(groups=g)), ("pool1", nn.MaxPool2d(3, 2)),
-            ("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=g)), ("relu2", nn.ReLU(inplace=True)),
-            ("norm2", GroupedLocalResponseNorm(groups=g)), ("pool2", nn.MaxPool2d(3, 2)),
-            ("conv3", nn.Conv2d(256, 384, 3, padding=1)), ("relu3", nn.ReLU(inplace=True)),
-            ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=g)), ("relu4", nn.ReLU(inplace=True)),
-            ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=g)), ("relu5", nn.ReLU()),
-            ("pool5", nn.MaxPool2d(3, 2)),
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(3, 96, 11, stride=4)),
+                    ("relu1", nn.ReLU(inplace=True)),
+                    ("norm1", GroupedLocalResponseNorm(groups=g)),
+                    ("pool1", nn.MaxPool2d(3, 2)),
+                    ("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=g)),
+                    ("relu2", nn.ReLU(inplace=True)),
+                    ("norm2", GroupedLocalResponseNorm(groups=g)),
+                    ("pool2", nn.MaxPool2d(3, 2)),
+                    ("conv3", nn.Conv2d(256, 384, 3, padding=1)),
+                    ("relu3", nn.ReLU(inplace=True)),
+                    ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=g)),
+                    ("relu4", nn.ReLU(inplace=True)),
+                    ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=g)),
+                    ("relu5", nn.ReLU()),
+                    ("pool5", nn.MaxPool2d(3, 2)),
+                ]
+            )
+        )
         self.avgpool = nn.AdaptiveAvgPool2d(6)
-        self.hidden = nn.Sequential(OrderedDict([
-            ("fc6", nn.Linear(256 * 6 * 6, 4096)), ("relu6", nn.ReLU(inplace=True)), ("drop6", nn.Dropout(dropout)),
-            ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU(inplace=True)), ("drop7", nn.Dropout(dropout)),
-        ]))
+        self.hidden = nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc6", nn.Linear(256 * 6 * 6, 4096)),
+                    ("relu6", nn.ReLU(inplace=True)),
+                    ("drop6", nn.Dropout(dropout)),
+                    ("fc7", nn.Linear(4096, 4096)),
+                    ("relu7", nn.ReLU(inplace=True)),
+                    ("drop7", nn.Dropout(dropout)),
+                ]
+            )
+        )
         self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
         _init_alexnet(self)
 
@@ -95,7 +115,7 @@ class AlexNet(ClassicModel):
         return self.hidden(torch.flatten(x, 1))
 
     def cam_target_layer(self) -> nn.Module:
-        return self.features.relu5
+        return self.features.get_submodule("relu5")
 
 
 class _Tower(nn.Module):
@@ -103,22 +123,46 @@ class _Tower(nn.Module):
 
     def __init__(self, dropout: float) -> None:
         super().__init__()
-        self.stage1 = nn.Sequential(OrderedDict([
-            ("conv1", nn.Conv2d(3, 48, 11, stride=4)), ("relu1", nn.ReLU(inplace=True)),
-            ("norm1", GroupedLocalResponseNorm()), ("pool1", nn.MaxPool2d(3, 2)),
-            ("conv2", nn.Conv2d(48, 128, 5, padding=2)), ("relu2", nn.ReLU(inplace=True)),
-            ("norm2", GroupedLocalResponseNorm()), ("pool2", nn.MaxPool2d(3, 2)),
-        ]))
+        self.stage1 = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(3, 48, 11, stride=4)),
+                    ("relu1", nn.ReLU(inplace=True)),
+                    ("norm1", GroupedLocalResponseNorm()),
+                    ("pool1", nn.MaxPool2d(3, 2)),
+                    ("conv2", nn.Conv2d(48, 128, 5, padding=2)),
+                    ("relu2", nn.ReLU(inplace=True)),
+                    ("norm2", GroupedLocalResponseNorm()),
+                    ("pool2", nn.MaxPool2d(3, 2)),
+                ]
+            )
+        )
         self.conv3 = nn.Conv2d(256, 192, 3, padding=1)  # sees both towers' conv2 maps
-        self.stage2 = nn.Sequential(OrderedDict([
-            ("relu3", nn.ReLU(inplace=True)),
-            ("conv4", nn.Conv2d(192, 192, 3, padding=1)), ("relu4", nn.ReLU(inplace=True)),
-            ("conv5", nn.Conv2d(192, 128, 3, padding=1)), ("relu5", nn.ReLU(inplace=True)),
-        ]))
-        self.fc6 = nn.Sequential(OrderedDict([
-            ("fc6", nn.Linear(256 * 6 * 6, 2048)), ("relu6", nn.ReLU(inplace=True)), ("drop6", nn.Dropout(dropout))]))
-        self.fc7 = nn.Sequential(OrderedDict([
-            ("fc7", nn.Linear(4096, 2048)), ("relu7", nn.ReLU(inplace=True)), ("drop7", nn.Dropout(dropout))]))
+        self.stage2 = nn.Sequential(
+            OrderedDict(
+                [
+                    ("relu3", nn.ReLU(inplace=True)),
+                    ("conv4", nn.Conv2d(192, 192, 3, padding=1)),
+                    ("relu4", nn.ReLU(inplace=True)),
+                    ("conv5", nn.Conv2d(192, 128, 3, padding=1)),
+                    ("relu5", nn.ReLU(inplace=True)),
+                ]
+            )
+        )
+        self.fc6 = nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc6", nn.Linear(256 * 6 * 6, 2048)),
+                    ("relu6", nn.ReLU(inplace=True)),
+                    ("drop6", nn.Dropout(dropout)),
+                ]
+            )
+        )
+        self.fc7 = nn.Sequential(
+            OrderedDict(
+                [("fc7", nn.Linear(4096, 2048)), ("relu7", nn.ReLU(inplace=True)), ("drop7", nn.Dropout(dropout))]
+            )
+        )
 
 
 class AlexNetTwoTower(ClassicModel):
@@ -132,8 +176,9 @@ class AlexNetTwoTower(ClassicModel):
 
     classifier_attr = "fc8"
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.5,
-                 devices: Sequence[str | torch.device] | None = None) -> None:
+    def __init__(
+        self, num_classes: int = 1000, dropout: float = 0.5, devices: Sequence[str | torch.device] | None = None
+    ) -> None:
         super().__init__()
         devices = list(devices) if devices else ["cpu"]
         if len(devices) not in (1, 2):
@@ -147,7 +192,7 @@ class AlexNetTwoTower(ClassicModel):
         self.avgpool = nn.AdaptiveAvgPool2d(6)
         self.fc8 = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
         _init_alexnet(self)
-        for tower, device in zip(self.towers, self.devices):
+        for tower, device in zip(self.towers, self.devices, strict=True):
             tower.to(device)
         self.fc8.to(self.devices[0])
 
@@ -160,27 +205,28 @@ class AlexNetTwoTower(ClassicModel):
         return next(module.parameters()).device
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        devs = [self._device_of(t) for t in self.towers]
-        c2 = [tower.stage1(x.to(d)) for tower, d in zip(self.towers, devs)]
+        towers = cast("list[_Tower]", list(self.towers))  # an nn.ModuleList yields plain Modules
+        devs = [self._device_of(t) for t in towers]
+        c2 = [tower.stage1(x.to(d)) for tower, d in zip(towers, devs, strict=True)]
         # exchange 1: conv3 reads both towers' conv2 maps
-        c5 = [tower.stage2(tower.conv3(torch.cat([c.to(d) for c in c2], dim=1)))
-              for tower, d in zip(self.towers, devs)]
+        c5 = [
+            tower.stage2(tower.conv3(torch.cat([c.to(d) for c in c2], dim=1)))
+            for tower, d in zip(towers, devs, strict=True)
+        ]
         home = devs[0]
         merged = self.merged(torch.cat([c.to(home) for c in c5], dim=1))
         flat = torch.flatten(self.avgpool(self.pool5(merged)), 1)
         # exchange 2 and 3: each tower's fc6 / fc7 reads both towers' outputs
-        h6 = [tower.fc6(flat.to(d)) for tower, d in zip(self.towers, devs)]
+        h6 = [tower.fc6(flat.to(d)) for tower, d in zip(towers, devs, strict=True)]
         h6_all = [torch.cat([h.to(d) for h in h6], dim=1) for d in devs]
-        h7 = [tower.fc7(h) for tower, h in zip(self.towers, h6_all)]
+        h7 = [tower.fc7(h) for tower, h in zip(towers, h6_all, strict=True)]
         return torch.cat([h.to(home) for h in h7], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.forward_features(x)
         head = self.get_classifier()
-        try:
+        with contextlib.suppress(StopIteration):
             feats = feats.to(self._device_of(head))
-        except StopIteration:
-            pass
         return head(feats)
 
     def cam_target_layer(self) -> nn.Module:
@@ -211,7 +257,7 @@ def two_tower_state_dict(grouped: dict[str, torch.Tensor]) -> dict[str, torch.Te
         if prefix in _TOWER_SPLITS:
             template, rows = _TOWER_SPLITS[prefix]
             for t in range(2):
-                out[f"{template.format(t=t)}.{param}"] = value[t * rows:(t + 1) * rows].clone()
+                out[f"{template.format(t=t)}.{param}"] = value[t * rows : (t + 1) * rows].clone()
         else:
             out[key] = value.clone()
     return out

@@ -13,6 +13,8 @@ eval mode, which is how frozen features are extracted). Hence
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -53,10 +55,8 @@ class ClassicModel(nn.Module):
             new = nn.Identity()
         old = getattr(parent, leaf)
         if isinstance(old, nn.Module):
-            try:
+            with contextlib.suppress(StopIteration):
                 new.to(next(old.parameters()).device)
-            except StopIteration:
-                pass
         setattr(parent, leaf, new)
         self.num_classes = num_classes
 

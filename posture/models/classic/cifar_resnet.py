@@ -37,7 +37,7 @@ class ZeroPadShortcut(nn.Module):
         self.extra = out_ch - in_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         before = self.extra // 2
         return F.pad(x, (0, 0, 0, 0, before, self.extra - before))
 
@@ -55,8 +55,9 @@ class CifarBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != planes:
-            self.shortcut = (ZeroPadShortcut(in_ch, planes, stride) if shortcut == "A"
-                             else _projection(in_ch, planes, stride))
+            self.shortcut = (
+                ZeroPadShortcut(in_ch, planes, stride) if shortcut == "A" else _projection(in_ch, planes, stride)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -103,6 +104,7 @@ def _builder(depth: int) -> Callable[..., CifarResNet]:
     def build(num_classes: int = 1000, input_size: int | None = None, **kwargs: Any) -> CifarResNet:
         check_input_size(f"classic_cifar_resnet{depth}", input_size, CIFAR_MIN_INPUT_SIZE)
         return CifarResNet(depth=depth, num_classes=num_classes, **kwargs)
+
     build.__name__ = f"cifar_resnet{depth}"
     build.__doc__ = f"CIFAR-style ResNet-{depth} (option-A shortcuts)."
     return build

@@ -27,7 +27,9 @@ from torch import nn
 from posture.models.classic.base import ClassicModel, check_input_size
 
 DENSENET_MIN_INPUT_SIZE = 32
-_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_OLD_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 
 
 def remap_densenet_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -63,7 +65,7 @@ class DenseBlock(nn.ModuleDict):
         for i in range(num_layers):
             self[f"denselayer{i + 1}"] = DenseLayer(in_ch + i * growth_rate, growth_rate, bn_size, drop_rate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
         for layer in self.values():
             features.append(layer(features))
@@ -72,24 +74,43 @@ class DenseBlock(nn.ModuleDict):
 
 class Transition(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int) -> None:
-        super().__init__(OrderedDict([
-            ("norm", nn.BatchNorm2d(in_ch)), ("relu", nn.ReLU(inplace=True)),
-            ("conv", nn.Conv2d(in_ch, out_ch, 1, bias=False)), ("pool", nn.AvgPool2d(2, 2))]))
+        super().__init__(
+            OrderedDict(
+                [
+                    ("norm", nn.BatchNorm2d(in_ch)),
+                    ("relu", nn.ReLU(inplace=True)),
+                    ("conv", nn.Conv2d(in_ch, out_ch, 1, bias=False)),
+                    ("pool", nn.AvgPool2d(2, 2)),
+                ]
+            )
+        )
 
 
 class DenseNet(ClassicModel):
     classifier_attr = "classifier"
 
-    def __init__(self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16),
-                 num_init_features: int = 64, bn_size: int = 4, compression: float = 0.5,
-                 drop_rate: float = 0.0, num_classes: int = 1000) -> None:
+    def __init__(
+        self,
+        growth_rate: int = 32,
+        block_config: tuple[int, ...] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        compression: float = 0.5,
+        drop_rate: float = 0.0,
+        num_classes: int = 1000,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.features = nn.Sequential(OrderedDict([
-            ("conv0", nn.Conv2d(3, num_init_features, 7, stride=2, padding=3, bias=False)),
-            ("norm0", nn.BatchNorm2d(num_init_features)), ("relu0", nn.ReLU(inplace=True)),
-            ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv0", nn.Conv2d(3, num_init_features, 7, stride=2, padding=3, bias=False)),
+                    ("norm0", nn.BatchNorm2d(num_init_features)),
+                    ("relu0", nn.ReLU(inplace=True)),
+                    ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),
+                ]
+            )
+        )
         ch = num_init_features
         for i, num_layers in enumerate(block_config):
             self.features.add_module(f"denseblock{i + 1}", DenseBlock(num_layers, ch, growth_rate, bn_size, drop_rate))
@@ -119,7 +140,7 @@ class DenseNet(ClassicModel):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
     def cam_target_layer(self) -> nn.Module:
-        return self.features.norm5
+        return self.features.get_submodule("norm5")
 
 
 def densenet121(num_classes: int = 1000, input_size: int | None = None, **kwargs: Any) -> DenseNet:

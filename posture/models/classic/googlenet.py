@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -51,9 +52,14 @@ class GoogLeNetOutputs(NamedTuple):
 
 
 def _conv_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(OrderedDict([
-        ("conv", nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)),
-        ("relu", nn.ReLU(inplace=True))]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)),
+                ("relu", nn.ReLU(inplace=True)),
+            ]
+        )
+    )
 
 
 class Inception(nn.Module):
@@ -88,6 +94,17 @@ class AuxClassifier(nn.Module):
 class GoogLeNet(ClassicModel):
     classifier_attr = "fc"
 
+    # Built from INCEPTION_TABLE by name (setattr), so declared here for the type checker.
+    inception3a: Inception
+    inception3b: Inception
+    inception4a: Inception
+    inception4b: Inception
+    inception4c: Inception
+    inception4d: Inception
+    inception4e: Inception
+    inception5a: Inception
+    inception5b: Inception
+
     def __init__(self, num_classes: int = 1000, aux_logits: bool = True, dropout: float = 0.4) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -95,13 +112,20 @@ class GoogLeNet(ClassicModel):
         self.aux_logits = aux_logits
         # The paper gives no LRN constants; these are the reference Caffe model's (size 5, alpha 1e-4,
         # beta 0.75, k 1). Caffe, like torch, divides alpha by size, so they pass through unchanged.
-        lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
-        self.stem = nn.Sequential(OrderedDict([
-            ("conv1", _conv_relu(3, 64, 7, stride=2)), ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
-            ("norm1", nn.LocalResponseNorm(**lrn)),
-            ("conv2_reduce", _conv_relu(64, 64, 1)), ("conv2", _conv_relu(64, 192, 3)),
-            ("norm2", nn.LocalResponseNorm(**lrn)), ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
-        ]))
+        lrn = partial(nn.LocalResponseNorm, 5, alpha=1e-4, beta=0.75, k=1.0)
+        self.stem = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", _conv_relu(3, 64, 7, stride=2)),
+                    ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
+                    ("norm1", lrn()),
+                    ("conv2_reduce", _conv_relu(64, 64, 1)),
+                    ("conv2", _conv_relu(64, 192, 3)),
+                    ("norm2", lrn()),
+                    ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
+                ]
+            )
+        )
         for name, spec in INCEPTION_TABLE.items():
             setattr(self, name, Inception(*spec))
         self.pool3 = nn.MaxPool2d(3, 2, ceil_mode=True)
@@ -114,7 +138,8 @@ class GoogLeNet(ClassicModel):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)  # Caffe's "xavier" filler of the original model
-                nn.init.constant_(m.bias, 0.2 if isinstance(m, nn.Conv2d) else 0.0)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0.2 if isinstance(m, nn.Conv2d) else 0.0)
 
     def init_classifier(self, linear: nn.Linear) -> None:
         nn.init.xavier_uniform_(linear.weight)
@@ -154,9 +179,12 @@ class GoogLeNet(ClassicModel):
         return self.inception5b
 
 
-def googlenet_loss(outputs: torch.Tensor | GoogLeNetOutputs | tuple[torch.Tensor, ...], target: torch.Tensor,
-                   criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-                   aux_weight: float = AUX_LOSS_WEIGHT) -> torch.Tensor:
+def googlenet_loss(
+    outputs: torch.Tensor | GoogLeNetOutputs | tuple[torch.Tensor, ...],
+    target: torch.Tensor,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    aux_weight: float = AUX_LOSS_WEIGHT,
+) -> torch.Tensor:
     """main + 0.3 * (aux1 + aux2) for training outputs; plain ``criterion`` for eval logits.
 
     Works for any model's output, so a training loop can call it unconditionally.

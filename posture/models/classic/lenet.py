@@ -28,6 +28,7 @@ LENET_INPUT_SIZE = 32
 
 class LeNet5(ClassicModel):
     classifier_attr = "output"
+    luma: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 1) -> None:
         super().__init__()
@@ -35,13 +36,20 @@ class LeNet5(ClassicModel):
         self.in_chans = in_chans
         self.num_features = 84
         self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
-        self.features = nn.Sequential(OrderedDict([
-            ("c1", nn.Conv2d(in_chans, 6, kernel_size=5)), ("act1", nn.Tanh()),
-            ("s2", nn.AvgPool2d(2, 2)),
-            ("c3", nn.Conv2d(6, 16, kernel_size=5)), ("act3", nn.Tanh()),
-            ("s4", nn.AvgPool2d(2, 2)),
-            ("c5", nn.Conv2d(16, 120, kernel_size=5)), ("act5", nn.Tanh()),
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c1", nn.Conv2d(in_chans, 6, kernel_size=5)),
+                    ("act1", nn.Tanh()),
+                    ("s2", nn.AvgPool2d(2, 2)),
+                    ("c3", nn.Conv2d(6, 16, kernel_size=5)),
+                    ("act3", nn.Tanh()),
+                    ("s4", nn.AvgPool2d(2, 2)),
+                    ("c5", nn.Conv2d(16, 120, kernel_size=5)),
+                    ("act5", nn.Tanh()),
+                ]
+            )
+        )
         self.f6 = nn.Sequential(OrderedDict([("fc", nn.Linear(120, 84)), ("act", nn.Tanh())]))
         self.output = nn.Linear(84, num_classes) if num_classes > 0 else nn.Identity()
 
@@ -55,7 +63,7 @@ class LeNet5(ClassicModel):
 
     def cam_target_layer(self) -> nn.Module:
         # C5's output is 1x1, useless for a heat map; C3 (10x10) is the last spatial map.
-        return self.features.act3
+        return self.features.get_submodule("act3")
 
 
 def lenet5(num_classes: int = 1000, input_size: int | None = None, **kwargs: Any) -> LeNet5:

@@ -47,33 +47,88 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "alexnet_paper": Recipe(
-        optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, step_size=30, gamma=0.1, paper_epochs=90,
-        batch_size=128, note="Krizhevsky 2012: lr /10 when validation error stalls, three times in ~90 epochs"),
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        step_size=30,
+        gamma=0.1,
+        paper_epochs=90,
+        batch_size=128,
+        note="Krizhevsky 2012: lr /10 when validation error stalls, three times in ~90 epochs",
+    ),
     "vgg_paper": Recipe(
-        optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, gamma=0.1, paper_epochs=74,
-        milestones=(0.25, 0.5, 0.75), batch_size=256, note="Simonyan 2015: lr /10 three times in 74 epochs"),
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        gamma=0.1,
+        paper_epochs=74,
+        milestones=(0.25, 0.5, 0.75),
+        batch_size=256,
+        note="Simonyan 2015: lr /10 three times in 74 epochs",
+    ),
     "googlenet_paper": Recipe(
-        optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=2e-4, step_size=8, gamma=0.96, paper_epochs=250,
-        batch_size=32, note="Szegedy 2015: lr x0.96 every 8 epochs (lr/weight decay from the reference Caffe model)"),
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=2e-4,
+        step_size=8,
+        gamma=0.96,
+        paper_epochs=250,
+        batch_size=32,
+        note="Szegedy 2015: lr x0.96 every 8 epochs (lr/weight decay from the reference Caffe model)",
+    ),
     "resnet_paper": Recipe(
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, step_size=30, gamma=0.1, paper_epochs=90,
-        batch_size=256, note="He 2016 (ImageNet): lr /10 when error plateaus (every ~30 epochs)"),
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        step_size=30,
+        gamma=0.1,
+        paper_epochs=90,
+        batch_size=256,
+        note="He 2016 (ImageNet): lr /10 when error plateaus (every ~30 epochs)",
+    ),
     "resnet_cifar_paper": Recipe(
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, gamma=0.1, paper_epochs=164,
-        milestones=(0.5, 0.75), batch_size=128, note="He 2016 sec. 4.2: lr /10 at 32k and 48k of 64k iterations"),
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        gamma=0.1,
+        paper_epochs=164,
+        milestones=(0.5, 0.75),
+        batch_size=128,
+        note="He 2016 sec. 4.2: lr /10 at 32k and 48k of 64k iterations",
+    ),
     "densenet_paper": Recipe(
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True, step_size=30, gamma=0.1,
-        paper_epochs=90, batch_size=256, note="Huang 2017 (ImageNet): Nesterov, lr /10 at epochs 30 and 60"),
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        nesterov=True,
+        step_size=30,
+        gamma=0.1,
+        paper_epochs=90,
+        batch_size=256,
+        note="Huang 2017 (ImageNet): Nesterov, lr /10 at epochs 30 and 60",
+    ),
 }
 
 
-def make_optimizer(recipe: Recipe, params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(
+    recipe: Recipe, params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
+) -> torch.optim.Optimizer:
     """The recipe's optimiser over ``params`` (tensors, or param groups with their own ``lr``)."""
     kind = recipe.optimizer.lower()
     if kind == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                               nesterov=recipe.nesterov and recipe.momentum > 0)
+        return torch.optim.SGD(
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            nesterov=recipe.nesterov and recipe.momentum > 0,
+        )
     if kind == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if kind == "adamw":
@@ -81,8 +136,9 @@ def make_optimizer(recipe: Recipe, params: Iterable[torch.nn.Parameter] | Iterab
     raise ValueError(f"unknown optimizer {recipe.optimizer!r} (sgd, adam, adamw)")
 
 
-def make_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, epochs: int
-                   ) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    recipe: Recipe, optimizer: torch.optim.Optimizer, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch step decay placed at the recipe's fractions of an ``epochs``-long run.
 
     Call ``scheduler.step()`` once per epoch. Milestones that round to the same epoch compound.

@@ -37,8 +37,9 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 stride_in_1x1: bool = False) -> None:
+    def __init__(
+        self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, stride_in_1x1: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_ch, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -57,8 +58,9 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 stride_in_1x1: bool = False) -> None:
+    def __init__(
+        self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, stride_in_1x1: bool = False
+    ) -> None:
         super().__init__()
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = conv1x1(in_ch, planes, s1)
@@ -81,8 +83,14 @@ class Bottleneck(nn.Module):
 class ResNet(ClassicModel):
     classifier_attr = "fc"
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
-                 zero_init_residual: bool = False, stride_in_1x1: bool = False) -> None:
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        zero_init_residual: bool = False,
+        stride_in_1x1: bool = False,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.stride_in_1x1 = stride_in_1x1
@@ -105,12 +113,14 @@ class ResNet(ClassicModel):
                 if last_bn is not None:
                     nn.init.zeros_(last_bn.weight)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
-                    stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion)
+            )
         layers = [block(self.inplanes, planes, stride, downsample, stride_in_1x1=self.stride_in_1x1)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes, stride_in_1x1=self.stride_in_1x1) for _ in range(1, blocks)]

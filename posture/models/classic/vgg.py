@@ -21,8 +21,7 @@ from torch import nn
 
 from posture.models.classic.base import ClassicModel, check_input_size
 
-VGG16_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                              512, 512, 512, "M", 512, 512, 512, "M"]
+VGG16_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 VGG_MIN_INPUT_SIZE = 32
 
 
@@ -46,22 +45,32 @@ def _make_features(cfg: list[int | str], batch_norm: bool) -> nn.Sequential:
 class VGG(ClassicModel):
     classifier_attr = "classifier.6"
 
-    def __init__(self, num_classes: int = 1000, batch_norm: bool = False, dropout: float = 0.5,
-                 cfg: list[int | str] | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        batch_norm: bool = False,
+        dropout: float = 0.5,
+        cfg: list[int | str] | None = None,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.num_features = 4096
         self.features = _make_features(cfg or VGG16_CFG, batch_norm)
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity(),
         )
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
