@@ -47,10 +47,15 @@ def geometry_table(root: Path, frame: pd.DataFrame, cache: Path) -> pd.DataFrame
     marks = detect_landmarks(paths, shas, FeatureCache(cache), progress=False)
     names = list(FEATURES)
     rows = []
-    for lm, shape in zip(marks.landmarks, marks.shapes):
+    for lm, shape in zip(marks.landmarks, marks.shapes, strict=True):
         values, _ = posture_features(lm, names, shape)
-        rows.append({"found": lm is not None, "assessed": values is not None,
-                     **dict(zip(names, values if values is not None else [np.nan] * len(names)))})
+        rows.append(
+            {
+                "found": lm is not None,
+                "assessed": values is not None,
+                **dict(zip(names, values if values is not None else [np.nan] * len(names), strict=True)),
+            }
+        )
     return pd.concat([frame.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
@@ -74,16 +79,19 @@ def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
     for view, part in synth.groupby("view"):
         ok = part[part["assessed"]]
         out["views"][str(view)] = {
-            "pictures": int(len(part)), "person_found": round(float(part["found"].mean()), 4),
+            "pictures": int(len(part)),
+            "person_found": round(float(part["found"].mean()), 4),
             "assessed": round(float(part["assessed"].mean()), 4),
-            "r_with_cva": {f: (round(float(np.corrcoef(ok[f], ok["cva_deg"])[0, 1]), 3) if len(ok) > 3 else None)
-                           for f in FEATURES}}
+            "r_with_cva": {
+                f: (round(float(np.corrcoef(ok[f], ok["cva_deg"])[0, 1]), 3) if len(ok) > 3 else None) for f in FEATURES
+            },
+        }
     for f in FEATURES:
-        row = {f"synth {lbl}": round(float(synth.loc[synth["label"] == lbl, f].median()), 3)
-               for lbl in CLASS_NAMES}
+        row = {f"synth {lbl}": round(float(synth.loc[synth["label"] == lbl, f].median()), 3) for lbl in CLASS_NAMES}
         if real is not None:
-            row.update({f"real {lbl}": round(float(real.loc[real["label"] == lbl, f].median()), 3)
-                        for lbl in CLASS_NAMES})
+            row.update(
+                {f"real {lbl}": round(float(real.loc[real["label"] == lbl, f].median()), 3) for lbl in CLASS_NAMES}
+            )
         out["medians"][f] = row
     from posture.geometry import DEFAULT_FEATURES
 
@@ -91,11 +99,16 @@ def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
     if real is not None:
         groups.append(real.assign(group="real " + real["source"].astype(str)))
     both = pd.concat(groups, ignore_index=True)
-    out["default_by_group"] = {f"{g} {lbl}": {f: round(float(part[f].median()), 3) for f in DEFAULT_FEATURES}
-                               for (g, lbl), part in both.groupby(["group", "label"])}
+    out["default_by_group"] = {
+        f"{g} {lbl}": {f: round(float(part[f].median()), 3) for f in DEFAULT_FEATURES}
+        for (g, lbl), part in both.groupby(["group", "label"])
+    }
     if real is not None:
-        out["real"] = {"photos": int(len(real)), "person_found": round(float(real["found"].mean()), 4),
-                       "assessed": round(float(real["assessed"].mean()), 4)}
+        out["real"] = {
+            "photos": int(len(real)),
+            "person_found": round(float(real["found"].mean()), 4),
+            "assessed": round(float(real["assessed"].mean()), 4),
+        }
     return out
 
 
@@ -110,17 +123,24 @@ def plot(synth: pd.DataFrame, real: pd.DataFrame | None, path: Path) -> None:
     names = list(FEATURES)
     cols = 4
     fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(4 * cols, 2.6 * ((len(names) + 3) // 4)))
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         groups = [("synth", synth, "-"), ("real", real, "--")] if real is not None else [("synth", synth, "-")]
         for kind, frame, style in groups:
             for label, colour in (("forward_head", "tab:red"), ("normal", "tab:blue")):
                 values = frame.loc[frame["label"] == label, name].dropna()
                 if len(values) > 1:
-                    ax.hist(values, bins=25, histtype="step", density=True, linestyle=style, color=colour,
-                            label=f"{kind} {label}")
+                    ax.hist(
+                        values,
+                        bins=25,
+                        histtype="step",
+                        density=True,
+                        linestyle=style,
+                        color=colour,
+                        label=f"{kind} {label}",
+                    )
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     fig.suptitle("geometry per class: synthetic (solid) vs real photos (dashed)")
@@ -130,35 +150,59 @@ def plot(synth: pd.DataFrame, real: pd.DataFrame | None, path: Path) -> None:
 
 
 def to_markdown(p: dict[str, Any]) -> str:
-    lines = ["# Synthetic pictures as BlazePose reads them, next to real photos", "",
-             f"`python -m bench.synth_realism`: {p['n']} pictures per view (seed {p['seed']}); the product's "
-             "landmark stage and geometry. Plot: `bench/results/" + PLOT_NAME + "`.", "",
-             "| view | person found | assessed |", "|---|---:|---:|"]
+    lines = [
+        "# Synthetic pictures as BlazePose reads them, next to real photos",
+        "",
+        f"`python -m bench.synth_realism`: {p['n']} pictures per view (seed {p['seed']}); the product's "
+        "landmark stage and geometry. Plot: `bench/results/" + PLOT_NAME + "`.",
+        "",
+        "| view | person found | assessed |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {v} | {s['person_found']:.2f} | {s['assessed']:.2f} |" for v, s in p["summary"]["views"].items()]
     if "real" in p["summary"]:
         r = p["summary"]["real"]
         lines.append(f"| real photos ({r['photos']}) | {r['person_found']:.2f} | {r['assessed']:.2f} |")
     views = list(p["summary"]["views"])
-    lines += ["", "Correlation with the rendered CVA (assessed pictures) and per-class medians:", "",
-              "| feature | " + " | ".join(f"r ({v})" for v in views) + " | synth fh | synth normal | real fh | real normal |",
-              "|---|" + "---:|" * (len(views) + 4)]
+    lines += [
+        "",
+        "Correlation with the rendered CVA (assessed pictures) and per-class medians:",
+        "",
+        "| feature | " + " | ".join(f"r ({v})" for v in views) + " | synth fh | synth normal | real fh | real normal |",
+        "|---|" + "---:|" * (len(views) + 4),
+    ]
     for f, med in p["summary"]["medians"].items():
         rs = [p["summary"]["views"][v]["r_with_cva"][f] for v in views]
-        lines.append(f"| {f} | " + " | ".join("n/a" if r is None else f"{r:.2f}" for r in rs) + " | "
-                     + " | ".join(str(med.get(k, "n/a")) for k in ("synth forward_head", "synth normal",
-                                                                    "real forward_head", "real normal")) + " |")
+        lines.append(
+            f"| {f} | "
+            + " | ".join("n/a" if r is None else f"{r:.2f}" for r in rs)
+            + " | "
+            + " | ".join(
+                str(med.get(k, "n/a"))
+                for k in ("synth forward_head", "synth normal", "real forward_head", "real normal")
+            )
+            + " |"
+        )
     side = p["summary"]["views"].get("side", {}).get("r_with_cva", {}).get("ear_shoulder_angle")
     worst = min(v["person_found"] for v in p["summary"]["views"].values())
-    lines += ["", f"**Bars (issue 15):** person found in ≥ {TARGET_FOUND:.0%} of every view: "
-              f"{'met' if worst >= TARGET_FOUND else 'not met'} (lowest {worst:.1%}); side-view ear–shoulder angle "
-              f"vs rendered CVA r ≥ {TARGET_SIDE_R}: {'met' if side is not None and side >= TARGET_SIDE_R else 'not met'}"
-              f" (r = {side if side is not None else 'n/a'})."]
+    lines += [
+        "",
+        f"**Bars (issue 15):** person found in ≥ {TARGET_FOUND:.0%} of every view: "
+        f"{'met' if worst >= TARGET_FOUND else 'not met'} (lowest {worst:.1%}); side-view ear–shoulder angle "
+        f"vs rendered CVA r ≥ {TARGET_SIDE_R}: {'met' if side is not None and side >= TARGET_SIDE_R else 'not met'}"
+        f" (r = {side if side is not None else 'n/a'}).",
+    ]
     default = p["summary"].get("default_by_group", {})
     if default:
         names = list(next(iter(default.values())))
-        lines += ["", "The default features' medians per synthetic view and per real source (what a model trained on "
-                  "the synthetic pictures must carry over):", "",
-                  "| group, class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        lines += [
+            "",
+            "The default features' medians per synthetic view and per real source (what a model trained on "
+            "the synthetic pictures must carry over):",
+            "",
+            "| group, class | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
         lines += [f"| {g} | " + " | ".join(f"{v[n]:.2f}" for n in names) + " |" for g, v in default.items()]
     lines += ["", f"Machine: {p['machine']['cpu_count']} cores."]
     return "\n".join(lines)

@@ -13,7 +13,6 @@ from PIL import Image
 from _evaluate_helpers import CLASSES, draw, make_run
 
 
-
 def _load_bench():  # type: ignore[no-untyped-def]
     import bench.evaluate_real
 

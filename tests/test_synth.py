@@ -62,7 +62,9 @@ def test_drop_layout_and_csv_schema(drop) -> None:
 
 def test_labels_follow_threshold_with_exclusion_band(drop) -> None:
     config, frame = drop
-    assert all(label_from_cva(c, config.threshold) == lab for c, lab in zip(frame["cva_deg"], frame["label"]))
+    assert all(
+        label_from_cva(c, config.threshold) == lab for c, lab in zip(frame["cva_deg"], frame["label"], strict=True)
+    )
     assert (abs(frame["cva_deg"] - config.threshold) >= config.margin - 1e-3).all()
     assert frame["cva_deg"].between(config.cva_min, config.cva_max).all()
     assert 0.35 < (frame["label"] == FORWARD_HEAD).mean() < 0.65
@@ -184,7 +186,9 @@ def test_cli_writes_drop_and_reports_user_errors(tmp_path: Path, capsys) -> None
     assert "craniovertebral" in capsys.readouterr().out
 
 
-needs_pose = pytest.mark.skipif(not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)")
+needs_pose = pytest.mark.skipif(
+    not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)"
+)
 
 
 def test_labelled_keypoints_lie_where_the_picture_shows_them() -> None:
@@ -197,7 +201,7 @@ def test_labelled_keypoints_lie_where_the_picture_shows_them() -> None:
         assert 0 <= ex < w and 0 <= ey < h and mask[ey, ex], (job, points)
         if job.view == "side":
             cx, cy = round(points["c7_x"]), round(points["c7_y"])
-            around = mask[max(cy - 3, 0):cy + 4, max(cx - 3, 0):cx + 4]
+            around = mask[max(cy - 3, 0) : cy + 4, max(cx - 3, 0) : cx + 4]
             assert around.any() and not around.all(), (job, points)  # figure on one side, background behind
 
 

@@ -60,26 +60,44 @@ class SynthConfig:
     out: Path = field(metadata=option("output folder (must be empty or absent unless --overwrite)", positional=True))
     n: int = field(default=500, metadata=option("number of pictures"))
     seed: int = field(default=0, metadata=option("random seed; same seed and options, same bytes"))
-    view: str = field(default="mixed", metadata=option(
-        "side: profile, as clinicians measure CVA (seated at a desk or standing); oblique: 25-55° off the "
-        "profile towards the face; front: a laptop webcam facing the user; mixed: 45%% side, 15%% oblique, "
-        "40%% front, per picture", choices=VIEWS))
-    threshold: float = field(default=DEFAULT_CVA_THRESHOLD_DEG, metadata=option(
-        "label forward_head when CVA < this many degrees"))
-    margin: float = field(default=DEFAULT_MARGIN_DEG, metadata=option(
-        "exclusion band: no CVA within this many degrees of the threshold, so labels are not coin flips; "
-        "published thresholds range 48-53 deg (0 = each class uniform up to the threshold)"))
-    cva_range: tuple[float, float] = field(default=(30.0, 68.0), metadata=option(
-        "CVA range in degrees the classes are drawn from", metavar=("MIN", "MAX")))
-    size: tuple[int, int] = field(default=(320, 480), metadata=option(
-        "width and height are each drawn from MIN..MAX pixels", metavar=("MIN", "MAX")))
-    subjects: int | None = field(default=None, metadata=option(
-        "number of distinct people, pictures spread evenly (default: --per-subject decides)"))
-    per_subject: tuple[int, int] = field(default=(5, 10), metadata=option(
-        "pictures per person when --subjects is not given", metavar=("MIN", "MAX")))
+    view: str = field(
+        default="mixed",
+        metadata=option(
+            "side: profile, as clinicians measure CVA (seated at a desk or standing); oblique: 25-55° off the "
+            "profile towards the face; front: a laptop webcam facing the user; mixed: 45%% side, 15%% oblique, "
+            "40%% front, per picture",
+            choices=VIEWS,
+        ),
+    )
+    threshold: float = field(
+        default=DEFAULT_CVA_THRESHOLD_DEG, metadata=option("label forward_head when CVA < this many degrees")
+    )
+    margin: float = field(
+        default=DEFAULT_MARGIN_DEG,
+        metadata=option(
+            "exclusion band: no CVA within this many degrees of the threshold, so labels are not coin flips; "
+            "published thresholds range 48-53 deg (0 = each class uniform up to the threshold)"
+        ),
+    )
+    cva_range: tuple[float, float] = field(
+        default=(30.0, 68.0), metadata=option("CVA range in degrees the classes are drawn from", metavar=("MIN", "MAX"))
+    )
+    size: tuple[int, int] = field(
+        default=(320, 480),
+        metadata=option("width and height are each drawn from MIN..MAX pixels", metavar=("MIN", "MAX")),
+    )
+    subjects: int | None = field(
+        default=None,
+        metadata=option("number of distinct people, pictures spread evenly (default: --per-subject decides)"),
+    )
+    per_subject: tuple[int, int] = field(
+        default=(5, 10), metadata=option("pictures per person when --subjects is not given", metavar=("MIN", "MAX"))
+    )
     workers: int = field(default=2, metadata=option("processes rendering in parallel; does not change the output"))
-    overwrite: bool = field(default=False, metadata=option(
-        "reuse a non-empty OUT: its labels.csv and previously generated images are replaced"))
+    overwrite: bool = field(
+        default=False,
+        metadata=option("reuse a non-empty OUT: its labels.csv and previously generated images are replaced"),
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))  # accept a str from callers and notebooks
@@ -102,10 +120,14 @@ class SynthConfig:
             raise UserError(f"--view must be one of {', '.join(VIEWS)}, got {self.view!r}")
         if self.margin < 0:
             raise UserError(f"--margin must be >= 0, got {self.margin}")
-        if not self.cva_min + 1 <= self.threshold - self.margin < self.threshold + self.margin <= self.cva_max - 1 \
-                and not (self.margin == 0 and self.cva_min + 1 <= self.threshold <= self.cva_max - 1):
-            raise UserError(f"threshold {self.threshold} ± margin {self.margin} must lie inside the CVA range "
-                            f"[{self.cva_min}, {self.cva_max}] with room on both sides")
+        if (
+            not self.cva_min + 1 <= self.threshold - self.margin < self.threshold + self.margin <= self.cva_max - 1
+            and not (self.margin == 0 and self.cva_min + 1 <= self.threshold <= self.cva_max - 1)
+        ):
+            raise UserError(
+                f"threshold {self.threshold} ± margin {self.margin} must lie inside the CVA range "
+                f"[{self.cva_min}, {self.cva_max}] with room on both sides"
+            )
         lo, hi = self.size
         if not 32 <= lo <= hi <= 4096:
             raise UserError(f"--size MIN MAX must satisfy 32 <= MIN <= MAX <= 4096, got {lo} {hi}")
@@ -133,8 +155,8 @@ def _subject_sizes(config: SynthConfig, rng: np.random.Generator) -> list[int]:
     """Pictures per subject, summing to ``n``; a short remainder joins the previous subject."""
     if config.subjects is not None:
         k = config.subjects
-        sizes = [config.n // k + (1 if i < config.n % k else 0) for i in range(k)]
-        return [int(x) for x in rng.permutation(sizes)]
+        even = [config.n // k + (1 if i < config.n % k else 0) for i in range(k)]
+        return [int(x) for x in rng.permutation(even)]
     lo, hi = config.per_subject
     sizes: list[int] = []
     while sum(sizes) < config.n:
@@ -160,9 +182,20 @@ def plan(config: SynthConfig) -> list[Job]:
             cva = float(rng.uniform(lo, hi))
             if not fwd and cva < config.threshold:  # margin 0: keep the boundary on the normal side
                 cva = config.threshold
-            view = config.view if config.view != "mixed" else str(rng.choice(list(MIXED_VIEWS), p=list(MIXED_VIEWS.values())))
-            jobs.append(Job(index=len(jobs), subject=subject, label=label_from_cva(cva, config.threshold),
-                            cva_deg=cva, view=view))
+            view = (
+                config.view
+                if config.view != "mixed"
+                else str(rng.choice(list(MIXED_VIEWS), p=list(MIXED_VIEWS.values())))
+            )
+            jobs.append(
+                Job(
+                    index=len(jobs),
+                    subject=subject,
+                    label=label_from_cva(cva, config.threshold),
+                    cva_deg=cva,
+                    view=view,
+                )
+            )
     return jobs
 
 
@@ -231,16 +264,31 @@ def generate(config: SynthConfig, progress: bool = False) -> pd.DataFrame:
     n_subjects = jobs[-1].subject + 1
     rows = []
     results = _results(config, jobs)
-    for job, (data, points) in tqdm(zip(jobs, results), total=len(jobs), disable=not progress, unit="img",
-                                    desc="synth"):
+    for job, (data, points) in tqdm(
+        zip(jobs, results, strict=True), total=len(jobs), disable=not progress, unit="img", desc="synth"
+    ):
         name = filename_for(job, config.n, n_subjects)
         atomic_write_bytes(config.out / name, data)
-        rows.append({"filename": name, "label": job.label, "cva_deg": round(job.cva_deg, 3),
-                     "subject": name.split("/")[1].split("_")[0],
-                     **{k: round(v, 2) for k, v in points.items()}, "view": job.view})
+        rows.append(
+            {
+                "filename": name,
+                "label": job.label,
+                "cva_deg": round(job.cva_deg, 3),
+                "subject": name.split("/")[1].split("_")[0],
+                **{k: round(v, 2) for k, v in points.items()},
+                "view": job.view,
+            }
+        )
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     atomic_write_csv(config.out / LABELS_NAME, frame)
     counts = frame["label"].value_counts()
-    log.info("wrote %d images (%d %s, %d other) of %d subjects to %s", len(frame), counts.get(FORWARD_HEAD, 0),
-             FORWARD_HEAD, len(frame) - counts.get(FORWARD_HEAD, 0), n_subjects, config.out)
+    log.info(
+        "wrote %d images (%d %s, %d other) of %d subjects to %s",
+        len(frame),
+        counts.get(FORWARD_HEAD, 0),
+        FORWARD_HEAD,
+        len(frame) - counts.get(FORWARD_HEAD, 0),
+        n_subjects,
+        config.out,
+    )
     return frame

@@ -51,6 +51,11 @@ def _combine(parts: list[np.ndarray], matrix: np.ndarray) -> list[np.ndarray]:
     return [parts[0] * m[0, j] + parts[1] * m[1, j] + parts[2] * m[2, j] for j in range(3)]
 
 
+def _lit(n: list[np.ndarray], norm: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Lambert term of unnormalised normals ``n`` (length ``norm``) towards ``direction``."""
+    return np.maximum((n[0] * direction[0] + n[1] * direction[1] + n[2] * direction[2]) / norm, 0)
+
+
 def _hit_ellipsoid(prim: Ellipsoid, d: list[np.ndarray], o: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """Nearest hits of rays ``o + t d`` (unit-sphere frame) with the unit sphere: rows, cols, t, normal."""
     a = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
@@ -82,8 +87,10 @@ def _hit_box(prim: Ellipsoid, d: list[np.ndarray], o: np.ndarray) -> tuple[np.nd
         return None
     t = t_near[ys, xs].astype(np.float32)
     face = np.argmax(np.stack([near[k][ys, xs] for k in range(3)]), axis=0)
-    local_normal = [np.where(face == k, -np.sign(d[k][ys, xs]), 0.0).astype(np.float32) / np.float32(prim.radii[k])
-                    for k in range(3)]
+    local_normal = [
+        np.where(face == k, -np.sign(d[k][ys, xs]), 0.0).astype(np.float32) / np.float32(prim.radii[k])
+        for k in range(3)
+    ]
     return ys, xs, t, *local_normal
 
 
@@ -118,17 +125,14 @@ def raycast(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         n = _combine([c[keep] for c in local_normal], prim.rot.T)
         norm = np.maximum(np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]), np.float32(1e-12))
 
-        def lit(direction: np.ndarray) -> np.ndarray:
-            return np.maximum((n[0] * direction[0] + n[1] * direction[1] + n[2] * direction[2]) / norm, 0)
-
-        lam = ambient + key * lit(light) + fill * lit(fill_dir)
+        lam = ambient + key * _lit(n, norm, light) + fill * _lit(n, norm, fill_dir)
         colour = np.broadcast_to(prim.colour.astype(np.float32), (len(t), 3))
         if prim.clothing and scene.pattern != "solid":
             world = [np.float32(cam.position[k]) + t * dirs[k][ys, xs] for k in range(2)]
             colour = _pattern(scene, world, colour)
         shaded = colour * lam[:, None].astype(np.float32)
         if prim.shine:
-            shaded = shaded + (prim.shine * key * lit(half) ** 24)[:, None].astype(np.float32)
+            shaded = shaded + (prim.shine * key * _lit(n, norm, half) ** 24)[:, None].astype(np.float32)
         depth[ys, xs] = t
         rgb[ys, xs] = shaded
     return rgb, np.isfinite(depth)
@@ -165,12 +169,15 @@ def draw_room(room: Room, cam: Camera, scene: Scene, rng: np.random.Generator) -
             bw = (box[2] - box[0]) / n_books
             for i in range(n_books):
                 bc = tuple(int(v) for v in rng.integers(30, 230, 3))
-                top = box[1] + rng.uniform(0.05, 0.3) * (box[3] - box[1])
-                draw.rectangle([box[0] + i * bw, top, box[0] + (i + 0.85) * bw, box[3]], fill=bc)
+                book_top = float(box[1] + rng.uniform(0.05, 0.3) * (box[3] - box[1]))
+                draw.rectangle([box[0] + i * bw, book_top, box[0] + (i + 0.85) * bw, box[3]], fill=bc)
         elif kind == "window":
             draw.rectangle(box, fill=fill, outline=(240, 240, 240), width=max(w // 80, 2))
-            draw.line([((box[0] + box[2]) / 2, box[1]), ((box[0] + box[2]) / 2, box[3])], fill=(235, 235, 235),
-                      width=max(w // 120, 1))
+            draw.line(
+                [((box[0] + box[2]) / 2, box[1]), ((box[0] + box[2]) / 2, box[3])],
+                fill=(235, 235, 235),
+                width=max(w // 120, 1),
+            )
         elif kind == "curtain":
             step = max(int((box[2] - box[0]) / 6), 2)
             for i, x in enumerate(range(int(box[0]), int(box[2]), step)):

@@ -19,20 +19,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from posture.synth.primitives import Ellipsoid
 from posture.synth.props import Furniture, build_furniture, sample_furniture
 
-SKIN_TONES = np.array([  # light to dark anchors; a subject's tone is interpolated between two neighbours
-    (0.98, 0.85, 0.74), (0.93, 0.76, 0.62), (0.85, 0.64, 0.48), (0.72, 0.50, 0.35),
-    (0.55, 0.36, 0.24), (0.45, 0.29, 0.19), (0.36, 0.23, 0.15),  # as dark skin shows in photos
-])
-HAIR_COLOURS = np.array([
-    (0.07, 0.06, 0.05), (0.20, 0.13, 0.08), (0.38, 0.24, 0.13), (0.62, 0.47, 0.28),
-    (0.85, 0.72, 0.45), (0.55, 0.23, 0.10), (0.62, 0.62, 0.62), (0.88, 0.88, 0.86),
-])
+SKIN_TONES = np.array(
+    [  # light to dark anchors; a subject's tone is interpolated between two neighbours
+        (0.98, 0.85, 0.74),
+        (0.93, 0.76, 0.62),
+        (0.85, 0.64, 0.48),
+        (0.72, 0.50, 0.35),
+        (0.55, 0.36, 0.24),
+        (0.45, 0.29, 0.19),
+        (0.36, 0.23, 0.15),  # as dark skin shows in photos
+    ]
+)
+HAIR_COLOURS = np.array(
+    [
+        (0.07, 0.06, 0.05),
+        (0.20, 0.13, 0.08),
+        (0.38, 0.24, 0.13),
+        (0.62, 0.47, 0.28),
+        (0.85, 0.72, 0.45),
+        (0.55, 0.23, 0.10),
+        (0.62, 0.62, 0.62),
+        (0.88, 0.88, 0.86),
+    ]
+)
 HAIR_STYLES = ("short", "short", "buzz", "ponytail", "bun", "bald", "long")
 PATTERNS = ("solid", "solid", "stripes", "two_tone")
 #: Where the subject is: at a desk (typing, the webcam and the seated clinical photo) or standing.
@@ -175,8 +191,13 @@ def sample_room(rng: np.random.Generator) -> Room:
         if kind == "window":
             colour = np.array([0.85, 0.92, 1.0]) * rng.uniform(0.85, 1.0)
         items.append((kind, (x0, y0, x0 + w, y0 + h), colour))
-    return Room(wall_top=wall, wall_bottom=bottom, items=tuple(items), chair=bool(rng.random() < 0.5),
-                chair_colour=_hsv(rng.uniform(0, 1), rng.uniform(0, 0.5), rng.uniform(0.05, 0.4)))
+    return Room(
+        wall_top=wall,
+        wall_bottom=bottom,
+        items=tuple(items),
+        chair=bool(rng.random() < 0.5),
+        chair_colour=_hsv(rng.uniform(0, 1), rng.uniform(0, 0.5), rng.uniform(0.05, 0.4)),
+    )
 
 
 def sample_appearance(rng: np.random.Generator) -> Appearance:
@@ -236,24 +257,42 @@ def sample_pose(cva_deg: float, rng: np.random.Generator, setting: str = "desk",
         upper, fore = rng.uniform(15.0, 45.0), rng.uniform(70.0, 100.0)
     else:
         upper, fore = rng.uniform(-4.0, 10.0), rng.uniform(5.0, 35.0)
-    return Pose(cva_deg=cva_deg, head_pitch_deg=float(gaze) + 28.0 * slump + rng.normal(0.0, 4.0),
-                trunk_lean_deg=lean_base + rng.normal(0.0, 2.0),
-                protraction=0.5 * slump + rng.uniform(0.0, 1.5), facing=1 if rng.random() < 0.5 else -1,
-                setting=setting, upper_arm_deg=upper, forearm_deg=fore, head_turn_deg=rng.normal(0.0, 5.0))
+    return Pose(
+        cva_deg=cva_deg,
+        head_pitch_deg=float(gaze) + 28.0 * slump + rng.normal(0.0, 4.0),
+        trunk_lean_deg=lean_base + rng.normal(0.0, 2.0),
+        protraction=0.5 * slump + rng.uniform(0.0, 1.5),
+        facing=1 if rng.random() < 0.5 else -1,
+        setting=setting,
+        upper_arm_deg=upper,
+        forearm_deg=fore,
+        head_turn_deg=rng.normal(0.0, 5.0),
+    )
 
 
 def _e(center, rot, radii, colour, **kw) -> Ellipsoid:  # type: ignore[no-untyped-def]
-    return Ellipsoid(np.asarray(center, float), np.asarray(rot, float), np.asarray(radii, float),
-                     np.clip(np.asarray(colour, float), 0, 1), **kw)
+    return Ellipsoid(
+        np.asarray(center, float),
+        np.asarray(rot, float),
+        np.asarray(radii, float),
+        np.clip(np.asarray(colour, float), 0, 1),
+        **kw,
+    )
 
 
-def limb(start: np.ndarray, end: np.ndarray, radius: float, colour: np.ndarray, overlap: float = 1.0,
-         **kw) -> Ellipsoid:  # type: ignore[no-untyped-def]
+def limb(
+    start: np.ndarray, end: np.ndarray, radius: float, colour: np.ndarray, overlap: float = 1.0, **kw: Any
+) -> Ellipsoid:
     """A body segment from ``start`` to ``end``: an ellipsoid that reaches a little past both ends."""
     axis = np.asarray(end, float) - np.asarray(start, float)
     half = float(np.linalg.norm(axis)) / 2
-    return _e((np.asarray(start) + np.asarray(end)) / 2, _axis_frame(axis), (radius, half + overlap, radius * 0.95),
-              colour, **kw)
+    return _e(
+        (np.asarray(start) + np.asarray(end)) / 2,
+        _axis_frame(axis),
+        (radius, half + overlap, radius * 0.95),
+        colour,
+        **kw,
+    )
 
 
 @dataclass(frozen=True)
@@ -281,14 +320,22 @@ def _skeleton(app: Appearance, pose: Pose) -> Skeleton:
     s, sh = app.scale, app.shoulder_half
     rt = rot_x(pose.trunk_lean_deg)
     c7 = np.zeros(3)
-    shoulders = tuple(c7 + rt @ np.array([lat * (sh - 3.0 * s), -1.0 * s, -1.0 * s + pose.protraction])
-                      for lat in (-1, 1))
+    shoulders = tuple(
+        c7 + rt @ np.array([lat * (sh - 3.0 * s), -1.0 * s, -1.0 * s + pose.protraction]) for lat in (-1, 1)
+    )
     hips = tuple(c7 + rt @ np.array([lat * 9.0 * s, -52.0 * s, 9.0 * s]) for lat in (-1, 1))
     upper, fore = math.radians(pose.upper_arm_deg), math.radians(pose.forearm_deg)
     elbow = shoulders[1] + 29.0 * s * np.array([0.0, -math.cos(upper), math.sin(upper)])
     wrist = elbow + 25.0 * s * np.array([0.0, -math.cos(fore), math.sin(fore)])
-    return Skeleton(c7=c7, trunk_rot=rt, shoulders=shoulders, hips=hips,  # type: ignore[arg-type]
-                    seat_y=float(hips[0][1] - 8.0 * s), hands_y=float(wrist[1] - 2.0 * s), hands_z=float(wrist[2]))
+    return Skeleton(
+        c7=c7,
+        trunk_rot=rt,
+        shoulders=shoulders,
+        hips=hips,
+        seat_y=float(hips[0][1] - 8.0 * s),
+        hands_y=float(wrist[1] - 2.0 * s),
+        hands_z=float(wrist[2]),
+    )
 
 
 def _trunk(app: Appearance, sk: Skeleton) -> list[Ellipsoid]:
@@ -311,7 +358,7 @@ def _arms(app: Appearance, pose: Pose, sk: Skeleton) -> list[Ellipsoid]:
     sleeve = app.clothes
     forearm_colour = app.clothes if app.long_sleeves else app.skin
     prims = []
-    for lat, shoulder in zip((-1, 1), sk.shoulders):
+    for lat, shoulder in zip((-1, 1), sk.shoulders, strict=True):
         out = 0.12 if pose.setting == "standing" else 0.05
         d1 = np.array([lat * out, -math.cos(upper), math.sin(upper)])
         d1 /= np.linalg.norm(d1)
@@ -320,8 +367,15 @@ def _arms(app: Appearance, pose: Pose, sk: Skeleton) -> list[Ellipsoid]:
         d2 = np.array([inward, -math.cos(fore), math.sin(fore)])
         d2 /= np.linalg.norm(d2)
         wrist = elbow + 25.0 * s * d2
-        prims.append(_e(shoulder + np.array([lat * -0.5 * s, -3.0 * s, 0.0]), sk.trunk_rot,
-                        (4.0 * s * b, 4.5 * s * b, 4.6 * s * b), sleeve, clothing=True))
+        prims.append(
+            _e(
+                shoulder + np.array([lat * -0.5 * s, -3.0 * s, 0.0]),
+                sk.trunk_rot,
+                (4.0 * s * b, 4.5 * s * b, 4.6 * s * b),
+                sleeve,
+                clothing=True,
+            )
+        )
         prims.append(limb(shoulder, elbow, 4.9 * s * b, sleeve, clothing=True))
         prims.append(_e(elbow, np.eye(3), (4.3 * s * b,) * 3, forearm_colour, clothing=app.long_sleeves))
         prims.append(limb(elbow, wrist, 3.9 * s * b, forearm_colour, clothing=app.long_sleeves))
@@ -336,7 +390,7 @@ def _legs(app: Appearance, pose: Pose, sk: Skeleton) -> list[Ellipsoid]:
     s, b = app.scale, app.build
     prims = []
     shoe = np.array([0.08, 0.07, 0.07]) + 0.5 * app.trousers * 0.3
-    for lat, hip in zip((-1, 1), sk.hips):
+    for lat, hip in zip((-1, 1), sk.hips, strict=True):
         if pose.setting == "desk":
             knee = hip + 43.0 * s * np.array([lat * 0.08, -0.08, 1.0]) / 1.0065
             ankle = knee + 44.0 * s * np.array([0.0, -1.0, -0.12])
@@ -372,8 +426,11 @@ def _neck(app: Appearance, sk: Skeleton, head: np.ndarray, rh: np.ndarray) -> li
     top = head + rh @ np.array([0, -5.0 * s, -2.2 * s])
     mid = (base + top) / 2 + sk.trunk_rot @ np.array([0.0, 0.0, 0.8 * s])  # the lower neck's forward curve
     skin = app.skin * 0.95
-    return [limb(base, mid, nr, skin, overlap=2.0 * s), limb(mid, top, nr * 0.95, skin, overlap=2.0 * s),
-            _e(sk.trunk((0, -0.5 * s, nr * 0.9)), sk.trunk_rot, (nr * 0.95, 4.5 * s, nr * 0.9), skin)]
+    return [
+        limb(base, mid, nr, skin, overlap=2.0 * s),
+        limb(mid, top, nr * 0.95, skin, overlap=2.0 * s),
+        _e(sk.trunk((0, -0.5 * s, nr * 0.9)), sk.trunk_rot, (nr * 0.95, 4.5 * s, nr * 0.9), skin),
+    ]
 
 
 def _face(app: Appearance, head: np.ndarray, rh: np.ndarray) -> list[Ellipsoid]:
@@ -387,18 +444,28 @@ def _face(app: Appearance, head: np.ndarray, rh: np.ndarray) -> list[Ellipsoid]:
         return head + rh @ np.asarray(p, float)
 
     jaw = hd((0, -5.8 * s, 3.0 * s))
-    prims = [_e(head, rh, (rx, ry, rz), skin, shine=0.15), _e(jaw, rh, (rx * 0.75, 5.5 * s, 5.8 * s), skin, shine=0.1),
-             _e(hd((0, -9.0 * s, 6.2 * s)), rh, (2.6 * s, 1.8 * s, 2.2 * s), skin)]  # chin
+    prims = [
+        _e(head, rh, (rx, ry, rz), skin, shine=0.15),
+        _e(jaw, rh, (rx * 0.75, 5.5 * s, 5.8 * s), skin, shine=0.1),
+        _e(hd((0, -9.0 * s, 6.2 * s)), rh, (2.6 * s, 1.8 * s, 2.2 * s), skin),
+    ]  # chin
     for lat in (-1, 1):
-        prims.append(_e(hd((lat * (ear_x + 0.4 * s), -0.4 * s, -3.0 * s)), rh, (1.1 * s, 3.1 * s, 1.9 * s),
-                        skin * np.array([0.97, 0.88, 0.86])))
+        prims.append(
+            _e(
+                hd((lat * (ear_x + 0.4 * s), -0.4 * s, -3.0 * s)),
+                rh,
+                (1.1 * s, 3.1 * s, 1.9 * s),
+                skin * np.array([0.97, 0.88, 0.86]),
+            )
+        )
         prims.append(_e(hd((lat * ear_x, -1.0 * s, -1.6 * s)), rh, (0.8 * s, 0.9 * s, 0.7 * s), skin * 0.9))
         ex, ez = lat * 2.9 * s, rz * 0.9
         prims.append(_e(hd((ex, 0.4 * s, ez - 0.35 * s)), rh, (1.4 * s, 0.85 * s, 0.7 * s), (0.95, 0.95, 0.93)))
         prims.append(_e(hd((ex, 0.4 * s, ez + 0.15 * s)), rh, (0.6 * s, 0.6 * s, 0.3 * s), (0.12, 0.09, 0.07)))
         prims.append(_e(hd((ex, 2.4 * s, ez - 0.1 * s)), rh, (1.9 * s, 0.45 * s, 0.6 * s), app.hair * 0.9))
-    prims.append(_e(hd((0, -2.6 * s, rz * 0.95 + 0.4 * s)), rh @ rot_x(12), (1.3 * s, 2.6 * s, 1.7 * s), skin * 0.97,
-                    shine=0.2))
+    prims.append(
+        _e(hd((0, -2.6 * s, rz * 0.95 + 0.4 * s)), rh @ rot_x(12), (1.3 * s, 2.6 * s, 1.7 * s), skin * 0.97, shine=0.2)
+    )
     prims.append(_e(hd((0, -6.4 * s, rz * 0.86)), rh, (2.2 * s, 0.55 * s, 0.8 * s), skin * np.array([0.8, 0.55, 0.55])))
     if app.glasses:
         g = app.glasses_colour
@@ -423,18 +490,40 @@ def _hair(app: Appearance, head: np.ndarray, rh: np.ndarray, jaw: np.ndarray) ->
     if style != "bald":
         grow = 0.3 * s if style == "buzz" else 0.8 * s
         hairline = np.array([0.0, 1.0, -0.7]) / math.hypot(1.0, 0.7)
-        prims.append(_e(hd((0, 0.9 * s, -0.6 * s)), rh, (rx + grow, ry + grow, rz + grow * 0.6), hair,
-                        clip=(hairline, 0.1), shine=0.25))
+        prims.append(
+            _e(
+                hd((0, 0.9 * s, -0.6 * s)),
+                rh,
+                (rx + grow, ry + grow, rz + grow * 0.6),
+                hair,
+                clip=(hairline, 0.1),
+                shine=0.25,
+            )
+        )
         if style == "ponytail":
             prims.append(_e(hd((0, -5.0 * s, -rz + 0.2 * s)), rh @ rot_x(20), (2.4 * s, 7.0 * s, 2.4 * s), hair))
         elif style == "bun":
             prims.append(_e(hd((0, 5.5 * s, -rz + 0.5 * s)), rh, (3.5 * s, 3.2 * s, 3.2 * s), hair))
         elif style == "long":  # down the back of the head to the neck, behind the ears
-            prims.append(_e(hd((0, -4.0 * s, -3.5 * s)), rh, (rx + 1.0 * s, 9.0 * s, 6.5 * s), hair,
-                            clip=(np.array([0.0, 0.0, -1.0]), 0.05)))
+            prims.append(
+                _e(
+                    hd((0, -4.0 * s, -3.5 * s)),
+                    rh,
+                    (rx + 1.0 * s, 9.0 * s, 6.5 * s),
+                    hair,
+                    clip=(np.array([0.0, 0.0, -1.0]), 0.05),
+                )
+            )
     if app.beard:
-        prims.append(_e(jaw + rh @ np.array([0, -0.5 * s, 0.3 * s]), rh, (rx * 0.8, 5.9 * s, 6.1 * s), hair * 0.9,
-                        clip=(np.array([0.0, -0.8, 0.6]), 0.15)))
+        prims.append(
+            _e(
+                jaw + rh @ np.array([0, -0.5 * s, 0.3 * s]),
+                rh,
+                (rx * 0.8, 5.9 * s, 6.1 * s),
+                hair * 0.9,
+                clip=(np.array([0.0, -0.8, 0.6]), 0.15),
+            )
+        )
     return prims
 
 
@@ -478,8 +567,15 @@ def _framing(view: str, setting: str, s: float, rng: np.random.Generator) -> tup
     return s * rng.uniform(125.0, 170.0), np.array([0.0, rng.uniform(-30.0, -16.0) * s, rng.uniform(5.0, 20.0) * s])
 
 
-def sample_camera(view: str, app: Appearance, pose: Pose, width: int, height: int,
-                  rng: np.random.Generator, sk: Skeleton | None = None) -> Camera:
+def sample_camera(
+    view: str,
+    app: Appearance,
+    pose: Pose,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    sk: Skeleton | None = None,
+) -> Camera:
     """Frame the person; the framing is anchored on the body, never at the head, so the head moves.
 
     Side: a level camera square to the body (no roll, yaw and tilt within 1°, as in clinical
@@ -540,17 +636,33 @@ def sample_setting(view: str, rng: np.random.Generator) -> str:
     return "desk" if rng.random() < 0.6 else "standing"
 
 
-def build_scene(view: str, cva_deg: float, app: Appearance, width: int, height: int,
-                rng: np.random.Generator) -> Scene:
+def build_scene(view: str, cva_deg: float, app: Appearance, width: int, height: int, rng: np.random.Generator) -> Scene:
     """Pose the subject at ``cva_deg`` and frame them from ``view`` ("side", "oblique" or "front")."""
     pose = sample_pose(cva_deg, rng, sample_setting(view, rng), view)
     prims, tragus, c7, sk, head_y = build_figure(app, pose)
     if app.furniture is not None and pose.setting == "desk":
-        prims += build_furniture(app.furniture, app.scale, seat_y=sk.seat_y, hands_y=sk.hands_y,
-                                 hands_z=sk.hands_z, hip_z=float(sk.hips[0][2]), head_y=head_y,
-                                 screen=view == "side")
+        prims += build_furniture(
+            app.furniture,
+            app.scale,
+            seat_y=sk.seat_y,
+            hands_y=sk.hands_y,
+            hands_z=sk.hands_z,
+            hip_z=float(sk.hips[0][2]),
+            head_y=head_y,
+            screen=view == "side",
+        )
     camera = sample_camera(view, app, pose, width, height, rng, sk if pose.setting == "desk" else None)
     light_dir, light = sample_lighting(camera, rng)
-    return Scene(primitives=prims, camera=camera, light_dir=light_dir, light=light, tragus=tragus, c7=c7,
-                 room=app.room, view=view, pattern=app.pattern, pattern_period=app.pattern_period,
-                 colour2=app.clothes2)
+    return Scene(
+        primitives=prims,
+        camera=camera,
+        light_dir=light_dir,
+        light=light,
+        tragus=tragus,
+        c7=c7,
+        room=app.room,
+        view=view,
+        pattern=app.pattern,
+        pattern_period=app.pattern_period,
+        colour2=app.clothes2,
+    )
