@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ import pandas as pd
 
 from posture.calibration import POLICY_HELP, ThresholdPolicy, calibration_record, choose_threshold, fit_temperature
 from posture.checkpoint import CONFIG_NAME, update_config
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.data import regroup_validation
+from posture.formats import BACKENDS
 from posture.predict import Predictor, softmax
 from posture.scoring import load_eval_frame, score_rows
 
@@ -40,15 +41,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CalibrateConfig:
-    """One calibration: which run, fitted on which split of which data, with which threshold rule."""
+    """One calibration: which run, fitted on which split of which data, with which threshold rule.
 
-    run: Path
-    data: Path
-    split: str = "val"
-    threshold_policy: str = "youden"
-    batch_size: int = 32
-    device: str = "auto"
-    backend: str = "auto"
+    Each field is also the command's option of that name (:func:`posture.cli.option`).
+    """
+
+    run: Path = field(metadata=option("trained run folder (models/RUN)"))
+    data: Path = field(metadata=option("the ingested dataset folder (manifest.csv with splits) to fit on"))
+    split: str = field(
+        default="val", metadata=option("split to fit on (val is re-drawn as training re-drew it with --val-group)")
+    )
+    threshold_policy: str = field(
+        default="youden",
+        metadata=option(f"how the forward_head threshold is chosen: {POLICY_HELP}", metavar="POLICY"),
+    )
+    batch_size: int = field(default=32, metadata=option("photos per forward pass"))
+    device: str = field(default="auto", metadata=option("auto | cpu | cuda | mps"))
+    backend: str = field(default="auto", metadata=option("inference engine (see posture.predict)", choices=BACKENDS))
 
     def __post_init__(self) -> None:
         ThresholdPolicy.parse(self.threshold_policy)  # a bad policy fails before any work
@@ -132,29 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m posture.calibrate --run models/sample --data data/sample --threshold-policy recall:0.9",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run", type=Path, required=True, help="trained run folder (models/RUN)")
-    parser.add_argument(
-        "--data", type=Path, required=True, help="the ingested dataset folder (manifest.csv with splits) to fit on"
-    )
-    parser.add_argument(
-        "--split",
-        default="val",
-        help="split to fit on (default: val, re-drawn as training re-drew it with --val-group)",
-    )
-    parser.add_argument(
-        "--threshold-policy",
-        default="youden",
-        metavar="POLICY",
-        help=f"how the forward_head threshold is chosen: {POLICY_HELP} (default: youden)",
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="photos per forward pass (default: 32)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", "torch", "onnx"),
-        help="inference engine (default: auto; see posture.predict)",
-    )
+    add_options(parser, CalibrateConfig)
     add_logging_flags(parser)
     return parser
 
@@ -162,17 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    record, _ = calibrate(
-        CalibrateConfig(
-            run=args.run,
-            data=args.data,
-            split=args.split,
-            threshold_policy=args.threshold_policy,
-            batch_size=args.batch_size,
-            device=args.device,
-            backend=args.backend,
-        )
-    )
+    record, _ = calibrate(config_from_args(CalibrateConfig, args))
     threshold = record["threshold"]
     print(
         f"{args.run}: temperature {record['temperature']:.3f}, threshold "
