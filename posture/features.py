@@ -402,13 +402,7 @@ def extract_features(
         num_features = getattr(backbone, "num_features", None) or _probe_features(backbone, spec)
     job = _Extraction(spec, cache, [str(p) for p in frame["path"]], paths, shas, int(num_features))
     job.read_cache()
-    if world_size > 1:
-        # Ranks share the cache folder: without this barrier a fast rank can store part of its shard
-        # before a slow one has read the cache, the ranks then disagree on what is pending, and the
-        # shards (and the sum below) no longer line up; seen as a flaky DDP result under load.
-        import torch.distributed as dist
-
-        dist.barrier()
+    _all_ranks_read_the_cache(world_size)
     pending = [i for i in range(len(paths)) if job.todo[i]]
     mine = pending[rank::world_size]
     if mine:
@@ -426,14 +420,21 @@ def extract_features(
         job.gather(mine, pending)
     job.stats.seconds = time.perf_counter() - start
     if job.stats.computed:
+        st = job.stats
         log.info(
-            "features: %d computed (%s), %d from cache, %.1f s",
-            job.stats.computed,
-            job.stats.backend,
-            job.stats.from_cache,
-            job.stats.seconds,
+            "features: %d computed (%s), %d from cache, %.1f s", st.computed, st.backend, st.from_cache, st.seconds
         )
     return FeatureSet(features=job.features, ok=job.failed == 0, stats=job.stats)
+
+
+def _all_ranks_read_the_cache(world_size: int) -> None:
+    """Ranks share the cache folder: without this barrier a fast rank can store part of its shard
+    before a slow one has read the cache, the ranks then disagree on what is pending, and the
+    shards (and their sum) no longer line up; seen as a flaky DDP result under load."""
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 class _Extraction:
@@ -609,7 +610,6 @@ def extract_run_features(
     come from them too. Photos a pose-based run cannot assess get ``ok=False`` and a reason.
     """
     from posture.landmarks import detect_landmarks
-    from posture.pose import crop_box
 
     root = Path(root)
     uses_pose = bool(getattr(model, "pose_features", ()))
@@ -624,12 +624,7 @@ def extract_run_features(
     ok = torch.ones(len(frame), dtype=torch.bool)
     stats = ExtractionStats()
     if getattr(model, "uses_image", True):
-        boxes = None
-        if crops and marks is not None:
-            boxes = [
-                crop_box(shape, lm, spec.preprocessing.crop_scale) if shape is not None else None
-                for lm, shape in zip(marks.landmarks, marks.shapes, strict=True)
-            ]
+        boxes = _pose_boxes(marks, spec) if crops else None
         cnn = extract_features(
             model.backbone,
             root,
@@ -651,16 +646,8 @@ def extract_run_features(
         stats = cnn.stats
     not_assessed: dict[int, str] = {}
     if uses_pose and marks is not None:
-        geometry, not_assessed = pose_views(marks.landmarks, marks.shapes, shas, model.pose_features, spec)
+        geometry, not_assessed = _geometry_part(marks, shas, model.pose_features, spec, frame, ok, stats)
         parts.append(geometry)
-        for i, reason in marks.failed.items():
-            ok[i] = False
-            not_assessed.pop(i, None)
-            if not any(f["path"] == str(frame["path"].iloc[i]) for f in stats.failed):
-                stats.failed.append({"path": str(frame["path"].iloc[i]), "reason": reason})
-        for i in not_assessed:
-            ok[i] = False
-        stats.seconds += marks.seconds
     features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return FeatureSet(
         features=features,
@@ -669,6 +656,43 @@ def extract_run_features(
         not_assessed=not_assessed,
         landmarks=marks.to_dict() if marks is not None else None,
     )
+
+
+def _pose_boxes(marks: Any, spec: FeatureSpec) -> list[tuple[int, int, int, int] | None] | None:
+    """Each photo's head-and-shoulders crop from its landmarks (None where it has none)."""
+    from posture.pose import crop_box
+
+    if marks is None:
+        return None
+    scale = spec.preprocessing.crop_scale
+    return [
+        crop_box(shape, lm, scale) if shape is not None else None
+        for lm, shape in zip(marks.landmarks, marks.shapes, strict=True)
+    ]
+
+
+def _geometry_part(
+    marks: Any,
+    shas: list[str],
+    names: tuple[str, ...],
+    spec: FeatureSpec,
+    frame: pd.DataFrame,
+    ok: torch.Tensor,
+    stats: ExtractionStats,
+) -> tuple[torch.Tensor, dict[int, str]]:
+    """Geometry views of every row, marking in ``ok``/``stats`` the photos BlazePose could not read
+    (a decode failure is reported once, even when the CNN part reported it too)."""
+    geometry, not_assessed = pose_views(marks.landmarks, marks.shapes, shas, names, spec)
+    for i, reason in marks.failed.items():
+        ok[i] = False
+        not_assessed.pop(i, None)
+        path = str(frame["path"].iloc[i])
+        if not any(f["path"] == path for f in stats.failed):
+            stats.failed.append({"path": path, "reason": reason})
+    for i in not_assessed:
+        ok[i] = False
+    stats.seconds += marks.seconds
+    return geometry, not_assessed
 
 
 def _probe_features(backbone: nn.Module, spec: FeatureSpec) -> int:

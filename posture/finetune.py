@@ -450,19 +450,10 @@ class Prepared:
     seconds: float
 
 
-def _prepare_features(
-    cfg: FinetuneConfig,
-    model: Any,
-    fingerprint: str,
-    root: Path,
-    classes: list[str],
-    splits: dict[str, pd.DataFrame],
-    dist_info: distributed.DistInfo,
-    device: torch.device,
-) -> Prepared:
-    """Step 1: every photo's features (cached), unreadable and unassessable photos dropped, and, for
-    pose-based runs, the input standardised with statistics of the training split (stored in the run)."""
-    t0 = time.perf_counter()
+def _feature_extractor(
+    cfg: FinetuneConfig, model: Any, fingerprint: str, dist_info: distributed.DistInfo, device: torch.device
+) -> tuple[FeatureSpec, Callable[..., Any]]:
+    """The run's feature spec (cache key) and :func:`extract_run_features` bound to its options."""
     spec = FeatureSpec(
         arch=cfg.model,
         weights_fingerprint=fingerprint,
@@ -483,6 +474,43 @@ def _prepare_features(
         world_size=dist_info.world_size,
         progress=cfg.progress,
     )
+    return spec, extract
+
+
+def _not_assessed(
+    feats: dict[str, Any], train: pd.DataFrame, eval_frame: pd.DataFrame, n_val: int
+) -> list[dict[str, str]]:
+    """The photos a pose-based run left out, with their split and reason (for metrics.json)."""
+    rows = [
+        {"path": str(train["path"].iloc[i]), "split": "train", "reason": r}
+        for i, r in sorted(feats["train"].not_assessed.items())
+    ] + [
+        {"path": str(eval_frame["path"].iloc[i]), "split": "val" if i < n_val else "test", "reason": r}
+        for i, r in sorted(feats["eval"].not_assessed.items())
+    ]
+    if rows:
+        log.warning(
+            "%d photo(s) cannot be assessed (no person, or head and shoulders not visible) and are left "
+            "out; see metrics.json 'not_assessed'",
+            len(rows),
+        )
+    return rows
+
+
+def _prepare_features(
+    cfg: FinetuneConfig,
+    model: Any,
+    fingerprint: str,
+    root: Path,
+    classes: list[str],
+    splits: dict[str, pd.DataFrame],
+    dist_info: distributed.DistInfo,
+    device: torch.device,
+) -> Prepared:
+    """Step 1: every photo's features (cached), unreadable and unassessable photos dropped, and, for
+    pose-based runs, the input standardised with statistics of the training split (stored in the run)."""
+    t0 = time.perf_counter()
+    spec, extract = _feature_extractor(cfg, model, fingerprint, dist_info, device)
     eval_frame = pd.concat([splits["val"], splits["test"]], ignore_index=True)
     feats = {
         "train": extract(model, root, splits["train"], spec),
@@ -493,19 +521,7 @@ def _prepare_features(
     skipped = feats["train"].stats.failed + feats["eval"].stats.failed
     if skipped:
         log.warning("skipped %d unreadable image(s); see metrics.json 'skipped_images'", len(skipped))
-    not_assessed = [
-        {"path": str(splits["train"]["path"].iloc[i]), "split": "train", "reason": r}
-        for i, r in sorted(feats["train"].not_assessed.items())
-    ] + [
-        {"path": str(eval_frame["path"].iloc[i]), "split": "val" if i < n_val else "test", "reason": r}
-        for i, r in sorted(feats["eval"].not_assessed.items())
-    ]
-    if not_assessed:
-        log.warning(
-            "%d photo(s) cannot be assessed (no person, or head and shoulders not visible) and are left "
-            "out; see metrics.json 'not_assessed'",
-            len(not_assessed),
-        )
+    not_assessed = _not_assessed(feats, splits["train"], eval_frame, n_val)
     kept = {s: splits[s][ok[s].numpy()].reset_index(drop=True) for s in SPLITS}
     for s in ("train", "val"):
         if kept[s].empty:

@@ -99,6 +99,21 @@ class _Rejected:
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
 
+def _hashed(decoded: Decoded, candidate: Candidate) -> HashedImage:
+    """What de-duplication compares of one decoded image (hashes, size, label, where it came from)."""
+    d = decoded
+    return HashedImage(
+        d.index,
+        candidate.source_path,
+        candidate.label,
+        d.orig_width * d.orig_height,
+        d.source_sha256,
+        d.phash,
+        d.dhash,
+        d.flat,
+    )
+
+
 def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
     """Decode, de-duplicate, split and write everything into ``staging``."""
     candidates: list[Candidate] = found.candidates
@@ -108,22 +123,7 @@ def _build(config: IngestConfig, found: Scan, staging: Path) -> IngestResult:
         folder.mkdir(parents=True, exist_ok=True)
     rejected = _Rejected.from_scan(found)
     good = _decode_checked(config, candidates, names, staging, rejected)
-    duplicates = find_duplicates(
-        [
-            HashedImage(
-                d.index,
-                candidates[d.index].source_path,
-                candidates[d.index].label,
-                d.orig_width * d.orig_height,
-                d.source_sha256,
-                d.phash,
-                d.dhash,
-                d.flat,
-            )
-            for d in good
-        ],
-        config.near_dup_threshold,
-    )
+    duplicates = find_duplicates([_hashed(d, candidates[d.index]) for d in good], config.near_dup_threshold)
     for dup in duplicates.values():  # listed in rejected.csv; counted in summary.json's duplicates
         rejected.rows.append(_duplicate_row(dup, candidates))
         (staging / names[dup.key]).unlink()
