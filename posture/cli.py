@@ -81,6 +81,7 @@ class Option:
     nargs: int | str | None = None
     repeat: bool = False
     default_text: str | None = None
+    required: bool = True
 
 
 def option(
@@ -95,6 +96,7 @@ def option(
     nargs: int | str | None = None,
     repeat: bool = False,
     default_text: str | None = None,
+    required: bool = True,
 ) -> dict[str, Option]:
     """Field metadata that puts a config field on the command line: ``field(metadata=option(...))``.
 
@@ -104,6 +106,9 @@ def option(
     the value's type comes from the annotation unless ``parse`` converts it; ``(default: ...)`` is
     appended to ``help`` unless the default is ``None`` or a flag's ``False`` (``default_text``
     overrides how it reads). ``repeat``: the option may be given several times (a list).
+    ``required=False``: a field without a default may still be left off the command line, for a
+    command with another mode that does not need it (``posture.evaluate --compare``); the command
+    then checks it before building the config.
     """
     return {
         OPTION_KEY: Option(
@@ -117,6 +122,7 @@ def option(
             nargs=nargs,
             repeat=repeat,
             default_text=default_text,
+            required=required,
         )
     }
 
@@ -159,7 +165,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> argparse.Argument
             continue
         names = [opt.flag or "--" + f.name.replace("_", "-"), *opt.aliases]
         if default is dataclasses.MISSING:
-            parser.add_argument(*names, dest=f.name, required=True, **kwargs)
+            parser.add_argument(*names, dest=f.name, required=opt.required, **kwargs)
         else:
             parser.add_argument(*names, dest=f.name, default=[] if opt.repeat else default, **kwargs)
     return parser

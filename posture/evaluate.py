@@ -36,16 +36,17 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.csvcells import read_csv
 from posture.fileio import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from posture.formats import BACKENDS
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.metrics import (
     DEFAULT_ECE_BINS,
@@ -70,19 +71,53 @@ CALIBRATE_HINT = "python -m posture.calibrate --run RUN --data DATA"
 
 @dataclass
 class EvalConfig:
-    """One evaluation: which run, on which data, which split, and with or without its calibration."""
+    """One evaluation: which run, on which data, which split, and with or without its calibration.
 
-    run: Path
-    data: Path
-    split: str = "test"
-    out: Path | None = None
-    calibration: str = "keep"
-    top_k: int = 12
-    gradcam: bool = True
-    batch_size: int = 32
-    device: str = "auto"
-    backend: str = "auto"
-    ece_bins: int = DEFAULT_ECE_BINS
+    Each field is also the command's option of that name (:func:`posture.cli.option`).
+    """
+
+    run: Path = field(metadata=option("trained run folder (models/RUN)", required=False))
+    data: Path = field(
+        metadata=option(
+            "ingested dataset folder (manifest.csv) or a class-per-folder tree (all its images are evaluated)",
+            required=False,
+        )
+    )
+    split: str = field(
+        default="test",
+        metadata=option(
+            f"split to evaluate; '{ALL_SPLITS}' evaluates every row. Rows the stored calibration was fitted on "
+            "are refused (use --calibration none for them)"
+        ),
+    )
+    out: Path | None = field(
+        default=None,
+        metadata=option(
+            "output folder (default: RUN/eval; the model card reads every RUN/eval*/ folder); with --compare, "
+            "the markdown file to write (default: print only)"
+        ),
+    )
+    calibration: str = field(
+        default="keep",
+        metadata=option(
+            "keep: the run's stored temperature and threshold (raw argmax when it stores none); none: raw "
+            f"softmax and argmax. Fitting them is its own step: {CALIBRATE_HINT}",
+            choices=CALIBRATION_MODES,
+        ),
+    )
+    top_k: int = field(default=12, metadata=option("images in the top-losses gallery"))
+    gradcam: bool = field(default=True, metadata=option("top-losses gallery without Grad-CAM overlays"))
+    batch_size: int = field(default=32, metadata=option("photos per forward pass"))
+    device: str = field(default="auto", metadata=option("auto | cpu | cuda | mps"))
+    backend: str = field(
+        default="auto",
+        metadata=option(
+            "inference engine: auto (ONNX Runtime when the run has an up-to-date model.onnx, else torch), "
+            "torch or onnx",
+            choices=BACKENDS,
+        ),
+    )
+    ece_bins: int = field(default=DEFAULT_ECE_BINS, metadata=option("equal-width confidence bins for ECE"))
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_MODES:
@@ -515,51 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m posture.evaluate --compare models/a models/b --out compare.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run", type=Path, help="trained run folder (models/RUN)")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        help="ingested dataset folder (manifest.csv) or a class-per-folder tree (all its images are evaluated)",
-    )
-    parser.add_argument(
-        "--split",
-        default="test",
-        help=f"split to evaluate (default: test); '{ALL_SPLITS}' evaluates every row. Rows the "
-        "stored calibration was fitted on are refused (use --calibration none for them)",
-    )
-    parser.add_argument(
-        "--calibration",
-        choices=CALIBRATION_MODES,
-        default="keep",
-        help="keep: the run's stored temperature and threshold (default; raw argmax when it stores "
-        f"none); none: raw softmax and argmax. Fitting them is its own step: {CALIBRATE_HINT}",
-    )
-    parser.add_argument("--top-k", type=int, default=12, help="images in the top-losses gallery (default: 12)")
-    parser.add_argument("--no-gradcam", action="store_true", help="top-losses gallery without Grad-CAM overlays")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", "torch", "onnx"),
-        help="inference engine: auto (ONNX Runtime when the run has an up-to-date model.onnx, "
-        "else torch), torch or onnx (default: auto)",
-    )
-    parser.add_argument(
-        "--ece-bins",
-        type=int,
-        default=DEFAULT_ECE_BINS,
-        help=f"equal-width confidence bins for ECE (default: {DEFAULT_ECE_BINS})",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="output folder (default: RUN/eval; the model card reads every "
-        "RUN/eval*/ folder); with --compare, the markdown file to write "
-        "(default: print only)",
-    )
+    add_options(parser, EvalConfig)
     parser.add_argument("--compare", nargs="+", metavar="RUN", help="compare evaluated runs in one markdown table")
-    parser.add_argument("--latency-images", type=int, default=8, help="images timed per run with --compare")
+    parser.add_argument(
+        "--latency-images", type=int, default=8, help="images timed per run with --compare (default: 8)"
+    )
     add_logging_flags(parser)
     return parser
 
@@ -580,19 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.run is None or args.data is None:
         raise UserError("give --run RUN and --data DATA (or --compare RUN [RUN ...])")
-    cfg = EvalConfig(
-        run=args.run,
-        data=args.data,
-        split=args.split,
-        out=args.out,
-        calibration=args.calibration,
-        top_k=args.top_k,
-        gradcam=not args.no_gradcam,
-        batch_size=args.batch_size,
-        device=args.device,
-        backend=args.backend,
-        ece_bins=args.ece_bins,
-    )
+    cfg = config_from_args(EvalConfig, args)
     report = evaluate(cfg)
     print(format_summary(report))
     print(
