@@ -237,15 +237,16 @@ def _worker(args: argparse.Namespace) -> int:
 def _run_variant(variant: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         out = fh.name
-    cmd = [
+    cmd = [  # as a module, from the repository root: bench is a package (python -m bench.finetune)
         sys.executable,
-        __file__,
+        "-m",
+        "bench.finetune",
         "--worker",
         variant,
         "--worker-out",
         out,
         "--data",
-        args.data,
+        str(Path(args.data).resolve()),  # the worker runs from the repository root
         "--models",
         model,
         "--epochs",
@@ -253,10 +254,10 @@ def _run_variant(variant: str, model: str, args: argparse.Namespace) -> dict[str
         "--seed",
         str(args.seed),
         "--weights",
-        args.weights,
+        str(Path(args.weights).resolve()) if Path(args.weights).is_file() else args.weights,
     ]
     log.info("running %s / %s ...", variant, model)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
     result = json.loads(Path(out).read_text())
     os.unlink(out)
     return result
