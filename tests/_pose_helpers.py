@@ -14,9 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from posture.geometry import LANDMARK_INDEX as I
+from posture.pose import pose_available
+
+#: Tests that run the real BlazePose (MediaPipe) are skipped where it is not installed.
+needs_pose = pytest.mark.skipif(
+    not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)"
+)
 
 CLASSES = ["forward_head", "normal"]
 

@@ -15,15 +15,13 @@ import pytest
 import torch
 
 from _finetune_helpers import small_config
+from _pose_helpers import needs_pose
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
 from posture.images import load_rgb_array
-from posture.pose import HEAD_AND_SHOULDERS, PoseCrop, PoseDetector, head_shoulder_box, pose_available
+from posture.pose import HEAD_AND_SHOULDERS, PoseCrop, PoseDetector, head_shoulder_box
 from posture.transforms import Preprocessing, build_eval_transform, build_train_transform
 
-needs_pose = pytest.mark.skipif(
-    not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)"
-)
 needs_real = pytest.mark.real_data
 
 

@@ -11,15 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _pose_helpers import frontal_landmarks, make_pose_dataset, pose_photo, real_fold
+from _pose_helpers import frontal_landmarks, make_pose_dataset, needs_pose, pose_photo, real_fold
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
 from posture.geometry import DEFAULT_FEATURES, FEATURES, assess, augment_landmarks, compute_features, posture_features
-from posture.pose import pose_available
 
-needs_pose = pytest.mark.skipif(
-    not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)"
-)
 needs_real = pytest.mark.real_data
 ALL = list(FEATURES)
 

@@ -15,10 +15,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from _pose_helpers import needs_pose
 from posture.cli import UserError, run_main
 from posture.cva import craniovertebral_angle, label_from_cva
 from posture.labels import CLASS_NAMES, FORWARD_HEAD
-from posture.pose import pose_available
 from posture.synth import COLUMNS, LABELS_NAME, SynthConfig, generate, plan, render_job
 from posture.synth.cli import main as synth_main
 
@@ -184,11 +184,6 @@ def test_cli_writes_drop_and_reports_user_errors(tmp_path: Path, capsys) -> None
         synth_main(["--help"])
     assert exc.value.code == 0
     assert "craniovertebral" in capsys.readouterr().out
-
-
-needs_pose = pytest.mark.skipif(
-    not pose_available(), reason="MediaPipe is not installed (pip install --no-deps -r requirements-pose.txt)"
-)
 
 
 def test_labelled_keypoints_lie_where_the_picture_shows_them() -> None:
