@@ -257,8 +257,8 @@ def generate(config: SynthConfig, progress: bool = False) -> pd.DataFrame:
     ``ear_*``/``c7_*`` are the projected tragus and C7 in pixels of the saved image. On side views
     ``posture.cva.craniovertebral_angle`` of them reproduces ``cva_deg`` (within a degree); on front
     views they are still the projected points, but the 2-D angle between them means nothing.
+    ``config`` validated itself when it was built.
     """
-    config.validate()
     jobs = plan(config)
     _prepare_out(config)
     n_subjects = jobs[-1].subject + 1
