@@ -14,7 +14,18 @@ import pytest
 from _pose_helpers import frontal_landmarks, make_pose_dataset, needs_pose, pose_photo, real_fold
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
-from posture.geometry import DEFAULT_FEATURES, FEATURES, assess, augment_landmarks, compute_features, posture_features
+from posture.geometry import (
+    DEFAULT_FEATURES,
+    FEATURES,
+    assess,
+    augment_landmarks,
+    better_side,
+    compute_features,
+    posture_features,
+)
+from posture.geometry import (
+    LANDMARK_INDEX as I,
+)
 
 needs_real = pytest.mark.real_data
 ALL = list(FEATURES)
@@ -34,6 +45,24 @@ def test_a_dropped_head_reads_lower_and_further_forward() -> None:
     up, down = (dict(zip(ALL, compute_features(frontal_landmarks(400, 300, d), ALL), strict=True)) for d in (0.0, 1.0))
     assert down["head_height"] < up["head_height"] and down["world_head_drop"] < up["world_head_drop"]
     assert down["world_nose_forward"] > up["world_nose_forward"]
+
+
+def test_side_view_measures_use_the_side_nearer_the_camera_not_the_more_visible_one() -> None:
+    # A profile facing +x: the near (left) ear sits ahead of and above its shoulder; BlazePose's guess
+    # of the hidden right ear lies elsewhere, and it calls the far side a little *more* visible.
+    lm = frontal_landmarks(400, 300, drop=0.0)
+    for name, (x, y, z, vis) in {
+        "left_ear": (230.0, 100.0, -50.0, 0.97),
+        "left_shoulder": (200.0, 160.0, -40.0, 0.97),
+        "right_ear": (170.0, 140.0, 40.0, 0.99),
+        "right_shoulder": (205.0, 165.0, 50.0, 0.99),
+    }.items():
+        lm[I[name], :4] = (x, y, z, vis)
+    assert better_side(lm) == "left"
+    angle = compute_features(lm, ["ear_shoulder_angle"])[0]
+    assert angle == pytest.approx(np.degrees(np.arctan2(60.0, 30.0)), abs=1e-4)
+    lm[[I["left_ear"], I["left_shoulder"]], 2] += 200.0  # now the right side is nearer
+    assert better_side(lm) == "right"
 
 
 @pytest.mark.parametrize(
