@@ -51,6 +51,7 @@ from posture.training.distributed import all_reduce_sum
 from posture.transforms import Preprocessing, apply, build_eval_transform, build_train_transform
 
 if TYPE_CHECKING:
+    from posture.landmarks import LandmarkSet
     from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
@@ -602,28 +603,18 @@ def extract_run_features(
     photo's head-and-shoulders crop from those landmarks, and the geometry and its augmented views
     come from them too. Photos a pose-based run cannot assess get ``ok=False`` and a reason.
     """
-    from posture.landmarks import detect_landmarks
-
     root = Path(root)
     uses_pose = bool(getattr(model, "pose_features", ()))
-    crops = spec.preprocessing.crop == "pose" and getattr(model, "uses_image", True)
-    marks = None
+    uses_image = getattr(model, "uses_image", True)
+    crops = spec.preprocessing.crop == "pose" and uses_image
+    shas: list[str] = []
+    marks: LandmarkSet | None = None
     if uses_pose or crops:
-        paths, shas = frame_paths(root, frame)
-        marks = detect_landmarks(
-            paths,
-            shas,
-            options.cache,
-            detector=detector,
-            workers=options.workers,
-            progress=options.progress,
-            rank=options.rank,
-            world_size=options.world_size,
-        )
+        shas, marks = _landmark_stage(root, frame, options, detector)
     parts: list[torch.Tensor] = []
     ok = torch.ones(len(frame), dtype=torch.bool)
     stats = ExtractionStats()
-    if getattr(model, "uses_image", True):
+    if uses_image:
         boxes = _pose_boxes(marks, spec) if crops else None
         cnn = extract_features(model.backbone, root, frame, spec, options, num_features=model.num_features, boxes=boxes)
         parts.append(cnn.features)
@@ -641,6 +632,27 @@ def extract_run_features(
         not_assessed=not_assessed,
         landmarks=marks.to_dict() if marks is not None else None,
     )
+
+
+def _landmark_stage(
+    root: Path, frame: pd.DataFrame, options: ExtractOptions, detector: Any
+) -> tuple[list[str], LandmarkSet]:
+    """Every row's sha256 and landmarks, found before any pixels reach the CNN: both the crop boxes
+    and the geometry come from them, so BlazePose runs once per photo however many views follow."""
+    from posture.landmarks import detect_landmarks
+
+    paths, shas = frame_paths(root, frame)
+    marks = detect_landmarks(
+        paths,
+        shas,
+        options.cache,
+        detector=detector,
+        workers=options.workers,
+        progress=options.progress,
+        rank=options.rank,
+        world_size=options.world_size,
+    )
+    return shas, marks
 
 
 def _pose_boxes(marks: Any, spec: FeatureSpec) -> list[tuple[int, int, int, int] | None] | None:
