@@ -83,7 +83,7 @@ def ours(
     """
     import torch
 
-    from posture.features import FeatureCache, FeatureSpec, extract_run_features
+    from posture.features import ExtractOptions, FeatureCache, FeatureSpec, extract_run_features
     from posture.models import build_model, weights_fingerprint
 
     model = build_model(model_name, 2)
@@ -94,10 +94,11 @@ def ours(
         preprocessing=model.preprocessing,
         aug_views=aug_views,
     )
+    options = ExtractOptions(cache=FeatureCache(cache), workers=0, progress=False)
     with torch.inference_mode():
-        extract_run_features(model, root, warmup, spec, cache=FeatureCache(cache), workers=0, progress=False)
+        extract_run_features(model, root, warmup, spec, options)
         t0 = time.perf_counter()
-        extract_run_features(model, root, frame, spec, cache=FeatureCache(cache), workers=0, progress=False)
+        extract_run_features(model, root, frame, spec, options)
     return time.perf_counter() - t0
 
 

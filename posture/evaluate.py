@@ -470,6 +470,23 @@ def _kind(record: dict[str, Any] | None) -> str:
     return str((record or {}).get("kind", "not recorded"))
 
 
+_COMPARE_HEADER = (
+    "run",
+    "model",
+    "trained on",
+    "data",
+    "scored",
+    "n",
+    "accuracy",
+    "balanced acc.",
+    "ROC AUC",
+    "ECE",
+    "params (M)",
+    "latency (ms/img)",
+    "backend",
+)
+
+
 def compare_runs(
     runs: Sequence[str | os.PathLike[str]],
     n_images: int = 8,
@@ -478,50 +495,10 @@ def compare_runs(
     backend: str = "auto",
 ) -> str:
     """A markdown table of evaluated runs side by side (each needs ``eval/report.json``)."""
-    header = [
-        "run",
-        "model",
-        "trained on",
-        "data",
-        "scored",
-        "n",
-        "accuracy",
-        "balanced acc.",
-        "ROC AUC",
-        "ECE",
-        "params (M)",
-        "latency (ms/img)",
-        "backend",
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 5 + "---:|" * (len(header) - 6) + "---|"]
+    header = " | ".join(_COMPARE_HEADER)
+    lines = [f"| {header} |", "|" + "---|" * 5 + "---:|" * (len(_COMPARE_HEADER) - 6) + "---|"]
     for run in map(Path, runs):
-        path = run / "eval" / REPORT_NAME
-        if not path.is_file():
-            raise UserError(
-                f"{run}: not evaluated yet (no eval/{REPORT_NAME}); run "
-                f"`python -m posture.evaluate --run {run} --data DATA` first"
-            )
-        report = read_json(path)
-        predictor = Predictor.from_run(run, backend=backend, device=device)
-        params = sum(p.numel() for p in predictor.model.parameters()) / 1e6 if predictor.model is not None else None
-        latency = measure_latency(predictor, _latency_images(report, run, n_images), repeats)
-        data = f"{Path(report['data']).name} [{report['split']}]"
-        cells = [
-            run.name,
-            str(report.get("architecture")),
-            _kind(predictor.config.get("trained_on")),
-            data,
-            _kind(report.get("data_provenance")),
-            str(report["n"]),
-            _fmt(report["accuracy"]),
-            _fmt(report["balanced_accuracy"]),
-            _fmt(report["roc_auc"]),
-            _fmt(report["ece"]),
-            _fmt(params, 2),
-            _fmt(latency, 1),
-            predictor.backend_name,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_compare_row(run, n_images, repeats, device, backend)) + " |")
     lines.append("")
     lines.append(
         f"Latency: median of single-image `Predictor.predict` calls on {device} over up to "
@@ -530,6 +507,36 @@ def compare_runs(
         "not machines). 'trained on' and 'scored': synthetic pictures or real photos (posture.provenance)."
     )
     return "\n".join(lines) + "\n"
+
+
+def _compare_row(run: Path, n_images: int, repeats: int, device: str, backend: str) -> list[str]:
+    """One run's cells of :func:`compare_runs`: its stored scores beside a latency measured now, on
+    this machine, so the rows of one table are timed alike whenever each run was evaluated."""
+    path = run / "eval" / REPORT_NAME
+    if not path.is_file():
+        raise UserError(
+            f"{run}: not evaluated yet (no eval/{REPORT_NAME}); run "
+            f"`python -m posture.evaluate --run {run} --data DATA` first"
+        )
+    report = read_json(path)
+    predictor = Predictor.from_run(run, backend=backend, device=device)
+    params = sum(p.numel() for p in predictor.model.parameters()) / 1e6 if predictor.model is not None else None
+    latency = measure_latency(predictor, _latency_images(report, run, n_images), repeats)
+    return [
+        run.name,
+        str(report.get("architecture")),
+        _kind(predictor.config.get("trained_on")),
+        f"{Path(report['data']).name} [{report['split']}]",
+        _kind(report.get("data_provenance")),
+        str(report["n"]),
+        _fmt(report["accuracy"]),
+        _fmt(report["balanced_accuracy"]),
+        _fmt(report["roc_auc"]),
+        _fmt(report["ece"]),
+        _fmt(params, 2),
+        _fmt(latency, 1),
+        predictor.backend_name,
+    ]
 
 
 # ------------------------------------------------------------------------------------------- CLI

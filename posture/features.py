@@ -51,6 +51,7 @@ from posture.training.distributed import all_reduce_sum
 from posture.transforms import Preprocessing, apply, build_eval_transform, build_train_transform
 
 if TYPE_CHECKING:
+    from posture.landmarks import LandmarkSet
     from posture.models.classifier import PostureClassifier
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,25 @@ class FeatureCache:
 
     def onnx_path(self, spec: FeatureSpec) -> Path:
         return self.key_dir(spec) / "backbone.onnx"
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How features are computed, as opposed to what they mean (:class:`FeatureSpec`).
+
+    None of these is part of the cache key: a run on another device, backend, batch size or rank
+    count reads and writes the same cached vectors. ``world_size > 1`` (under ``torch.distributed``)
+    splits the images still missing from the cache across ranks; only rank 0 draws a progress bar.
+    """
+
+    cache: FeatureCache | None = None
+    backend: str = "auto"  # one of BACKENDS; "auto" is ONNX Runtime on CPU, torch elsewhere
+    batch_size: int = 32  # image-views per backbone call
+    workers: int = 0  # DataLoader (and landmark) worker processes; 0 decodes in this process
+    device: torch.device | str = "cpu"
+    rank: int = 0
+    world_size: int = 1
+    progress: bool = True
 
 
 @dataclass
@@ -374,16 +394,9 @@ def extract_features(
     root: str | os.PathLike[str],
     frame: pd.DataFrame,
     spec: FeatureSpec,
+    options: ExtractOptions = ExtractOptions(),
     *,
-    cache: FeatureCache | None = None,
-    backend: str = "auto",
-    batch_size: int = 32,
-    workers: int = 0,
-    device: torch.device | str = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
     num_features: int | None = None,
-    progress: bool = True,
     boxes: Sequence[tuple[int, int, int, int] | None] | None = None,
 ) -> FeatureSet:
     """Features of every row of ``frame`` (columns ``path`` relative to ``root``, optional ``sha256``).
@@ -391,32 +404,23 @@ def extract_features(
     ``boxes`` (one per row): the region of each photo the backbone sees, for a run that crops to
     head and shoulders and has found the landmarks already (:func:`extract_run_features`).
     Cached views are read, missing ones computed and stored. Under ``torch.distributed`` with
-    ``world_size > 1``, ranks split the missing images and the result is summed across ranks, so
-    every rank returns the full set. Unreadable images are logged, marked ``ok=False`` and get
-    zero vectors rather than stopping the run.
+    ``options.world_size > 1``, ranks split the missing images and the result is summed across
+    ranks, so every rank returns the full set. Unreadable images are logged, marked ``ok=False``
+    and get zero vectors rather than stopping the run.
     """
     start = time.perf_counter()
-    device = torch.device(device)
+    device = torch.device(options.device)
     paths, shas = frame_paths(Path(root), frame)
     if num_features is None:
         num_features = getattr(backbone, "num_features", None) or _probe_features(backbone, spec)
-    job = _Extraction(spec, cache, [str(p) for p in frame["path"]], paths, shas, int(num_features))
+    job = _Extraction(spec, options.cache, [str(p) for p in frame["path"]], paths, shas, int(num_features))
     job.read_cache()
-    _all_ranks_read_the_cache(world_size)
+    _all_ranks_read_the_cache(options.world_size)
     pending = [i for i in range(len(paths)) if job.todo[i]]
-    mine = pending[rank::world_size]
+    mine = pending[options.rank :: options.world_size]
     if mine:
-        job.compute(
-            backbone,
-            mine,
-            backend=backend,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            progress=progress and rank == 0,
-            boxes=boxes,
-        )
-    if world_size > 1:
+        job.compute(backbone, mine, options, device, boxes)
+    if options.world_size > 1:
         job.gather(mine, pending)
     job.stats.seconds = time.perf_counter() - start
     if job.stats.computed:
@@ -475,18 +479,15 @@ class _Extraction:
         self,
         backbone: nn.Module,
         mine: list[int],
-        *,
-        backend: str,
-        batch_size: int,
-        workers: int,
+        options: ExtractOptions,
         device: torch.device,
-        progress: bool,
         boxes: Sequence[tuple[int, int, int, int] | None] | None,
     ) -> None:
-        """Run the backbone over this rank's images ``mine`` (decoded by ``workers``), storing each view."""
+        """Run the backbone over this rank's images ``mine`` (decoded by ``options.workers``), storing each view."""
+        show_bar = options.progress and options.rank == 0  # one bar under torchrun, not one per rank
         if self.cache is not None:
             self.cache.write_meta(self.spec)
-        runner = make_runner(backbone, self.spec, backend, device, self.cache, self.stats)
+        runner = make_runner(backbone, self.spec, options.backend, device, self.cache, self.stats)
         dataset = _ViewDataset(
             [self.paths[i] for i in mine],
             [self.shas[i] for i in mine],
@@ -495,18 +496,18 @@ class _Extraction:
             boxes=[boxes[i] for i in mine] if boxes is not None else None,
         )
         n_views = len(self.names)
-        per_batch = max(1, batch_size // n_views) if n_views > 1 else batch_size
+        per_batch = max(1, options.batch_size // n_views) if n_views > 1 else options.batch_size
         loader = DataLoader(
             dataset,
             batch_size=per_batch,
             shuffle=False,
-            num_workers=workers,
+            num_workers=options.workers,
             collate_fn=_collate,
             pin_memory=device.type == "cuda",
             persistent_workers=False,
-            prefetch_factor=4 if workers > 0 else None,
+            prefetch_factor=4 if options.workers > 0 else None,
         )
-        bar = tqdm(total=len(mine), desc="extracting features", unit="img", disable=not progress, leave=False)
+        bar = tqdm(total=len(mine), desc="extracting features", unit="img", disable=not show_bar, leave=False)
         for batch, slots, failed in loader:
             for local, err in failed:
                 self._fail(mine[local], err)
@@ -591,15 +592,8 @@ def extract_run_features(
     root: str | os.PathLike[str],
     frame: pd.DataFrame,
     spec: FeatureSpec,
+    options: ExtractOptions = ExtractOptions(),
     *,
-    cache: FeatureCache | None = None,
-    backend: str = "auto",
-    batch_size: int = 32,
-    workers: int = 0,
-    device: torch.device | str = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-    progress: bool = True,
     detector: Any = None,
 ) -> FeatureSet:
     """The head's raw input for every row, for any extractor of the zoo: ``[CNN ‖ geometry]``.
@@ -609,38 +603,20 @@ def extract_run_features(
     photo's head-and-shoulders crop from those landmarks, and the geometry and its augmented views
     come from them too. Photos a pose-based run cannot assess get ``ok=False`` and a reason.
     """
-    from posture.landmarks import detect_landmarks
-
     root = Path(root)
     uses_pose = bool(getattr(model, "pose_features", ()))
-    crops = spec.preprocessing.crop == "pose" and getattr(model, "uses_image", True)
-    marks = None
+    uses_image = getattr(model, "uses_image", True)
+    crops = spec.preprocessing.crop == "pose" and uses_image
+    shas: list[str] = []
+    marks: LandmarkSet | None = None
     if uses_pose or crops:
-        paths, shas = frame_paths(root, frame)
-        marks = detect_landmarks(
-            paths, shas, cache, detector=detector, workers=workers, progress=progress, rank=rank, world_size=world_size
-        )
+        shas, marks = _landmark_stage(root, frame, options, detector)
     parts: list[torch.Tensor] = []
     ok = torch.ones(len(frame), dtype=torch.bool)
     stats = ExtractionStats()
-    if getattr(model, "uses_image", True):
+    if uses_image:
         boxes = _pose_boxes(marks, spec) if crops else None
-        cnn = extract_features(
-            model.backbone,
-            root,
-            frame,
-            spec,
-            cache=cache,
-            backend=backend,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            num_features=model.num_features,
-            progress=progress,
-            boxes=boxes,
-        )
+        cnn = extract_features(model.backbone, root, frame, spec, options, num_features=model.num_features, boxes=boxes)
         parts.append(cnn.features)
         ok &= cnn.ok
         stats = cnn.stats
@@ -656,6 +632,27 @@ def extract_run_features(
         not_assessed=not_assessed,
         landmarks=marks.to_dict() if marks is not None else None,
     )
+
+
+def _landmark_stage(
+    root: Path, frame: pd.DataFrame, options: ExtractOptions, detector: Any
+) -> tuple[list[str], LandmarkSet]:
+    """Every row's sha256 and landmarks, found before any pixels reach the CNN: both the crop boxes
+    and the geometry come from them, so BlazePose runs once per photo however many views follow."""
+    from posture.landmarks import detect_landmarks
+
+    paths, shas = frame_paths(root, frame)
+    marks = detect_landmarks(
+        paths,
+        shas,
+        options.cache,
+        detector=detector,
+        workers=options.workers,
+        progress=options.progress,
+        rank=options.rank,
+        world_size=options.world_size,
+    )
+    return shas, marks
 
 
 def _pose_boxes(marks: Any, spec: FeatureSpec) -> list[tuple[int, int, int, int] | None] | None:
@@ -709,6 +706,7 @@ __all__ = [
     "FeatureCache",
     "FeatureSet",
     "ExtractionStats",
+    "ExtractOptions",
     "extract_features",
     "extract_run_features",
     "default_cache_dir",

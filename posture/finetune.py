@@ -40,7 +40,7 @@ from posture.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
 from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.data import VAL_GROUPS, ManifestDataset, open_dataset, read_class_names, regroup_validation
 from posture.device import DEVICE_CHOICES, resolve_device
-from posture.features import FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
+from posture.features import ExtractOptions, FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
 from posture.fileio import staged_folder
 from posture.formats import BACKENDS, MANIFEST_NAME, SPLITS
 from posture.geometry import DEFAULT_FEATURES, FEATURES
@@ -463,8 +463,7 @@ def _feature_extractor(
         aug_strength=cfg.aug_strength,
     )
     cache = None if cfg.no_cache else FeatureCache(cfg.cache_dir or default_cache_dir())
-    extract = partial(
-        extract_run_features,
+    options = ExtractOptions(
         cache=cache,
         backend=cfg.extract_backend,
         batch_size=cfg.extract_batch_size,
@@ -474,7 +473,7 @@ def _feature_extractor(
         world_size=dist_info.world_size,
         progress=cfg.progress,
     )
-    return spec, extract
+    return spec, partial(extract_run_features, options=options)
 
 
 def _not_assessed(

@@ -97,7 +97,7 @@ def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) 
     import torch
     from torch import nn
 
-    from posture.features import FeatureCache, FeatureSpec, extract_features
+    from posture.features import ExtractOptions, FeatureCache, FeatureSpec, extract_features
     from posture.transforms import Preprocessing
 
     torch.manual_seed(0)
@@ -106,18 +106,10 @@ def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) 
         arch="tiny", weights_fingerprint="seed0", preprocessing=Preprocessing(input_size=32), aug_views=1
     )
     frame = pd.read_csv(Path(data) / "manifest.csv")
-    return extract_features(
-        backbone,
-        data,
-        frame,
-        spec,
-        cache=FeatureCache(cache),
-        backend="torch",
-        rank=rank,
-        world_size=world_size,
-        num_features=4,
-        progress=False,
-    ).features
+    options = ExtractOptions(
+        cache=FeatureCache(cache), backend="torch", rank=rank, world_size=world_size, progress=False
+    )
+    return extract_features(backbone, data, frame, spec, options, num_features=4).features
 
 
 def _extract_on_rank(rank: int, world_size: int, init_file: str, data: str, cache: str, out: str) -> None:
