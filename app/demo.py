@@ -28,7 +28,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from app.card import model_card
+from app.config import AppConfig
 from app.janitor import CacheJanitor, KeepFor, sweep_period
-from app.limits import DEFAULT_MAX_FILE_SIZE, BodySizeLimit, parse_size
+from app.limits import BodySizeLimit
 from app.uploads import UploadError, read_upload
 from posture.checkpoint import find_latest_run
 from posture.cli import UserError
@@ -53,34 +53,6 @@ DEMO_COMMAND = (
     "python -m posture.finetune --data data/sample --out models/sample && "
     "python -m posture.calibrate --run models/sample --data data/sample"
 )
-
-
-@dataclass
-class AppConfig:
-    """Everything ``python -m app`` can be told; the defaults are safe for a laptop."""
-
-    run_dir: Path | None = None
-    models_dir: Path = Path("models")
-    host: str = "127.0.0.1"
-    port: int = 7860
-    backend: str = "auto"
-    threads: int | None = None
-    concurrency: int = 2
-    max_queue: int = 64
-    max_file_size: str = DEFAULT_MAX_FILE_SIZE
-    max_pixels: int = 50_000_000
-    max_batch_files: int = 100
-    flagging_dir: Path | None = None
-    n_examples: int = 4
-    cam: bool = True
-    upload_max_age_s: float = 300.0  # uploads (and the batch CSV) this long after their last use...
-    output_max_age_s: float = 30.0  # ...overlays this long after they were made (app.janitor)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def max_file_bytes(self) -> int:
-        """``max_file_size`` in bytes: the one cap for uploads, inline images and request bodies."""
-        return parse_size(self.max_file_size)
 
 
 def resolve_run(config: AppConfig) -> Path:
@@ -413,7 +385,7 @@ def launch(config: AppConfig) -> None:
     from app.scratch import private_gradio_temp
 
     run = resolve_run(config)
-    predictor = Predictor.from_run(run, backend=config.backend, threads=config.threads)
+    predictor = Predictor.from_run(run, backend=config.backend, threads=config.request_threads)
     log.info("serving %s with the %s backend", run, predictor.backend_name)
     with private_gradio_temp("posture-app-") as work_dir:  # Gradio's uploads and outputs go in here
         examples = make_examples_safely(work_dir / "examples", config.n_examples)

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from app.label_overlay import draw_points, placeholder
-from app.label_session import ORDERS, LabelConfig, LabelSession, default_labeler
+from app.label_session import LabelConfig, LabelSession
 from app.scratch import CACHE_SWEEP, private_gradio_temp, stop_on_sigterm
-from posture.cli import add_logging_flags, run_main, setup_logging
-from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
+from posture.cli import add_logging_flags, add_options, config_from_args, run_main, setup_logging
 from posture.labels import FORWARD_HEAD, NORMAL
 from posture.labelstore import UNUSABLE
 
@@ -282,6 +281,7 @@ def load_predictor(run: Path | None):  # type: ignore[no-untyped-def]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Options generated from :class:`~app.label_session.LabelConfig`: each is defined once, beside its field."""
     parser = argparse.ArgumentParser(
         prog="python -m app.label",
         description="Label side-view photos the clinical way: click the ear's tragus and C7; the "
@@ -292,50 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "which recomputes labels from the points with its --cva-threshold: give it the same threshold. "
         "Keys: Enter/a accept, r redo, s skip (unusable), p/← previous, f forward head, n normal.",
     )
-    parser.add_argument("--images", required=True, type=Path, help="folder of photos to label (searched recursively)")
-    parser.add_argument("--out", required=True, type=Path, help="label CSV to append to (created if missing)")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_CVA_THRESHOLD_DEG,
-        help="CVA in degrees below which a photo is forward head (default %(default)s)",
-    )
-    parser.add_argument(
-        "--labeler",
-        default=default_labeler(),
-        help="your name, stored in every row; resume and agreement are per labeler (default: login name)",
-    )
-    parser.add_argument("--run", type=Path, help="a trained run (models/RUN) whose guess is shown beside the photo")
-    parser.add_argument(
-        "--order",
-        choices=ORDERS,
-        default="name",
-        help="name: folder order; uncertainty: least certain model guesses first (needs --run)",
-    )
-    parser.add_argument(
-        "--display-max",
-        type=int,
-        default=960,
-        help="longest side of the shown copy in pixels (clicks are mapped back to the original)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
-    parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's, usually 7860)")
+    add_options(parser, LabelConfig)
     add_logging_flags(parser)
     return parser
-
-
-def config_from_args(args: argparse.Namespace) -> LabelConfig:
-    return LabelConfig(
-        images=args.images,
-        out=args.out,
-        threshold=args.threshold,
-        labeler=args.labeler,
-        run=args.run,
-        order=args.order,
-        display_max=args.display_max,
-        host=args.host,
-        port=args.port,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -343,8 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet)
     if not args.verbose:  # Gradio's HTTP client logs every local request at INFO
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    config = config_from_args(args)
-    config.validate()
+    config = config_from_args(LabelConfig, args)
+    config.check_paths()  # before the run's model loads: a missing folder is the first thing to hear about
     session = LabelSession(config, predictor=load_predictor(config.run))
     stop_on_sigterm()
     try:

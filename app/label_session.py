@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from posture.cli import UserError
+from posture.cli import UserError, option
 from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
 from posture.filenames import needs_escape, text_name
 from posture.formats import CONFIG_NAME, IMAGE_EXTENSIONS
@@ -53,22 +53,39 @@ def default_labeler() -> str:
 
 @dataclass
 class LabelConfig:
-    """Everything ``python -m app.label`` is told; see ``--help`` for the meaning of each field."""
+    """Everything ``python -m app.label`` is told; each field with an :func:`~posture.cli.option` is
+    also the command's option of that name. Values are checked when built, the paths when a
+    session opens them (:meth:`check_paths`)."""
 
-    images: Path
-    out: Path
-    threshold: float = DEFAULT_CVA_THRESHOLD_DEG
-    labeler: str = field(default_factory=default_labeler)
-    run: Path | None = None
-    order: str = "name"
-    display_max: int = 960  # longest side of the shown copy, in pixels
-    host: str = "127.0.0.1"
-    port: int | None = None
+    images: Path = field(metadata=option("folder of photos to label (searched recursively)"))
+    out: Path = field(metadata=option("label CSV to append to (created if missing)"))
+    threshold: float = field(
+        default=DEFAULT_CVA_THRESHOLD_DEG, metadata=option("CVA in degrees below which a photo is forward head")
+    )
+    labeler: str = field(
+        default_factory=default_labeler,
+        metadata=option(
+            "your name, stored in every row; resume and agreement are per labeler", default_text="login name"
+        ),
+    )
+    run: Path | None = field(
+        default=None, metadata=option("a trained run (models/RUN) whose guess is shown beside the photo")
+    )
+    order: str = field(
+        default="name",
+        metadata=option(
+            "name: folder order; uncertainty: least certain model guesses first, needs --run", choices=ORDERS
+        ),
+    )
+    display_max: int = field(
+        default=960,
+        metadata=option("longest side of the shown copy in pixels; clicks are mapped back to the original"),
+    )
+    host: str = field(default="127.0.0.1", metadata=option("address to serve on; 127.0.0.1 is this machine only"))
+    port: int | None = field(default=None, metadata=option("port", default_text="Gradio's, usually 7860"))
 
-    def validate(self) -> None:
-        """Turn every mistake a user can make on the command line into one clear error."""
-        if not Path(self.images).is_dir():
-            raise UserError(f"{self.images}: not a folder of images")
+    def __post_init__(self) -> None:
+        """Turn every value a user can get wrong on the command line into one clear error."""
         if not 0.0 < float(self.threshold) < 90.0:
             raise UserError(f"--threshold {self.threshold}: the CVA threshold must be between 0 and 90 degrees")
         if not self.labeler or any(c in self.labeler for c in ',\n\r"'):
@@ -77,10 +94,18 @@ class LabelConfig:
             raise UserError(f"--order {self.order}: choose one of {', '.join(ORDERS)}")
         if self.order == "uncertainty" and self.run is None:
             raise UserError("--order uncertainty needs a model: add --run models/RUN")
-        if self.run is not None and not (Path(self.run) / CONFIG_NAME).is_file():
-            raise UserError(f"--run {self.run}: not a trained run (no config.json)")
         if self.display_max < 64:
             raise UserError(f"--display-max {self.display_max}: too small to click on")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise UserError(f"--port {self.port}: choose 1-65535")
+
+    def check_paths(self) -> None:
+        """Check what the paths name, when a session is about to use them: a config may be built
+        (and its values checked) before the folder exists, but no session starts on a missing one."""
+        if not Path(self.images).is_dir():
+            raise UserError(f"{self.images}: not a folder of images")
+        if self.run is not None and not (Path(self.run) / CONFIG_NAME).is_file():
+            raise UserError(f"--run {self.run}: not a trained run (no config.json)")
         if Path(self.out).is_dir():
             raise UserError(f"--out {self.out}: is a folder; give a CSV file name")
 
@@ -179,7 +204,7 @@ class LabelSession:
     """One labeler working through one folder into one CSV; safe to share between browser tabs."""
 
     def __init__(self, config: LabelConfig, predictor: Any | None = None) -> None:
-        config.validate()
+        config.check_paths()
         self.config = config
         self.root = Path(config.images)
         self.files, self.skipped = scan_images(self.root)

@@ -134,6 +134,8 @@ def test_parsed_options_make_the_config_and_its_validation_is_one_error_line(cap
         ("posture.ingest.__main__", "IngestConfig"),
         ("posture.predict", "PredictConfig"),
         ("posture.export", "ExportConfig"),
+        ("app.__main__", "AppConfig"),
+        ("app.label", "LabelConfig"),
     ],
 )
 def test_every_command_documents_every_option_of_its_config(module: str, config: str) -> None:

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from app.label import LabelPage, build_parser, config_from_args
+from app.label import LabelPage, build_parser
 from app.label_overlay import draw_points
 from app.label_session import LabelConfig, LabelSession, list_images, uncertainty_order
-from posture.cli import UserError
+from posture.cli import UserError, config_from_args
 from posture.cva import craniovertebral_angle
 from posture.images import open_rgb
 from posture.labelstore import read_labels, read_records
@@ -203,7 +203,7 @@ def test_config_mistakes_are_user_errors(tmp_path: Path) -> None:
         ({"out": tmp_path}, "is a folder"),
     ]:
         with pytest.raises(UserError, match=match):
-            LabelConfig(**{**base, **bad}).validate()  # type: ignore[arg-type]
+            LabelConfig(**{**base, **bad}).check_paths()  # type: ignore[arg-type]
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images found"):
         LabelSession(LabelConfig(images=tmp_path / "empty", out=tmp_path / "l.csv"))
@@ -213,7 +213,7 @@ def test_cli_parses_into_the_config(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         ["--images", "x", "--out", "y.csv", "--threshold", "48", "--labeler", "ann", "--port", "7999"]
     )
-    cfg = config_from_args(args)
+    cfg = config_from_args(LabelConfig, args)
     assert (cfg.images, cfg.out, cfg.threshold, cfg.labeler, cfg.port, cfg.order) == (
         Path("x"),
         Path("y.csv"),
