@@ -49,7 +49,7 @@ def draw_landmarks(
     """A copy of the photo (at most ``max_side`` px) with the landmarks the decision used.
 
     Points are dots (shoulders orange); the yellow line runs from the nose to the shoulders'
-    midpoint, the white one from shoulder to ear on the side the camera sees better. Landmarks
+    midpoint, the white one from shoulder to ear on the side nearer the camera. Landmarks
     BlazePose only guessed (low visibility) are left out. ``caption`` goes in the top-left corner.
     """
     canvas = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")

@@ -298,7 +298,7 @@ _FEATURES = [
         "ear_shoulder_angle",
         "degrees",
         "Angle between the horizontal and the line from shoulder to ear on the "
-        "side the camera sees better: a 2-D proxy of the craniovertebral angle (below about 50° is "
+        "side nearer the camera: a 2-D proxy of the craniovertebral angle (below about 50° is "
         "forward head on a true side view).",
         _ear_shoulder_angle,
         "ear {v}° above the shoulder line",
