@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from posture.cli import UserError, add_logging_flags, run_main, setup_logging
+from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.cva import craniovertebral_angle
 from posture.fileio import atomic_write_json
 from posture.labels import normalise_label_text, resolve_label
@@ -197,6 +197,32 @@ def labeler_agreement(
     return agreement_from_records(a, b, name_a=name_a, name_b=name_b)
 
 
+@dataclass(frozen=True)
+class AgreementConfig:
+    """What ``python -m posture.agreement`` compares; each field is also the command's option."""
+
+    csv_a: Path = field(
+        metadata=option("first labeler's CSV (app.label output or filename,label[,cva_deg] CSV)", positional=True)
+    )
+    csv_b: Path | None = field(
+        default=None,
+        metadata=option("second labeler's CSV (omit when both labelers share csv_a)", positional=True, nargs="?"),
+    )
+    labeler_a: str | None = field(default=None, metadata=option("only use rows of this labeler from csv_a"))
+    labeler_b: str | None = field(default=None, metadata=option("only use rows of this labeler from csv_b (or csv_a)"))
+    json_path: Path | None = field(
+        default=None, metadata=option("also write the full report as JSON here", flag="--json", metavar="JSON")
+    )
+    max_listed: int = field(default=20, metadata=option("disagreements to list"))
+
+    def __post_init__(self) -> None:
+        if self.max_listed < 0:
+            raise UserError(f"--max-listed must be >= 0, got {self.max_listed}")
+        for path in (self.csv_a, self.csv_b):
+            if path is not None and not Path(path).is_file():
+                raise UserError(f"{path}: no such file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m posture.agreement",
@@ -204,12 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "difference of their craniovertebral angles, and the list of images they disagree on. "
         "Later rows for the same file supersede earlier ones.",
     )
-    parser.add_argument("csv_a", help="first labeler's CSV (app.label output or filename,label[,cva_deg] CSV)")
-    parser.add_argument("csv_b", nargs="?", help="second labeler's CSV (omit when both labelers share csv_a)")
-    parser.add_argument("--labeler-a", help="only use rows of this labeler from csv_a")
-    parser.add_argument("--labeler-b", help="only use rows of this labeler from csv_b (or csv_a)")
-    parser.add_argument("--json", dest="json_path", help="also write the full report as JSON here")
-    parser.add_argument("--max-listed", type=int, default=20, help="disagreements to list (default 20)")
+    add_options(parser, AgreementConfig)
     add_logging_flags(parser)
     return parser
 
@@ -217,14 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    for path in (args.csv_a, args.csv_b):
-        if path is not None and not Path(path).is_file():
-            raise UserError(f"{path}: no such file")
-    report = labeler_agreement(args.csv_a, args.csv_b, args.labeler_a, args.labeler_b)
-    print(report.format_text(max_listed=args.max_listed))
-    if args.json_path:
-        atomic_write_json(args.json_path, report.to_dict())
-        log.info("wrote %s", args.json_path)
+    cfg = config_from_args(AgreementConfig, args)
+    report = labeler_agreement(cfg.csv_a, cfg.csv_b, cfg.labeler_a, cfg.labeler_b)
+    print(report.format_text(max_listed=cfg.max_listed))
+    if cfg.json_path:
+        atomic_write_json(cfg.json_path, report.to_dict())
+        log.info("wrote %s", cfg.json_path)
     return 0
 
 

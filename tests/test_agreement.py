@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from posture.agreement import agreement_from_records, labeler_agreement, main
-from posture.cli import UserError, run_main
+from posture.agreement import AgreementConfig, agreement_from_records, build_parser, labeler_agreement, main
+from posture.cli import UserError, config_from_args, run_main
 from posture.labelstore import LabelRecord, LabelStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +118,16 @@ def test_cli_missing_file_is_one_error_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.csv'}: no such file"]
+
+
+def test_cli_options_come_from_the_config_and_it_checks_them(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.csv", A_ROWS)
+    cfg = config_from_args(
+        AgreementConfig, build_parser().parse_args([str(a), "--labeler-b", "kim", "--max-listed", "3"])
+    )
+    assert cfg == AgreementConfig(csv_a=a, labeler_b="kim", max_listed=3)
+    with pytest.raises(UserError, match="--max-listed must be >= 0"):
+        AgreementConfig(csv_a=a, max_listed=-1)
 
 
 def test_other_teams_csvs_and_label_spellings(tmp_path: Path) -> None:
