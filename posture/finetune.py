@@ -246,6 +246,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         from posture.models import extractor_parts
 
+        # A notebook's pathlib.Path works too; config.json stores the text either way.
+        self.data, self.out = os.fspath(self.data), os.fspath(self.out)
         hidden, dropout = HEAD_DEFAULTS[extractor_parts(self.model).kind]
         self.head_hidden = hidden if self.head_hidden is None else self.head_hidden
         self.head_dropout = dropout if self.head_dropout is None else self.head_dropout

@@ -74,6 +74,12 @@ def test_run_writes_a_loadable_checkpoint(baseline: tuple[Path, dict, Path]) -> 
     assert {k.split(".")[0] for k in ckpt.state_dict} == {"backbone", "head"}
 
 
+def test_pathlib_paths_are_accepted_and_kept_as_text_for_config_json(dataset: Path, tmp_path: Path) -> None:
+    cfg = replace(small_config(dataset, tmp_path / "run", tmp_path / "cache"), data=dataset, out=tmp_path / "run")
+    assert (cfg.data, cfg.out) == (str(dataset), str(tmp_path / "run"))
+    json.dumps(cfg.training_dict())  # what config.json stores: no Path left in it
+
+
 def test_same_seed_same_result_and_the_cache_is_reused(
     dataset: Path, baseline: tuple[Path, dict, Path], tmp_path: Path
 ) -> None:
