@@ -340,7 +340,8 @@ def bench_app(cfg: ServeBenchConfig, run: Path, images: list[Path], threads: int
     }
 
 
-def _in_process_rows(threads: str, ip: dict[str, Any], batch_size: int) -> list[str]:
+def in_process_rows(threads: str, ip: dict[str, Any], batch_size: int) -> list[str]:
+    """The markdown table rows of one thread count's in-process measurements."""
     f, e, t, r = ip["forward_batch1"], ip["predictor_e2e"], ip["batch_throughput"], ip["ratios"]
     return [
         f"| {threads} | bare forward, batch 1, p50 | {f['torch']['p50_ms']:.1f} ms | {f['onnx']['p50_ms']:.1f} ms | "
@@ -376,7 +377,7 @@ def markdown(result: dict[str, Any]) -> str:
         "|---:|---|---:|---:|---:|",
     ]
     for key, ip in result["in_process"].items():
-        lines += _in_process_rows(key.split("=")[1], ip, result["config"]["batch_size"])
+        lines += in_process_rows(key.split("=")[1], ip, result["config"]["batch_size"])
     lines.append("")
     for key, ip in result["in_process"].items():
         r = ip["ratios"]

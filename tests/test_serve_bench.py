@@ -20,7 +20,7 @@ needs_real = pytest.mark.real_data
 @needs_real
 @pytest.mark.slow
 def test_serving_bench_times_a_pose_run_with_blazepose_in_the_loop(tmp_path, one_torch_thread) -> None:
-    from bench.serve import ServeBenchConfig, _in_process_rows, bench_in_process, prepare_run
+    from bench.serve import ServeBenchConfig, bench_in_process, in_process_rows, prepare_run
     from posture.finetune import FinetuneConfig, run_finetune
 
     manifest = pd.read_csv(REAL_DATA / "manifest.csv")
@@ -40,5 +40,5 @@ def test_serving_bench_times_a_pose_run_with_blazepose_in_the_loop(tmp_path, one
     e2e = result["predictor_e2e"]["onnx"]["p50_ms"]
     bare = blazepose["p50_ms"] + result["forward_batch1"]["onnx"]["p50_ms"]
     assert result["ratios"]["predictor_e2e_over_bare_p50"] == pytest.approx(e2e / bare)
-    rows = _in_process_rows("1", result, batch_size=4)
+    rows = in_process_rows("1", result, batch_size=4)
     assert any("bare BlazePose" in row for row in rows)
