@@ -115,7 +115,7 @@ def detect_landmarks(
     each rank detects its share of the missing photos and the answers are summed across ranks, so
     every rank returns the full set.
     """
-    from posture.pose import PoseDetector, load_blazepose
+    from posture.pose import PoseDetector, load_blazepose, worker_start_method
 
     start = time.perf_counter()
     own_detector = detector is None
@@ -145,6 +145,8 @@ def detect_landmarks(
             num_workers=workers,
             collate_fn=_collate,
             prefetch_factor=4 if workers > 0 else None,
+            # forked after this process ran BlazePose, a worker aborts: start it fresh then
+            multiprocessing_context=worker_start_method() if workers > 0 else None,
         )
         bar = tqdm(
             total=len(mine), desc="finding body landmarks", unit="img", leave=False, disable=not progress or rank != 0

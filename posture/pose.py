@@ -96,6 +96,28 @@ def pose_available() -> bool:
     return True
 
 
+#: Set once this process has built a BlazePose graph. Process-wide on purpose, like torch's CUDA
+#: state: MediaPipe leaves state behind, even after ``close()``, that a forked child cannot use
+#: (a DataLoader worker forked afterwards aborts when it runs its own graph), so from then on
+#: workers must start from a fresh interpreter (:func:`worker_start_method`).
+_GRAPHS_BUILT = threading.Event()
+
+
+def worker_start_method() -> str | None:
+    """How processes that run BlazePose should start: ``None`` (the platform's default, a fast
+    fork) while this process has not built a graph, else ``"forkserver"`` (or ``"spawn"``).
+
+    Why: a notebook that predicts and then trains, or a test session, has run BlazePose before
+    ``posture.finetune`` starts its landmark workers; forked, they die with "DataLoader worker
+    exited unexpectedly". The command line never has, and keeps the fork.
+    """
+    if not _GRAPHS_BUILT.is_set():
+        return None
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 class PoseDetector:
     """One BlazePose graph for still photos, safe to share between threads and to pickle.
 
@@ -126,6 +148,7 @@ class PoseDetector:
     def _ensure_graph(self) -> Any:
         if self._graph is None:
             pose = load_blazepose()
+            _GRAPHS_BUILT.set()
             self._graph = pose.Pose(
                 static_image_mode=True,
                 model_complexity=self.model_complexity,

@@ -155,6 +155,26 @@ def test_detector_caches_by_pixels_and_pickles_without_its_graph() -> None:
 
 @needs_pose
 @needs_real
+def test_landmark_workers_start_fresh_once_this_process_has_run_blazepose() -> None:
+    """A notebook predicts, then trains: forked after a BlazePose graph ran here, workers aborted."""
+    from posture.landmarks import detect_landmarks
+    from posture.pose import worker_start_method
+
+    det = PoseDetector()
+    det.detect(_real("normal", "posenet"))
+    det.close()  # even a closed graph leaves what a forked child cannot use
+    assert worker_start_method() in ("forkserver", "spawn")
+    rows = pd.read_csv(REAL_DATA / "manifest.csv").head(4)
+    paths, shas = [REAL_DATA / p for p in rows["path"]], list(rows["sha256"])
+    pooled = detect_landmarks(paths, shas, None, workers=2, progress=False)
+    here = detect_landmarks(paths, shas, None, workers=0, progress=False)
+    assert not pooled.failed and pooled.computed == len(paths)
+    for a, b in zip(pooled.landmarks, here.landmarks, strict=True):
+        assert (a is None and b is None) or np.allclose(a, b)
+
+
+@needs_pose
+@needs_real
 def test_every_augmented_view_crops_the_same_region_as_evaluation() -> None:
     image = _real("forward_head", "neckpose")
     pre = Preprocessing(input_size=96, crop="pose")

@@ -27,7 +27,7 @@ def test_serving_bench_times_a_pose_run_with_blazepose_in_the_loop(tmp_path, one
     split = np.where(np.arange(len(manifest)) % 4 == 0, "val", "train")
     data = real_fold(tmp_path / "fold", REAL_DATA, split)
     run = tmp_path / "run"
-    run_finetune(FinetuneConfig(data=data, out=run, epochs=2, aug_views=0, progress=False))
+    run_finetune(FinetuneConfig(data=data, out=run, epochs=2, aug_views=0, progress=False, workers=2))
     cfg = ServeBenchConfig(run=run, repeats=2, batch_size=4)
     served, _ = prepare_run(cfg, tmp_path / "work")  # a copy with model.onnx beside it
     images = [REAL_DATA / p for p in manifest["path"][:6]]
