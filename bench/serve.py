@@ -162,16 +162,13 @@ def bench_in_process(cfg: ServeBenchConfig, run: Path, images: list[Path], threa
     landmarks would time a dictionary lookup instead of the pose model a new visitor's photo meets.
     """
     from posture.images import load_rgb_array
+    from posture.pose import PoseDetector
     from posture.predict import Predictor
 
-    probe = Predictor.from_run(run, backend="torch", threads=threads)
-    detector = None
-    if probe.needs_landmarks:
-        from posture.pose import PoseDetector
-
-        detector = PoseDetector(cache_size=0)
-    torch_pred = Predictor.from_run(run, backend="torch", threads=threads, detector=detector)
-    onnx_pred = Predictor.from_run(run, backend="onnx", threads=threads, detector=detector)
+    uncached = PoseDetector(cache_size=0)  # builds its graph on first use: a CNN run never does
+    torch_pred = Predictor.from_run(run, backend="torch", threads=threads, detector=uncached)
+    onnx_pred = Predictor.from_run(run, backend="onnx", threads=threads, detector=uncached)
+    detector = uncached if torch_pred.needs_landmarks else None
     analyses = (torch_pred.analyse(path) for path in images)
     x = torch_pred.inputs([next(a for a in analyses if a.reason is None)])
     counter = {"i": 0}
