@@ -53,6 +53,38 @@ def test_subject_bootstrap_resamples_people_not_photos() -> None:
     assert bench.balanced_accuracy(two) == 0.5
 
 
+def _scored(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"path": f"{k}.jpg", "source": src, "label": label, "p_forward_head": p}
+            for k, (src, label, p) in enumerate(rows)
+        ]
+    )
+
+
+def test_the_target_window_bounds_the_thresholds_every_source_accepts() -> None:
+    bench = _load_bench()
+    fh, ok = "forward_head", "normal"
+    # source a separates anywhere in 0.25-0.8, source b only in 0.65-0.9
+    frame = _scored(
+        [("a", fh, 0.8), ("a", fh, 0.9), ("a", ok, 0.2), ("a", ok, 0.25)]
+        + [("b", fh, 0.95), ("b", fh, 0.9), ("b", ok, 0.6), ("b", ok, 0.65)]
+    )
+    # bands are cut at midpoints between scores; one miss in four still leaves a source at 0.75
+    window = bench.target_window(frame, fh, 0.7)
+    assert window == {"threshold": 0.7, "low": pytest.approx(0.625), "high": pytest.approx(0.9), "holds": True}
+    assert "0.625\u20130.900" in bench.window_sentence(window, fh)
+    # argmax (0.5) calls b's upright photos forward: the band is still reported, the run is outside it
+    argmax = bench.target_window(frame, fh, None)
+    assert argmax["threshold"] == 0.5 and not argmax["holds"] and argmax["low"] == pytest.approx(0.625)
+    assert "would hold" in bench.window_sentence(argmax, fh)
+    # sources that need opposite thresholds: no band at all
+    frame = _scored([("a", fh, 0.9), ("a", ok, 0.1), ("b", fh, 0.1), ("b", ok, 0.9)])
+    none = bench.target_window(frame, fh, 0.5)
+    assert none["low"] is None and not none["holds"]
+    assert "No decision threshold" in bench.window_sentence(none, fh)
+
+
 @pytest.mark.slow
 def test_the_bench_scores_each_source_and_leaves_the_evaluation_in_the_run(tmp_path: Path, monkeypatch) -> None:
     import bench.common as bench_common
@@ -70,6 +102,7 @@ def test_the_bench_scores_each_source_and_leaves_the_evaluation_in_the_run(tmp_p
     assert sources["desk"]["interval"] is None and len(sources["web"]["interval"]) == 2
     assert sum(s["n"] for s in sources.values()) == variant["n"] == 16
     md = (tmp_path / "results" / "eval_real.md").read_text()
+    assert "decision threshold" in md or "thresholds" in md
     assert "| desk | 8 | 0 | 1 |" in md and "1 person: no interval by person" in md and "ROC AUC" in md
     assert "real photos: 16 photos of 4 people from desk, web" in md
     report = json.loads((run / "eval_real" / "report.json").read_text())
