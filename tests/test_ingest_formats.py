@@ -143,6 +143,32 @@ def test_keypoints_of_a_frontal_view_do_not_override_the_angle(tmp_path):
     assert got.loc["front.jpg", "ear_x"] == 110  # the points themselves are kept
 
 
+def test_keypoints_of_an_oblique_view_do_not_override_the_angle(tmp_path):
+    """Foreshortening inflates the 2-D angle of a three-quarter view: posture.synth's oblique
+    pictures of a 35° forward head read 60-90°, and were relabelled upright."""
+    src = tmp_path / "views"
+    for k, name in enumerate(("oblique.jpg", "side.jpg", "unnamed.jpg")):
+        save(photo(k), src / name)
+    pd.DataFrame(
+        {
+            "filename": ["oblique.jpg", "side.jpg", "unnamed.jpg"],
+            "label": ["forward_head"] * 3,
+            "cva_deg": [35.0] * 3,
+            "ear_x": [102, 102, 102],  # ear almost straight above C7: 2-D angle ~84°
+            "ear_y": [60, 60, 60],
+            "c7_x": [100, 100, 100],
+            "c7_y": [80, 80, 80],
+            "view": ["oblique", "Lateral", None],
+        }
+    ).to_csv(src / "labels.csv", index=False)
+    result = run(src, tmp_path / "out")
+    got = result.manifest.set_index("source_path")
+    assert got.loc["oblique.jpg", "label"] == "forward_head" and got.loc["oblique.jpg", "cva_deg"] == 35.0
+    for measured in ("side.jpg", "unnamed.jpg"):  # a profile, or no view named: the keypoints measure it
+        assert got.loc[measured, "label"] == "normal" and got.loc[measured, "cva_deg"] > 80
+    assert any("2 CSV label(s) disagree" in w for w in result.warnings)
+
+
 def test_subjects_from_csv_column_pattern_folder_and_fallback(tmp_path):
     src = tmp_path / "subj"
     save(photo(0), src / "forward_head" / "anna" / "a.jpg")

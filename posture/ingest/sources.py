@@ -33,8 +33,11 @@ FILENAME_COLUMNS = ("filename", "file", "path", "image", "image_path", "filepath
 LABEL_COLUMNS = ("label", "class", "category")
 CVA_COLUMNS = ("cva_deg", "cva")
 KEYPOINT_COLUMNS = ("ear_x", "ear_y", "c7_x", "c7_y")
-#: Values of an optional ``view`` column for which keypoints do not give a CVA.
-FRONTAL_VIEWS = frozenset({"front", "frontal", "anterior", "back", "posterior"})
+#: Values of an optional ``view`` column for which the ear and C7 keypoints give the CVA. The angle
+#: is defined in the sagittal plane, so only a profile shows it: in a front view the 2-D angle
+#: measures nothing, and in an oblique one foreshortening inflates it (a rendered 35° reads 85°).
+#: A row without a view is taken as a side view, as CVA keypoints are normally marked on one.
+SIDE_VIEWS = frozenset({"side", "lateral", "profile", "sagittal", "left", "right"})
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,7 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
             ear_x, ear_y, c7_x, c7_y = (_number(record[c]) for c in KEYPOINT_COLUMNS)
             if ear_x is not None and ear_y is not None and c7_x is not None and c7_y is not None:
                 keypoints = (ear_x, ear_y, c7_x, c7_y)
-                # CVA is defined on a side view; in a frontal picture the 2-D angle measures nothing.
-                if str(record.get("view", "")).strip().lower() not in FRONTAL_VIEWS:
+                if keypoints_measure_cva(record.get("view")):
                     try:
                         cva = craniovertebral_angle(*keypoints)
                     except ValueError as exc:
@@ -224,6 +226,12 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
             )
         )
     return rows
+
+
+def keypoints_measure_cva(view: object) -> bool:
+    """Whether a row's ``view`` lets its ear and C7 keypoints measure the CVA (see :data:`SIDE_VIEWS`)."""
+    text = "" if view is None or (isinstance(view, float) and math.isnan(view)) else str(view).strip().lower()
+    return text in ("", "nan") or text in SIDE_VIEWS
 
 
 def _normalise_csv_path(text: str, root: Path, known: set[str]) -> str | None:
