@@ -51,7 +51,7 @@ DEMO_COMMAND = (
     "python -m posture.synth data/raw-sample --n 500 --seed 0 && "
     "python -m posture.ingest data/raw-sample --out data/sample && "
     "python -m posture.finetune --data data/sample --out models/sample && "
-    "python -m posture.calibrate --run models/sample --data data/sample"
+    "python -m posture.calibrate --run models/sample --data data/sample --threshold-policy none"
 )
 
 

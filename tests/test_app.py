@@ -251,6 +251,8 @@ def test_without_a_run_the_app_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(UserError) as exc:
         resolve_run(AppConfig(models_dir=tmp_path / "models"))
     assert DEMO_COMMAND in str(exc.value)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"&& {DEMO_COMMAND} &&" in readme  # the hint is the README demo's own commands
     older = make_run(tmp_path / "models" / "a")
     newer = make_run(tmp_path / "models" / "b")
     os.utime(older / "model.safetensors", (1_000_000, 1_000_000))
