@@ -169,6 +169,18 @@ def test_keypoints_of_an_oblique_view_do_not_override_the_angle(tmp_path):
     assert any("2 CSV label(s) disagree" in w for w in result.warnings)
 
 
+def test_an_oblique_row_with_only_keypoints_is_rejected_with_the_reason(tmp_path):
+    src = tmp_path / "views"
+    save(photo(0), src / "oblique.jpg")
+    row = {"filename": ["oblique.jpg"], "ear_x": [102], "ear_y": [60], "c7_x": [100], "c7_y": [80], "view": ["oblique"]}
+    pd.DataFrame(row).to_csv(src / "labels.csv", index=False)
+    result = run(src, tmp_path / "out")
+    assert result.manifest.empty
+    (rejected,) = result.rejected.to_dict("records")
+    assert rejected["path"] == "oblique.jpg" and rejected["reason"] == "unknown_label"
+    assert "only on a side view" in rejected["detail"] and "'oblique'" in rejected["detail"]
+
+
 def test_subjects_from_csv_column_pattern_folder_and_fallback(tmp_path):
     src = tmp_path / "subj"
     save(photo(0), src / "forward_head" / "anna" / "a.jpg")

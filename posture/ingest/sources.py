@@ -206,11 +206,15 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
         else:
             label = label_from_cva(cva, cva_threshold) if cva is not None else typed
         if label is None and not problem:
-            problem = (
-                f"label {raw_label!r} is not one of the known names for {', '.join(CLASS_NAMES)}"
-                if raw_label
-                else "no label, angle or keypoints in the CSV row"
-            )
+            if raw_label:
+                problem = f"label {raw_label!r} is not one of the known names for {', '.join(CLASS_NAMES)}"
+            elif keypoints is not None:
+                problem = (
+                    f"ear/C7 keypoints measure the CVA only on a side view, and this row's view is "
+                    f"{str(record.get('view')).strip()!r}; give it a label or cva_deg"
+                )
+            else:
+                problem = "no label, angle or keypoints in the CSV row"
         rows.append(
             LabelRow(
                 csv_path=csv_path,
