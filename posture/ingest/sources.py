@@ -234,8 +234,8 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
 
 def keypoints_measure_cva(view: object) -> bool:
     """Whether a row's ``view`` lets its ear and C7 keypoints measure the CVA (see :data:`SIDE_VIEWS`)."""
-    text = "" if view is None or (isinstance(view, float) and math.isnan(view)) else str(view).strip().lower()
-    return text in ("", "nan") or text in SIDE_VIEWS
+    text = "" if view is None else str(view).strip().lower()
+    return text in ("", "nan") or text in SIDE_VIEWS  # pandas reads an empty cell as NaN: "nan"
 
 
 def _normalise_csv_path(text: str, root: Path, known: set[str]) -> str | None:
