@@ -128,6 +128,20 @@ def per_source(
     return rows
 
 
+def target_met(overall: float | None, per_source: list[float | None]) -> bool:
+    """Issue 15's bar: balanced accuracy >= TARGET_OVERALL overall and >= TARGET_PER_SOURCE on every source."""
+    scored = [b for b in per_source if b is not None]
+    return overall is not None and overall >= TARGET_OVERALL and bool(scored) and min(scored) >= TARGET_PER_SOURCE
+
+
+def meets_target_at(predictions: pd.DataFrame, positive: str, threshold: float) -> bool:
+    """Whether the target holds when ``positive`` is predicted at ``p_<positive> >= threshold``."""
+    negative = next((c for c in sorted(predictions["label"].unique()) if c != positive), positive)
+    moved = predictions.assign(predicted=np.where(predictions[f"p_{positive}"] >= threshold, positive, negative))
+    by_source = moved.groupby(moved["source"].fillna("(none)"))
+    return target_met(balanced_accuracy(moved), [balanced_accuracy(part) for _, part in by_source])
+
+
 def target_window(predictions: pd.DataFrame, positive: str, threshold: float | None) -> dict[str, Any]:
     """How far the run's decision threshold could move before the target is lost.
 
@@ -143,16 +157,7 @@ def target_window(predictions: pd.DataFrame, positive: str, threshold: float | N
     scores = np.sort(frame[f"p_{positive}"].to_numpy(dtype=float))
     # one candidate per distinct outcome: midpoints between neighbouring scores, plus both ends
     candidates = np.unique(np.concatenate([[0.0], (scores[1:] + scores[:-1]) / 2, [np.nextafter(1.0, 2.0)], [used]]))
-    classes = sorted(frame["label"].unique())
-    negative = next((c for c in classes if c != positive), positive)
-
-    def meets(t: float) -> bool:
-        moved = frame.assign(predicted=np.where(frame[f"p_{positive}"] >= t, positive, negative))
-        overall = balanced_accuracy(moved)
-        worst = min(balanced_accuracy(part) or 0.0 for _, part in moved.groupby(moved["source"].fillna("(none)")))
-        return overall is not None and overall >= TARGET_OVERALL and worst >= TARGET_PER_SOURCE
-
-    ok = [meets(float(t)) for t in candidates]
+    ok = [meets_target_at(frame, positive, float(t)) for t in candidates]
     bands, start = [], None
     for i, good in enumerate([*ok, False]):
         if good and start is None:
@@ -237,11 +242,10 @@ def target_verdict(v: dict[str, Any]) -> str:
         key=lambda s: s["balanced_accuracy"],
         default=None,
     )
-    overall_ok = v["balanced_accuracy"] is not None and v["balanced_accuracy"] >= TARGET_OVERALL
-    sources_ok = worst is not None and worst["balanced_accuracy"] >= TARGET_PER_SOURCE
+    met = target_met(v["balanced_accuracy"], [s["balanced_accuracy"] for s in v["by_source"]])
     return (
         f"Target (balanced accuracy >= {TARGET_OVERALL:.2f} overall and >= {TARGET_PER_SOURCE:.2f} on every "
-        f"source): **{'met' if overall_ok and sources_ok else 'not met'}** (overall "
+        f"source): **{'met' if met else 'not met'}** (overall "
         f"{_f(v['balanced_accuracy'])}, worst source {worst['source'] if worst else 'n/a'} "
         f"{_f(worst['balanced_accuracy'] if worst else None)})"
     )
