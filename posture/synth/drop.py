@@ -63,7 +63,7 @@ class SynthConfig:
     view: str = field(
         default="mixed",
         metadata=option(
-            "side: profile, as clinicians measure CVA (seated at a desk or standing); oblique: 25-55° off the "
+            "side: profile, as clinicians measure CVA (seated at a desk or standing); oblique: 35-60° off the "
             "profile towards the face; front: a laptop webcam facing the user; mixed: 45%% side, 15%% oblique, "
             "40%% front, per picture",
             choices=VIEWS,
