@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -143,7 +144,7 @@ def test_keypoints_of_a_frontal_view_do_not_override_the_angle(tmp_path):
     assert got.loc["front.jpg", "ear_x"] == 110  # the points themselves are kept
 
 
-def test_keypoints_of_an_oblique_view_do_not_override_the_angle(tmp_path):
+def test_keypoints_of_an_oblique_view_do_not_override_the_angle(tmp_path, caplog):
     """Foreshortening inflates the 2-D angle of a three-quarter view: posture.synth's oblique
     pictures of a 35° forward head read 60-90°, and were relabelled upright."""
     src = tmp_path / "views"
@@ -161,9 +162,12 @@ def test_keypoints_of_an_oblique_view_do_not_override_the_angle(tmp_path):
             "view": ["oblique", "Lateral", None],
         }
     ).to_csv(src / "labels.csv", index=False)
-    result = run(src, tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="posture.ingest.sources"):
+        result = run(src, tmp_path / "out")
     got = result.manifest.set_index("source_path")
     assert got.loc["oblique.jpg", "label"] == "forward_head" and got.loc["oblique.jpg", "cva_deg"] == 35.0
+    # the labeling team is told which rows' keypoints were not used for the angle, and why
+    assert "1 row(s) have ear/C7 keypoints on a view that is not a profile (oblique 1)" in caplog.text
     for measured in ("side.jpg", "unnamed.jpg"):  # a profile, or no view named: the keypoints measure it
         assert got.loc[measured, "label"] == "normal" and got.loc[measured, "cva_deg"] > 80
     assert any("2 CSV label(s) disagree" in w for w in result.warnings)

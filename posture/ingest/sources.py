@@ -176,6 +176,7 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
         )
     table = {normalise_label_text(k): v for k, v in aliases.items()}
     rows = []
+    not_side: dict[str, int] = {}  # view -> rows whose keypoints cannot give the angle
     for record in frame.to_dict("records"):
         csv_path = str(record[name_col]).strip()
         if not csv_path:
@@ -189,7 +190,10 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
             ear_x, ear_y, c7_x, c7_y = (_number(record[c]) for c in KEYPOINT_COLUMNS)
             if ear_x is not None and ear_y is not None and c7_x is not None and c7_y is not None:
                 keypoints = (ear_x, ear_y, c7_x, c7_y)
-                if keypoints_measure_cva(record.get("view")):
+                if not keypoints_measure_cva(record.get("view")):
+                    view = str(record.get("view")).strip()
+                    not_side[view] = not_side.get(view, 0) + 1
+                else:
                     try:
                         cva = craniovertebral_angle(*keypoints)
                     except ValueError as exc:
@@ -228,6 +232,15 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
                 reason=reason,
                 derived_disagrees=bool(typed and cva is not None and typed != label),
             )
+        )
+    if not_side:
+        views = ", ".join(f"{v} {n}" for v, n in sorted(not_side.items()))
+        log.info(
+            "%s: %d row(s) have ear/C7 keypoints on a view that is not a profile (%s); the keypoints measure "
+            "the CVA only on a side view, so their label comes from cva_deg or the label column",
+            path.name,
+            sum(not_side.values()),
+            views,
         )
     return rows
 
