@@ -78,11 +78,14 @@ def subject_bootstrap(predictions: pd.DataFrame, n_boot: int, seed: int = 0) -> 
     if len(by_group) < 2:
         return {"accuracy": None, "balanced_accuracy": None, "subjects": len(by_group)}
     rng = np.random.default_rng(seed)
-    accs, baccs = [], []
+    accs: list[float] = []
+    baccs: list[float] = []
     for _ in range(n_boot):
         sample = pd.concat([by_group[i] for i in rng.integers(0, len(by_group), len(by_group))])
         accs.append(float((sample["label"] == sample["predicted"]).mean()))
-        baccs.append(balanced_accuracy(sample))
+        bacc = balanced_accuracy(sample)  # never None: a resample of two or more groups has rows
+        if bacc is not None:
+            baccs.append(bacc)
 
     def interval(values: list[float]) -> list[float]:
         return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
