@@ -185,13 +185,13 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
         typed = table.get(normalise_label_text(raw_label)) if raw_label else None
         cva = _number(record[cva_col]) if cva_col else None
         keypoints: tuple[float, float, float, float] | None = None
+        view = str(record.get("view", "")).strip()  # "" without a view column: taken as a side view
         problem = ""
         if kp_present:
             ear_x, ear_y, c7_x, c7_y = (_number(record[c]) for c in KEYPOINT_COLUMNS)
             if ear_x is not None and ear_y is not None and c7_x is not None and c7_y is not None:
                 keypoints = (ear_x, ear_y, c7_x, c7_y)
-                if not keypoints_measure_cva(record.get("view")):
-                    view = str(record.get("view")).strip()
+                if not keypoints_measure_cva(view):
                     not_side[view] = not_side.get(view, 0) + 1
                 else:
                     try:
@@ -215,7 +215,7 @@ def read_label_csv(path: Path, aliases: Mapping[str, str], cva_threshold: float)
             elif keypoints is not None:
                 problem = (
                     f"ear/C7 keypoints measure the CVA only on a side view, and this row's view is "
-                    f"{str(record.get('view')).strip()!r}; give it a label or cva_deg"
+                    f"{view!r}; give it a label or cva_deg"
                 )
             else:
                 problem = "no label, angle or keypoints in the CSV row"
