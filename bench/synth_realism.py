@@ -95,11 +95,12 @@ def by_subject_interval(
     return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)]
 
 
-def _side_r(frame: pd.DataFrame) -> float:
+def _r_with_cva(frame: pd.DataFrame, feature: str) -> float:
+    """Pearson r of ``feature`` with the rendered CVA over the assessed pictures (NaN when undefined)."""
     ok = frame[frame["assessed"]]
-    if len(ok) < 4 or ok["ear_shoulder_angle"].std() == 0 or ok["cva_deg"].std() == 0:
+    if len(ok) < 4 or ok[feature].std() == 0 or ok["cva_deg"].std() == 0:
         return float("nan")
-    return float(np.corrcoef(ok["ear_shoulder_angle"], ok["cva_deg"])[0, 1])
+    return float(np.corrcoef(ok[feature], ok["cva_deg"])[0, 1])
 
 
 def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
@@ -113,10 +114,8 @@ def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
             "person_found": round(float(part["found"].mean()), 4),
             "person_found_interval": by_subject_interval(part, lambda f: float(f["found"].mean())),
             "assessed": round(float(part["assessed"].mean()), 4),
-            "ear_shoulder_r_interval": by_subject_interval(part, _side_r),
-            "r_with_cva": {
-                f: (round(float(np.corrcoef(ok[f], ok["cva_deg"])[0, 1]), 3) if len(ok) > 3 else None) for f in FEATURES
-            },
+            "ear_shoulder_r_interval": by_subject_interval(part, lambda f: _r_with_cva(f, "ear_shoulder_angle")),
+            "r_with_cva": {f: (round(_r_with_cva(part, f), 3) if len(ok) > 3 else None) for f in FEATURES},
         }
     for f in FEATURES:
         row = {f"synth {lbl}": round(float(synth.loc[synth["label"] == lbl, f].median()), 3) for lbl in CLASS_NAMES}
