@@ -204,6 +204,7 @@ def bars_sentence(views: dict[str, dict[str, Any]]) -> str:
         f"**Bars (issue 15):** person found in ≥ {TARGET_FOUND:.0%} of every view: "
         f"{'met' if worst['person_found'] >= TARGET_FOUND else 'not met'} (lowest {worst['person_found']:.1%}, "
         f"{worst_view}{_interval(found_ci, 3)}{inside(found_ci, TARGET_FOUND)}); side-view ear–shoulder angle "
+        "(shoulders' midpoint to ears' midpoint) "
         f"vs rendered CVA r ≥ {TARGET_SIDE_R}: {'met' if r is not None and r >= TARGET_SIDE_R else 'not met'} "
         f"(r = {r if r is not None else 'n/a'}{_interval(r_ci)}{inside(r_ci, TARGET_SIDE_R)}). "
         "Intervals: 95 % bootstraps over the generated people."

@@ -37,6 +37,7 @@ from posture.cli import UserError, add_logging_flags, add_options, config_from_a
 from posture.device import physical_cores
 from posture.fileio import DamagedFileError
 from posture.formats import BACKENDS, IMAGE_EXTENSIONS, ONNX_NAME, WEIGHTS_NAME
+from posture.geometry import GEOMETRY_VERSION, changed_since
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.transforms import Preprocessing, build_eval_transform
 
@@ -259,6 +260,14 @@ class Predictor:
         self.pose_features: tuple[str, ...] = (
             tuple(f["name"] if isinstance(f, dict) else str(f) for f in pose.get("features", [])) if parts.pose else ()
         )
+        stale = changed_since(self.pose_features, int(pose.get("geometry_version", 1)))
+        if stale:
+            where = run_dir if run_dir is not None else "this run"
+            raise UserError(
+                f"{where} was trained when {', '.join(stale)} meant something else (posture geometry version "
+                f"{pose.get('geometry_version', 1)}, now {GEOMETRY_VERSION}); its head would misread today's "
+                "numbers: train it again with `python -m posture.finetune`"
+            )
         self.upright = np.asarray(pose["upright_reference"], np.float64) if pose.get("upright_reference") else None
         #: Mean raw geometry of this session's upright photos (:meth:`with_reference`); None: uncalibrated.
         self.reference: np.ndarray | None = None

@@ -59,10 +59,24 @@ def test_side_view_measures_use_the_side_nearer_the_camera_not_the_more_visible_
     }.items():
         lm[I[name], :4] = (x, y, z, vis)
     assert better_side(lm) == "left"
-    angle = compute_features(lm, ["ear_shoulder_angle"])[0]
-    assert angle == pytest.approx(np.degrees(np.arctan2(60.0, 30.0)), abs=1e-4)
+    near = compute_features(lm, ["ear_forward"])[0]  # (230 - 200) px ahead, in face heights
     lm[[I["left_ear"], I["left_shoulder"]], 2] += 200.0  # now the right side is nearer
     assert better_side(lm) == "right"
+    assert compute_features(lm, ["ear_forward"])[0] == pytest.approx(near * (170.0 - 205.0) / 30.0, rel=1e-6)
+
+
+def test_the_ear_shoulder_angle_runs_along_the_midline_so_opposite_shoulder_errors_cancel() -> None:
+    # A profile: both ears on one spot, the shoulders' midpoint 30 px behind and 60 px below them.
+    # BlazePose's near shoulder errs forward and its guess of the hidden one backward, by as much.
+    lm = frontal_landmarks(400, 300, drop=0.0)
+    for name, (x, y) in {"left_ear": (230.0, 100.0), "right_ear": (230.0, 100.0)}.items():
+        lm[I[name], :2] = (x, y)
+    angles = []
+    for error in (0.0, 12.0, -8.0):
+        lm[I["left_shoulder"], :2] = (200.0 + error, 160.0)
+        lm[I["right_shoulder"], :2] = (200.0 - error, 160.0)
+        angles.append(compute_features(lm, ["ear_shoulder_angle"])[0])
+    np.testing.assert_allclose(angles, np.degrees(np.arctan2(60.0, 30.0)), atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -189,6 +203,22 @@ def test_calibration_with_an_upright_photo_is_an_option_of_the_same_predictor(po
     assert "upright, yours" in calibrated.predict(slouched_upright).explanation
     with pytest.raises(UserError, match="no person could be measured"):
         predictor.with_reference([np.zeros((64, 48, 3), np.uint8)])
+
+
+def test_a_run_trained_before_a_feature_changed_meaning_is_refused_with_what_to_do(pose_run, tmp_path) -> None:
+    import shutil
+
+    from posture.predict import Predictor
+
+    _, out, _ = pose_run
+    old = tmp_path / "old-run"
+    shutil.copytree(out, old)
+    config = json.loads((old / "config.json").read_text())
+    config["pose"]["features"][0] = {"name": "ear_shoulder_angle"}
+    config["pose"]["geometry_version"] = 2  # before the angle moved to the midline
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"ear_shoulder_angle meant something else.*posture\.finetune"):
+        Predictor.from_run(old)
 
 
 def test_calibration_needs_a_pose_based_run(tmp_path) -> None:
