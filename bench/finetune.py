@@ -38,7 +38,7 @@ log = logging.getLogger("bench.finetune")
 DEFAULT_WEIGHTS = {"efficientnet_lite0": None, "resnet18": "none"}
 
 
-def _split_indices(folder_dataset, manifest, root: Path) -> dict[str, list[int]]:
+def _split_indices(folder_dataset: Any, manifest: Any, root: Path) -> dict[str, list[int]]:
     split_of = {str((root / p).resolve()): s for p, s in zip(manifest["path"], manifest["split"], strict=True)}
     out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for i, (path, _) in enumerate(folder_dataset.samples):
@@ -96,7 +96,8 @@ def textbook(data: str, model_name: str, weights: str | None, epochs: int, seed:
                 total += len(y)
         return correct / max(total, 1)
 
-    history, best_val, best_state = [], -1.0, None
+    history: list[dict[str, Any]] = []
+    best_val, best_state = -1.0, dict(net.state_dict())
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
         net.train()  # as in the tutorial (its BatchNorm layers update their statistics)
@@ -336,11 +337,12 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        reach = f"{r['ours_s_to_textbook_final_val_acc']:.1f}" if r["ours_s_to_textbook_final_val_acc"] else "never"
+        reached = r["ours_s_to_textbook_final_val_acc"]
+        reach_text = f"{reached:.1f}" if reached else "never"
         sp = f"{r['speedup_to_same_accuracy']:.1f}×" if r["speedup_to_same_accuracy"] else "–"
         md.append(
             f"| {r['model']} | {r['weights']} | {r['textbook_s']:.1f} | {r['ours_s']:.1f} | "
-            f"{r['speedup_10_epochs']:.1f}× | {reach} | {sp} | {r['textbook_final_val_acc']:.3f} / "
+            f"{r['speedup_10_epochs']:.1f}× | {reach_text} | {sp} | {r['textbook_final_val_acc']:.3f} / "
             f"{r['ours_final_val_acc']:.3f} | {r['textbook_test_acc']:.3f} / {r['ours_test_acc']:.3f} | "
             f"{r['ours_extract_ms_per_image_view']:.1f} ({r['extraction_backend']}) | "
             f"{r['bare_onnx_ms_per_image']:.1f} | {r['extraction_vs_bare_onnx']:.2f} | "

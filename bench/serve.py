@@ -280,16 +280,12 @@ def load_test(url: str, images: list[Path], n_requests: int, clients: int, expla
             error = f"{type(exc).__name__}: {exc}"[:200]
         return time.perf_counter() - start, error
 
+    def connect(_: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = Client(url, verbose=False, download_files=str(downloads))
+
     with ThreadPoolExecutor(clients) as pool:  # create the clients before the clock starts
-        list(
-            pool.map(
-                lambda _: (
-                    hasattr(local, "client")
-                    or setattr(local, "client", Client(url, verbose=False, download_files=str(downloads)))
-                ),
-                range(clients * 4),
-            )
-        )
+        list(pool.map(connect, range(clients * 4)))
         start = time.perf_counter()
         results = list(pool.map(one, range(n_requests)))
         wall = time.perf_counter() - start

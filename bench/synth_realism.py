@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="posture-synth-realism-") as tmp:
         work = Path(tmp)
         labels = synthetic(args.n, args.seed, work)
-        parts = [geometry_table(Path(root), part, work / "cache") for root, part in labels.groupby("root")]
+        parts = [geometry_table(Path(str(root)), part, work / "cache") for root, part in labels.groupby("root")]
         synth = pd.concat(parts, ignore_index=True)
         real = None
         if (args.real / MANIFEST_NAME).is_file():
