@@ -142,19 +142,11 @@ def ingest(real: Path, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if proc.returncode != 0:
         raise UserError(f"ingest failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     frame = read_manifest(out)
-    counts = frame.groupby(["source", "label"]).size()
+    counts = (frame["source"].astype(str) + "/" + frame["label"].astype(str)).value_counts().sort_index()
     info = {
         "command": " ".join(cmd[1:]).replace(str(real), "REAL").replace(str(out), "TMP"),
         "kept": len(frame),
-        "by_source_label": {
-            f"{source}/{label}": int(n)
-            for source, label, n in zip(
-                counts.index.get_level_values("source"),
-                counts.index.get_level_values("label"),
-                counts.tolist(),
-                strict=True,
-            )
-        },
+        "by_source_label": {str(key): int(n) for key, n in counts.items()},
         "people": int(frame["subject"].nunique()),
     }
     return frame, info

@@ -260,12 +260,13 @@ class Predictor:
         self.pose_features: tuple[str, ...] = (
             tuple(f["name"] if isinstance(f, dict) else str(f) for f in pose.get("features", [])) if parts.pose else ()
         )
-        stale = changed_since(self.pose_features, int(pose.get("geometry_version", 1)))
+        trained_version = int(pose.get("geometry_version", 1))
+        stale = changed_since(self.pose_features, trained_version)
         if stale:
             where = run_dir if run_dir is not None else "this run"
             raise UserError(
                 f"{where} was trained when {', '.join(stale)} meant something else (posture geometry version "
-                f"{pose.get('geometry_version', 1)}, now {GEOMETRY_VERSION}); its head would misread today's "
+                f"{trained_version}, now {GEOMETRY_VERSION}); its head would misread today's "
                 "numbers: train it again with `python -m posture.finetune`"
             )
         self.upright = np.asarray(pose["upright_reference"], np.float64) if pose.get("upright_reference") else None
