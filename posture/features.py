@@ -80,6 +80,9 @@ class FeatureSpec:
     aug_views: int = 0
     aug_seed: int = 0
     aug_strength: float = 1.0
+    #: 3-D view augmentation of the geometry (degrees; :func:`posture.geometry.augment_landmarks`). Not part
+    #: of the key: geometry views are made from the cached landmarks at every run, never stored.
+    aug_view3d: float = 0.0
 
     def key(self) -> str:
         ident = {
@@ -199,6 +202,8 @@ class FeatureSet:
     stats: ExtractionStats
     not_assessed: dict[int, str] = field(default_factory=dict)
     landmarks: dict[str, Any] | None = None  # the landmark stage's summary (pose-based runs)
+    #: Each photo's view as its landmarks say (front / oblique / side; None without a person), pose-based runs.
+    views: list[str | None] | None = None
 
 
 # --------------------------------------------------------------------------- decoding
@@ -581,9 +586,8 @@ def pose_views(
         out[i, 0] = torch.from_numpy(clean)
         for v in range(1, n_views):
             rng = np.random.default_rng(spec.view_seed(shas[i], v))
-            out[i, v] = torch.from_numpy(
-                np.nan_to_num(compute_features(augment_landmarks(lm, rng, spec.aug_strength), names))
-            )
+            view = augment_landmarks(lm, rng, spec.aug_strength, view3d=spec.aug_view3d)
+            out[i, v] = torch.from_numpy(np.nan_to_num(compute_features(view, names, shape)))
     return out, reasons
 
 
@@ -625,12 +629,18 @@ def extract_run_features(
         geometry, not_assessed = _geometry_part(marks, shas, model.pose_features, spec, frame, ok, stats)
         parts.append(geometry)
     features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+    views = None
+    if uses_pose and marks is not None:
+        from posture.geometry import view_of
+
+        views = [view_of(lm) if lm is not None else None for lm in marks.landmarks]
     return FeatureSet(
         features=features,
         ok=ok,
         stats=stats,
         not_assessed=not_assessed,
         landmarks=marks.to_dict() if marks is not None else None,
+        views=views,
     )
 
 

@@ -84,9 +84,13 @@ HEAD_DEFAULTS = {"cnn": (256, 0.3), "pose": (0, 0.0), "fusion": (0, 0.0)}
 #: (LOSO on the real photos: 3e-3 0.78, 3e-2 0.84, 1e-1 0.89 mean-fold balanced accuracy).
 DEFAULT_LRS = {"cnn": 3e-3, "pose": 0.1, "fusion": 3e-3}
 DEFAULT_LR = DEFAULT_LRS["cnn"]
-#: How the head's loss weighs photos: ``class`` (inverse class frequency) or ``session`` (every
-#: class of every capture session, ``--session-column``, counts the same).
-BALANCES = ("class", "session")
+#: How the head's loss weighs photos: ``class`` (inverse class frequency), ``session`` (every class of
+#: every capture session, ``--session-column``, counts the same) or ``person`` (every class of every
+#: person, the manifest's ``subject``, counts the same: a burst of 110 frames of one person weighs what
+#: one stock photo of another does).
+BALANCES = ("class", "session", "person")
+#: The manifest column naming each photo's person (``--balance person``).
+PERSON_COLUMN = "subject"
 #: The class whose photos give a session's upright reference (calibration).
 UPRIGHT_CLASS = CLASS_NAMES[1]
 #: Options that do not change the result; a resumed run may differ from the original in these.
@@ -148,11 +152,25 @@ class FinetuneConfig:
     balance: str = field(
         default="class",
         metadata=option(
-            "how the head's loss weighs photos: 'class' (inverse class frequency) or 'session' (every class of every "
-            "capture session counts the same, so a long burst of one session does not dominate; falls back to class "
-            "without the session column)",
+            "how the head's loss weighs photos: 'class' (inverse class frequency), 'session' (every class of every "
+            "capture session counts the same, so a long burst of one session does not dominate) or 'person' (every "
+            "class of every person, the manifest's subject, counts the same); session and person fall back to class "
+            "without their column",
             choices=BALANCES,
         ),
+    )
+    extra_data: str | None = field(
+        default=None,
+        metadata=option(
+            "another ingested dataset whose photos (every split) join training, such as a posture.synth drop "
+            "ingested with posture.ingest: its cameras and CVA sweep wider than a real set does. Validation and "
+            "test stay --data's own",
+            metavar="DIR",
+        ),
+    )
+    extra_weight: float = field(
+        default=0.5,
+        metadata=option("total loss weight of --extra-data's photos, as a share of --data's training photos"),
     )
     weights: str | None = field(
         default=None,
@@ -199,6 +217,15 @@ class FinetuneConfig:
         ),
     )
     aug_strength: float = field(default=1.0, metadata=option("augmentation strength"))
+    aug_view3d: float = field(
+        default=0.0,
+        metadata=option(
+            "pose models: each augmented view also sees the person from a camera turned in 3-D (BlazePose's world "
+            "landmarks rotated and projected again) by up to this many degrees of yaw, half of it in pitch (a camera "
+            "higher or lower) and a quarter in roll; 0: views in the image plane only",
+            metavar="DEG",
+        ),
+    )
     head_hidden: int | None = field(
         default=None,
         metadata=option(
@@ -261,6 +288,10 @@ class FinetuneConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.aug_views < 0 or self.unfreeze_epochs < 0 or self.patience < 0 or self.workers < 0:
             raise UserError("--aug-views, --unfreeze-epochs, --patience and --workers must be >= 0")
+        if not 0 <= self.aug_view3d <= 90:
+            raise UserError(f"--aug-view3d {self.aug_view3d}: give a turn between 0 and 90 degrees")
+        if not self.extra_weight > 0:
+            raise UserError(f"--extra-weight {self.extra_weight}: must be above 0")
         for name, value, allowed in (
             ("extract-backend", self.extract_backend, BACKENDS),
             ("crop", self.crop, CROP_MODES),
@@ -299,6 +330,8 @@ class FinetuneConfig:
             )
         if self.pose_features and not parts.pose:
             raise UserError("--pose-features is for the 'pose' model and '<cnn>+pose' fusions")
+        if self.extra_data and self.unfreeze_stages != 0:
+            raise UserError("--extra-data joins the cached-feature training only; it cannot be used with --unfreeze")
 
     @property
     def unfreeze_stages(self) -> int | str:
@@ -439,7 +472,9 @@ def _build(cfg: FinetuneConfig, classes: list[str]) -> tuple[Any, str]:
 
 @dataclass
 class Prepared:
-    """Step 1's result: the head's (standardised) inputs per split and what extraction left out."""
+    """Step 1's result: the head's (standardised) inputs per split and what extraction left out.
+
+    ``splits["train"]`` holds ``--extra-data``'s photos after the dataset's own (column ``extra`` True)."""
 
     splits: dict[str, pd.DataFrame]
     targets: dict[str, torch.Tensor]
@@ -450,6 +485,8 @@ class Prepared:
     not_assessed: list[dict[str, str]]
     extraction: dict[str, Any]
     seconds: float
+    #: The view of each kept training photo (pose-based runs): which views the model has seen.
+    train_views: list[str | None] | None = None
 
 
 def _feature_extractor(
@@ -463,6 +500,7 @@ def _feature_extractor(
         aug_views=cfg.aug_views,
         aug_seed=cfg.seed,
         aug_strength=cfg.aug_strength,
+        aug_view3d=cfg.aug_view3d,
     )
     cache = None if cfg.no_cache else FeatureCache(cfg.cache_dir or default_cache_dir())
     options = ExtractOptions(
@@ -517,6 +555,10 @@ def _prepare_features(
         "train": extract(model, root, splits["train"], spec),
         "eval": extract(model, root, eval_frame, replace(spec, aug_views=0)),
     }
+    if cfg.extra_data:
+        extra_root, extra_frame = _extra_training(cfg, classes)
+        feats["train"] = _joined(feats["train"], extract(model, extra_root, extra_frame, spec))
+        splits = {**splits, "train": pd.concat([splits["train"].assign(extra=False), extra_frame], ignore_index=True)}
     n_val = len(splits["val"])
     ok = {"train": feats["train"].ok, "val": feats["eval"].ok[:n_val], "test": feats["eval"].ok[n_val:]}
     skipped = feats["train"].stats.failed + feats["eval"].stats.failed
@@ -541,7 +583,43 @@ def _prepare_features(
     extraction = _extraction_summary(feats["train"].stats, feats["eval"].stats)
     if feats["train"].landmarks is not None:
         extraction["landmarks"] = {"train": feats["train"].landmarks, "eval": feats["eval"].landmarks}
-    return Prepared(kept, targets, train_x, val_x, test_x, skipped, not_assessed, extraction, time.perf_counter() - t0)
+    views = feats["train"].views
+    train_views = [v for v, keep in zip(views, ok["train"].tolist(), strict=True) if keep] if views else None
+    return Prepared(
+        kept, targets, train_x, val_x, test_x, skipped, not_assessed, extraction, time.perf_counter() - t0, train_views
+    )
+
+
+def _extra_training(cfg: FinetuneConfig, classes: list[str]) -> tuple[Path, pd.DataFrame]:
+    """``--extra-data``'s every photo, as training rows of their own (column ``extra`` True); its classes
+    must be among the dataset's."""
+    assert cfg.extra_data is not None
+    root = Path(cfg.extra_data)
+    if root.resolve() == Path(cfg.data).resolve():
+        raise UserError(f"--extra-data {root}: is --data itself; give another dataset")
+    frame = open_dataset(root).frame.reset_index(drop=True)
+    unknown = sorted(set(frame["label"]) - set(classes))
+    if unknown:
+        raise UserError(
+            f"--extra-data {root}: its class(es) {', '.join(unknown)} are not among the dataset's "
+            f"({', '.join(classes)})"
+        )
+    return root, frame.assign(split="train", extra=True)
+
+
+def _joined(first: Any, second: Any) -> Any:
+    """Two :class:`~posture.features.FeatureSet` one after the other (row indices of the second shift)."""
+    from posture.features import FeatureSet
+
+    offset = len(first.ok)
+    return FeatureSet(
+        features=torch.cat([first.features, second.features]),
+        ok=torch.cat([first.ok, second.ok]),
+        stats=first.stats,
+        not_assessed={**first.not_assessed, **{i + offset: r for i, r in second.not_assessed.items()}},
+        landmarks=first.landmarks,
+        views=(first.views + second.views) if first.views is not None and second.views is not None else None,
+    )
 
 
 def _upright_reference(model: Any, data: Prepared, classes: list[str], session_column: str) -> list[float] | None:
@@ -564,6 +642,32 @@ def _upright_reference(model: Any, data: Prepared, classes: list[str], session_c
     )
     means = [geometry[upright & (sessions == s)].mean(axis=0) for s in np.unique(sessions[upright])]
     return [float(v) for v in np.mean(means, axis=0)]
+
+
+#: A photo whose geometry lies further than this share of the training spread beyond the training
+#: photos' range (their 0.5-99.5 % quantiles) is outside what the run knows: the Predictor says
+#: "cannot assess" rather than extrapolate a head fitted elsewhere.
+RANGE_MARGIN = 0.25
+RANGE_QUANTILES = (0.005, 0.995)
+
+
+def training_coverage(model: Any, data: Prepared) -> dict[str, Any] | None:
+    """What the run has seen (``config.json`` ``pose.coverage``): each geometry feature's range over the
+    training photos (clean views), widened by :data:`RANGE_MARGIN`, and how many photos of each view."""
+    if not model.uses_pose or not len(data.train_x):
+        return None
+    n_pose = len(model.pose_features)
+    with torch.no_grad():
+        raw = (data.train_x[:, 0] * model.norm.std + model.norm.mean)[:, -n_pose:].double().numpy()
+    low, high = np.quantile(raw, RANGE_QUANTILES, axis=0)
+    pad = RANGE_MARGIN * (high - low)
+    views = pd.Series([v for v in (data.train_views or []) if v is not None], dtype=str).value_counts()
+    return {
+        "range": {n: [float(a), float(b)] for n, a, b in zip(model.pose_features, low - pad, high + pad, strict=True)},
+        "views": {str(k): int(v) for k, v in views.items()},
+        "margin": RANGE_MARGIN,
+        "quantiles": list(RANGE_QUANTILES),
+    }
 
 
 # --------------------------------------------------------------------------- the run
@@ -595,6 +699,7 @@ def run_finetune(cfg: FinetuneConfig, *, after_epoch: EpochHook | None = None) -
         train_s = time.perf_counter() - t1
         metrics = _final_metrics(cfg, model, root, data, classes, session.stopper, session.history, device)
         upright = _upright_reference(model, data, classes, cfg.session_column)
+        coverage = training_coverage(model, data)
         return _finish(
             cfg,
             model,
@@ -605,6 +710,7 @@ def run_finetune(cfg: FinetuneConfig, *, after_epoch: EpochHook | None = None) -
             dist_info,
             upright,
             timing={"extract_s": data.seconds, "train_s": train_s, "total_s": time.perf_counter() - t_start},
+            coverage=coverage,
         )
     finally:
         if dist_info.enabled:
@@ -713,11 +819,7 @@ def _train_head(session: _Session, data: Prepared) -> None:
     if session.resumed_phase not in (None, "head"):
         return
     cfg, n_classes = session.cfg, len(session.classes)
-    weights = None
-    if cfg.balance == "session" and cfg.session_column in data.splits["train"].columns:
-        weights = group_class_weights(
-            data.targets["train"], data.splits["train"][cfg.session_column].astype(str).tolist(), n_classes
-        )
+    weights = training_weights(data.splits["train"], data.targets["train"], cfg, n_classes)
     phase = HeadPhase(
         session.model,
         session.spec(_optim_spec(cfg), cfg.epochs),
@@ -738,6 +840,32 @@ def _train_head(session: _Session, data: Prepared) -> None:
     with torch_threads(1 if session.device.type == "cpu" else None):
         best = session.train(phase, cfg.epochs, start, best)
     phase.load(best)
+
+
+def training_weights(
+    train: pd.DataFrame, targets: torch.Tensor, cfg: FinetuneConfig, n_classes: int
+) -> torch.Tensor | None:
+    """Per-photo loss weights for ``--balance`` and ``--extra-data`` (None: the loss's class weights do).
+
+    The dataset's own photos are weighed by ``--balance``; ``--extra-data``'s photos, balanced by class,
+    together weigh ``--extra-weight`` times as much as the dataset's own."""
+    column = {"session": cfg.session_column, "person": PERSON_COLUMN}.get(cfg.balance)
+    extra = train["extra"].fillna(False).astype(bool).to_numpy() if "extra" in train.columns else None
+    if column is None or column not in train.columns:
+        if extra is None or not extra.any():
+            return None
+        groups = ["all"] * len(train)
+    else:
+        groups = train[column].astype(str).tolist()
+    if extra is None or not extra.any():
+        return group_class_weights(targets, groups, n_classes)
+    own = torch.from_numpy(~extra)
+    weights = torch.zeros(len(train))
+    own_groups = [g for g, e in zip(groups, extra, strict=True) if not e]
+    weights[own] = group_class_weights(targets[own], own_groups, n_classes)
+    weights[~own] = group_class_weights(targets[~own], ["extra"] * int(extra.sum()), n_classes)
+    weights[~own] *= float(cfg.extra_weight) * float(own.sum()) / float((~own).sum())
+    return weights * len(weights) / weights.sum()
 
 
 def _train_unfrozen(session: _Session, root: Path, data: Prepared) -> None:
@@ -844,6 +972,7 @@ def run_config(
     fingerprint: str,
     upright: list[float] | None = None,
     world_size: int = 1,
+    coverage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's ``config.json``: what it is, what it reads, how it was trained."""
     from posture.geometry import GEOMETRY_VERSION, describe
@@ -868,6 +997,7 @@ def run_config(
             "landmarks": detector_version(),
             "upright_reference": upright,
             "reference_class": UPRIGHT_CLASS,
+            "coverage": coverage,
         }
     return config
 
@@ -882,11 +1012,12 @@ def _finish(
     dist_info: distributed.DistInfo,
     upright: list[float] | None,
     timing: dict[str, float],
+    coverage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Rank 0 writes the run into a staging folder and renames it over ``--out`` in one step."""
     metrics["timing"] = {k: round(v, 3) for k, v in timing.items()}
     if dist_info.is_main:
-        config = run_config(cfg, model, classes, fingerprint, upright, dist_info.world_size)
+        config = run_config(cfg, model, classes, fingerprint, upright, dist_info.world_size, coverage)
         config["trained_on"] = training_record(cfg.data, cfg.val_group, cfg.seed, metrics)  # posture.provenance
         frame = history_frame(history)
         with staged_folder(cfg.out) as staging:

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 ImageInput = np.ndarray | Image.Image | str | os.PathLike[str] | bytes
 
+#: A view with fewer training photos than this is one the run has not learnt (:meth:`Predictor.outside_training`).
+MIN_VIEW_PHOTOS = 5
 #: Names of the exported graph's inputs for the Predictor's ``images`` and ``geometry``.
 ONNX_INPUTS = {"images": "input", "geometry": "geometry"}
 
@@ -67,6 +69,8 @@ class Prediction:
     reason: str | None = None
     geometry: dict[str, float] | None = None
     explanation: str | None = None
+    #: The view the photo shows, as the landmarks say (front / oblique / side); pose-based runs only.
+    view: str | None = None
 
     @property
     def assessed(self) -> bool:
@@ -76,6 +80,8 @@ class Prediction:
         out: dict[str, Any] = {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
         if not self.assessed:
             out["reason"] = self.reason
+        if self.view is not None:
+            out["view"] = self.view
         if self.geometry is not None:
             out["geometry"] = self.geometry
         if self.explanation is not None:
@@ -93,6 +99,7 @@ class Analysis:
     box: tuple[int, int, int, int] | None = None
     geometry: np.ndarray | None = None
     reason: str | None = None
+    view: str | None = None
 
 
 class Backend(Protocol):
@@ -270,6 +277,8 @@ class Predictor:
                 "numbers: train it again with `python -m posture.finetune`"
             )
         self.upright = np.asarray(pose["upright_reference"], np.float64) if pose.get("upright_reference") else None
+        #: What the run saw in training (``pose.coverage``): geometry outside it cannot be assessed.
+        self.coverage: dict[str, Any] | None = pose.get("coverage") or None
         #: Mean raw geometry of this session's upright photos (:meth:`with_reference`); None: uncalibrated.
         self.reference: np.ndarray | None = None
         self.crops = self.uses_image and self.preprocessing.crop == "pose"
@@ -354,12 +363,15 @@ class Predictor:
         return self._detector
 
     # -- what the network is fed ------------------------------------------------------------------
-    def analyse(self, image: ImageInput) -> Analysis:
-        """Landmarks (once per photo), the CNN's region and the raw geometry, or why it cannot be assessed."""
+    def analyse(self, image: ImageInput, *, within_training: bool = True) -> Analysis:
+        """Landmarks (once per photo), the CNN's region and the raw geometry, or why it cannot be assessed.
+
+        ``within_training=False`` keeps geometry that lies outside what the run was trained on (a session's
+        upright reference photo, which calibration then moves into it)."""
         rgb = to_rgb_array(image)
         if not self.needs_landmarks:
             return Analysis(rgb)
-        from posture.geometry import posture_features
+        from posture.geometry import posture_features, view_of
         from posture.pose import crop_box
 
         landmarks = self.detector.detect(rgb)
@@ -367,7 +379,35 @@ class Predictor:
         if not self.uses_pose:
             return Analysis(rgb, landmarks, box)
         geometry, reason = posture_features(landmarks, self.pose_features, rgb.shape[:2])
-        return Analysis(rgb, landmarks, box, geometry, reason)
+        view = view_of(landmarks) if landmarks is not None and reason is None else None
+        if geometry is not None and view is not None and within_training:
+            reason = self.outside_training(geometry, view)
+            if reason is not None:
+                geometry = None
+        return Analysis(rgb, landmarks, box, geometry, reason, view)
+
+    def outside_training(self, geometry: np.ndarray, view: str) -> str | None:
+        """Why this photo lies outside what the run was trained on (``None``: inside), so the answer would
+        be a head's extrapolation: a view it never saw, or geometry beyond the training photos' range
+        (``config.json`` ``pose.coverage``, :func:`posture.finetune.training_coverage`)."""
+        from posture.geometry import format_value, phrase
+
+        if not self.coverage:
+            return None
+        views = self.coverage.get("views") or {}
+        if views and int(views.get(view, 0)) < MIN_VIEW_PHOTOS:
+            seen = ", ".join(sorted(v for v, n in views.items() if int(n) >= MIN_VIEW_PHOTOS)) or "none"
+            return f"the model was not trained on {view} views (trained on: {seen})"
+        bounds = self.coverage.get("range") or {}
+        values = self.geometry_input(geometry)
+        for name, value in zip(self.pose_features, values, strict=True):
+            if name in bounds and not bounds[name][0] <= value <= bounds[name][1]:
+                low, high = (format_value(name, float(b)) for b in bounds[name])
+                return (
+                    f"this photo is outside what the model was trained on ({phrase(name, float(value))}; "
+                    f"trained on {low} to {high})"
+                )
+        return None
 
     def preprocess(self, image: ImageInput | Analysis) -> np.ndarray:
         """The one eval pipeline of the CNN part: crop (if the run does), letterbox to the model's size,
@@ -451,13 +491,16 @@ class Predictor:
         results = []
         for analysis, row in zip(analyses, probs, strict=True):
             if analysis.reason is not None:
-                results.append(Prediction(None, None, None, reason=analysis.reason))
+                results.append(Prediction(None, None, None, reason=analysis.reason, view=analysis.view))
                 continue
             label, confidence = self.decide(row)
             geometry = explanation = None
             if self.uses_pose and analysis.geometry is not None:
+                from posture.geometry import metric_scales
+
                 geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, analysis.geometry, strict=True)}
-                explanation = self.explain_geometry(analysis.geometry, label)
+                scales = metric_scales(analysis.landmarks) if analysis.landmarks is not None else None
+                explanation = self.explain_geometry(analysis.geometry, label, scales=scales)
             results.append(
                 Prediction(
                     label,
@@ -465,13 +508,19 @@ class Predictor:
                     {c: float(p) for c, p in zip(self.class_names, row, strict=True)},
                     geometry=geometry,
                     explanation=explanation,
+                    view=analysis.view,
                 )
             )
         return results
 
-    def explain_geometry(self, geometry: np.ndarray, label: str, top: int = 2) -> str:
+    def explain_geometry(
+        self, geometry: np.ndarray, label: str, top: int = 2, scales: dict[str, float] | None = None
+    ) -> str:
         """The geometry that decided the answer, in words: the features that pushed hardest towards
-        ``label`` (gradient × distance from the upright reference), each with its upright value."""
+        ``label`` (gradient × distance from the upright reference), each with its upright value.
+
+        ``scales`` (:func:`posture.geometry.metric_scales` of this person's landmarks) turn shoulder
+        widths and face heights into centimetres, which is what a person understands."""
         from posture.geometry import format_value, phrase
 
         reference = self.reference if self.reference is not None else self.upright
@@ -481,10 +530,10 @@ class Predictor:
         parts = []
         for i in order[:top]:
             name = self.pose_features[i]
-            text = phrase(name, float(geometry[i]))
+            text = phrase(name, float(geometry[i]), scales)
             if reference is not None:
                 whose = "yours" if self.reference is not None else "in training"
-                text += f" (upright, {whose}: {format_value(name, float(reference[i]))})"
+                text += f" (upright, {whose}: {format_value(name, float(reference[i]), scales)})"
             parts.append(text)
         return f"{label.replace('_', ' ')}: " + "; ".join(parts) + "."
 
@@ -521,7 +570,8 @@ class Predictor:
             )
         if self.upright is None:
             raise UserError("this run stores no upright reference (config.json pose.upright_reference); retrain it")
-        measured = [a.geometry for a in map(self.analyse, upright_photos) if a.geometry is not None]
+        analyses = [self.analyse(photo, within_training=False) for photo in upright_photos]
+        measured = [a.geometry for a in analyses if a.geometry is not None]
         if not measured:
             raise UserError(
                 "no person could be measured in the upright photo(s); use a photo that shows the face "
