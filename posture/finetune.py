@@ -46,7 +46,7 @@ from posture.formats import BACKENDS, MANIFEST_NAME, SPLITS
 from posture.geometry import DEFAULT_FEATURES, FEATURES
 from posture.labels import CLASS_NAMES
 from posture.metrics import logit_metrics
-from posture.pose import INSTALL_HINT
+from posture.pose import DEFAULT_CROP_SCALE, INSTALL_HINT
 from posture.provenance import training_record
 from posture.training import distributed, resume
 from posture.training.loop import (
@@ -266,6 +266,13 @@ class FinetuneConfig:
             choices=CROP_MODES,
         ),
     )
+    crop_scale: float = field(
+        default=DEFAULT_CROP_SCALE,
+        metadata=option(
+            "with --crop pose: the crop square's side as a multiple of the head-and-shoulders landmarks' extent "
+            "(larger keeps more neck and chest)"
+        ),
+    )
     resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
     overwrite: bool = field(default=False, metadata=option("replace the run already in --out"))
     progress: bool = field(default=True, metadata=option("no progress bars"))
@@ -300,6 +307,8 @@ class FinetuneConfig:
         ):
             if value not in allowed:
                 raise UserError(f"--{name} {value}: choose one of {', '.join(allowed)}")
+        if not 1.0 <= self.crop_scale <= 6.0:
+            raise UserError(f"--crop-scale {self.crop_scale}: give a multiple between 1 and 6")
         if self.image_size is not None and self.image_size < 16:
             raise UserError(f"--image-size {self.image_size}: too small (at least 16)")
         if (
@@ -324,9 +333,11 @@ class FinetuneConfig:
                 f"--unfreeze trains a network on images; {self.model} reads posture geometry, whose "
                 "extractor (BlazePose) stays frozen. Use it with a CNN model, or leave --unfreeze at 0"
             )
-        if parts.cnn is None and (self.crop != "none" or self.image_size is not None or self.weights is not None):
+        pixel_options = (self.crop != "none", self.crop_scale != DEFAULT_CROP_SCALE, self.image_size, self.weights)
+        if parts.cnn is None and any(o not in (False, None) for o in pixel_options):
             raise UserError(
-                "--crop, --image-size and --weights are for models that read pixels; 'pose' reads body landmarks only"
+                "--crop, --crop-scale, --image-size and --weights are for models that read pixels; 'pose' reads body "
+                "landmarks only"
             )
         if self.pose_features and not parts.pose:
             raise UserError("--pose-features is for the 'pose' model and '<cnn>+pose' fusions")
@@ -464,7 +475,7 @@ def _build(cfg: FinetuneConfig, classes: list[str]) -> tuple[Any, str]:
     if cfg.image_size is not None:
         pre = replace(pre, input_size=int(cfg.image_size))
     if cfg.crop != "none":
-        pre = replace(pre, crop=cfg.crop)
+        pre = replace(pre, crop=cfg.crop, crop_scale=float(cfg.crop_scale))
     model.preprocessing = pre
     model.freeze_backbone()
     return model, zoo.weights_fingerprint(cfg.model, pretrained)
