@@ -8,6 +8,7 @@ a file that was damaged anyway (a partial copy, a full disk, a hand edit) become
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -136,20 +137,27 @@ class LockHeld(Exception):
 
 @contextmanager
 def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the file ``path`` for the block, or raise :class:`LockHeld` at once.
+    """Hold an exclusive lock on the file ``path`` for the block, or raise :class:`LockHeld` at once.
 
     Why a lock and not only unique names: two runs writing the same output folder each clean up
-    what looks like an interrupted run's leftovers, which is the other's live work. The kernel
-    drops the lock when the holder dies, even by SIGKILL, so a stale lock file never blocks a
-    rerun. The file is removed on release; a waiter that opened it just before checks it still
-    holds the file at ``path`` and otherwise tries again.
+    what looks like an interrupted run's leftovers, which is the other's live work. Why a POSIX
+    record lock (``lockf``) and not ``flock``: an ``flock`` belongs to the open file, which the
+    decoding workers forked while it is held share, so workers orphaned by a killed ingest kept
+    it and blocked every rerun; a record lock belongs to this process alone, and the kernel
+    drops it when the process dies, even by SIGKILL, so a stale lock file never blocks a rerun.
+    It keeps other processes out, not other threads of this one. The file is removed on release;
+    a waiter that opened it just before checks it still holds the file at ``path`` and otherwise
+    tries again.
     """
     target = Path(path)
     while True:
         fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise
             holder = os.read(fd, 64).decode("ascii", "replace").strip()
             os.close(fd)
             raise LockHeld(target, holder) from None
