@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,9 @@ import pandas as pd
 
 from posture.cli import UserError
 from posture.csvcells import write_csv
+from posture.processes import process_alive
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -82,12 +86,14 @@ def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]
     """Replace the folder ``out`` (if any) with the finished folder ``staging``, by renames.
 
     Why: a run is several files; writing them into ``staging`` first and renaming it over ``out``
-    means an interrupted write never leaves a half run where a finished one used to be.
+    means an interrupted write never leaves a half run where a finished one used to be. The
+    previous ``out`` is set aside under a name that carries this process's id, so that a rerun
+    can tell it from another live writer's and put it back (:func:`remove_stale_staging`).
     """
     staging, out = Path(staging), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
-        trash = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # never another run's
+        trash = out.parent / f".{out.name}{TRASH_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"  # never another run's
         out.rename(trash)
         staging.rename(out)
         shutil.rmtree(trash, ignore_errors=True)
@@ -95,8 +101,10 @@ def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]
         staging.rename(out)
 
 
-#: How a staging folder beside ``out`` is named: ``.<out name>.partial-<random>``.
+#: How a staging folder beside ``out`` is named: ``.<out name>.partial-<pid>-<random>``.
 STAGING_TAG = ".partial-"
+#: How the previous ``out`` is named while it is being replaced: ``.<out name>.old-<pid>-<random>``.
+TRASH_TAG = ".old-"
 
 
 @contextmanager
@@ -106,12 +114,13 @@ def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
 
     Why one helper: a dataset, a run and anything else made of several files must appear whole or
     not at all, and every stage that writes one had grown its own variant of this dance (names,
-    permissions, clean-up on failure). A process killed mid-way leaves its folder behind; a stage
-    that holds a lock on ``out`` may remove such leftovers (:func:`stale_staging`).
+    permissions, clean-up on failure). A process killed mid-way leaves its folder behind; its
+    name carries the process id, so a later run removes it once that process is gone, and never
+    the folder of a writer that still runs (:func:`remove_stale_staging`).
     """
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}{os.getpid()}-", dir=target.parent))
     staging.chmod(0o777 & ~_current_umask())  # mkdtemp's 0700 would make the result private to this user
     try:
         yield staging
@@ -121,9 +130,49 @@ def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def stale_staging(out: str | os.PathLike[str]) -> list[Path]:
-    """Folders an interrupted :func:`staged_folder` or :func:`swap_into_place` left beside ``out``."""
+    """What an interrupted :func:`staged_folder` or :func:`swap_into_place` left beside ``out``:
+    the leftovers whose writer no longer runs (or that carry no process id: older versions')."""
     target = Path(out)
-    return sorted([*target.parent.glob(f".{target.name}{STAGING_TAG}*"), *target.parent.glob(f".{target.name}.old-*")])
+    prefixes = tuple(f".{target.name}{tag}" for tag in (STAGING_TAG, TRASH_TAG))
+    try:
+        entries = list(target.parent.iterdir())  # not glob(): a name holding [ or * is no pattern
+    except OSError:
+        return []
+    stale = []
+    for entry in entries:
+        prefix = next((p for p in prefixes if entry.name.startswith(p)), None)
+        if prefix is None:
+            continue
+        owner = entry.name[len(prefix) :].split("-", 1)[0]
+        if not owner.isdigit() or (int(owner) != os.getpid() and not process_alive(int(owner))):
+            stale.append(entry)
+    return sorted(stale)
+
+
+def remove_stale_staging(out: str | os.PathLike[str]) -> list[Path]:
+    """Remove the leftovers of killed writers beside ``out`` (:func:`stale_staging`); returns them.
+
+    A writer killed between the two renames of :func:`swap_into_place` left no ``out`` at all,
+    and the previous one set aside: that is put back first, as if the kill had come a moment
+    earlier, so a ``--resume`` still finds the interrupted run it holds.
+    """
+    target = Path(out)
+    stale = stale_staging(target)
+    set_aside = [p for p in stale if p.name.startswith(f".{target.name}{TRASH_TAG}") and p.is_dir()]
+    if set_aside and not os.path.lexists(target):
+        newest = max(set_aside, key=lambda p: p.lstat().st_ctime)  # a rename updates the ctime
+        with suppress(OSError):
+            newest.rename(target)
+            stale.remove(newest)
+            log.info("put back %s, which an interrupted run had set aside as %s", target, newest.name)
+    for path in stale:
+        log.info("removing %s left by an interrupted run", path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                path.unlink()
+    return stale
 
 
 class LockHeld(Exception):
