@@ -101,6 +101,57 @@ def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]
         staging.rename(out)
 
 
+def check_writable_folder(folder: str | os.PathLike[str], what: str) -> None:
+    """Create ``folder`` (and its parents) if need be and prove a new file can be written in it, or
+    raise a :class:`UserError` that names ``what`` (the option and value the user gave).
+
+    Why before the work starts: an output folder under a file, under ``/proc`` or without write
+    permission used to surface as a ``mkdir`` traceback at the end, after minutes of decoding or
+    training. A test file, not ``os.access``: root passes every permission check, yet still cannot
+    write on a read-only or virtual file system.
+    """
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{what}: {_why_unwritable(target, f'cannot create {exc.filename or target}', exc)}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=target)
+    except OSError as exc:
+        raise UserError(f"{what}: {_why_unwritable(target, f'cannot create files in {target}', exc)}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_writable_output(out: str | os.PathLike[str], what: str) -> None:
+    """A command will create or replace the folder ``out``: refuse at once, with one line naming
+    ``what``, when it cannot (``out`` is a file, or its parent or ``out`` itself takes no new files).
+    """
+    target = Path(out)
+    if os.path.lexists(target) and not target.is_dir():
+        raise UserError(f"{what} is a file, not a folder")
+    for folder in (target.parent, target) if target.is_dir() else (target.parent,):
+        check_writable_folder(folder, what)
+
+
+def check_writable_file(path: str | os.PathLike[str], what: str) -> None:
+    """A command will write the file ``path`` (:func:`atomic_path`): refuse at once when it cannot."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{what} is a folder, not a file")
+    check_writable_folder(target.parent, what)
+
+
+def _why_unwritable(folder: Path, failed: str, exc: OSError) -> str:
+    """A file where a folder must be, said as such; else what ``failed`` and the system's reason."""
+    for parent in (folder, *folder.parents):
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    return f"{failed} ({exc.strerror or exc})"
+
+
 #: How a staging folder beside ``out`` is named: ``.<out name>.partial-<pid>-<random>``.
 STAGING_TAG = ".partial-"
 #: How the previous ``out`` is named while it is being replaced: ``.<out name>.old-<pid>-<random>``.

@@ -25,6 +25,7 @@ from posture.fileio import (
     LockHeld,
     atomic_write_csv,
     atomic_write_json,
+    check_writable_output,
     exclusive_lock,
     read_json,
     remove_stale_staging,
@@ -289,7 +290,7 @@ def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
         raise UserError(f"--out {config.out} lies inside the source folder; choose a folder outside it")
     if out in src.parents:
         raise UserError(f"--out {config.out} contains the source folder; replacing it would delete the source")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_output(out, f"--out {config.out}")  # before decoding, not at its end
     return src, out
 
 
