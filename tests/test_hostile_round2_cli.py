@@ -1,12 +1,16 @@
 """Hostile inputs, round two (issue #27): each is one ``error:`` line and exit code 2, never a traceback.
 
 * item 7: an ``--out`` that cannot be written (a parent that is a file, a path under ``/proc``,
-  a folder without write permission) in ingest, finetune and evaluate, refused before the work.
+  a folder without write permission) in ingest, finetune and evaluate, refused before the work;
+* item 14: a run whose config.json names an architecture the zoo lacks beside a ``pose``
+  section reports the architecture, not the pose section.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +20,9 @@ import pytest
 from _finetune_helpers import make_dataset, small_config
 from _ingest_helpers import class_tree
 from posture import evaluate, finetune
-from posture.cli import run_main
+from posture.cli import UserError, run_main
 from posture.ingest import __main__ as ingest_cli
+from posture.models import model_from_config
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -123,3 +128,32 @@ def test_an_existing_file_as_evaluate_out_is_one_error_line(
     out.write_text("keep me\n")
     line = _one_error_line(run_main(evaluate.main, _evaluate_argv(tmp_path, out, trained)), capsys)
     assert "is a file, not a folder" in line and out.read_text() == "keep me\n"
+
+
+# ----------------------------------------------------------------------------- item 14: bad architecture
+
+
+POSE_SECTION = {"features": [{"name": "world_head_drop"}, {"name": "world_nose_forward"}]}
+
+
+@pytest.mark.parametrize("architecture", ["os.system", "os.system+pose", "os.system\nerror: all is well"])
+def test_a_run_config_with_a_bad_architecture_and_a_pose_section_names_the_architecture(architecture: str) -> None:
+    config = {"architecture": architecture, "classes": ["forward_head", "normal"], "pose": POSE_SECTION}
+    with pytest.raises(UserError) as caught:
+        model_from_config(config)
+    message = str(caught.value)
+    assert repr(architecture) in message and "\n" not in message
+    assert "pose features" not in message
+
+
+def test_evaluate_on_a_run_whose_architecture_is_os_system_names_it(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, good = trained
+    run = tmp_path / "run"
+    shutil.copytree(good, run)
+    config = json.loads((run / "config.json").read_text())
+    config.update(architecture="os.system", pose=POSE_SECTION)
+    (run / "config.json").write_text(json.dumps(config))
+    line = _one_error_line(run_main(evaluate.main, ["--run", str(run), "--data", str(data), "--device", "cpu"]), capsys)
+    assert "'os.system'" in line and "pose features" not in line
