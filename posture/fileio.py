@@ -8,11 +8,13 @@ a file that was damaged anyway (a partial copy, a full disk, a hand edit) become
 
 from __future__ import annotations
 
+import codecs
 import errno
 import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -296,6 +298,44 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         ) from None
     except UnicodeDecodeError:
         raise DamagedFileError(f"{path} is damaged (not UTF-8 text, so not JSON)") from None
+
+
+#: Control characters no text file holds (tab, line and page breaks are text).
+_BINARY_CHARS = re.compile("[\x00-\x08\x0e-\x1f]")
+
+
+def check_text_file(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse a file that is not UTF-8 text with one :class:`DamagedFileError` naming it as ``what``.
+
+    Why: a label CSV is read leniently (a torn last row, odd columns), and binary data given in its
+    place (an image renamed ``.csv``, a NUL-filled or random blob) then read as a CSV with no
+    rows, so a command reported "no answers" and succeeded. Read in blocks, so a huge blob
+    costs no memory; a UTF-16 export fails too (its NUL bytes), with the same advice.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # of the block's first byte
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            carried = len(decoder.getstate()[0])  # a character's first bytes, from the block before
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                if not block:  # only a character cut off at the end: a torn last row, which readers drop
+                    return
+                raise DamagedFileError(
+                    f"{path}: not {what}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                    f"{offset - carried + exc.start}); save it as UTF-8 text"
+                ) from None
+            found = _BINARY_CHARS.search(text)
+            if found:
+                raise DamagedFileError(
+                    f"{path}: not {what}: binary data, not text (byte 0x{ord(found.group()):02x}); "
+                    "save it as UTF-8 text"
+                )
+            if not block:
+                return
+            offset += len(block)
 
 
 def read_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, Any]:

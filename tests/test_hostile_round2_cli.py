@@ -3,11 +3,13 @@
 * item 7: an ``--out`` that cannot be written (a parent that is a file, a path under ``/proc``,
   a folder without write permission) in ingest, finetune and evaluate, refused before the work;
 * item 14: a run whose config.json names an architecture the zoo lacks beside a ``pose``
-  section reports the architecture, not the pose section.
+  section reports the architecture, not the pose section;
+* item 15: binary garbage handed to ``posture.agreement`` as a label CSV.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -15,11 +17,13 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from _finetune_helpers import make_dataset, small_config
 from _ingest_helpers import class_tree
-from posture import evaluate, finetune
+from posture import agreement, evaluate, finetune
 from posture.cli import UserError, run_main
 from posture.ingest import __main__ as ingest_cli
 from posture.models import model_from_config
@@ -157,3 +161,51 @@ def test_evaluate_on_a_run_whose_architecture_is_os_system_names_it(
     (run / "config.json").write_text(json.dumps(config))
     line = _one_error_line(run_main(evaluate.main, ["--run", str(run), "--data", str(data), "--device", "cpu"]), capsys)
     assert "'os.system'" in line and "pose features" not in line
+
+
+# ----------------------------------------------------------------------------- item 15: garbage label CSVs
+
+
+def _image_bytes(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 32), (200, 30, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+GARBAGE: dict[str, Callable[[], bytes]] = {
+    "random_bytes": lambda: np.random.default_rng(0).bytes(4096),
+    "nul_bytes": lambda: b"\x00" * 512,
+    "csv_with_nul_bytes": lambda: b"filename,label\na.jpg,normal\x00\x00\nb.jpg,forward_head\n",
+    "non_utf8_blob": lambda: bytes(range(128, 256)) * 16,
+    "png_renamed_csv": lambda: _image_bytes("PNG"),
+    "jpeg_renamed_csv": lambda: _image_bytes("JPEG"),
+    "control_characters": lambda: b"filename,label\na.jpg,normal\x01\x02\x1b[2J\n",
+}
+GOOD_CSV = "filename,label\na.jpg,normal\nb.jpg,forward_head\n"
+
+
+@pytest.mark.parametrize("garbage", list(GARBAGE))
+@pytest.mark.parametrize("position", ["first", "second", "shared"])
+def test_garbage_given_as_a_label_csv_is_one_error_line_naming_it(
+    garbage: str, position: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad, good = tmp_path / "labels.csv", tmp_path / "good.csv"
+    bad.write_bytes(GARBAGE[garbage]())
+    good.write_text(GOOD_CSV)
+    argv = {
+        "first": [str(bad), str(good)],
+        "second": [str(good), str(bad)],
+        "shared": [str(bad), "--labeler-a", "ann", "--labeler-b", "bob"],
+    }[position]
+    line = _one_error_line(run_main(agreement.main, argv), capsys)
+    assert str(bad) in line and "text" in line
+    assert line.isprintable()
+
+
+def test_a_label_csv_with_a_bom_and_a_torn_last_character_still_compares(tmp_path: Path) -> None:
+    """Text stays welcome: a spreadsheet's BOM, and a last row cut inside a character by a kill."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_bytes(b"\xef\xbb\xbf" + GOOD_CSV.encode() + "c\u00e9.jpg,normal".encode()[:2])  # ends in half an é
+    b.write_text(GOOD_CSV + "d.jpg,normal\n", encoding="utf-8")
+    report = agreement.labeler_agreement(a, b)
+    assert (report.n_a, report.n_b, report.n_common, report.kappa) == (2, 3, 2, 1.0)
