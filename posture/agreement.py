@@ -29,7 +29,7 @@ from typing import Any
 
 from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.cva import craniovertebral_angle
-from posture.fileio import atomic_write_json
+from posture.fileio import atomic_write_json, check_text_file
 from posture.labels import normalise_label_text, resolve_label
 from posture.labelstore import LabelRecord, read_labels
 
@@ -187,6 +187,8 @@ def labeler_agreement(
     path_b = csv_a if csv_b is None else csv_b
     if csv_b is None and (labeler_a is None or labeler_b is None):
         raise UserError("with a single CSV, name both labelers (--labeler-a NAME --labeler-b NAME)")
+    for path in {Path(csv_a), Path(path_b)}:
+        check_text_file(path, "a label CSV")  # binary data would otherwise read as a CSV without answers
     a = read_labels(csv_a, labeler=labeler_a)
     b = read_labels(path_b, labeler=labeler_b)
     name_a = labeler_a or Path(csv_a).name

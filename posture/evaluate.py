@@ -45,7 +45,14 @@ import pandas as pd
 
 from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.csvcells import read_csv
-from posture.fileio import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from posture.fileio import (
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    check_writable_file,
+    check_writable_output,
+    read_json,
+)
 from posture.formats import BACKENDS
 from posture.images import ImageDecodeError, load_rgb_array
 from posture.metrics import (
@@ -279,6 +286,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     from posture.device import resolve_device
 
     predictor = Predictor.from_run(cfg.run, backend=cfg.backend, device=resolve_device(cfg.device))
+    check_writable_output(cfg.out_dir, f"--out {cfg.out}" if cfg.out is not None else str(cfg.out_dir))
     frame, has_splits = load_eval_frame(cfg.data, predictor.class_names)
     rows = select_split(frame, has_splits, cfg.split)
     refuse_fitted_rows(predictor, cfg, has_splits)
@@ -572,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:
         from posture.device import resolve_device
 
+        if args.out:  # a file: checked before every run is timed, not after
+            check_writable_file(args.out, f"--out {args.out}")
         table = compare_runs(
             args.compare, n_images=args.latency_images, device=str(resolve_device(args.device)), backend=args.backend
         )

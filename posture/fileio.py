@@ -8,9 +8,13 @@ a file that was damaged anyway (a partial copy, a full disk, a hand edit) become
 
 from __future__ import annotations
 
+import codecs
+import errno
 import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -23,6 +27,9 @@ import pandas as pd
 
 from posture.cli import UserError
 from posture.csvcells import write_csv
+from posture.processes import process_alive
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -81,12 +88,14 @@ def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]
     """Replace the folder ``out`` (if any) with the finished folder ``staging``, by renames.
 
     Why: a run is several files; writing them into ``staging`` first and renaming it over ``out``
-    means an interrupted write never leaves a half run where a finished one used to be.
+    means an interrupted write never leaves a half run where a finished one used to be. The
+    previous ``out`` is set aside under a name that carries this process's id, so that a rerun
+    can tell it from another live writer's and put it back (:func:`remove_stale_staging`).
     """
     staging, out = Path(staging), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
-        trash = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # never another run's
+        trash = out.parent / f".{out.name}{TRASH_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"  # never another run's
         out.rename(trash)
         staging.rename(out)
         shutil.rmtree(trash, ignore_errors=True)
@@ -94,8 +103,61 @@ def swap_into_place(staging: str | os.PathLike[str], out: str | os.PathLike[str]
         staging.rename(out)
 
 
-#: How a staging folder beside ``out`` is named: ``.<out name>.partial-<random>``.
+def check_writable_folder(folder: str | os.PathLike[str], what: str) -> None:
+    """Create ``folder`` (and its parents) if need be and prove a new file can be written in it, or
+    raise a :class:`UserError` that names ``what`` (the option and value the user gave).
+
+    Why before the work starts: an output folder under a file, under ``/proc`` or without write
+    permission used to surface as a ``mkdir`` traceback at the end, after minutes of decoding or
+    training. A test file, not ``os.access``: root passes every permission check, yet still cannot
+    write on a read-only or virtual file system.
+    """
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{what}: {_why_unwritable(target, f'cannot create {exc.filename or target}', exc)}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=target)
+    except OSError as exc:
+        raise UserError(f"{what}: {_why_unwritable(target, f'cannot create files in {target}', exc)}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_writable_output(out: str | os.PathLike[str], what: str) -> None:
+    """A command will create or replace the folder ``out``: refuse at once, with one line naming
+    ``what``, when it cannot (``out`` is a file, or its parent or ``out`` itself takes no new files).
+    """
+    target = Path(out)
+    if os.path.lexists(target) and not target.is_dir():
+        raise UserError(f"{what} is a file, not a folder")
+    for folder in (target.parent, target) if target.is_dir() else (target.parent,):
+        check_writable_folder(folder, what)
+
+
+def check_writable_file(path: str | os.PathLike[str], what: str) -> None:
+    """A command will write the file ``path`` (:func:`atomic_path`): refuse at once when it cannot."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{what} is a folder, not a file")
+    check_writable_folder(target.parent, what)
+
+
+def _why_unwritable(folder: Path, failed: str, exc: OSError) -> str:
+    """A file where a folder must be, said as such; else what ``failed`` and the system's reason."""
+    for parent in (folder, *folder.parents):
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    return f"{failed} ({exc.strerror or exc})"
+
+
+#: How a staging folder beside ``out`` is named: ``.<out name>.partial-<pid>-<random>``.
 STAGING_TAG = ".partial-"
+#: How the previous ``out`` is named while it is being replaced: ``.<out name>.old-<pid>-<random>``.
+TRASH_TAG = ".old-"
 
 
 @contextmanager
@@ -105,12 +167,13 @@ def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
 
     Why one helper: a dataset, a run and anything else made of several files must appear whole or
     not at all, and every stage that writes one had grown its own variant of this dance (names,
-    permissions, clean-up on failure). A process killed mid-way leaves its folder behind; a stage
-    that holds a lock on ``out`` may remove such leftovers (:func:`stale_staging`).
+    permissions, clean-up on failure). A process killed mid-way leaves its folder behind; its
+    name carries the process id, so a later run removes it once that process is gone, and never
+    the folder of a writer that still runs (:func:`remove_stale_staging`).
     """
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}{os.getpid()}-", dir=target.parent))
     staging.chmod(0o777 & ~_current_umask())  # mkdtemp's 0700 would make the result private to this user
     try:
         yield staging
@@ -120,9 +183,49 @@ def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def stale_staging(out: str | os.PathLike[str]) -> list[Path]:
-    """Folders an interrupted :func:`staged_folder` or :func:`swap_into_place` left beside ``out``."""
+    """What an interrupted :func:`staged_folder` or :func:`swap_into_place` left beside ``out``:
+    the leftovers whose writer no longer runs (or that carry no process id: older versions')."""
     target = Path(out)
-    return sorted([*target.parent.glob(f".{target.name}{STAGING_TAG}*"), *target.parent.glob(f".{target.name}.old-*")])
+    prefixes = tuple(f".{target.name}{tag}" for tag in (STAGING_TAG, TRASH_TAG))
+    try:
+        entries = list(target.parent.iterdir())  # not glob(): a name holding [ or * is no pattern
+    except OSError:
+        return []
+    stale = []
+    for entry in entries:
+        prefix = next((p for p in prefixes if entry.name.startswith(p)), None)
+        if prefix is None:
+            continue
+        owner = entry.name[len(prefix) :].split("-", 1)[0]
+        if not owner.isdigit() or (int(owner) != os.getpid() and not process_alive(int(owner))):
+            stale.append(entry)
+    return sorted(stale)
+
+
+def remove_stale_staging(out: str | os.PathLike[str]) -> list[Path]:
+    """Remove the leftovers of killed writers beside ``out`` (:func:`stale_staging`); returns them.
+
+    A writer killed between the two renames of :func:`swap_into_place` left no ``out`` at all,
+    and the previous one set aside: that is put back first, as if the kill had come a moment
+    earlier, so a ``--resume`` still finds the interrupted run it holds.
+    """
+    target = Path(out)
+    stale = stale_staging(target)
+    set_aside = [p for p in stale if p.name.startswith(f".{target.name}{TRASH_TAG}") and p.is_dir()]
+    if set_aside and not os.path.lexists(target):
+        newest = max(set_aside, key=lambda p: p.lstat().st_ctime)  # a rename updates the ctime
+        with suppress(OSError):
+            newest.rename(target)
+            stale.remove(newest)
+            log.info("put back %s, which an interrupted run had set aside as %s", target, newest.name)
+    for path in stale:
+        log.info("removing %s left by an interrupted run", path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                path.unlink()
+    return stale
 
 
 class LockHeld(Exception):
@@ -136,20 +239,27 @@ class LockHeld(Exception):
 
 @contextmanager
 def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the file ``path`` for the block, or raise :class:`LockHeld` at once.
+    """Hold an exclusive lock on the file ``path`` for the block, or raise :class:`LockHeld` at once.
 
     Why a lock and not only unique names: two runs writing the same output folder each clean up
-    what looks like an interrupted run's leftovers, which is the other's live work. The kernel
-    drops the lock when the holder dies, even by SIGKILL, so a stale lock file never blocks a
-    rerun. The file is removed on release; a waiter that opened it just before checks it still
-    holds the file at ``path`` and otherwise tries again.
+    what looks like an interrupted run's leftovers, which is the other's live work. Why a POSIX
+    record lock (``lockf``) and not ``flock``: an ``flock`` belongs to the open file, which the
+    decoding workers forked while it is held share, so workers orphaned by a killed ingest kept
+    it and blocked every rerun; a record lock belongs to this process alone, and the kernel
+    drops it when the process dies, even by SIGKILL, so a stale lock file never blocks a rerun.
+    It keeps other processes out, not other threads of this one. The file is removed on release;
+    a waiter that opened it just before checks it still holds the file at ``path`` and otherwise
+    tries again.
     """
     target = Path(path)
     while True:
         fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise
             holder = os.read(fd, 64).decode("ascii", "replace").strip()
             os.close(fd)
             raise LockHeld(target, holder) from None
@@ -188,6 +298,44 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         ) from None
     except UnicodeDecodeError:
         raise DamagedFileError(f"{path} is damaged (not UTF-8 text, so not JSON)") from None
+
+
+#: Control characters no text file holds (tab, line and page breaks are text).
+_BINARY_CHARS = re.compile("[\x00-\x08\x0e-\x1f]")
+
+
+def check_text_file(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse a file that is not UTF-8 text with one :class:`DamagedFileError` naming it as ``what``.
+
+    Why: a label CSV is read leniently (a torn last row, odd columns), and binary data given in its
+    place (an image renamed ``.csv``, a NUL-filled or random blob) then read as a CSV with no
+    rows, so a command reported "no answers" and succeeded. Read in blocks, so a huge blob
+    costs no memory; a UTF-16 export fails too (its NUL bytes), with the same advice.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # of the block's first byte
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            carried = len(decoder.getstate()[0])  # a character's first bytes, from the block before
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                if not block:  # only a character cut off at the end: a torn last row, which readers drop
+                    return
+                raise DamagedFileError(
+                    f"{path}: not {what}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                    f"{offset - carried + exc.start}); save it as UTF-8 text"
+                ) from None
+            found = _BINARY_CHARS.search(text)
+            if found:
+                raise DamagedFileError(
+                    f"{path}: not {what}: binary data, not text (byte 0x{ord(found.group()):02x}); "
+                    "save it as UTF-8 text"
+                )
+            if not block:
+                return
+            offset += len(block)
 
 
 def read_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, Any]:

@@ -41,7 +41,7 @@ from posture.cli import UserError, add_logging_flags, add_options, config_from_a
 from posture.data import VAL_GROUPS, ManifestDataset, open_dataset, read_class_names, regroup_validation
 from posture.device import DEVICE_CHOICES, resolve_device
 from posture.features import ExtractOptions, FeatureCache, FeatureSpec, default_cache_dir, extract_run_features
-from posture.fileio import staged_folder
+from posture.fileio import check_writable_output, remove_stale_staging, staged_folder
 from posture.formats import BACKENDS, MANIFEST_NAME, SPLITS
 from posture.geometry import DEFAULT_FEATURES, FEATURES
 from posture.labels import CLASS_NAMES
@@ -410,8 +410,7 @@ def _optim_spec(cfg: FinetuneConfig, lr: float | None = None) -> OptimSpec:
 def _check_out(cfg: FinetuneConfig) -> bool:
     """Refuse to clobber another run; returns True when resume state should be loaded."""
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
+    check_writable_output(out, f"--out {cfg.out}")  # before training, not at its end
     finished = (out / CONFIG_NAME).is_file() or (out / WEIGHTS_NAME).is_file()
     interrupted = resume.has_resume_state(out)
     if cfg.resume and cfg.overwrite:
@@ -697,6 +696,9 @@ def run_finetune(cfg: FinetuneConfig, *, after_epoch: EpochHook | None = None) -
     if dist_info.enabled and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist_info.world_size))
     try:
+        if dist_info.is_main:  # before the checks: a half-swapped run is put back (posture.fileio)
+            remove_stale_staging(cfg.out)
+        distributed.barrier(dist_info)
         do_resume = _check_out(cfg)
         root, classes, splits = _load_splits(cfg)
         state = _resume_state(cfg) if do_resume else None

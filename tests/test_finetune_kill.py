@@ -1,7 +1,9 @@
 """A training run killed with SIGKILL mid-way resumes to exactly the uninterrupted result.
 
 Killed at a random moment, and at fixed points around each rename of the resume state, where a
-state written as two files used to tear (new tensors beside old metadata: a silently different run).
+state written as two files used to tear (new tensors beside old metadata: a silently different run);
+and during the final write of the run folder, whose staging folder a rerun used to leave behind
+for good (issue #27, item 13).
 """
 
 from __future__ import annotations
@@ -132,3 +134,30 @@ def test_sigkill_around_a_resume_state_rename_then_resume_equals_uninterrupted(
     assert proc.returncode == -signal.SIGKILL
     subprocess.run(_command(data, killed, cache, "--resume"), check=True, env=ENV, cwd=REPO, timeout=600)
     _assert_same_run(whole, killed)
+
+
+def _beside(run: Path) -> list[Path]:
+    """What lies beside the run folder under its name: staging and set-aside folders."""
+    return sorted(p for p in run.parent.iterdir() if p.name.startswith(f".{run.name}."))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "flag"), [("staging", "--resume"), ("swap", "--resume"), ("staging", "--overwrite")])
+def test_killed_during_the_final_write_a_rerun_cleans_up_and_spares_a_live_writer(
+    uninterrupted: tuple[Path, Path, Path], tmp_path: Path, point: str, flag: str
+) -> None:
+    """Killed while the finished run is written beside ``--out`` (``staging``) or swapped in (``swap``:
+    the previous folder, which holds the resume state, already set aside): a ``--resume`` or
+    ``--overwrite`` run removes what the kill left, restores what it set aside, and finishes as
+    the uninterrupted run did; a staging folder of a writer that still runs is left alone."""
+    data, cache, whole = uninterrupted
+    killed = tmp_path / "killed"
+    wrapper = [sys.executable, str(REPO / "tests" / "_kill_in_final_write.py"), point]
+    proc = subprocess.run(wrapper + _command(data, killed, cache)[3:], env=ENV, cwd=REPO, timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    assert _beside(killed), "the kill left nothing beside the run folder"
+    live = tmp_path / f".killed.partial-{os.getpid()}-inprogress"  # this test process runs: a live writer's
+    (live / "images").mkdir(parents=True)
+    subprocess.run(_command(data, killed, cache, flag), check=True, env=ENV, cwd=REPO, timeout=600)
+    _assert_same_run(whole, killed)
+    assert _beside(killed) == [live] and (live / "images").is_dir()

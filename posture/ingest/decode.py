@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from posture.images import ImageDecodeError, open_rgb
+from posture.processes import die_with
 from posture.walk import DEFAULT_MAX_BYTES, RefusedFile, read_regular_file
 
 #: Side of the gray thumbnail both perceptual hashes are computed from.
@@ -178,7 +180,8 @@ def decode_all(
 
     Workers are forked (instant, modules already imported) when this process runs a single
     thread; a parent that already runs threads (torch, a web app) could deadlock a forked child,
-    so then a ``forkserver`` that preloads this module starts them instead.
+    so then a ``forkserver`` that preloads this module starts them instead. Either way a worker
+    dies with this process (:func:`posture.processes.die_with`): a killed ingest leaves none behind.
     """
     work = partial(decode_one, settings=settings)
     if workers <= 1 or len(tasks) < 2:
@@ -186,7 +189,9 @@ def decode_all(
         yield from _with_progress(results, len(tasks), progress)
         return
     chunksize = max(1, min(32, len(tasks) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=pool_context()) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=pool_context(), initializer=die_with, initargs=(os.getpid(),)
+    ) as pool:
         results = pool.map(work, tasks, chunksize=chunksize)  # workers start before a progress thread can
         yield from _with_progress(results, len(tasks), progress)
 

@@ -14,7 +14,6 @@ import logging
 import os
 import posixpath
 import re
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,11 @@ from posture.fileio import (
     LockHeld,
     atomic_write_csv,
     atomic_write_json,
+    check_writable_output,
     exclusive_lock,
     read_json,
+    remove_stale_staging,
     staged_folder,
-    stale_staging,
 )
 from posture.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
 from posture.ingest.config import IngestConfig, IngestResult
@@ -290,15 +290,13 @@ def _check_paths(config: IngestConfig) -> tuple[Path, Path]:
         raise UserError(f"--out {config.out} lies inside the source folder; choose a folder outside it")
     if out in src.parents:
         raise UserError(f"--out {config.out} contains the source folder; replacing it would delete the source")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_output(out, f"--out {config.out}")  # before decoding, not at its end
     return src, out
 
 
 def _check_out(config: IngestConfig, src: Path, out: Path) -> None:
     """Under the lock: clear an interrupted run's leftovers, refuse to replace what is not ours."""
-    for stale in stale_staging(out):
-        log.info("removing %s left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_staging(out)
     if out.exists():
         if not out.is_dir():
             raise UserError(f"--out {config.out} is a file, not a folder")

@@ -143,13 +143,17 @@ def suggest_models(name: str, n: int = 3) -> list[str]:
     return difflib.get_close_matches(name.lower(), names, n=n, cutoff=0.6)
 
 
+class UnknownModelError(UserError):
+    """A name the zoo does not know (a command-line option, or a run's stored architecture)."""
+
+
 def _entry(name: str) -> ModelEntry:
     cnn = extractor_parts(name).cnn
     if cnn in _MODELS:
         return _MODELS[cnn]
     hint = suggest_models(name)
     more = f"; did you mean: {', '.join(hint)}?" if hint else " (list them with posture.models.list_models())"
-    raise UserError(f"unknown model '{name}'{more}")
+    raise UnknownModelError(f"unknown model {name!r}{more}")  # repr: a stored name may hold a line break
 
 
 def get_preprocessing(name: str) -> Preprocessing:
@@ -241,9 +245,10 @@ def build_model(
     from the caller's RNG, so ``--seed`` varies what is trained.
     """
     parts = extractor_parts(name)
+    entry = None if parts.cnn is None else _entry(name)  # first: an unknown name is the mistake to report
     spec = HeadSpec.coerce(head)
     features = _pose_feature_names(parts, pose_features)
-    if parts.cnn is None:
+    if entry is None:
         if input_size is not None:
             log.debug("the geometry-only pose extractor reads no pixels; input size %s ignored", input_size)
         return PostureClassifier(
@@ -257,7 +262,6 @@ def build_model(
             head_spec=spec,
             pose_features=features,
         )
-    entry = _entry(name)
     family = entry.family
     source = resolve_pretrained(pretrained)
     preprocessing = get_preprocessing(name)
@@ -314,14 +318,17 @@ def model_from_config(config: dict[str, Any]) -> PostureClassifier:
             raise UserError(f"run config has no {key!r}; is it a posture run's config.json?")
     pre = Preprocessing.from_dict(config["preprocessing"]) if "preprocessing" in config else None
     pose = config.get("pose") or {}
-    model = build_model(
-        str(config["architecture"]),
-        len(config["classes"]),
-        pretrained=False,
-        head=HeadSpec.from_dict(config.get("head")),
-        input_size=pre.input_size if pre is not None else None,
-        pose_features=[f["name"] if isinstance(f, dict) else f for f in pose.get("features", [])] or None,
-    )
+    try:
+        model = build_model(
+            str(config["architecture"]),
+            len(config["classes"]),
+            pretrained=False,
+            head=HeadSpec.from_dict(config.get("head")),
+            input_size=pre.input_size if pre is not None else None,
+            pose_features=[f["name"] if isinstance(f, dict) else f for f in pose.get("features", [])] or None,
+        )
+    except UnknownModelError as exc:  # the user named no model: say where the name came from
+        raise UnknownModelError(f"the run's config.json names an architecture the zoo lacks: {exc}") from None
     if pre is not None:
         model.preprocessing = pre
     return model
