@@ -38,6 +38,8 @@ from app.card import model_card
 from app.config import AppConfig
 from app.janitor import CacheJanitor, KeepFor, sweep_period
 from app.limits import BodySizeLimit
+from app.safe_text import html_text
+from app.safe_text import markdown_text as md
 from app.uploads import UploadError, read_upload
 from posture.checkpoint import find_latest_run
 from posture.cli import UserError
@@ -131,12 +133,12 @@ class Handlers:
             pred = predictor.predict_analysed([analysis])[0]
             if not pred.assessed:
                 shown = draw_landmarks(rgb, analysis.landmarks) if analysis.landmarks is not None else rgb
-                return label_value(pred), shown, f"**Cannot assess this photo:** {pred.reason}."
-            note = f"**{pred.label}** with {pred.confidence:.0%} confidence."
+                return label_value(pred), shown, f"**Cannot assess this photo:** {md(pred.reason)}."
+            note = f"**{md(pred.label)}** with {pred.confidence:.0%} confidence."
             if reference is not None:
                 note += " (Calibrated with your upright photo.)"
             if pred.explanation:
-                note += f"\n\n{pred.explanation[0].upper()}{pred.explanation[1:]}"
+                note += f"\n\n{md(pred.explanation[0].upper() + pred.explanation[1:])}"
             shown = rgb
             if explain and predictor.uses_image and self._explain is not None and pred.label is not None:
                 try:
@@ -265,14 +267,14 @@ def build_demo(
         try:
             value, shown, note = handlers.classify(source, explain, reference)
         except UploadError as exc:
-            raise gr.Error(str(exc), title="Cannot classify this upload", print_exception=False) from None
+            raise gr.Error(html_text(exc), title="Cannot classify this upload", print_exception=False) from None
         return value, shown_file(shown, work_dir), note
 
     def calibrate(source: str | bytes | None) -> tuple[Any, Any, str]:
         try:
             reference, shown, note = handlers.calibrate(source)
         except UploadError as exc:
-            raise gr.Error(str(exc), title="Cannot calibrate with this photo", print_exception=False) from None
+            raise gr.Error(html_text(exc), title="Cannot calibrate with this photo", print_exception=False) from None
         return reference, shown_file(shown, work_dir), note
 
     def reset() -> tuple[None, None, str]:
@@ -282,7 +284,7 @@ def build_demo(
         try:
             rows, csv_path, summary = handlers.classify_many(sources)
         except UploadError as exc:
-            raise gr.Error(str(exc), title="Nothing to classify", print_exception=False) from None
+            raise gr.Error(html_text(exc), title="Nothing to classify", print_exception=False) from None
         if any(r[-1] for r in rows):
             gr.Warning(summary)
         return rows, csv_path, summary

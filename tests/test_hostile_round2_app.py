@@ -1,0 +1,212 @@
+"""Issue 27, hostile inputs round two, the app's part: untrusted names as text on both pages (items 2
+and 3), malformed API calls (10), size messages and chunked bodies (14), class answers for photos
+the labeling tool cannot open (16) and a health check that follows the app's port (17).
+
+Each hostile input is built here, as a labeling team, a run folder or a visitor would send it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from _label_helpers import make_photos
+from _markup_helpers import NAME_PAYLOADS, PAYLOADS, assert_text_not_markup, shown_text
+from _serving_helpers import finetune_metrics, make_run, photo
+from app.card import model_card
+from app.config import AppConfig
+from app.demo import Handlers
+from app.label import LabelPage
+from app.label_session import LabelConfig, LabelSession
+from app.safe_text import html_text, markdown_text
+from posture.checkpoint import update_config
+from posture.labelstore import LabelRecord, LabelStore
+from posture.predict import Prediction, Predictor
+
+REPO = Path(__file__).resolve().parents[1]
+LINE_BREAKS = "two\nlines\r\n# heading\n- item\u2028> quote"
+
+
+def _png_bytes(seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(photo(seed, (60, 80))).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------ text, never markup
+
+
+@pytest.mark.parametrize("value", [*PAYLOADS, *NAME_PAYLOADS])
+def test_markdown_text_reads_as_itself(value: str) -> None:
+    assert_text_not_markup(f"- **Name:** {markdown_text(value)} · more", value)
+
+
+def test_line_breaks_stay_on_their_line_as_visible_escapes() -> None:
+    shown = markdown_text(LINE_BREAKS)
+    assert "\n" not in shown and "\r" not in shown and "\u2028" not in shown
+    assert_text_not_markup(f"- {shown}", "two\\x0alines\\x0d\\x0a# heading\\x0a- item\\u2028> quote")
+
+
+def test_html_text_escapes_tags_for_toasts() -> None:
+    assert html_text("<img src=http://127.0.0.2:9/x> & more") == "&lt;img src=http://127.0.0.2:9/x&gt; &amp; more"
+
+
+# ------------------------------------------------------------------- item 3: the public demo
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run whose classes, training record and real-photo evaluation carry the payloads, as the
+    values of a labeling team's CSV travel through ingest, finetune and evaluate into the run."""
+    run = make_run(tmp_path_factory.mktemp("hostile-card") / "run")
+    sources = [{"name": value, "synthetic": False, "photos": 4, "subjects": 2} for value in PAYLOADS]
+    update_config(
+        run,
+        classes=[PAYLOADS[0], PAYLOADS[1]],
+        trained_on={
+            "kind": "real",
+            "dataset": PAYLOADS[3],
+            "photos": 28,
+            "subjects": 14,
+            "sources": sources,
+            "splits": {"train": {"photos": 20, "subjects": 10, "used": 20, "used_subjects": 10}},
+        },
+    )
+    report = {
+        **finetune_metrics(val_correct=7, n=8)["val"],
+        "split": PAYLOADS[5],
+        "created": "2026-01-01T00:00:00",
+        "coverage": 1.0,
+        "calibration": {},
+        "data_provenance": {"kind": "real", "dataset": PAYLOADS[3], "photos": 8, "subjects": 4},
+        "by_source": [{"source": value, "balanced_accuracy": 0.5, "n": 4} for value in (*PAYLOADS, LINE_BREAKS)],
+    }
+    (run / "eval_real").mkdir()
+    (run / "eval_real" / "report.json").write_text(json.dumps(report))
+    return run
+
+
+def test_the_model_card_shows_classes_sources_and_data_sets_as_text(hostile_run: Path) -> None:
+    card = model_card(Predictor.from_run(hostile_run, backend="torch"))
+    assert_text_not_markup(card, *PAYLOADS, f"{PAYLOADS[0]}, {PAYLOADS[1]}")
+    assert "two\\x0alines" in shown_text(card)  # a line break in a source cannot start a heading or a list
+    assert "<h1" not in card and "<blockquote" not in card
+
+
+class _StubPredictor:
+    """Answers every photo with ``prediction``; a run folder's classes and words reach the note through it."""
+
+    uses_image = uses_pose = False
+    upright = None
+
+    def __init__(self, prediction: Prediction) -> None:
+        self.prediction = prediction
+        self.class_names = [PAYLOADS[0], PAYLOADS[1]]
+
+    def analyse(self, rgb: Any) -> Any:
+        return SimpleNamespace(rgb=rgb, landmarks=None, geometry=None, reason=None)
+
+    def predict_analysed(self, analyses: list[Any]) -> list[Prediction]:
+        return [self.prediction for _ in analyses]
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        Prediction(PAYLOADS[0], 0.9, {PAYLOADS[0]: 0.9, PAYLOADS[1]: 0.1}, explanation=" ".join(PAYLOADS[1:])),
+        Prediction(None, None, None, reason=" ".join(PAYLOADS)),
+    ],
+    ids=["label and explanation", "cannot assess"],
+)
+def test_the_answer_shows_labels_explanations_and_reasons_as_text(prediction: Prediction, tmp_path: Path) -> None:
+    handlers = Handlers(_StubPredictor(prediction), AppConfig(cam=False), tmp_path)  # type: ignore[arg-type]
+    _, _, note = handlers.classify(_png_bytes(), explain=True)
+    words = [prediction.label, prediction.explanation] if prediction.assessed else [prediction.reason]
+    assert_text_not_markup(note, *[w for w in words if w])
+
+
+def test_the_batch_table_shows_visitors_file_names_as_text(hostile_run: Path, tmp_path: Path) -> None:
+    """Its cells and headers (``p_<class>``) are plain strings, which Gradio renders as text (the browser
+    test sees it); a column of ``markdown`` or ``html`` would render a visitor's file name."""
+    import gradio as gr
+
+    from app.demo import build_demo
+
+    page = build_demo(Predictor.from_run(hostile_run, backend="torch"), AppConfig(cam=False), tmp_path)
+    (table,) = [b for b in page.blocks.values() if isinstance(b, gr.Dataframe)]
+    assert set(table.datatype if isinstance(table.datatype, list) else [table.datatype]) == {"str"}
+    cards = [b.value for b in page.blocks.values() if isinstance(b, gr.Markdown) and "### The model" in str(b.value)]
+    assert len(cards) == 1
+    assert_text_not_markup(cards[0], *PAYLOADS)
+
+
+# ------------------------------------------------------------------ item 2: the labeling page
+
+
+def _hostile_photos(root: Path) -> tuple[Path, list[str], str]:
+    """Photos whose relative paths carry the payloads (folders give them their slashes), one that
+    cannot be stored (a line break) and so is left out, with back-ticks that closed the old code span."""
+    names = [
+        "a<img src=https:/127.0.0.2:9/title>b.jpg",
+        "[a link](https:/127.0.0.2:9/link).jpg",
+        "`` ` <img src=https:/127.0.0.2:9/tick> `.jpg",
+        "&lt;b&gt; \"q\" 'q' *s* _u_.jpg",
+    ]
+    left_out = "`<img src=https:/127.0.0.2:9/left>`\n.jpg"
+    make_photos(root, [*names, left_out])
+    return root, sorted(names), "`<img src=https:/127.0.0.2:9/left>`\\x0a.jpg"
+
+
+def test_the_labeling_page_shows_file_names_as_text(tmp_path: Path) -> None:
+    images, names, left_out = _hostile_photos(tmp_path / "photos")
+    page = LabelPage(LabelSession(LabelConfig(images=images, out=tmp_path / "labels.csv", labeler="ann")))
+    try:
+        out = page.load()
+        seen = []
+        while out[5]["file"] is not None:
+            seen.append(out[5]["file"])
+            assert_text_not_markup(out[1], out[5]["file"], left_out)  # the title and the "left out" list
+            out = page.answer_class(out[5], "normal")
+            assert_text_not_markup(out[4], f"Saved {seen[-1]}: normal.")
+        assert sorted(seen) == names
+        assert_text_not_markup(out[1], left_out)
+    finally:
+        page.session.close()
+
+
+def test_the_labeling_page_shows_model_guesses_and_earlier_labels_as_text(tmp_path: Path) -> None:
+    images = make_photos(tmp_path / "photos", ["a.jpg"])
+    guess = Prediction(PAYLOADS[0], 0.8, {PAYLOADS[0]: 0.8, PAYLOADS[2]: 0.2})
+    predictor = SimpleNamespace(predict=lambda path: guess, positive_class=PAYLOADS[0], threshold=None)
+    csv = tmp_path / "labels.csv"
+    store = LabelStore(csv)  # a label CSV written by another tool holds a label this page never offers
+    store.append(LabelRecord("a.jpg", PAYLOADS[1], labeler="ann"))
+    store.close()
+    page = LabelPage(LabelSession(LabelConfig(images=images, out=csv, labeler="ann"), predictor=predictor))
+    try:
+        out = page._goto("a.jpg")
+        assert_text_not_markup(out[3], PAYLOADS[0].replace("_", " "), PAYLOADS[2].replace("_", " "))
+        assert_text_not_markup(out[1], PAYLOADS[1])
+    finally:
+        page.session.close()
+
+
+def test_the_labeling_header_shows_the_folders_and_labeler_as_text(tmp_path: Path) -> None:
+    import gradio as gr
+
+    from app.label import build_app
+
+    images = make_photos(tmp_path / NAME_PAYLOADS[0], ["a.jpg"])
+    session = LabelSession(LabelConfig(images=images, out=tmp_path / f"{NAME_PAYLOADS[1]}.csv", labeler="*ann*"))
+    try:
+        demo = build_app(session)
+        header = next(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+        assert_text_not_markup(header, NAME_PAYLOADS[0], NAME_PAYLOADS[1], "*ann*")
+    finally:
+        session.close()
