@@ -26,7 +26,7 @@ from app.label import LabelPage
 from app.label_session import LabelConfig, LabelSession
 from app.safe_text import html_text, markdown_text
 from posture.checkpoint import update_config
-from posture.labelstore import LabelRecord, LabelStore
+from posture.labelstore import UNUSABLE, LabelRecord, LabelStore, read_labels
 from posture.predict import Prediction, Predictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,3 +210,29 @@ def test_the_labeling_header_shows_the_folders_and_labeler_as_text(tmp_path: Pat
         assert_text_not_markup(header, NAME_PAYLOADS[0], NAME_PAYLOADS[1], "*ann*")
     finally:
         session.close()
+
+
+# ------------------------------------------------- item 16: no class for a photo nobody saw
+
+
+def test_a_photo_that_cannot_be_opened_gets_no_class_only_unusable(tmp_path: Path) -> None:
+    images = make_photos(tmp_path / "photos", ["a.jpg", "b.jpg"])
+    (images / "a.jpg").write_bytes(b"\xff\xd8 not a whole jpeg")  # damaged in the labeling team's drop
+    csv = tmp_path / "labels.csv"
+    page = LabelPage(LabelSession(LabelConfig(images=images, out=csv, labeler="ann")))
+    try:
+        out = page.load()
+        assert out[5]["file"] == "a.jpg" and "cannot be opened" in out[1]
+        for label in ("forward_head", "normal"):  # the f and n keys
+            out = page.answer_class(out[5], label)
+            assert out[5]["file"] == "a.jpg", "the page moved on as if it had saved"
+            assert "Not saved" in out[4] and "cannot be opened" in shown_text(out[4])
+            assert "a.jpg" not in (read_labels(csv) if csv.exists() else {})
+        with pytest.raises(ValueError, match="cannot be opened"):
+            page.session.answer_points("a.jpg", (10.0, 10.0), (20.0, 40.0))
+        out = page.answer_class(out[5], UNUSABLE)  # the s key: the one answer that fits
+        assert read_labels(csv)["a.jpg"].label == UNUSABLE and out[5]["file"] == "b.jpg"
+        page.answer_class(out[5], "normal")
+        assert read_labels(csv)["b.jpg"].label == "normal"
+    finally:
+        page.session.close()
