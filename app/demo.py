@@ -250,6 +250,7 @@ def build_demo(
     """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder."""
     import gradio as gr
 
+    from app.api_errors import GuardedBlocks
     from app.components import DecidedLabel, UploadedImage
 
     demo: Any = None
@@ -290,7 +291,8 @@ def build_demo(
         return rows, csv_path, summary
 
     title = "Posture check: forward head or normal?"
-    with gr.Blocks(title=title, analytics_enabled=False) as page:  # its cache is swept by app.janitor
+    # GuardedBlocks: a malformed API call gets a short generic answer and one bounded log line.
+    with GuardedBlocks(title=title, analytics_enabled=False) as page:  # its cache is swept by app.janitor
         gr.Markdown(
             f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
             f"Photos are deleted {_duration(config.upload_max_age_s)} after you last checked them; "
@@ -384,6 +386,7 @@ def launch(config: AppConfig) -> None:
     """Load the run, build the page and serve it until interrupted; the scratch folder goes with it."""
     from starlette.middleware import Middleware
 
+    from app.api_errors import guarded_app_kwargs
     from app.scratch import private_gradio_temp
 
     run = resolve_run(config)
@@ -407,8 +410,8 @@ def launch(config: AppConfig) -> None:
                 share=False,
                 max_file_size=config.max_file_bytes,
                 allowed_paths=[str(work_dir / "examples")],
-                app_kwargs={"middleware": [body_limit]},
-                show_error=True,
+                app_kwargs=guarded_app_kwargs(body_limit),
+                show_error=False,  # an exception's text never reaches the visitor; gr.Error messages do
                 footer_links=["api"],
                 run_history=False,
                 enable_monitoring=False,

@@ -213,9 +213,12 @@ def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
     """The Gradio Blocks page over a session (launch it with :func:`launch_kwargs`)."""
     import gradio as gr
 
+    from app.api_errors import GuardedBlocks
+
     page = LabelPage(session)
     cfg = session.config
-    with gr.Blocks(title="posture · labeling", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
+    # GuardedBlocks: a malformed API call gets a short generic answer and one bounded log line.
+    with GuardedBlocks(title="posture · labeling", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown(f"## Posture labeling — {md(cfg.images)}  →  {md(cfg.out)}  ·  labeler **{md(cfg.labeler)}**")
         progress = gr.Markdown(elem_id="lbl-progress")
         with gr.Row():
@@ -265,10 +268,15 @@ def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
 
 
 def launch_kwargs(config: LabelConfig) -> dict[str, Any]:
-    """Arguments for ``Blocks.launch``: local only, no SSR (no Node needed), shortcuts injected."""
+    """Arguments for ``Blocks.launch``: local only, no SSR (no Node needed), shortcuts injected, and
+    malformed requests answered with a fixed sentence (:mod:`app.api_errors`)."""
     import json
 
+    from app.api_errors import guarded_app_kwargs
+
     return {
+        "app_kwargs": guarded_app_kwargs(),
+        "show_error": False,
         "server_name": config.host,
         "server_port": config.port,
         "ssr_mode": False,

@@ -7,8 +7,13 @@ Each hostile input is built here, as a labeling team, a run folder or a visitor 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +23,7 @@ from PIL import Image
 
 from _label_helpers import make_photos
 from _markup_helpers import NAME_PAYLOADS, PAYLOADS, assert_text_not_markup, shown_text
-from _serving_helpers import finetune_metrics, make_run, photo
+from _serving_helpers import AppServer, finetune_metrics, make_run, photo, served
 from app.card import model_card
 from app.config import AppConfig
 from app.demo import Handlers
@@ -236,3 +241,175 @@ def test_a_photo_that_cannot_be_opened_gets_no_class_only_unusable(tmp_path: Pat
         assert read_labels(csv)["b.jpg"].label == "normal"
     finally:
         page.session.close()
+
+
+# ---------------------------------------------------------- item 14: sizes that read differently
+
+
+def test_an_inline_image_one_byte_over_the_cap_reads_larger_than_the_cap() -> None:
+    from app.limits import InlineDataError, decode_data_url, parse_size
+
+    cap = parse_size("15mb")
+    url = "data:image/png;base64," + "A" * 20_971_522  # 15,728,641 bytes once decoded
+    with pytest.raises(InlineDataError) as exc:
+        decode_data_url(url, cap)
+    size, limit = re.findall(r"is (.+?), larger than the (.+?) an upload", str(exc.value))[0]
+    assert size != limit, str(exc.value)
+    assert (size, limit) == ("15,728,641 bytes", "15,728,640 bytes")
+
+
+@pytest.mark.parametrize(
+    ("sizes", "texts"),
+    [
+        ((15 * 2**20 + 100_000, 15 * 2**20), ["15.1 MB", "15 MB"]),
+        ((150_000, 100_000), ["146 KB", "98 KB"]),
+        ((307_201, 300 * 1024), ["307,201 bytes", "307,200 bytes"]),
+        ((500,), ["500 bytes"]),
+    ],
+)
+def test_sizes_print_with_the_precision_that_tells_them_apart(sizes: tuple[int, ...], texts: list[str]) -> None:
+    from app.limits import format_sizes
+
+    assert format_sizes(*sizes) == texts
+
+
+def test_a_chunked_body_over_the_cap_gets_413_even_when_the_app_swallows_the_error() -> None:
+    """FastAPI reads a body inside ``try``, and answers 400 "error parsing the body" whatever failed."""
+    import httpx
+
+    from app.limits import BodySizeLimit
+
+    async def reads_like_fastapi(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        try:
+            more = True
+            while more:
+                more = (await receive()).get("more_body", False)
+            status = 200
+        except Exception:  # noqa: BLE001 - what FastAPI does
+            status = 400
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    async def chunks():  # type: ignore[no-untyped-def]  # no Content-Length
+        for _ in range(10):
+            yield b"x" * 300
+
+    async def statuses() -> list[int]:
+        transport = httpx.ASGITransport(app=BodySizeLimit(reads_like_fastapi, max_body_bytes=1000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            return [(await http.post("/gradio_api/queue/join", content=body)).status_code for body in (chunks(), b"x")]
+
+    assert asyncio.run(statuses()) == [413, 200]
+
+
+# ------------------------------------------- item 10 (and 14) against the served demo, as probed
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    run = make_run(tmp_path_factory.mktemp("hostile-api") / "run")
+    with served(run, tmp_path_factory.mktemp("hostile-api-server"), "--examples", "0", "--no-cam") as app:
+        yield app
+
+
+def _leaks(text: str, server: AppServer) -> list[str]:
+    """What an answer must never hold: the request's bulk, the server's folders, a traceback."""
+    found = [word for word in ("aaaaaaaaaa", "Traceback", "/etc/passwd", "object at 0x") if word in text]
+    return found + [path for path in (str(REPO), str(server.tmp), os.getcwd(), sys.prefix) if path in text]
+
+
+def _log_growth(server: AppServer, before: int) -> str:
+    with open(server.log_path, "rb") as log:
+        log.seek(before)
+        return log.read().decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_a_19_mb_file_path_gets_a_short_answer_and_one_short_log_line(server: AppServer) -> None:
+    from app.api_errors import MALFORMED
+
+    before = server.log_path.stat().st_size
+    reference = {"path": "/x/" + "a" * 19_000_000, "meta": {"_type": "gradio.FileData"}}
+    kind, answer = server.call("classify", [reference, True])
+    assert (kind, answer) == ("error", MALFORMED)
+    written = _log_growth(server, before)
+    assert len(written) < 1000 and len(written.splitlines()) == 1 and "Traceback" not in written, written[:2000]
+    assert server.proc.poll() is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],  # too few inputs: Gradio's message lists Python object reprs
+        [123, "zz"],  # wrong types
+        [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, True],  # a file nobody uploaded
+        [{"path": "/srv/" + "a" * 100_000 + ".png", "meta": {"_type": "gradio.FileData"}}, True],
+    ],
+    ids=["too few inputs", "wrong types", "a file nobody uploaded", "a long path"],
+)
+def test_malformed_calls_get_a_generic_answer_and_one_bounded_log_line(server: AppServer, data: list[Any]) -> None:
+    from app.api_errors import MALFORMED
+
+    before = server.log_path.stat().st_size
+    kind, answer = server.call("classify", data)
+    assert (kind, answer) == ("error", MALFORMED)  # nothing of the request, no folder, no repr
+    written = _log_growth(server, before)  # may name what was asked for, bounded, on one line
+    assert len(written.splitlines()) == 1 and len(written) < 1000 and "Traceback" not in written, written[:2000]
+
+
+@pytest.mark.slow
+def test_gradios_own_refusals_get_the_same_answer_and_no_traceback(server: AppServer, tmp_path: Path) -> None:
+    """The batch's file-type check is Gradio's: its ``gr.Error`` printed a traceback for every such call."""
+    from app.api_errors import MALFORMED
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    before = server.log_path.stat().st_size
+    assert server.call("classify_batch", [[server.upload(notes)]]) == ("error", MALFORMED)
+    written = _log_growth(server, before)
+    assert len(written.splitlines()) == 1 and "Traceback" not in written, written[:2000]
+
+
+@pytest.mark.slow
+def test_malformed_http_requests_never_echo_the_request_or_reveal_paths(server: AppServer) -> None:
+    import httpx
+
+    api = server.url + "gradio_api/"
+    bulk = "a" * 200_000
+    requests = [
+        ("POST", "call/classify", {"json": {"data": bulk}}),  # FastAPI's 422 echoed the field whole
+        ("POST", "queue/join", {"json": {"data": [1], "fn_index": bulk, "session_hash": "x"}}),
+        ("POST", "call/classify", {"content": b"{" + bulk.encode(), "headers": {"content-type": "application/json"}}),
+        ("POST", "call/no-such-endpoint", {"json": {"data": []}}),  # logged a 60-line traceback
+        ("POST", "run/classify", {"json": {"data": [123, True]}}),
+        ("GET", "file=/etc/passwd", {}),
+        ("GET", "file=" + "a" * 5000, {}),
+    ]
+    for method, path, kwargs in requests:
+        before = server.log_path.stat().st_size
+        response = httpx.request(method, api + path, timeout=60, **kwargs)
+        written = _log_growth(server, before)
+        assert response.status_code >= 400 and len(response.content) < 300, (path[:40], response.text[:300])
+        assert not _leaks(response.text, server), (path[:40], response.text[:300])
+        assert len(written) < 1000 and "Traceback" not in written, (path[:40], written[:2000])
+    assert server.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_a_chunked_body_over_the_cap_gets_413_like_one_with_a_length(server: AppServer) -> None:
+    import httpx
+
+    from app.limits import BODY_SLACK_BYTES, base64_length, parse_size
+
+    over = base64_length(parse_size("15mb")) + BODY_SLACK_BYTES + 1024
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(over // 65536 + 1):
+            yield b"a" * 65536
+
+    url = server.url + "gradio_api/call/classify"
+    headers = {"content-type": "application/json"}
+    assert httpx.post(url, content=b"a" * over, headers=headers, timeout=120).status_code == 413
+    assert httpx.post(url, content=chunks(), headers=headers, timeout=120).status_code == 413
+    assert server.proc.poll() is None
