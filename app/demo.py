@@ -387,6 +387,7 @@ def launch(config: AppConfig) -> None:
     from starlette.middleware import Middleware
 
     from app.api_errors import guarded_app_kwargs
+    from app.healthcheck import record_server
     from app.scratch import private_gradio_temp
 
     run = resolve_run(config)
@@ -402,6 +403,7 @@ def launch(config: AppConfig) -> None:
             on_delete=lambda paths: forget_files(demo, paths),
         )
         body_limit = Middleware(BodySizeLimit, **BodySizeLimit.for_images(config.max_file_bytes))
+        record_server(work_dir, config.host, config.port)  # for `python -m app.healthcheck` (Docker)
         janitor.start()
         try:
             demo.launch(

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -413,3 +414,55 @@ def test_a_chunked_body_over_the_cap_gets_413_like_one_with_a_length(server: App
     assert httpx.post(url, content=b"a" * over, headers=headers, timeout=120).status_code == 413
     assert httpx.post(url, content=chunks(), headers=headers, timeout=120).status_code == 413
     assert server.proc.poll() is None
+
+
+# --------------------------------------------------- item 17: the image's health check follows --port
+
+
+def _dockerfile() -> str:
+    return (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+
+
+def _healthcheck_command() -> list[str]:
+    """The Dockerfile's HEALTHCHECK command, as Docker runs it (exec form), with this interpreter."""
+    (command,) = re.findall(r"^HEALTHCHECK .*?\bCMD (\[.*\])\s*$", _dockerfile(), re.MULTILINE)
+    argv = json.loads(command)
+    return [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+
+
+def _health(server: AppServer) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(server.tmp)}  # where the app keeps its private folder
+    return subprocess.run(_healthcheck_command(), cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_image_runs_as_a_non_root_user_with_a_health_check() -> None:
+    users = re.findall(r"^USER\s+(\S+)", _dockerfile(), re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert "7860" not in " ".join(_healthcheck_command())  # no port of its own: it reads the app's
+
+
+@pytest.mark.slow
+def test_the_health_check_follows_the_port_the_app_was_started_with(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    server = AppServer(run, tmp_path / "tmp", "--examples", "0", "--no-cam")  # a free port, not 7860
+    assert server.port != 7860
+    before = _health(server)
+    try:
+        server.wait_ready()
+        healthy = _health(server)
+    finally:
+        server.stop()
+    after = _health(server)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert f":{server.port}/" in healthy.stdout
+    assert before.returncode != 0 and after.returncode != 0, (before.stdout, after.stdout)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("0.0.0.0", "http://127.0.0.1:8000/"), ("::", "http://[::1]:8000/"), ("10.0.0.5", "http://10.0.0.5:8000/")],
+)
+def test_the_health_check_asks_where_a_local_client_reaches_the_app(host: str, url: str) -> None:
+    from app.healthcheck import probe_url
+
+    assert probe_url(host, 8000) == url
