@@ -33,7 +33,9 @@ RUN pip install --no-deps . \
 
 USER posture
 EXPOSE 7860
+# The check asks the port the app was started with (another --port included): the app records where it
+# listens in its private runtime folder as it starts, and `python -m app.healthcheck` reads that record.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/gradio_api/info', timeout=4)"]
+    CMD ["python", "-m", "app.healthcheck", "--timeout", "4"]
 # 0.0.0.0 inside the container only; publish the port on the host's loopback (see above).
 CMD ["python", "-m", "app", "--host", "0.0.0.0", "--port", "7860", "--run", "/models/run"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.safe_text import markdown_text as md
 from posture.checkpoint import read_metrics
 from posture.fileio import DamagedFileError, read_json
 from posture.metrics import MetricsFormatError, SplitMetrics, split_metrics_from
@@ -106,18 +107,22 @@ def _same_calibration(score: RealScore, predictor: Predictor) -> bool:
 
 
 def real_score_line(score: RealScore, predictor: Predictor) -> str:
-    """``- **On real photos:** balanced accuracy 81.0% on `real` (203 photos of 12 people) ...``"""
-    people = f" of {score.subjects} {'person' if score.subjects == 1 else 'people'}" if score.subjects else ""
+    """``- **On real photos:** balanced accuracy 81.0% on real [test] (203 photos of 12 people) ...``
+
+    The data set's, split's and sources' names come from the data: shown as text (:func:`app.safe_text.markdown_text`).
+    """
+    people = f" of {md(score.subjects)} {'person' if score.subjects == 1 else 'people'}" if score.subjects else ""
     line = (
         f"- **On real photos:** balanced accuracy **{_pct(score.metrics['balanced_accuracy'])}** on "
-        f"`{score.dataset}` [{score.split}] ({score.photos} photos{people}; {score.metrics['n']} assessed"
+        f"{md(score.dataset)} \\[{md(score.split)}\\] ({score.photos} photos{people}; "
+        f"{md(score.metrics['n'])} assessed"
         + (f", coverage {_pct(score.coverage)}" if score.coverage is not None else "")
         + ")"
     )
     sources = [g for g in score.by_source if "balanced_accuracy" in g and str(g.get("source")) != "(none)"]
     if len(sources) > 1:
         line += " · by source: " + ", ".join(
-            f"{g['source']} {_pct(g['balanced_accuracy'])} (n={g['n']})"
+            f"{md(g['source'])} {_pct(g['balanced_accuracy'])} (n={md(g['n'])})"
             for g in sorted(sources, key=lambda g: str(g["source"]))
         )
     if not _same_calibration(score, predictor):
@@ -162,7 +167,7 @@ def training_lines(predictor: Predictor, real: list[RealScore]) -> list[str]:
         else:
             lines.append("- **Accuracy on real photos not measured.**")
     if record:
-        lines.append(f"- **Trained on:** {describe_words(record, 'train')}")
+        lines.append(f"- **Trained on:** {md(describe_words(record, 'train'))}")
     if held and kind == "synthetic":
         lines.append(f"- *On held-out synthetic pictures, not photos:* {held}")
     elif held and kind in ("real", "mixed"):
@@ -171,6 +176,7 @@ def training_lines(predictor: Predictor, real: list[RealScore]) -> list[str]:
 
 
 def _reads(predictor: Predictor) -> str:
+    """What the model reads, in words; as plain text (the caller escapes it: feature names come from the run)."""
     if predictor.uses_pose and predictor.uses_image:
         return (
             f"its CNN on the head-and-shoulders crop, fused with posture geometry "
@@ -185,22 +191,26 @@ def _reads(predictor: Predictor) -> str:
 
 
 def model_card(predictor: Predictor) -> str:
-    """A short markdown card: what answers, on what, how well on real photos, and its decision rule."""
+    """A short markdown card: what answers, on what, how well on real photos, and its decision rule.
+
+    Every value from the run folder or its data (names of the run, classes, features, data sets and
+    sources) is shown as text, never as markup (:func:`app.safe_text.markdown_text`).
+    """
     run = predictor.run_dir
     real = real_evaluations(run) if run is not None else []
     lines = [
         "### The model",
         (
-            f"- **Run:** `{run.name if run else 'in memory'}` · **architecture:** "
-            f"`{predictor.config.get('architecture')}` · **backend:** {predictor.backend_name}"
+            f"- **Run:** {md(run.name if run else 'in memory')} · **architecture:** "
+            f"{md(predictor.config.get('architecture'))} · **backend:** {md(predictor.backend_name)}"
         ),
-        f"- **Classes:** {', '.join(predictor.class_names)} · **reads:** {_reads(predictor)}",
+        f"- **Classes:** {md(', '.join(predictor.class_names))} · **reads:** {md(_reads(predictor))}",
         *(real_score_line(score, predictor) for score in real),
         *training_lines(predictor, real),
     ]
     if predictor.threshold is not None:
         lines.append(
-            f"- **Decision:** {predictor.positive_class} when its probability ≥ {float(predictor.threshold):.2f}"
+            f"- **Decision:** {md(predictor.positive_class)} when its probability ≥ {float(predictor.threshold):.2f}"
             f" (temperature {predictor.temperature:.2f})"
         )
     else:

@@ -47,7 +47,7 @@ class UploadedImage(gr.Image):
                 raise gr.Error(str(exc), title="Cannot read this upload", print_exception=False) from None
         path = getattr(payload, "path", None)
         if not path:
-            raise gr.Error("The upload arrived without a file; please try again.")
+            raise gr.Error("The upload arrived without a file; please try again.", print_exception=False)
         return str(path)
 
 

@@ -38,6 +38,8 @@ from app.card import model_card
 from app.config import AppConfig
 from app.janitor import CacheJanitor, KeepFor, sweep_period
 from app.limits import BodySizeLimit
+from app.safe_text import html_text
+from app.safe_text import markdown_text as md
 from app.uploads import UploadError, read_upload
 from posture.checkpoint import find_latest_run
 from posture.cli import UserError
@@ -131,12 +133,12 @@ class Handlers:
             pred = predictor.predict_analysed([analysis])[0]
             if not pred.assessed:
                 shown = draw_landmarks(rgb, analysis.landmarks) if analysis.landmarks is not None else rgb
-                return label_value(pred), shown, f"**Cannot assess this photo:** {pred.reason}."
-            note = f"**{pred.label}** with {pred.confidence:.0%} confidence."
+                return label_value(pred), shown, f"**Cannot assess this photo:** {md(pred.reason)}."
+            note = f"**{md(pred.label)}** with {pred.confidence:.0%} confidence."
             if reference is not None:
                 note += " (Calibrated with your upright photo.)"
             if pred.explanation:
-                note += f"\n\n{pred.explanation[0].upper()}{pred.explanation[1:]}"
+                note += f"\n\n{md(pred.explanation[0].upper() + pred.explanation[1:])}"
             shown = rgb
             if explain and predictor.uses_image and self._explain is not None and pred.label is not None:
                 try:
@@ -248,6 +250,7 @@ def build_demo(
     """The Gradio Blocks page; ``work_dir`` is the app's private scratch folder."""
     import gradio as gr
 
+    from app.api_errors import GuardedBlocks
     from app.components import DecidedLabel, UploadedImage
 
     demo: Any = None
@@ -265,14 +268,14 @@ def build_demo(
         try:
             value, shown, note = handlers.classify(source, explain, reference)
         except UploadError as exc:
-            raise gr.Error(str(exc), title="Cannot classify this upload", print_exception=False) from None
+            raise gr.Error(html_text(exc), title="Cannot classify this upload", print_exception=False) from None
         return value, shown_file(shown, work_dir), note
 
     def calibrate(source: str | bytes | None) -> tuple[Any, Any, str]:
         try:
             reference, shown, note = handlers.calibrate(source)
         except UploadError as exc:
-            raise gr.Error(str(exc), title="Cannot calibrate with this photo", print_exception=False) from None
+            raise gr.Error(html_text(exc), title="Cannot calibrate with this photo", print_exception=False) from None
         return reference, shown_file(shown, work_dir), note
 
     def reset() -> tuple[None, None, str]:
@@ -282,13 +285,14 @@ def build_demo(
         try:
             rows, csv_path, summary = handlers.classify_many(sources)
         except UploadError as exc:
-            raise gr.Error(str(exc), title="Nothing to classify", print_exception=False) from None
+            raise gr.Error(html_text(exc), title="Nothing to classify", print_exception=False) from None
         if any(r[-1] for r in rows):
             gr.Warning(summary)
         return rows, csv_path, summary
 
     title = "Posture check: forward head or normal?"
-    with gr.Blocks(title=title, analytics_enabled=False) as page:  # its cache is swept by app.janitor
+    # GuardedBlocks: a malformed API call gets a short generic answer and one bounded log line.
+    with GuardedBlocks(title=title, analytics_enabled=False) as page:  # its cache is swept by app.janitor
         gr.Markdown(
             f"# {title}\nUpload a photo of a person seen from the side or the front (or use the webcam). "
             f"Photos are deleted {_duration(config.upload_max_age_s)} after you last checked them; "
@@ -382,6 +386,8 @@ def launch(config: AppConfig) -> None:
     """Load the run, build the page and serve it until interrupted; the scratch folder goes with it."""
     from starlette.middleware import Middleware
 
+    from app.api_errors import guarded_app_kwargs
+    from app.healthcheck import record_server
     from app.scratch import private_gradio_temp
 
     run = resolve_run(config)
@@ -397,6 +403,7 @@ def launch(config: AppConfig) -> None:
             on_delete=lambda paths: forget_files(demo, paths),
         )
         body_limit = Middleware(BodySizeLimit, **BodySizeLimit.for_images(config.max_file_bytes))
+        record_server(work_dir, config.host, config.port)  # for `python -m app.healthcheck` (Docker)
         janitor.start()
         try:
             demo.launch(
@@ -405,8 +412,8 @@ def launch(config: AppConfig) -> None:
                 share=False,
                 max_file_size=config.max_file_bytes,
                 allowed_paths=[str(work_dir / "examples")],
-                app_kwargs={"middleware": [body_limit]},
-                show_error=True,
+                app_kwargs=guarded_app_kwargs(body_limit),
+                show_error=False,  # an exception's text never reaches the visitor; gr.Error messages do
                 footer_links=["api"],
                 run_history=False,
                 enable_monitoring=False,

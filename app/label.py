@@ -28,6 +28,7 @@ from typing import Any
 
 from app.label_overlay import draw_points, placeholder
 from app.label_session import LabelConfig, LabelSession
+from app.safe_text import markdown_text as md
 from app.scratch import CACHE_SWEEP, private_gradio_temp, stop_on_sigterm
 from posture.cli import add_logging_flags, add_options, config_from_args, run_main, setup_logging
 from posture.labels import FORWARD_HEAD, NORMAL
@@ -101,16 +102,16 @@ class LabelPage:
             view.display, [view.to_display(*p) for p in points], s.config.threshold if len(points) == 2 else None, label
         )
         index = s.files.index(filename) + 1
-        lines = [f"### {filename}  ({index} of {len(s.files)})"]
+        lines = [f"### {md(filename)}  ({index} of {len(s.files)})"]
         previous = s.answer(filename)
         if previous is not None:
             lines.append(
-                f"Answered before: **{previous.label}**"
+                f"Answered before: **{md(previous.label)}**"
                 + ("" if previous.cva_deg is None else f" (CVA {previous.cva_deg:.1f}°)")
                 + " — a new answer replaces it."
             )
         if view.error:
-            lines.append(f"This file cannot be opened ({view.error}): press **Skip (unusable)**.")
+            lines.append(f"This file cannot be opened ({md(view.error)}): press **Skip (unusable)**.")
         elif len(points) == 0:
             lines.append("Click the ear's **tragus**.")
         elif len(points) == 1:
@@ -126,11 +127,15 @@ class LabelPage:
         return (shown, "\n\n".join(lines) + self._left_out_text(), progress, self._model_text(filename), message, state)
 
     def _left_out_text(self, most: int = 8) -> str:
-        """The files this session cannot show or save, with the reason: visible, so none is lost silently."""
+        """The files this session cannot show or save, with the reason: visible, so none is lost silently.
+
+        Names (and reasons, which quote names) are shown as text, never as markup: a file name may
+        hold tags, links or back-ticks (:func:`app.safe_text.markdown_text`).
+        """
         skipped = self.session.skipped
         if not skipped:
             return ""
-        lines = [f"- `{name}`: {reason}" for name, reason in skipped[:most]]
+        lines = [f"- {md(name)}: {md(reason)}" for name, reason in skipped[:most]]
         if len(skipped) > most:
             lines.append(f"- … and {len(skipped) - most} more (listed in the log)")
         return f"\n\n**Left out of this session ({len(skipped)}):**\n" + "\n".join(lines)
@@ -139,8 +144,8 @@ class LabelPage:
         pred = self.session.predict(filename)
         if pred is None:
             return ""
-        probs = " · ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in pred.probabilities.items())
-        return f"**Model's guess:** {pred.label.replace('_', ' ')} ({pred.confidence:.0%})  \n{probs}"
+        probs = " · ".join(f"{md(k.replace('_', ' '))} {v:.0%}" for k, v in pred.probabilities.items())
+        return f"**Model's guess:** {md(pred.label.replace('_', ' '))} ({pred.confidence:.0%})  \n{probs}"
 
     def _goto(self, filename: str | None, message: str = "") -> tuple[Any, ...]:
         """Show ``filename``; an answered one comes back with its stored points for review."""
@@ -179,8 +184,10 @@ class LabelPage:
         try:
             rec = self.session.answer_points(filename, (ex, ey), (cx, cy))
         except ValueError as exc:
-            return self._render(state, f"Not saved: {exc}.")
-        return self._goto(self.session.next_pending(), f"Saved {filename}: {rec.label} (CVA {rec.cva_deg:.1f}°).")
+            return self._render(state, f"Not saved: {md(exc)}.")
+        return self._goto(
+            self.session.next_pending(), f"Saved {md(filename)}: {md(rec.label)} (CVA {rec.cva_deg:.1f}°)."
+        )
 
     def answer_class(self, state: dict[str, Any], label: str) -> tuple[Any, ...]:
         filename = state["file"]
@@ -189,8 +196,8 @@ class LabelPage:
         try:
             self.session.answer_class(filename, label)
         except ValueError as exc:
-            return self._render(state, f"Not saved: {exc}.")
-        return self._goto(self.session.next_pending(), f"Saved {filename}: {label}.")
+            return self._render(state, f"Not saved: {md(exc)}.")
+        return self._goto(self.session.next_pending(), f"Saved {md(filename)}: {md(label)}.")
 
     def redo(self, state: dict[str, Any]) -> tuple[Any, ...]:
         return self._render({**state, "points": []})
@@ -206,10 +213,13 @@ def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
     """The Gradio Blocks page over a session (launch it with :func:`launch_kwargs`)."""
     import gradio as gr
 
+    from app.api_errors import GuardedBlocks
+
     page = LabelPage(session)
     cfg = session.config
-    with gr.Blocks(title="posture · labeling", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
-        gr.Markdown(f"## Posture labeling — {cfg.images}  →  {cfg.out}  ·  labeler **{cfg.labeler}**")
+    # GuardedBlocks: a malformed API call gets a short generic answer and one bounded log line.
+    with GuardedBlocks(title="posture · labeling", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
+        gr.Markdown(f"## Posture labeling — {md(cfg.images)}  →  {md(cfg.out)}  ·  labeler **{md(cfg.labeler)}**")
         progress = gr.Markdown(elem_id="lbl-progress")
         with gr.Row():
             with gr.Column(scale=3):
@@ -258,10 +268,15 @@ def build_app(session: LabelSession):  # type: ignore[no-untyped-def]
 
 
 def launch_kwargs(config: LabelConfig) -> dict[str, Any]:
-    """Arguments for ``Blocks.launch``: local only, no SSR (no Node needed), shortcuts injected."""
+    """Arguments for ``Blocks.launch``: local only, no SSR (no Node needed), shortcuts injected, and
+    malformed requests answered with a fixed sentence (:mod:`app.api_errors`)."""
     import json
 
+    from app.api_errors import guarded_app_kwargs
+
     return {
+        "app_kwargs": guarded_app_kwargs(),
+        "show_error": False,
         "server_name": config.host,
         "server_port": config.port,
         "ssr_mode": False,

@@ -371,6 +371,7 @@ class LabelSession:
         Points are rounded to the CSV's 0.1 px first, so the stored angle is exactly the one the
         stored points give (ingest may recompute it).
         """
+        self._require_readable(filename)
         ear = (round(float(ear[0]), 1), round(float(ear[1]), 1))
         c7 = (round(float(c7[0]), 1), round(float(c7[1]), 1))
         cva, label = self.measure(ear, c7)
@@ -379,10 +380,21 @@ class LabelSession:
         )
 
     def answer_class(self, filename: str, label: str) -> LabelRecord:
-        """Save a class-only answer (quick mode) or :data:`UNUSABLE` (skip)."""
+        """Save a class-only answer (quick mode) or :data:`UNUSABLE` (skip).
+
+        A class is refused for a file this session cannot open: nobody saw that photo, so only
+        *unusable* can be said of it.
+        """
         if label not in (*CLASS_NAMES, UNUSABLE):
             raise ValueError(f"unknown label {label!r}")
+        if label != UNUSABLE:
+            self._require_readable(filename)
         return self._append(LabelRecord(filename, label, labeler=self.config.labeler))
+
+    def _require_readable(self, filename: str) -> None:
+        """Raise ``ValueError`` when ``filename`` cannot be opened (a class or points would describe nothing seen)."""
+        if filename in self._file_set and self.view(filename).error:
+            raise ValueError(f"{filename} cannot be opened, so it cannot be given a class; press Skip (unusable)")
 
     def close(self) -> None:
         self._prefetcher.shutdown(wait=True, cancel_futures=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -47,11 +48,26 @@ def parse_size(text: str | int) -> int:
     return int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
 
 
+def format_sizes(*sizes: int) -> list[str]:
+    """Byte counts in the unit a person expects (the smallest one's: MB, KB), with as many decimals as it
+    takes for different sizes to read differently, and exact counts in bytes where two decimals do not:
+    a photo one byte over a 15 MB cap is "15,728,641 bytes, larger than the 15,728,640 bytes", never
+    "15 MB, larger than the 15 MB". A size that is a whole number of units prints without decimals."""
+    smallest = min(sizes)
+    for unit in ("MB", "KB"):
+        scale = _UNITS[unit.lower()]
+        if smallest < scale:
+            continue
+        for decimals in range(3):
+            if len({round(n / scale, decimals) for n in sizes}) == len(set(sizes)):
+                return [f"{n // scale} {unit}" if n % scale == 0 else f"{n / scale:.{decimals}f} {unit}" for n in sizes]
+        break
+    return [f"{n:,} bytes" for n in sizes]
+
+
 def format_size(n_bytes: int) -> str:
-    """Bytes in the unit a person expects, matching :func:`parse_size` (``15mb`` → ``15 MB``)."""
-    if n_bytes >= _UNITS["mb"]:
-        return f"{n_bytes / _UNITS['mb']:.0f} MB"
-    return f"{max(1, round(n_bytes / _UNITS['kb']))} KB"
+    """One byte count in the unit a person expects, matching :func:`parse_size` (``15mb`` → ``15 MB``)."""
+    return format_sizes(n_bytes)[0]
 
 
 def base64_length(n_bytes: int) -> int:
@@ -70,8 +86,9 @@ def decode_data_url(url: str, max_bytes: int) -> bytes:
     size = n_chars * 3 // 4 - url.endswith("=") - url.endswith("==")  # no copy of a huge string
     if size > max_bytes:
         raise InlineDataError(
-            f"The inline image is {format_size(size)}, larger than the {format_size(max_bytes)} "
-            "an upload may be. Please send a smaller photo."
+            "The inline image is {}, larger than the {} an upload may be. Please send a smaller photo.".format(
+                *format_sizes(size, max_bytes)
+            )
         )
     try:
         return base64.b64decode(url[comma + 1 :], validate=True)
@@ -122,41 +139,53 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         received = 0
-        started = False
+        too_large = started = False
 
         async def counted_receive() -> MutableMapping[str, Any]:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
-        async def tracked_send(message: MutableMapping[str, Any]) -> None:
+        async def guarded_send(message: MutableMapping[str, Any]) -> None:
             nonlocal started
+            if too_large and not started:
+                # The app answered a body it could not read to the end: FastAPI turns any failure
+                # while reading into 400 "error parsing the body". The answer is ours, 413.
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        # The body's size is counted as it arrives (chunked, or lying about its length).
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, counted_receive, guarded_send)
+        if too_large and not started:
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = (
+        await send_text(
+            send,
+            413,
             f"Request too large: at most {format_size(self.max_body_bytes)} per request. Upload photos as "
-            "files (the upload limit applies)."
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+            "files (the upload limit applies).",
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def send_text(send: Send, status: int, text: str) -> None:
+    """Answer an ASGI request with ``status`` and a short plain-text body."""
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

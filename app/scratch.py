@@ -70,6 +70,16 @@ def make_private_dir(prefix: str, parent: str | os.PathLike[str] | None = None) 
 def remove_stale_dirs(prefix: str, parent: str | os.PathLike[str] | None = None) -> list[Path]:
     """Remove this user's ``prefix*`` folders under ``parent`` (the temp folder) whose owner is dead."""
     removed = []
+    for folder, alive in owned_dirs(prefix, parent):
+        if not alive:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def owned_dirs(prefix: str, parent: str | os.PathLike[str] | None = None) -> Iterator[tuple[Path, bool]]:
+    """This user's ``prefix*`` folders under ``parent`` (the temp folder) that record an owner, each
+    with whether that owner still runs; folders without a readable record are not ours to judge."""
     for folder in sorted(Path(parent or tempfile.gettempdir()).glob(prefix + "*")):
         try:
             if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
@@ -77,11 +87,8 @@ def remove_stale_dirs(prefix: str, parent: str | os.PathLike[str] | None = None)
             owner = json.loads((folder / OWNER_NAME).read_text(encoding="utf-8"))
             pid, started = int(owner["pid"]), owner.get("started")
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # no (readable) owner record: not ours to judge
-        if not process_alive(pid, started):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
+            continue
+        yield folder, process_alive(pid, started)
 
 
 def _stat_fields(pid: int) -> list[str] | None:

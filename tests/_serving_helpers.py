@@ -197,6 +197,17 @@ class AppServer:
         return int(self.proc.returncode)
 
 
+@contextlib.contextmanager
+def served(run: Path | None, tmp: Path, *extra: str, **kwargs: Any) -> Iterator[AppServer]:
+    """An :class:`AppServer` that answers, stopped afterwards (for module fixtures)."""
+    app = AppServer(run, tmp, *extra, **kwargs)
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()
+
+
 #: Debian's headless Chromium, with the flags that make it work in CI containers.
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]

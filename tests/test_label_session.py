@@ -18,6 +18,7 @@ from posture.cva import craniovertebral_angle
 from posture.images import open_rgb
 from posture.labelstore import read_labels, read_records
 from tests._label_helpers import FakePredictor, make_photos, make_tiny_run, write_exif_rotated_jpeg
+from tests._markup_helpers import shown_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -257,7 +258,7 @@ def test_page_handlers_click_accept_redo_previous(tmp_path: Path) -> None:
     for xy in ([150, 20], [50, 120]):
         *_, state = page.click(state, SimpleNamespace(index=xy))
     out = page.accept(state)
-    assert out[-1]["file"] == "b.jpg" and "Saved a.jpg" in out[4]
+    assert out[-1]["file"] == "b.jpg" and "Saved a.jpg" in shown_text(out[4])
     row = read_labels(tmp_path / "labels.csv")["a.jpg"]
     assert (row.ear_x, row.ear_y, row.c7_x, row.c7_y) == (300.5, 40.5, 100.5, 240.5)
     assert row.cva_deg == pytest.approx(45.0)
