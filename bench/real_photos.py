@@ -453,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         "posture.selection",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("posture.finetune").setLevel(logging.ERROR)  # "N photos cannot be assessed", once per run
     real = args.real if args.real.is_absolute() else (ROOT / args.real)
     if not (real / MANIFEST_NAME).is_file():
         log.error("error: %s has no manifest.csv (the real photos live in ../shared/data/real)", real)
