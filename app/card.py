@@ -93,8 +93,11 @@ def real_evaluations(run: Path) -> list[RealScore]:
     return sorted(found, key=lambda s: s.created, reverse=True)[:MAX_REAL]
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+def _pct(value: Any) -> str:
+    """A share as a percentage; anything that is not a number (a damaged file) reads "n/a"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value:.1%}"
 
 
 def _same_calibration(score: RealScore, predictor: Predictor) -> bool:
@@ -190,6 +193,24 @@ def _reads(predictor: Predictor) -> str:
     )
 
 
+def defaults_line(predictor: Predictor) -> str | None:
+    """How the run's options were chosen: the defaults the nested protocol picked (and its score on real
+    photos of unseen people), or which of them this run changed."""
+    record = predictor.config.get("defaults")
+    if not isinstance(record, dict) or not isinstance(record.get("nested"), dict):
+        return None
+    nested = record["nested"]
+    line = (
+        f"- **Options:** the defaults, picked by nested leave-one-source-out on real photos of people and cameras "
+        f"never seen in training ({md(record.get('pick'))}: balanced accuracy {_pct(nested.get('mean_over_sources'))} "
+        f"averaged over sources, {_pct(nested.get('mean_over_people'))} over people)"
+    )
+    changed = record.get("changed") or []
+    if changed:
+        line += f"; this run changed {md(', '.join(str(c) for c in changed))}"
+    return line
+
+
 def model_card(predictor: Predictor) -> str:
     """A short markdown card: what answers, on what, how well on real photos, and its decision rule.
 
@@ -208,6 +229,9 @@ def model_card(predictor: Predictor) -> str:
         *(real_score_line(score, predictor) for score in real),
         *training_lines(predictor, real),
     ]
+    options = defaults_line(predictor)
+    if options:
+        lines.append(options)
     if predictor.threshold is not None:
         lines.append(
             f"- **Decision:** {md(predictor.positive_class)} when its probability ≥ {float(predictor.threshold):.2f}"

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from posture.selection import (
     balanced_accuracy,
     loso_answers,
     person_weights,
+    pick,
     score,
     select,
     train_and_answer,
@@ -192,99 +193,78 @@ def summarise(cfg: BenchConfig, frame: pd.DataFrame, pred: np.ndarray, views: np
 # --------------------------------------------------------------------------- the protocol
 
 
-def nested(
+@dataclass
+class OuterFold:
+    """One outer fold: the held-out source, its fold folder, the inner scores of every candidate (chosen
+    from the other sources alone) and, once trained, each candidate's answers on the held-out rows."""
+
+    source: str
+    test: np.ndarray
+    fold_dir: Path
+    scores: dict[str, float]
+    answers: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def outer_folds(
     cfg: BenchConfig,
     frame: pd.DataFrame,
     images: Path,
     candidates: tuple[Candidate, ...],
     sel_cfg: SelectionConfig,
     detector: Any,
-    grid: str,
     trainer: Callable[..., np.ndarray] = train_and_answer,
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Outer leave-one-source-out; inside each outer fold the procedure chooses on the training sources only.
+) -> list[OuterFold]:
+    """Outer leave-one-source-out; inside each outer fold the procedure scores every candidate on the training
+    sources only (inner leave-one-source-out). Every grid then picks among its own candidates from those scores.
 
     ``trainer`` trains a candidate on a fold folder and answers rows (:func:`posture.selection.train_and_answer`;
     a test passes a spy to prove that no photo of the outer fold reaches the selection)."""
-    pred = np.full(len(frame), NOT_ASSESSED)
     folds = []
     for source in sorted(frame["source"].astype(str).unique()):
         test = (frame["source"].astype(str) == source).to_numpy()
         slug = re.sub(r"[^A-Za-z0-9_.-]", "_", source)
         pool = frame[~test].reset_index(drop=True)  # the selection never receives a row of the outer fold
-        inner_cfg = SelectionConfig(**{**sel_cfg.__dict__, "work": cfg.work / grid / f"outer_{slug}" / "inner"})
+        inner_cfg = SelectionConfig(**{**sel_cfg.__dict__, "work": cfg.work / f"outer_{slug}" / "inner"})
         chosen = select(pool, images, candidates, inner_cfg, detector, trainer)
-        fold_dir = cfg.work / grid / f"outer_{slug}" / "fold"
+        fold_dir = cfg.work / f"outer_{slug}" / "fold"
         write_fold(frame, images, fold_dir, test, cfg.seed)
-        pred[test] = trainer(chosen.pick, fold_dir, fold_dir.parent / "run", frame[test], sel_cfg, detector)
-        outer = score(frame[test].reset_index(drop=True), pred[test], sel_cfg.how)
-        folds.append(
+        folds.append(OuterFold(source, test, fold_dir, chosen.scores))
+        log.info("outer %s: inner scores %s", source, {k: round(v, 3) for k, v in chosen.scores.items()})
+    return folds
+
+
+def nested(
+    frame: pd.DataFrame,
+    folds: list[OuterFold],
+    candidates: tuple[Candidate, ...],
+    sel_cfg: SelectionConfig,
+    detector: Any,
+    trainer: Callable[..., np.ndarray] = train_and_answer,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The grid's nested answers: in each outer fold its pick (among ``candidates``, by the inner scores) is
+    trained on the fold's training sources and answers the held-out source, which only scores."""
+    pred = np.full(len(frame), NOT_ASSESSED)
+    records = []
+    for fold in folds:
+        usable = [c for c in candidates if c.name in fold.scores]
+        chosen = pick(usable, fold.scores, sel_cfg.tolerance)
+        if chosen.name not in fold.answers:
+            run = fold.fold_dir.parent / "runs" / chosen.name
+            fold.answers[chosen.name] = trainer(chosen, fold.fold_dir, run, frame[fold.test], sel_cfg, detector)
+        pred[fold.test] = fold.answers[chosen.name]
+        outer = score(frame[fold.test].reset_index(drop=True), pred[fold.test], sel_cfg.how)
+        inner = fold.scores[chosen.name]
+        records.append(
             {
-                "held_out": source,
-                "pick": chosen.pick.name,
-                "inner_score": round(chosen.scores[chosen.pick.name], 4),
+                "held_out": fold.source,
+                "pick": chosen.name,
+                "inner_score": round(inner, 4),
                 "outer_score": round(outer, 4),
-                "gap": round(chosen.scores[chosen.pick.name] - outer, 4),
-                "inner_scores": {k: round(v, 4) for k, v in chosen.scores.items()},
+                "gap": round(inner - outer, 4),
+                "inner_scores": {c.name: round(fold.scores[c.name], 4) for c in usable},
             }
         )
-        log.info(
-            "%s outer %s: picked %s, inner %.3f, outer %.3f",
-            grid,
-            source,
-            chosen.pick.name,
-            folds[-1]["inner_score"],
-            outer,
-        )
-    return pred, folds
-
-
-def run_grid(
-    cfg: BenchConfig,
-    grid: str,
-    frame: pd.DataFrame,
-    images: Path,
-    views: np.ndarray,
-    synthetic: Path | None,
-    detector: Any,
-) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    candidates = GRIDS[grid]
-    sel_cfg = SelectionConfig(
-        work=cfg.work / grid / "all",
-        cache_dir=str(cfg.work / "cache"),
-        seed=cfg.seed,
-        synthetic=str(synthetic) if synthetic else None,
-    )
-    pred, folds = nested(cfg, frame, images, candidates, sel_cfg, detector, grid)
-    out: dict[str, Any] = {
-        "candidates": {
-            c.name: {"options": c.options, "note": c.note, "threshold": c.threshold_policy} for c in candidates
-        },
-        "nested": summarise(cfg, frame, pred, views),
-        "outer_folds": folds,
-    }
-    out["nested"]["mean_gap"] = round(float(np.mean([f["gap"] for f in folds])), 4)
-    on_all = select(frame, images, candidates, sel_cfg, detector)
-    out["procedure_on_all"] = on_all.to_dict()
-    if cfg.reference:  # each candidate's plain leave-one-source-out (what a non-nested choice would report)
-        reference = {}
-        for c in candidates:
-            if c.needs_synthetic and synthetic is None:
-                continue
-            answers = loso_answers(
-                frame,
-                images,
-                c,
-                SelectionConfig(**{**sel_cfg.__dict__, "work": cfg.work / grid / "reference"}),
-                detector,
-            )
-            s = summarise(cfg, frame, answers, views)
-            reference[c.name] = {k: s[k] for k in ("mean_over_sources", "mean_over_people", "worst_source", "coverage")}
-            reference[c.name]["per_source"] = {k: v["balanced_accuracy"] for k, v in s["per_source"].items()}
-        out["reference"] = reference
-    out["seconds"] = round(time.perf_counter() - t0, 1)
-    return out
+    return pred, records
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
@@ -298,9 +278,55 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     views = photo_views(frame, images, cfg.work / "cache", detector)
     info["views"] = {str(k): int(v) for k, v in pd.Series(views).value_counts().items()}
     synthetic = synthetic_dataset(cfg.work) if cfg.synthetic else None
+    sel_cfg = SelectionConfig(
+        work=cfg.work / "all",
+        cache_dir=str(cfg.work / "cache"),
+        seed=cfg.seed,
+        synthetic=str(synthetic) if synthetic else None,
+    )
+    union = tuple({c.name: c for g in cfg.grids for c in GRIDS[g]}.values())
+    folds = outer_folds(cfg, frame, images, union, sel_cfg, detector)
+    on_all = select(frame, images, union, sel_cfg, detector)
+    reference = {}
+    if cfg.reference:  # each candidate's plain leave-one-source-out (what a non-nested choice would report)
+        ref_cfg = SelectionConfig(**{**sel_cfg.__dict__, "work": cfg.work / "reference"})
+        for c in union:
+            if c.needs_synthetic and synthetic is None:
+                continue
+            s = summarise(cfg, frame, loso_answers(frame, images, c, ref_cfg, detector), views)
+            reference[c.name] = {k: s[k] for k in ("mean_over_sources", "mean_over_people", "worst_source", "coverage")}
+            reference[c.name]["per_source"] = {k: v["balanced_accuracy"] for k, v in s["per_source"].items()}
     payload: dict[str, Any] = {"ingest": info, "grids": {}}
     for grid in cfg.grids:
-        payload["grids"][grid] = run_grid(cfg, grid, frame, images, views, synthetic, detector)
+        candidates = tuple(c for c in GRIDS[grid] if c.name in on_all.scores)
+        pred, records = nested(frame, folds, candidates, sel_cfg, detector)
+        chosen = pick(candidates, on_all.scores, sel_cfg.tolerance)
+        g: dict[str, Any] = {
+            "candidates": {
+                c.name: {"options": c.options, "note": c.note, "threshold": c.threshold_policy} for c in candidates
+            },
+            "nested": {
+                **summarise(cfg, frame, pred, views),
+                "mean_gap": round(float(np.mean([r["gap"] for r in records])), 4),
+            },
+            "outer_folds": records,
+            "procedure_on_all": {
+                **on_all.to_dict(),
+                "pick": chosen.name,
+                "options": chosen.options,
+                "threshold_policy": chosen.threshold_policy,
+                "scores": {c.name: round(on_all.scores[c.name], 4) for c in candidates},
+            },
+        }
+        if reference:
+            g["reference"] = {c.name: reference[c.name] for c in candidates if c.name in reference}
+        payload["grids"][grid] = g
+        log.info(
+            "%s: nested mean over sources %s, over people %s",
+            grid,
+            g["nested"]["mean_over_sources"],
+            g["nested"]["mean_over_people"],
+        )
     payload["seconds_total"] = round(time.perf_counter() - t_start, 1)
     payload["machine"] = machine()
     return payload

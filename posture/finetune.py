@@ -69,8 +69,10 @@ from posture.transforms import CROP_MODES, build_eval_transform
 
 log = logging.getLogger(__name__)
 
-#: The configuration with the best leave-one-source-out score on the real photos
-#: (``bench/results/real_photos.md``): posture geometry from BlazePose, a linear head.
+#: The defaults (model, features, head, weighting, augmentation) are what the procedure of
+#: :mod:`posture.selection` picks on the real photos, scored by nested leave-one-source-out
+#: (:data:`posture.selection.DEFAULTS_CHOSEN`, ``bench/results/real_photos.md``): posture geometry from
+#: BlazePose (``head_2d``), a linear head, every person weighing the same.
 DEFAULT_MODEL = "pose"
 #: Without MediaPipe the default cannot run; this CNN-only model can (genuine weights offline).
 CNN_ONLY_MODEL = "efficientnet_lite0"
@@ -150,7 +152,7 @@ class FinetuneConfig:
         ),
     )
     balance: str = field(
-        default="class",
+        default="person",
         metadata=option(
             "how the head's loss weighs photos: 'class' (inverse class frequency), 'session' (every class of every "
             "capture session counts the same, so a long burst of one session does not dominate) or 'person' (every "
@@ -1012,7 +1014,23 @@ def run_config(
             "reference_class": UPRIGHT_CLASS,
             "coverage": coverage,
         }
+    config["defaults"] = defaults_record(cfg)
     return config
+
+
+def defaults_record(cfg: FinetuneConfig) -> dict[str, Any]:
+    """How the defaults this run rests on were chosen (:data:`posture.selection.DEFAULTS_CHOSEN`: the
+    procedure, the data, the pick and its nested score) and which of them this run changed."""
+    from posture.selection import DEFAULTS_CHOSEN
+
+    plain = FinetuneConfig(data=cfg.data, out=cfg.out).training_dict()
+    same_model = FinetuneConfig(data=cfg.data, out=cfg.out, model=cfg.model).training_dict()  # its head defaults
+    changed = sorted(
+        k
+        for k, v in cfg.training_dict().items()
+        if k not in ("data", "out") and v != (plain if k == "model" else same_model).get(k)
+    )
+    return {**DEFAULTS_CHOSEN, "changed": changed}
 
 
 def _finish(

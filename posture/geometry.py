@@ -628,8 +628,9 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "named": tuple(f.name for f in _FEATURES if not f.name.startswith("lm_")),
     "landmarks": tuple(f.name for f in _FEATURES if f.name.startswith("lm_")),
 }
-#: The default set, picked by leave-one-source-out on the real photos (``bench/real_photos.py``).
-DEFAULT_FEATURES: tuple[str, ...] = FEATURE_SETS["head"]
+#: The default set: the one the procedure of :mod:`posture.selection` picks on the real photos
+#: (nested leave-one-source-out, ``bench/results/real_photos.md``).
+DEFAULT_FEATURES: tuple[str, ...] = FEATURE_SETS["head_2d"]
 #: Bump when a feature's meaning or the landmark augmentation changes (recorded in each run's config).
 #: 4: new features (frame, body frame, anatomical scales, every landmark) and 3-D view augmentation.
 GEOMETRY_VERSION = 4

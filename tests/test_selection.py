@@ -86,7 +86,7 @@ def test_candidates_that_need_synthetic_pictures_are_skipped_without_them(three_
 def test_no_photo_of_the_outer_fold_reaches_the_selection(three_sources, tmp_path) -> None:
     """The nested protocol's isolation: every run the choosing trains, and every photo it answers, comes
     from the outer fold's training sources; the held-out source is only ever answered by the final run."""
-    from bench.real_photos import BenchConfig, nested
+    from bench.real_photos import BenchConfig, nested, outer_folds
 
     frame, root = three_sources
     seen: list[dict[str, Any]] = []
@@ -100,12 +100,13 @@ def test_no_photo_of_the_outer_fold_reaches_the_selection(three_sources, tmp_pat
 
     bench = BenchConfig(real=root, work=tmp_path / "bench", grids=["geometry"], bootstrap=10)
     sel = SelectionConfig(work=tmp_path / "bench" / "all")
-    pred, folds = nested(bench, frame, root, GEOMETRY[:2], sel, None, "geometry", trainer=spy)
-    assert [f["held_out"] for f in folds] == ["session0", "session1", "session2"]
+    folds = outer_folds(bench, frame, root, GEOMETRY[:2], sel, None, trainer=spy)
+    pred, records = nested(frame, folds, GEOMETRY[:2], sel, None, trainer=spy)
+    assert [r["held_out"] for r in records] == ["session0", "session1", "session2"]
     for source in ("session0", "session1", "session2"):
         outer = set(frame.loc[frame["source"] == source, "path"])
         inner = [s for s in seen if f"outer_{source}{Path('/inner')}" in str(s["run"])]
-        final = [s for s in seen if str(s["run"]).endswith(f"outer_{source}{Path('/run')}")]
+        final = [s for s in seen if f"outer_{source}{Path('/runs')}" in str(s["run"])]
         assert len(inner) == 2 * 2  # two candidates, two inner folds (the other two sources)
         for call in inner:
             assert not call["trained"] & outer and not call["answered"] & outer
