@@ -47,7 +47,7 @@ from posture.cli import UserError, add_logging_flags, add_options, config_from_a
 from posture.csvcells import read_csv
 from posture.fileio import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from posture.formats import BACKENDS
-from posture.images import ImageDecodeError, load_rgb_array
+from posture.images import MODEL_MAX_SIDE, ImageDecodeError, load_rgb_array
 from posture.metrics import (
     DEFAULT_ECE_BINS,
     SplitMetrics,
@@ -350,7 +350,7 @@ def gallery_items(predictor: Predictor, root: Path, top: pd.DataFrame, gradcam: 
     items = []
     for row in top.itertuples(index=False):
         path, predicted = str(row.path), str(row.predicted)
-        image = load_rgb_array(root / path)
+        image = load_rgb_array(root / path, max_side=MODEL_MAX_SIDE)  # the pixels the answer was read from
         overlay = None
         if predictor.uses_pose and not predictor.uses_image:
             overlay = draw_landmarks(image, predictor.analyse(image).landmarks, max_side=max(image.shape[:2]))
