@@ -739,11 +739,14 @@ def prepared_photos(predictor: Predictor, paths: Sequence[str], workers: int, pr
 
     if predictor.run_dir is None:
         raise ValueError("worker processes load the run from its folder; this predictor has none")
+    usable = min(workers, len(paths), os.cpu_count() or 1)
+    if usable < workers:  # each holds a model and a BlazePose graph: more than the CPUs only costs memory
+        log.info("reading photos on %d worker processes (not %d): one per CPU and photo at most", usable, workers)
     loader = torch.utils.data.DataLoader(
         _PhotoFiles(paths, WorkerPreparer(predictor.run_dir, predictor.reference)),
         batch_size=None,
         collate_fn=_as_is,
-        num_workers=min(workers, len(paths)),
+        num_workers=usable,
         prefetch_factor=max(1, prefetch),
         # forked after this process built a BlazePose graph (--upright), a worker aborts: start it fresh then
         multiprocessing_context=worker_start_method(),
@@ -838,8 +841,8 @@ class PredictConfig:
     workers: int | None = field(
         default=None,
         metadata=option(
-            "processes that read photos and find their landmarks, each with its own BlazePose; the answers are "
-            "the same and in input order whatever the number",
+            "processes that read photos and find their landmarks, each with its own BlazePose (at most one per "
+            "CPU); the answers are the same and in input order whatever the number",
             default_text=f"one per physical core, at most one per {PHOTOS_PER_WORKER} photos",
         ),
     )
