@@ -235,7 +235,7 @@ def app_memory(run: Path, big: list[Path], small: list[Path], work: Path) -> dic
     """The app's idle size, and its peaks while it answers one batch of ``big``, then two at once."""
     from gradio_client import Client, handle_file
 
-    from bench.serve import wait_ready
+    from bench.serve import stop_app, wait_ready
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -269,11 +269,7 @@ def app_memory(run: Path, big: list[Path], small: list[Path], work: Path) -> dic
         with sampled_peak(proc.pid) as two, ThreadPoolExecutor(2) as pool:
             both = list(pool.map(batch, [big, big]))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
     return {
         "idle_mb": idle,
         "one_batch": {"rows": answered, "peak_mb": one["peak_mb"], "above_idle_mb": one["peak_mb"] - idle},
