@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 #: What to tell someone whose run folder is damaged.
 REPAIR = "copy the run folder again, or retrain it with `python -m posture.finetune`"
-#: ... and whose stored calibration is damaged.
-RECALIBRATE = "fit it again with `python -m posture.calibrate`, or copy the run folder again"
+#: ... and whose stored calibration is damaged (calibrate loads the run first, so the entry must go).
+RECALIBRATE = (
+    "delete the 'calibration' entry from config.json and fit it again with `python -m posture.calibrate`, "
+    "or copy the run folder again"
+)
 
 
 @dataclass

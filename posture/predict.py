@@ -542,7 +542,7 @@ class Predictor:
             confidence,
             {c: float(p) for c, p in zip(self.class_names, row, strict=True)},
             geometry=geometry,
-            explanation=_with_note(explanation, people) if explanation or people else None,
+            explanation=_with_note(explanation, people),
             others=count,
         )
 
@@ -685,7 +685,7 @@ def _format_line(path: str, pred: Prediction) -> str:
     return line + (f"\t{pred.explanation}" if pred.explanation else "")
 
 
-#: Photos per worker process below which ``--workers auto`` does not start another one: a few
+#: Photos per worker process below which the default ``--workers`` starts no other one: a few
 #: photos are answered before a process could start and build its BlazePose graph.
 PHOTOS_PER_WORKER = 8
 
