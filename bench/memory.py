@@ -277,8 +277,18 @@ def app_memory(run: Path, big: list[Path], small: list[Path], work: Path) -> dic
     }
 
 
+def busy_core_seconds() -> float:
+    """CPU time the whole machine has spent busy (every program, every core) since it booted."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def timed_predict(run: Path, folder: Path, workers: int, batch: int) -> dict[str, Any]:
-    """Predict over ``folder``; the answers and when the first and the last were printed."""
+    """Predict over ``folder``; the answers, when the first and the last were printed, the CPU time
+    it used, and how many cores other programs kept busy meanwhile (what the ratio competes with)."""
+    machine_busy = busy_core_seconds()
     start = time.perf_counter()
     proc = subprocess.Popen(
         predict_command(run, [folder], workers, batch),
@@ -292,16 +302,23 @@ def timed_predict(run: Path, folder: Path, workers: int, batch: int) -> dict[str
     for line in proc.stdout:
         lines.append(line)
         stamps.append(time.perf_counter())
-    proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)  # its CPU time, its workers' included
+    wall = time.perf_counter() - start
+    cpu = usage.ru_utime + usage.ru_stime
+    others = max(0.0, busy_core_seconds() - machine_busy - cpu) / wall
     n = len(lines)
     steady = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 and stamps[-1] > stamps[0] else float("nan")
     return {
         "workers": workers,
         "answers": n,
-        "exit_code": proc.returncode,
-        "wall_s": time.perf_counter() - start,
+        "exit_code": os.waitstatus_to_exitcode(status),
+        "wall_s": wall,
         "first_answer_s": stamps[0] - start if stamps else float("nan"),
         "photos_per_s": steady,
+        "cpu_s": cpu,
+        "cpu_ms_per_photo": 1000 * cpu / max(1, n),
+        "cores_busy": cpu / wall,
+        "other_programs_cores": others,
         "lines": lines,
     }
 
@@ -406,13 +423,15 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"## Throughput over {speed['photos']} photos (bar: workers at least {MIN_SPEEDUP}× one process)",
         "",
-        "| round | workers | photos/s (first to last answer) | first answer after s | wall s |",
-        "|---|---:|---:|---:|---:|",
+        "| round | workers | photos/s (first to last answer) | first answer after s | wall s | CPU ms/photo "
+        "| cores busy | other programs' cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, one_round in enumerate(speed["rounds"], 1):
         for workers, r in one_round.items():
             lines.append(
-                f"| {i} | {workers} | {r['photos_per_s']:.1f} | {r['first_answer_s']:.1f} | {r['wall_s']:.1f} |"
+                f"| {i} | {workers} | {r['photos_per_s']:.1f} | {r['first_answer_s']:.1f} | {r['wall_s']:.1f} "
+                f"| {r['cpu_ms_per_photo']:.0f} | {r['cores_busy']:.2f} | {r['other_programs_cores']:.2f} |"
             )
     lines += [
         "",
@@ -420,6 +439,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"({', '.join(f'{s:.2f}' for s in speed['speedup_per_round'])}), "
         f"{verdict(speed['speedup'] >= MIN_SPEEDUP)}; answers identical to one process's: "
         f"**{'yes' if speed['identical_answers'] else 'NO'}**.",
+        "",
+        "CPU time includes the worker processes'. The workers can only use the cores other programs leave "
+        "free: where those kept a core busy (last column), the ratio says more about them than about predict.",
     ]
     return "\n".join(lines)
 

@@ -54,7 +54,18 @@ def test_the_report_says_which_bars_were_met() -> None:
         "predict": {"workers=1": peak(1000.0, 1100.0, "process_peak_mb")},
         "throughput": {
             "photos": 10,
-            "rounds": [{"1": {"photos_per_s": 20.0, "first_answer_s": 3.0, "wall_s": 9.0}}],
+            "rounds": [
+                {
+                    "1": {
+                        "photos_per_s": 20.0,
+                        "first_answer_s": 3.0,
+                        "wall_s": 9.0,
+                        "cpu_ms_per_photo": 50.0,
+                        "cores_busy": 1.0,
+                        "other_programs_cores": 0.1,
+                    }
+                }
+            ],
             "speedup": 1.9,
             "speedup_per_round": [1.9],
             "identical_answers": True,
