@@ -143,6 +143,7 @@ def _mixed_folder(folder: Path, n: int = 20) -> list[str]:
     return [str(folder), str(folder / "missing.png")]
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_answers_in_input_order_as_one_process(cnn_run: Path, tmp_path: Path) -> None:
     inputs = _mixed_folder(tmp_path / "photos")
     runs = {
