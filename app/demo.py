@@ -45,7 +45,8 @@ from posture.checkpoint import find_latest_run
 from posture.cli import UserError
 from posture.csvcells import write_csv
 from posture.drawing import draw_landmarks
-from posture.predict import Prediction, Predictor
+from posture.images import MODEL_MAX_SIDE
+from posture.predict import Prediction, Predictor, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,9 @@ class Handlers:
                 self.cam_note = f"(Grad-CAM is unavailable here: {exc})"
 
     def _read(self, source: str | bytes | None) -> contextlib.AbstractContextManager[np.ndarray]:
-        return read_upload(source, self.config.max_pixels, self.forget)
+        """An upload decoded at the size the model needs (:data:`posture.images.MODEL_MAX_SIDE`): a
+        49-megapixel JPEG costs a few megabytes, not 150, and the page shows back what was measured."""
+        return read_upload(source, self.config.max_pixels, self.forget, max_side=MODEL_MAX_SIDE)
 
     @property
     def can_explain(self) -> bool:
@@ -186,7 +189,9 @@ class Handlers:
     def classify_many(self, sources: Sequence[str] | None, chunk: int = 16) -> tuple[list[list[Any]], str, str]:
         """Several files → table rows, a CSV file to download and a summary; bad files become rows.
 
-        Decoded in chunks, so a long batch of big photos never sits in memory all at once.
+        One photo at a time is decoded (at the model's size) and reduced to the network's inputs
+        before the next is read, and ``chunk`` of those are answered together: a batch holds at
+        most one photo's pixels, however many and however large the photos are.
         """
         sources = list(sources or [])
         if not sources:
@@ -198,16 +203,16 @@ class Handlers:
         names = self.predictor.class_names
         rows: list[list[Any]] = []
         for start in range(0, len(sources), chunk):
-            good: list[tuple[int, np.ndarray]] = []
+            good: list[tuple[int, Prepared]] = []
             for source in sources[start : start + chunk]:
                 row: list[Any] = [Path(source).name, "", None] + [None] * len(names) + [""]
                 try:
                     with self._read(source) as rgb:
-                        good.append((len(rows), rgb))
+                        good.append((len(rows), self.predictor.prepared(self.predictor.analyse(rgb))))
                 except UploadError as exc:
                     row[-1] = str(exc)
                 rows.append(row)
-            preds = self.predictor.predict_many([rgb for _, rgb in good]) if good else []
+            preds = self.predictor.predict_prepared([item for _, item in good]) if good else []
             for (row_index, _), pred in zip(good, preds, strict=True):
                 if not pred.assessed or pred.probabilities is None or pred.confidence is None:
                     rows[row_index][1] = CANNOT_ASSESS

@@ -32,12 +32,15 @@ class UploadError(ValueError):
     """An upload we cannot classify; the message is meant for the person who uploaded it."""
 
 
-def decode_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int) -> np.ndarray:
-    """Decode an upload to ``H×W×3 uint8`` RGB or raise :class:`UploadError` with a friendly message."""
+def decode_upload(
+    source: str | os.PathLike[str] | bytes | None, max_pixels: int, max_side: int | None = None
+) -> np.ndarray:
+    """Decode an upload to ``H×W×3 uint8`` RGB (at most ``max_side`` pixels on its long side, decoded
+    at that size: :func:`posture.images.open_rgb`) or raise :class:`UploadError` with a friendly message."""
     if source is None:
         raise UploadError("Please upload a photo (or take one with the webcam) first.")
     try:
-        return np.asarray(open_rgb(source, max_pixels=max_pixels))
+        return np.asarray(open_rgb(source, max_pixels=max_pixels, max_side=max_side))
     except ImageDecodeError as exc:
         raise UploadError(
             _FRIENDLY.get(exc.reason, "The image could not be read.").format(mp=max_pixels / 1e6)
@@ -49,11 +52,14 @@ def decode_upload(source: str | os.PathLike[str] | bytes | None, max_pixels: int
 
 @contextlib.contextmanager
 def read_upload(
-    source: str | os.PathLike[str] | bytes | None, max_pixels: int, forget: Callable[[str], None]
+    source: str | os.PathLike[str] | bytes | None,
+    max_pixels: int,
+    forget: Callable[[str], None],
+    max_side: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode an upload, and hand its temporary file to ``forget`` whatever happens (it was just used)."""
     try:
-        yield decode_upload(source, max_pixels)
+        yield decode_upload(source, max_pixels, max_side)
     finally:
         if isinstance(source, str):
             forget(source)

@@ -262,6 +262,15 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300.0) -> None
     raise RuntimeError("the app did not come up")
 
 
+def stop_app(proc: subprocess.Popen) -> None:
+    """Stop the app as a user would (SIGTERM, so it removes its private folder), killing it after 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def load_test(url: str, images: list[Path], n_requests: int, clients: int, explain: bool) -> dict[str, Any]:
     """``n_requests`` calls from ``clients`` threads, each with its own gradio_client Client."""
     from gradio_client import Client, handle_file
@@ -319,11 +328,7 @@ def bench_app(cfg: ServeBenchConfig, run: Path, images: list[Path], threads: int
         load = load_test(url, images, cfg.requests, cfg.clients, explain=False)
         cam = load_test(url, images, cfg.cam_requests, min(cfg.clients, 2), explain=True) if cfg.cam_requests else None
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
     return {
         "startup_s": started,
         "load": load,

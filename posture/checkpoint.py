@@ -26,12 +26,18 @@ from safetensors.torch import save_file
 from posture.cli import UserError
 from posture.fileio import DamagedFileError, atomic_path, atomic_write_csv, atomic_write_json, read_json, read_tensors
 from posture.formats import CONFIG_NAME, HISTORY_NAME, METRICS_NAME, WEIGHTS_NAME
+from posture.runconfig import ConfigFieldError, check_run_config
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 #: What to tell someone whose run folder is damaged.
 REPAIR = "copy the run folder again, or retrain it with `python -m posture.finetune`"
+#: ... and whose stored calibration is damaged (calibrate loads the run first, so the entry must go).
+RECALIBRATE = (
+    "delete the 'calibration' entry from config.json and fit it again with `python -m posture.calibrate`, "
+    "or copy the run folder again"
+)
 
 
 @dataclass
@@ -137,7 +143,7 @@ def save_checkpoint(
 
 def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The run's ``config.json``, with a clear error when the folder is not a run, is an unfinished
-    one, or its config is damaged or lacks the contract keys (:func:`save_checkpoint`)."""
+    one, or its config is damaged or holds a field its readers cannot use (:mod:`posture.runconfig`)."""
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
         from posture.training.resume import RESUME_DIR
@@ -149,28 +155,25 @@ def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
                 "or start again with --overwrite"
             )
         raise UserError(f"{run_dir}: not a trained run (no {CONFIG_NAME}); train one with `python -m posture.finetune`")
+    config = _read_json_object(path)
+    if not isinstance(config, dict):
+        raise UserError(f"{path} holds a JSON {type(config).__name__}, not a run's config object; {REPAIR}")
     try:
-        config = read_json(path)
-    except DamagedFileError as exc:
-        raise UserError(f"{exc}; {REPAIR}") from None
-    _check_contract(path, config)
+        check_run_config(config)
+    except ConfigFieldError as exc:
+        remedy = RECALIBRATE if exc.field.startswith("calibration") else REPAIR
+        raise UserError(f"{path} is not a usable run config: {exc}; {remedy}") from None
     return config
 
 
-def _check_contract(path: Path, config: Any) -> None:
-    """The keys every reader relies on, with the types they rely on."""
-    if not isinstance(config, dict):
-        raise UserError(f"{path} holds a JSON {type(config).__name__}, not a run's config object; {REPAIR}")
-    classes = config.get("classes")
-    problems = [f"no {key!r}" for key in ("architecture", "classes", "preprocessing") if key not in config]
-    if "classes" in config and not (
-        isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
-    ):
-        problems.append("'classes' is not a list of at least two class names")
-    if "preprocessing" in config and not isinstance(config["preprocessing"], dict):
-        problems.append("'preprocessing' is not an object")
-    if problems:
-        raise UserError(f"{path} is not a complete run config ({'; '.join(problems)}); {REPAIR}")
+def _read_json_object(path: Path) -> Any:
+    """``read_json``, with a file nested too deeply for the JSON parser named as damaged too."""
+    try:
+        return read_json(path)
+    except DamagedFileError as exc:
+        raise UserError(f"{exc}; {REPAIR}") from None
+    except RecursionError:
+        raise UserError(f"{path} nests lists or objects too deeply to be a run's file; {REPAIR}") from None
 
 
 def update_config(run_dir: str | os.PathLike[str], **updates: Any) -> dict[str, Any]:
@@ -192,7 +195,25 @@ def load_checkpoint(run_dir: str | os.PathLike[str], device: str | torch.device 
         state = read_tensors(weights, device=str(device))
     except DamagedFileError as exc:
         raise UserError(f"{exc}; {REPAIR}") from None
+    broken = non_finite_tensors(state)
+    if broken:
+        raise UserError(
+            f"{weights} holds NaN or infinite values (in {broken[0]}"
+            + (f" and {len(broken) - 1} more tensors" if len(broken) > 1 else "")
+            + "), so every answer it gave would be meaningless: retrain the run (a lower --lr often helps) "
+            "or copy the run folder again"
+        )
     return Checkpoint(run_dir=run, config=config, state_dict=state, metrics=read_metrics(run))
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity.
+
+    Why at load time: a run whose training diverged, or whose file was damaged in a way safetensors
+    cannot see, still loads and answers ``forward_head nan`` with exit 0; the app shows NaN
+    confidences and evaluation crashes in its metrics. Refusing the run names the cause once.
+    """
+    return [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -203,8 +224,9 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         return {}
     try:
         metrics = read_json(path)
-    except DamagedFileError as exc:
-        log.warning("%s; ignoring it (the run's recorded scores are unknown, its answers are unaffected)", exc)
+    except (DamagedFileError, RecursionError) as exc:
+        problem = exc if isinstance(exc, DamagedFileError) else f"{path} nests lists or objects too deeply"
+        log.warning("%s; ignoring it (the run's recorded scores are unknown, its answers are unaffected)", problem)
         return {}
     return metrics if isinstance(metrics, dict) else {}
 

@@ -54,7 +54,7 @@ from posture.fileio import (
     read_json,
 )
 from posture.formats import BACKENDS
-from posture.images import ImageDecodeError, load_rgb_array
+from posture.images import MODEL_MAX_SIDE, ImageDecodeError, load_rgb_array
 from posture.metrics import (
     DEFAULT_ECE_BINS,
     SplitMetrics,
@@ -358,7 +358,7 @@ def gallery_items(predictor: Predictor, root: Path, top: pd.DataFrame, gradcam: 
     items = []
     for row in top.itertuples(index=False):
         path, predicted = str(row.path), str(row.predicted)
-        image = load_rgb_array(root / path)
+        image = load_rgb_array(root / path, max_side=MODEL_MAX_SIDE)  # the pixels the answer was read from
         overlay = None
         if predictor.uses_pose and not predictor.uses_image:
             overlay = draw_landmarks(image, predictor.analyse(image).landmarks, max_side=max(image.shape[:2]))

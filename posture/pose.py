@@ -18,6 +18,11 @@ pins ``numpy<2``, which the rest of the stack outgrew, so it is installed with `
 When no person is found (a drawing, a crop with no shoulders), the crop falls back to the whole
 photo; :attr:`PoseDetector.misses` counts those. (A run that *reads* the landmarks, the zoo's
 ``pose`` extractor and its fusions, answers "cannot assess" instead: :mod:`posture.geometry`.)
+
+BlazePose measures one person, the most prominent. When a photo shows more, the answer says so
+(:func:`other_people`, from the faces BlazeFace, shipped in the same wheel, finds): which person
+was measured and that the others were not. BlazeFace finds faces seen from the front or at an
+angle; a second person seen in strict profile often goes unnoticed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,21 +76,27 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def load_blazepose() -> Any:
-    """MediaPipe's pose solution module, or a :class:`UserError` that says how to install it."""
+def load_solution(name: str) -> Any:
+    """A MediaPipe solution module (``pose``, ``face_detection``), or a :class:`UserError` that says
+    how to install MediaPipe."""
+    import importlib
+
     try:
         if "mediapipe" in sys.modules:
-            from mediapipe.python.solutions import pose
-        else:
-            with _native_stderr_silenced():
-                from mediapipe.python.solutions import pose
+            return importlib.import_module(f"mediapipe.python.solutions.{name}")
+        with _native_stderr_silenced():
+            return importlib.import_module(f"mediapipe.python.solutions.{name}")
     except ImportError as exc:
         raise UserError(
             f"body landmarks (the 'pose' models and --crop pose) need MediaPipe BlazePose, which is not "
             f"installed ({exc}); install it with `{INSTALL_HINT}`, or use a CNN-only model meanwhile "
             f"(--model efficientnet_lite0)"
         ) from None
-    return pose
+
+
+def load_blazepose() -> Any:
+    """MediaPipe's pose solution module, or a :class:`UserError` that says how to install it."""
+    return load_solution("pose")
 
 
 def pose_available() -> bool:
@@ -133,12 +145,13 @@ class PoseDetector:
         self.cache_size = int(cache_size)
         self.misses = 0
         self._graph: Any = None
+        self._faces: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray | None] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_graph=None, _lock=None, _cache=OrderedDict())
+        state.update(_graph=None, _faces=None, _lock=None, _cache=OrderedDict())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -196,11 +209,39 @@ class PoseDetector:
         """What decides the landmarks this detector returns: part of every landmark-cache key."""
         return detector_version(self.model_complexity, self.min_confidence)
 
+    def faces(self, image: np.ndarray) -> np.ndarray:
+        """Every face BlazeFace finds (its full-range model, for people up to about 5 m away):
+        a ``K×5`` float32 array of ``(x_min, y_min, x_max, y_max, score)`` in pixels.
+
+        Why a second model: BlazePose in MediaPipe's solutions API follows one person, the most
+        prominent, and says nothing of anyone else; a face detector finds them all, so a photo of
+        two people can say which one was measured and that another was there (:func:`other_people`).
+        """
+        rgb = np.ascontiguousarray(image, dtype=np.uint8)
+        with self._lock:
+            if self._faces is None:
+                with _native_stderr_silenced():
+                    self._faces = load_solution("face_detection").FaceDetection(
+                        model_selection=1, min_detection_confidence=self.min_confidence
+                    )
+                    _GRAPHS_BUILT.set()
+                    result = self._faces.process(rgb)
+            else:
+                result = self._faces.process(rgb)
+        h, w = rgb.shape[:2]
+        boxes = [
+            (box.xmin * w, box.ymin * h, (box.xmin + box.width) * w, (box.ymin + box.height) * h, d.score[0])
+            for d in result.detections or []
+            for box in [d.location_data.relative_bounding_box]
+        ]
+        return np.array(boxes, np.float32).reshape(-1, 5)
+
     def close(self) -> None:
         with self._lock:
-            if self._graph is not None:
-                self._graph.close()
-                self._graph = None
+            for graph in (self._graph, self._faces):
+                if graph is not None:
+                    graph.close()
+            self._graph = self._faces = None
 
 
 def detector_version(model_complexity: int = 1, min_confidence: float = 0.5) -> str:
@@ -212,6 +253,57 @@ def detector_version(model_complexity: int = 1, min_confidence: float = 0.5) -> 
     except Exception:  # noqa: BLE001 - not installed: the key still names the settings
         mp_version = "unknown"
     return f"blazepose-{mp_version}-c{int(model_complexity)}-p{float(min_confidence):g}"
+
+
+#: BlazePose's face landmarks (nose, eyes, ears, mouth): where the measured person's face is.
+FACE_LANDMARKS = slice(0, 11)
+#: A face smaller than this fraction of the measured person's is a poster, a screen or someone far
+#: behind, not a second sitter whose posture could have been the one asked about.
+OTHER_FACE_MIN_SCALE = 0.35
+
+
+@dataclass(frozen=True)
+class OtherPeople:
+    """Who else a photo shows beside the person BlazePose measured."""
+
+    count: int
+    #: Where the measured person is among everyone found: ``"left"``, ``"right"`` or ``"middle"`` (of the photo).
+    measured_at: str = "middle"
+
+    def sentence(self) -> str | None:
+        """The note for the person who reads the answer, or ``None`` when nobody else was found."""
+        if not self.count:
+            return None
+        where = "in the middle" if self.measured_at == "middle" else f"on the {self.measured_at}"
+        others = "the other was" if self.count == 1 else f"the {self.count} others were"
+        return (
+            f"{self.count + 1} people are in this photo: the person {where} was measured (the one the "
+            f"landmarks mark); {others} not."
+        )
+
+
+def other_people(landmarks: np.ndarray, faces: np.ndarray) -> OtherPeople:
+    """Count the faces in ``faces`` (:meth:`PoseDetector.faces`) that belong to someone other than the
+    person ``landmarks`` describe, and are of a size that makes them a person in the scene.
+
+    A face is the measured person's own when its centre lies within one head of their face
+    landmarks (seen from the side, the detector may frame the back of the head, beside the ear).
+    """
+    face = landmarks[FACE_LANDMARKS, :2].astype(np.float64)
+    low, high = face.min(axis=0), face.max(axis=0)
+    size = max(float((high - low).max()), 1.0)
+    others = []
+    for x0, y0, x1, y1, _ in faces.astype(np.float64):
+        side = max(x1 - x0, y1 - y0)
+        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        reach = max(side, size)
+        own = bool(np.all(centre >= low - reach) and np.all(centre <= high + reach))
+        if not own and side >= OTHER_FACE_MIN_SCALE * size:
+            others.append(float(centre[0]))
+    if not others:
+        return OtherPeople(0)
+    x = float(face[:, 0].mean())
+    return OtherPeople(len(others), "left" if x < min(others) else "right" if x > max(others) else "middle")
 
 
 def crop_box(
@@ -281,6 +373,9 @@ __all__ = [
     "detector_version",
     "head_shoulder_box",
     "load_blazepose",
+    "load_solution",
+    "other_people",
+    "OtherPeople",
     "pose_available",
     "INSTALL_HINT",
 ]

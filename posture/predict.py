@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,11 +38,12 @@ from posture.device import physical_cores
 from posture.fileio import DamagedFileError
 from posture.formats import BACKENDS, IMAGE_EXTENSIONS, ONNX_NAME, WEIGHTS_NAME
 from posture.geometry import GEOMETRY_VERSION, changed_since
-from posture.images import ImageDecodeError, load_rgb_array
+from posture.images import MODEL_MAX_SIDE, ImageDecodeError, fit_within, load_rgb_array, to_rgb8
 from posture.transforms import Preprocessing, build_eval_transform
 
 if TYPE_CHECKING:
     from posture.models.classifier import PostureClassifier
+    from posture.pose import OtherPeople
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,16 @@ ImageInput = np.ndarray | Image.Image | str | os.PathLike[str] | bytes
 MIN_VIEW_PHOTOS = 5
 #: Names of the exported graph's inputs for the Predictor's ``images`` and ``geometry``.
 ONNX_INPUTS = {"images": "input", "geometry": "geometry"}
+#: The reason given for an answer that is not a number (never a label with NaN confidences).
+NOT_A_NUMBER = (
+    "the model gave no usable answer for this photo (its probabilities are not numbers); the run or "
+    "its model.onnx is damaged: export or train it again"
+)
+
+
+def _with_note(text: str | None, note: str | None) -> str | None:
+    """``text`` followed by ``note`` (either may be missing)."""
+    return " ".join(part for part in (text, note) if part) or None
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class Prediction:
     explanation: str | None = None
     #: The view the photo shows, as the landmarks say (front / oblique / side); pose-based runs only.
     view: str | None = None
+    #: How many other people the photo shows beside the one measured (``None``: not looked for,
+    #: the run reads no landmarks); the explanation, or the reason, says which one was measured.
+    others: int | None = None
 
     @property
     def assessed(self) -> bool:
@@ -86,6 +100,8 @@ class Prediction:
             out["geometry"] = self.geometry
         if self.explanation is not None:
             out["explanation"] = self.explanation
+        if self.others is not None:
+            out["others"] = self.others
         return out
 
 
@@ -99,7 +115,30 @@ class Analysis:
     box: tuple[int, int, int, int] | None = None
     geometry: np.ndarray | None = None
     reason: str | None = None
+    #: Who else the photo shows (runs that read landmarks, when a person was found).
+    others: OtherPeople | None = None
     view: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One photo made ready for the network, without its pixels: what :meth:`Predictor.predict_prepared`
+    needs to answer. Small, so a worker process that decoded the photo can hand it back cheaply,
+    and a batch of them costs memory by the model's input size, never by the photo's.
+
+    ``problem``: the photo could not be read (it gets an error, not an answer); ``inputs``: the
+    network's inputs, one row per key (``None`` when the photo cannot be assessed, see ``reason``).
+    """
+
+    problem: str | None = None
+    reason: str | None = None
+    inputs: dict[str, np.ndarray] | None = None
+    geometry: np.ndarray | None = None
+    others: OtherPeople | None = None
+    view: str | None = None
+    #: Metres per unit of the scaled geometry, for an explanation in centimetres
+    #: (:func:`posture.geometry.metric_scales`).
+    scales: dict[str, float] | None = None
 
 
 class Backend(Protocol):
@@ -217,8 +256,11 @@ def _load_onnx(run: Path, required: bool, threads: int | None, device: str) -> O
         return None
 
 
-def to_rgb_array(image: ImageInput) -> np.ndarray:
-    """Accept what callers naturally have (array, PIL image, path, bytes) as ``H×W×3 uint8`` RGB."""
+def to_rgb_array(image: ImageInput, max_side: int | None = MODEL_MAX_SIDE) -> np.ndarray:
+    """Accept what callers naturally have (array, PIL image, path, bytes) as ``H×W×3 uint8`` RGB,
+    at most ``max_side`` pixels on its long side (:data:`posture.images.MODEL_MAX_SIDE`: the size
+    the model needs; files are decoded at that size, arrays downscaled to it), so every way of
+    handing the Predictor a photo gives the same answer and a huge photo costs no more than a big one."""
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.stack([image] * 3, axis=-1)
@@ -226,12 +268,20 @@ def to_rgb_array(image: ImageInput) -> np.ndarray:
             raise ValueError(f"expected an H×W×3 RGB array, got shape {image.shape}")
         if image.shape[2] == 4:
             image = image[..., :3]
-        return np.ascontiguousarray(image.astype(np.uint8, copy=False))
+        rgb = np.ascontiguousarray(image.astype(np.uint8, copy=False))
+        if max_side is None or max(rgb.shape[:2]) <= max_side:
+            return rgb
+        return np.asarray(fit_within(Image.fromarray(rgb), max_side))
     if isinstance(image, Image.Image):
-        from posture.images import to_rgb8
+        return np.asarray(fit_within(to_rgb8(image), max_side))
+    return load_rgb_array(image, max_side=max_side)
 
-        return np.asarray(to_rgb8(image))
-    return load_rgb_array(image)
+
+def read_problem(exc: ImageDecodeError | OSError) -> str:
+    """Why a photo could not be read, as one short phrase (the CLI's error lines, ``--upright``)."""
+    if isinstance(exc, ImageDecodeError):
+        return f"{exc.reason} ({exc.detail})"
+    return f"unreadable ({exc.strerror or exc})"
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -372,19 +422,20 @@ class Predictor:
         if not self.needs_landmarks:
             return Analysis(rgb)
         from posture.geometry import posture_features, view_of
-        from posture.pose import crop_box
+        from posture.pose import crop_box, other_people
 
         landmarks = self.detector.detect(rgb)
+        others = other_people(landmarks, self.detector.faces(rgb)) if landmarks is not None else None
         box = crop_box(rgb.shape, landmarks, self.preprocessing.crop_scale) if self.crops else None
         if not self.uses_pose:
-            return Analysis(rgb, landmarks, box)
+            return Analysis(rgb, landmarks, box, others=others)
         geometry, reason = posture_features(landmarks, self.pose_features, rgb.shape[:2])
         view = view_of(landmarks) if landmarks is not None and reason is None else None
         if geometry is not None and view is not None and within_training:
             reason = self.outside_training(geometry, view)
             if reason is not None:
                 geometry = None
-        return Analysis(rgb, landmarks, box, geometry, reason, view)
+        return Analysis(rgb, landmarks, box, geometry, reason, others, view)
 
     def outside_training(self, geometry: np.ndarray, view: str) -> str | None:
         """Why this photo lies outside what the run was trained on (``None``: inside), so the answer would
@@ -408,6 +459,31 @@ class Predictor:
                     f"trained on {low} to {high})"
                 )
         return None
+
+    def prepare(self, image: ImageInput) -> Prepared:
+        """Read and analyse one photo and compute its network inputs; a photo that cannot be read
+        comes back with its ``problem`` instead of raising, so a batch goes on without it."""
+        try:
+            return self.prepared(self.analyse(image))
+        except (ImageDecodeError, OSError) as exc:
+            return Prepared(problem=read_problem(exc))
+
+    def prepared(self, analysis: Analysis) -> Prepared:
+        """An analysis reduced to what answering needs (:class:`Prepared`): no pixels, no landmarks."""
+        inputs = self.inputs([analysis]) if analysis.reason is None else None
+        scales = None
+        if self.uses_pose and analysis.geometry is not None and analysis.landmarks is not None:
+            from posture.geometry import metric_scales
+
+            scales = metric_scales(analysis.landmarks)
+        return Prepared(
+            reason=analysis.reason,
+            inputs=inputs,
+            geometry=analysis.geometry,
+            others=analysis.others,
+            view=analysis.view,
+            scales=scales,
+        )
 
     def preprocess(self, image: ImageInput | Analysis) -> np.ndarray:
         """The one eval pipeline of the CNN part: crop (if the run does), letterbox to the model's size,
@@ -454,11 +530,18 @@ class Predictor:
     # -- answers ------------------------------------------------------------------------------------
     def logits_of(self, analyses: Sequence[Analysis], batch_size: int = 32) -> np.ndarray:
         """``N×C`` logits of analysed photos; NaN rows for the ones that cannot be assessed."""
-        out = np.full((len(analyses), len(self.class_names)), np.nan, np.float32)
-        ready = [i for i, a in enumerate(analyses) if a.reason is None]
+        return self.logits_of_prepared([self.prepared(a) for a in analyses], batch_size)
+
+    def logits_of_prepared(self, items: Sequence[Prepared], batch_size: int = 32) -> np.ndarray:
+        """``N×C`` logits of prepared photos, ``batch_size`` assessable ones per forward pass; NaN rows
+        for the others. Rows are stacked here, so a photo prepared in a worker process gets exactly
+        the answer it gets when prepared in this one."""
+        out = np.full((len(items), len(self.class_names)), np.nan, np.float32)
+        ready = [i for i, item in enumerate(items) if item.inputs is not None]
         for start in range(0, len(ready), batch_size):
             rows = ready[start : start + batch_size]
-            out[rows] = self.backend.logits(self.inputs([analyses[i] for i in rows]))
+            batch = [inputs for i in rows if (inputs := items[i].inputs) is not None]
+            out[rows] = self.backend.logits({key: np.concatenate([x[key] for x in batch]) for key in batch[0]})
         return out
 
     def logits(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
@@ -487,31 +570,38 @@ class Predictor:
 
     def predict_analysed(self, analyses: Sequence[Analysis], batch_size: int = 32) -> list[Prediction]:
         """Answers for photos already analysed (the app draws the same landmarks it decided on)."""
-        probs = softmax(self.logits_of(analyses, batch_size), self.temperature)
-        results = []
-        for analysis, row in zip(analyses, probs, strict=True):
-            if analysis.reason is not None:
-                results.append(Prediction(None, None, None, reason=analysis.reason, view=analysis.view))
-                continue
-            label, confidence = self.decide(row)
-            geometry = explanation = None
-            if self.uses_pose and analysis.geometry is not None:
-                from posture.geometry import metric_scales
+        return self.predict_prepared([self.prepared(a) for a in analyses], batch_size)
 
-                geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, analysis.geometry, strict=True)}
-                scales = metric_scales(analysis.landmarks) if analysis.landmarks is not None else None
-                explanation = self.explain_geometry(analysis.geometry, label, scales=scales)
-            results.append(
-                Prediction(
-                    label,
-                    confidence,
-                    {c: float(p) for c, p in zip(self.class_names, row, strict=True)},
-                    geometry=geometry,
-                    explanation=explanation,
-                    view=analysis.view,
-                )
-            )
-        return results
+    def predict_prepared(self, items: Sequence[Prepared], batch_size: int = 32) -> list[Prediction]:
+        """Answers for prepared photos (:meth:`prepare`; every item must have been readable)."""
+        if any(item.problem is not None for item in items):
+            raise ValueError("a photo that could not be read has no answer; report its problem instead")
+        probs = softmax(self.logits_of_prepared(items, batch_size), self.temperature)
+        return [self._answer(item, row) for item, row in zip(items, probs, strict=True)]
+
+    def _answer(self, item: Prepared, row: np.ndarray) -> Prediction:
+        people = item.others.sentence() if item.others is not None else None
+        count = item.others.count if item.others is not None else None
+        if item.reason is not None:
+            return Prediction(None, None, None, reason=_with_note(item.reason, people), others=count, view=item.view)
+        if not np.isfinite(row).all():
+            # NaN weights are refused when the run loads; a non-finite answer that still comes out
+            # (a damaged model.onnx, a hand-made Predictor) is no answer at all.
+            return Prediction(None, None, None, reason=NOT_A_NUMBER, others=count, view=item.view)
+        label, confidence = self.decide(row)
+        geometry = explanation = None
+        if self.uses_pose and item.geometry is not None:
+            geometry = {n: round(float(v), 4) for n, v in zip(self.pose_features, item.geometry, strict=True)}
+            explanation = self.explain_geometry(item.geometry, label, scales=item.scales)
+        return Prediction(
+            label,
+            confidence,
+            {c: float(p) for c, p in zip(self.class_names, row, strict=True)},
+            geometry=geometry,
+            explanation=_with_note(explanation, people),
+            others=count,
+            view=item.view,
+        )
 
     def explain_geometry(
         self, geometry: np.ndarray, label: str, top: int = 2, scales: dict[str, float] | None = None
@@ -570,14 +660,22 @@ class Predictor:
             )
         if self.upright is None:
             raise UserError("this run stores no upright reference (config.json pose.upright_reference); retrain it")
-        analyses = [self.analyse(photo, within_training=False) for photo in upright_photos]
-        measured = [a.geometry for a in analyses if a.geometry is not None]
+        measured = [a.geometry for a in map(self._analyse_upright, upright_photos) if a.geometry is not None]
         if not measured:
             raise UserError(
                 "no person could be measured in the upright photo(s); use a photo that shows the face "
                 "and both shoulders"
             )
         return self.with_reference_geometry(np.mean(measured, axis=0))
+
+    def _analyse_upright(self, photo: ImageInput) -> Analysis:
+        """:meth:`analyse`, with a photo that cannot be read a :class:`UserError` naming it: the
+        reference is what every later answer is measured against, so there is no going on without it."""
+        try:
+            return self.analyse(photo, within_training=False)
+        except (ImageDecodeError, OSError) as exc:
+            named = f"the upright photo {photo}" if isinstance(photo, str | os.PathLike) else "an upright photo"
+            raise UserError(f"{named} cannot be read: {read_problem(exc)}") from None
 
     def with_calibration(self, record: dict[str, Any] | None) -> Predictor:
         """A copy that answers with this ``calibration`` record (temperature, threshold, positive
@@ -649,43 +747,117 @@ def _format_line(path: str, pred: Prediction) -> str:
     return line + (f"\t{pred.explanation}" if pred.explanation else "")
 
 
-def predict_paths(
-    predictor: Predictor, items: Sequence[str], as_json: bool = False, batch_size: int = 16, stream: Any = None
-) -> int:
-    """Predict every image named by ``items`` and write one line each; returns the failure count.
+#: Photos per worker process below which the default ``--workers`` starts no other one: a few
+#: photos are answered before a process could start and build its BlazePose graph.
+PHOTOS_PER_WORKER = 8
 
-    Images are decoded one by one (so a broken file only costs itself) and sent in batches. A photo
-    a pose-based run cannot assess is an answer (``label: null`` and a ``reason``), not a failure.
+
+def auto_workers(n_photos: int) -> int:
+    """One process per physical core, but no more than one per :data:`PHOTOS_PER_WORKER` photos."""
+    return max(1, min(physical_cores(), n_photos // PHOTOS_PER_WORKER))
+
+
+class WorkerPreparer:
+    """:meth:`Predictor.prepare` in a worker process: the run is loaded there on first use, with its
+    own BlazePose graph (MediaPipe's state does not survive a fork, and an ONNX Runtime session does
+    not cross processes at all), and this session's upright reference applied as here."""
+
+    def __init__(self, run_dir: Path, reference: np.ndarray | None) -> None:
+        self.run_dir, self.reference = run_dir, reference
+        self._predictor: Predictor | None = None
+
+    def __call__(self, path: str) -> Prepared:
+        if self._predictor is None:
+            loaded = Predictor.from_run(self.run_dir, backend="torch", threads=1)
+            self._predictor = loaded.with_reference_geometry(self.reference) if loaded.uses_pose else loaded
+        return self._predictor.prepare(path)
+
+
+class _PhotoFiles(torch.utils.data.Dataset):
+    """Photo ``i`` prepared by whichever worker loads it."""
+
+    def __init__(self, paths: Sequence[str], prepare: WorkerPreparer) -> None:
+        self.paths, self.prepare = list(paths), prepare
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Prepared:
+        return self.prepare(self.paths[i])
+
+
+def _as_is(item: Any) -> Any:
+    """Hands a worker's answer over unchanged (batch_size=None: one photo per item, no collation)."""
+    return item
+
+
+def prepared_photos(predictor: Predictor, paths: Sequence[str], workers: int, prefetch: int) -> Iterator[Prepared]:
+    """Every photo of ``paths`` prepared, in order: here, or on ``workers`` processes that each hold
+    at most ``prefetch`` photos ahead (so memory stays bounded however many photos there are)."""
+    if workers <= 1 or len(paths) < 2:
+        yield from map(predictor.prepare, paths)
+        return
+    from posture.pose import worker_start_method
+
+    if predictor.run_dir is None:
+        raise ValueError("worker processes load the run from its folder; this predictor has none")
+    usable = min(workers, len(paths), os.cpu_count() or 1)
+    if usable < workers:  # each holds a model and a BlazePose graph: more than the CPUs only costs memory
+        log.info("reading photos on %d worker processes (not %d): one per CPU and photo at most", usable, workers)
+    loader = torch.utils.data.DataLoader(
+        _PhotoFiles(paths, WorkerPreparer(predictor.run_dir, predictor.reference)),
+        batch_size=None,
+        collate_fn=_as_is,
+        num_workers=usable,
+        prefetch_factor=max(1, prefetch),
+        # forked after this process built a BlazePose graph (--upright), a worker aborts: start it fresh then
+        multiprocessing_context=worker_start_method(),
+    )
+    yield from loader
+
+
+def predict_paths(
+    predictor: Predictor,
+    items: Sequence[str],
+    as_json: bool = False,
+    batch_size: int = 16,
+    stream: Any = None,
+    workers: int | None = 1,
+) -> int:
+    """Predict every image named by ``items`` and write one line each, in input order; returns the
+    failure count.
+
+    Photos are read one by one at the size the model needs (so a broken file only costs itself,
+    and a huge one no more than a big one), on ``workers`` processes (``None``: :func:`auto_workers`),
+    and answered in batches of ``batch_size`` in this process, so the answers are the same however
+    many workers read the photos. A photo a pose-based run cannot assess is an answer (``label:
+    null`` and a ``reason``), not a failure.
     """
     stream = stream or sys.stdout
+    inputs = expand_inputs(items)
+    readable = [path for path, problem in inputs if problem is None]
+    workers = auto_workers(len(readable)) if workers is None else workers
+    photos = prepared_photos(predictor, readable, workers, prefetch=batch_size // max(1, workers) + 1)
     failures = 0
-    pending: list[tuple[str, np.ndarray]] = []
-
-    def report_error(path: str, problem: str) -> None:
-        nonlocal failures
-        failures += 1
-        log.error("%s: %s", path, problem)
-        if as_json:
-            print(json.dumps({"path": path, "error": problem}), file=stream, flush=True)
+    pending: list[tuple[str, Prepared]] = []
 
     def flush() -> None:
-        if not pending:
-            return
-        for (path, _), pred in zip(pending, predictor.predict_many([im for _, im in pending], batch_size), strict=True):
+        nonlocal failures
+        answers = iter(predictor.predict_prepared([item for _, item in pending if item.problem is None], batch_size))
+        for path, item in pending:
+            if item.problem is not None:
+                failures += 1
+                log.error("%s: %s", path, item.problem)
+                if as_json:
+                    print(json.dumps({"path": path, "error": item.problem}), file=stream, flush=True)
+                continue
+            pred = next(answers)
             line = json.dumps({"path": path, **pred.to_dict()}) if as_json else _format_line(path, pred)
             print(line, file=stream, flush=True)
         pending.clear()
 
-    for path, problem in expand_inputs(items):
-        if problem is not None:
-            report_error(path, problem)
-            continue
-        try:
-            pending.append((path, load_rgb_array(path)))
-        except ImageDecodeError as exc:
-            report_error(path, f"{exc.reason} ({exc.detail})")
-        except OSError as exc:
-            report_error(path, f"unreadable ({exc.strerror or exc})")
+    for path, problem in inputs:
+        pending.append((path, Prepared(problem=problem) if problem is not None else next(photos)))
         if len(pending) >= batch_size:
             flush()
     flush()
@@ -728,6 +900,14 @@ class PredictConfig:
     device: str = field(default="cpu", metadata=option("cpu, cuda or auto (torch backend)"))
     threads: int | None = field(default=None, metadata=option("intra-op threads (default: one per physical core)"))
     batch_size: int = field(default=16, metadata=option("images per forward pass"))
+    workers: int | None = field(
+        default=None,
+        metadata=option(
+            "processes that read photos and find their landmarks, each with its own BlazePose (at most one per "
+            "CPU); the answers are the same and in input order whatever the number",
+            default_text=f"one per physical core, at most one per {PHOTOS_PER_WORKER} photos",
+        ),
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -736,6 +916,8 @@ class PredictConfig:
             raise UserError("--batch-size must be at least 1")
         if self.threads is not None and self.threads < 1:
             raise UserError("--threads must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise UserError("--workers must be at least 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -768,7 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.upright:
         predictor = predictor.with_reference([Path(p) for p in cfg.upright])
     log.debug("backend: %s", predictor.backend_name)
-    failures = predict_paths(predictor, cfg.inputs, as_json=cfg.as_json, batch_size=cfg.batch_size)
+    failures = predict_paths(predictor, cfg.inputs, as_json=cfg.as_json, batch_size=cfg.batch_size, workers=cfg.workers)
     if failures:
         log.error("%d input(s) could not be classified", failures)
     return 1 if failures else 0

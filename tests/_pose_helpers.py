@@ -60,7 +60,7 @@ def frontal_landmarks(w: int, h: int, drop: float) -> np.ndarray:
 
 
 class FakeDetector:
-    """Duck-types :class:`posture.pose.PoseDetector` (``detect``, ``version``, ``misses``, ``close``)."""
+    """Duck-types :class:`posture.pose.PoseDetector` (``detect``, ``faces``, ``version``, ``misses``, ``close``)."""
 
     version = "fake-detector-1"
 
@@ -76,6 +76,10 @@ class FakeDetector:
             return None
         h, w = image.shape[:2]
         return frontal_landmarks(w, h, drop=1.0 - min(1.0, mean / 200.0))
+
+    def faces(self, image: np.ndarray) -> np.ndarray:
+        """No faces: the stand-in's photos show one person, or nobody."""
+        return np.zeros((0, 5), np.float32)
 
     def close(self) -> None:
         pass

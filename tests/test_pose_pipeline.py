@@ -217,6 +217,7 @@ def test_a_run_trained_before_a_feature_changed_meaning_is_refused_with_what_to_
     config = json.loads((old / "config.json").read_text())
     config["pose"]["features"][0] = {"name": "ear_shoulder_angle"}
     config["pose"]["geometry_version"] = 2  # before the angle moved to the midline
+    config["pose"]["coverage"] = None  # runs of that version recorded none
     (old / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match=r"ear_shoulder_angle meant something else.*posture\.finetune"):
         Predictor.from_run(old)
