@@ -131,21 +131,40 @@ def worker_start_method() -> str | None:
 
 
 class PoseDetector:
-    """One BlazePose graph for still photos, safe to share between threads and to pickle.
+    """One BlazePose graph, safe to share between threads and to pickle.
 
     The graph is built on first use (so DataLoader workers each build their own after they
     start), guarded by a lock (a MediaPipe graph is not re-entrant, and the web app answers
     several requests at once), and dropped when pickled. Answers are cached by the pixels'
     digest, because the training pipeline crops the same photo once per augmented view.
+
+    ``video=True`` is for one stream of frames (a webcam, a video file): BlazePose then tracks the
+    person from frame to frame instead of searching every frame afresh (about 48 frames per second
+    here against 28), nothing is cached (no two frames are alike), and the face detector behind
+    :meth:`faces` runs on every ``faces_every``-th frame only, the others reusing its last answer
+    (people do not come and go between two frames). One detector per stream: tracking state is the
+    stream's own.
     """
 
-    def __init__(self, model_complexity: int = 1, min_confidence: float = 0.5, cache_size: int = 512) -> None:
+    def __init__(
+        self,
+        model_complexity: int = 1,
+        min_confidence: float = 0.5,
+        cache_size: int = 512,
+        *,
+        video: bool = False,
+        faces_every: int = 15,
+    ) -> None:
         self.model_complexity = int(model_complexity)
         self.min_confidence = float(min_confidence)
-        self.cache_size = int(cache_size)
+        self.video = bool(video)
+        self.cache_size = 0 if self.video else int(cache_size)
+        self.faces_every = max(1, int(faces_every)) if self.video else 1
         self.misses = 0
         self._graph: Any = None
         self._faces: Any = None
+        self._face_calls = 0
+        self._last_faces = np.zeros((0, 5), np.float32)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray | None] = OrderedDict()
 
@@ -163,7 +182,7 @@ class PoseDetector:
             pose = load_blazepose()
             _GRAPHS_BUILT.set()
             self._graph = pose.Pose(
-                static_image_mode=True,
+                static_image_mode=not self.video,
                 model_complexity=self.model_complexity,
                 min_detection_confidence=self.min_confidence,
             )
@@ -176,9 +195,9 @@ class PoseDetector:
         rgb = np.ascontiguousarray(image, dtype=np.uint8)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 uint8 RGB array, got shape {rgb.shape}")
-        key = hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() + str(rgb.shape)
+        key = hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() + str(rgb.shape) if self.cache_size else ""
         with self._lock:
-            if key in self._cache:
+            if key and key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             if self._graph is None:  # building the graph and its first run print TFLite/absl notices
@@ -199,9 +218,10 @@ class PoseDetector:
                 )
             else:
                 self.misses += 1
-            self._cache[key] = landmarks
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            if key:
+                self._cache[key] = landmarks
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
             return landmarks
 
     @property
@@ -219,6 +239,9 @@ class PoseDetector:
         """
         rgb = np.ascontiguousarray(image, dtype=np.uint8)
         with self._lock:
+            self._face_calls += 1
+            if self._faces is not None and (self._face_calls - 1) % self.faces_every:
+                return self._last_faces  # a stream: the faces of a few frames ago still stand
             if self._faces is None:
                 with _native_stderr_silenced():
                     self._faces = load_solution("face_detection").FaceDetection(
@@ -234,7 +257,9 @@ class PoseDetector:
             for d in result.detections or []
             for box in [d.location_data.relative_bounding_box]
         ]
-        return np.array(boxes, np.float32).reshape(-1, 5)
+        found = np.array(boxes, np.float32).reshape(-1, 5)
+        self._last_faces = found
+        return found
 
     def close(self) -> None:
         with self._lock:

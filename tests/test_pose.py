@@ -155,6 +155,27 @@ def test_detector_caches_by_pixels_and_pickles_without_its_graph() -> None:
 
 @needs_pose
 @needs_real
+def test_a_video_detector_tracks_a_stream_caches_nothing_and_looks_for_faces_now_and_then() -> None:
+    image = _real("normal", "posenet")
+    still = PoseDetector().detect(image)
+    det = PoseDetector(video=True, faces_every=3)
+    frames = [det.detect(image) for _ in range(4)]
+    assert all(f is not None for f in frames) and det._cache == {}
+    assert np.abs(frames[0][:, :2] - still[:, :2]).max() < 0.1 * image.shape[1]  # the same person, tracked
+    calls = []
+    real = det.faces(image)  # the face model is built and run on the first frame...
+    spy = type("Spy", (), {"process": lambda self, x: calls.append(1) or det_faces.process(x)})
+    det_faces = det._faces
+    det._faces = spy()
+    answers = [det.faces(image) for _ in range(6)]
+    assert len(calls) == 2  # ...then on every third frame only; the rest reuse its last answer
+    assert all(np.array_equal(a, real) for a in answers)
+    det._faces = det_faces
+    det.close()
+
+
+@needs_pose
+@needs_real
 def test_landmark_workers_start_fresh_once_this_process_has_run_blazepose() -> None:
     """A notebook predicts, then trains: forked after a BlazePose graph ran here, workers aborted."""
     from posture.landmarks import detect_landmarks
