@@ -167,10 +167,11 @@ class PoseDetector:
         self._last_faces = np.zeros((0, 5), np.float32)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._face_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_graph=None, _faces=None, _lock=None, _cache=OrderedDict())
+        state.update(_graph=None, _faces=None, _lock=None, _cache=OrderedDict(), _face_cache=OrderedDict())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -238,10 +239,14 @@ class PoseDetector:
         two people can say which one was measured and that another was there (:func:`other_people`).
         """
         rgb = np.ascontiguousarray(image, dtype=np.uint8)
+        key = "faces" + hashlib.blake2b(rgb.tobytes(), digest_size=16).hexdigest() if self.cache_size else ""
         with self._lock:
             self._face_calls += 1
             if self._faces is not None and (self._face_calls - 1) % self.faces_every:
                 return self._last_faces  # a stream: the faces of a few frames ago still stand
+            if key and key in self._face_cache:
+                self._face_cache.move_to_end(key)
+                return self._face_cache[key]
             if self._faces is None:
                 with _native_stderr_silenced():
                     self._faces = load_solution("face_detection").FaceDetection(
@@ -258,7 +263,12 @@ class PoseDetector:
             for box in [d.location_data.relative_bounding_box]
         ]
         found = np.array(boxes, np.float32).reshape(-1, 5)
-        self._last_faces = found
+        with self._lock:
+            self._last_faces = found
+            if key:
+                self._face_cache[key] = found
+                if len(self._face_cache) > self.cache_size:
+                    self._face_cache.popitem(last=False)
         return found
 
     def close(self) -> None:
