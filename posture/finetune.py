@@ -80,7 +80,12 @@ CNN_ONLY_MODEL = "efficientnet_lite0"
 #: picked by validation balanced accuracy on the 500-image synthetic sample (EfficientNet-Lite0):
 #: linear head / 2 views 0.92, MLP-256 + dropout 0.3 / 4 views 0.96, / 8 views 0.94. Pose and
 #: fusions: by leave-one-source-out on the real photos (bench/real_photos.py).
-HEAD_DEFAULTS = {"cnn": (256, 0.3), "pose": (0, 0.0), "fusion": (0, 0.0)}
+HEAD_DEFAULTS = {"cnn": (0, 0.0), "pose": (0, 0.0), "fusion": (0, 0.0)}
+#: What a CNN sees by default: the head-and-shoulders crop (``pose``); the CNN grid of
+#: :mod:`posture.selection` picks the crop and a linear head on the real photos (the whole photo: 0.58
+#: inner score against 0.71), and on the synthetic sample the whole photo teaches a CNN nothing (0.53).
+#: A fusion's CNN always sees the crop; the geometry-only ``pose`` reads no pixels.
+CROP_DEFAULTS = {"cnn": "pose", "pose": "none", "fusion": "none"}
 #: Head learning rate per kind (AdamW): a CNN head on ~1000 raw features, or a linear head on a few
 #: standardised geometry numbers, which needs far larger steps to converge in the same epochs
 #: (LOSO on the real photos: 3e-3 0.78, 3e-2 0.84, 1e-1 0.89 mean-fold balanced accuracy).
@@ -259,13 +264,14 @@ class FinetuneConfig:
     image_size: int | None = field(
         default=None, metadata=option("override the model's input size in pixels (small tests, classic nets)")
     )
-    crop: str = field(
-        default="none",
+    crop: str | None = field(
+        default=None,
         metadata=option(
             "'pose': crop each photo to head and shoulders found by MediaPipe BlazePose before the backbone (helps on "
-            f"real photos framed differently from the training ones; needs `{INSTALL_HINT}`). Stored in the run, so "
-            "evaluation and the app crop alike",
+            f"real photos framed differently from the training ones; needs `{INSTALL_HINT}`); 'none': the whole "
+            "photo. Stored in the run, so evaluation and the app crop alike",
             choices=CROP_MODES,
+            default_text="pose for a CNN (a fusion's CNN always sees the crop)",
         ),
     )
     crop_scale: float = field(
@@ -284,7 +290,9 @@ class FinetuneConfig:
 
         # A notebook's pathlib.Path works too; config.json stores the text either way.
         self.data, self.out = os.fspath(self.data), os.fspath(self.out)
-        hidden, dropout = HEAD_DEFAULTS[extractor_parts(self.model).kind]
+        kind = extractor_parts(self.model).kind
+        hidden, dropout = HEAD_DEFAULTS[kind]
+        self.crop = CROP_DEFAULTS[kind] if self.crop is None else self.crop
         self.head_hidden = hidden if self.head_hidden is None else self.head_hidden
         self.head_dropout = dropout if self.head_dropout is None else self.head_dropout
         self.validate()
@@ -380,10 +388,11 @@ def check_runnable(cfg: FinetuneConfig) -> None:
         if not pose_available():
             what = f"the default model '{cfg.model}'" if cfg.model == DEFAULT_MODEL else f"--model {cfg.model}"
             if not parts.pose:
-                what = "--crop pose"
+                what = "--crop pose (a CNN's default: the head-and-shoulders crop)"
+            way_out = f"--model {cfg.model if not parts.pose else CNN_ONLY_MODEL} --crop none"
             raise UserError(
                 f"{what} needs MediaPipe BlazePose (body landmarks), which is not installed: "
-                f"`{INSTALL_HINT}`; meanwhile a CNN-only model works: --model {CNN_ONLY_MODEL}"
+                f"`{INSTALL_HINT}`; meanwhile a CNN works on the whole photo: {way_out}"
             )
 
 
@@ -475,7 +484,7 @@ def _build(cfg: FinetuneConfig, classes: list[str]) -> tuple[Any, str]:
     pre = model.preprocessing
     if cfg.image_size is not None:
         pre = replace(pre, input_size=int(cfg.image_size))
-    if cfg.crop != "none":
+    if cfg.crop is not None and cfg.crop != "none":
         pre = replace(pre, crop=cfg.crop, crop_scale=float(cfg.crop_scale))
     model.preprocessing = pre
     model.freeze_backbone()
