@@ -157,11 +157,14 @@ def interval_by_person(
 
 def _group(y: np.ndarray, pred: np.ndarray, subjects: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
     value = balanced_accuracy(y, pred)
+    seen = pred != NOT_ASSESSED
+    assessed = balanced_accuracy(y[seen], pred[seen]) if seen.any() else None
     return {
         "n": int(len(y)),
         "people": int(len(np.unique(subjects))),
-        "coverage": round(float((pred != NOT_ASSESSED).mean()), 4) if len(y) else None,
+        "coverage": round(float(seen.mean()), 4) if len(y) else None,
         "balanced_accuracy": None if value is None else round(value, 4),
+        "balanced_accuracy_assessed": None if assessed is None else round(assessed, 4),
         "interval_by_person": interval_by_person(y, pred, subjects, cfg.bootstrap, cfg.seed),
         "confusion": [[int(((y == t) & (pred == p)).sum()) for p in (0, 1, NOT_ASSESSED)] for t in (0, 1)],
     }
@@ -178,9 +181,16 @@ def summarise(cfg: BenchConfig, frame: pd.DataFrame, pred: np.ndarray, views: np
     people = balanced_accuracy(y, pred, person_weights(subjects))
     scored = [r["balanced_accuracy"] for r in per_source.values() if r["balanced_accuracy"] is not None]
     floor = [r["balanced_accuracy"] for s, r in per_source.items() if s not in EXEMPT and r["balanced_accuracy"]]
+    seen = pred != NOT_ASSESSED
+    assessed = [r["balanced_accuracy_assessed"] for r in per_source.values() if r["balanced_accuracy_assessed"]]
+    people_assessed = balanced_accuracy(y[seen], pred[seen], person_weights(subjects[seen]))
     return {
         "mean_over_sources": round(float(np.mean(scored)), 4) if scored else None,
         "mean_over_people": None if people is None else round(people, 4),
+        "assessed_only": {
+            "mean_over_sources": round(float(np.mean(assessed)), 4) if assessed else None,
+            "mean_over_people": None if people_assessed is None else round(people_assessed, 4),
+        },
         "people_interval": interval_by_person(y, pred, subjects, cfg.bootstrap, cfg.seed, weigh_people=True),
         "worst_source": round(float(min(floor)), 4) if floor else None,
         "coverage": round(float((pred != NOT_ASSESSED).mean()), 4),
@@ -365,7 +375,9 @@ def grid_markdown(name: str, g: dict[str, Any]) -> list[str]:
         "",
         f"**Nested leave-one-source-out: mean over sources {_f(n['mean_over_sources'])}, mean over people "
         f"{_f(n['mean_over_people'])}{_iv(n['people_interval'])}, worst source (postural exempt) "
-        f"{_f(n['worst_source'])}, coverage {_f(n['coverage'])}; mean inner−outer gap {n['mean_gap']:+.3f}.**",
+        f"{_f(n['worst_source'])}, coverage {_f(n['coverage'])}; mean inner−outer gap {n['mean_gap']:+.3f}.** "
+        "On the assessed photos only (coverage beside): mean over sources "
+        f"{_f(n['assessed_only']['mean_over_sources'])}, over people {_f(n['assessed_only']['mean_over_people'])}.",
         "",
         _HEADER.format(what="held-out source"),
         _RULE,

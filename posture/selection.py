@@ -69,7 +69,14 @@ class Candidate:
 
 #: Every option a candidate might set, at its base value: a candidate states all of them, so what it
 #: means does not change when the defaults it led to change.
-_BASE = {"balance": "class", "aug_views": 4, "aug_view3d": 0.0, "weight_decay": 1e-4, "extra_data": None}
+_BASE = {
+    "balance": "class",
+    "aug_views": 4,
+    "aug_view3d": 0.0,
+    "weight_decay": 1e-4,
+    "extra_data": None,
+    "extra_weight": 0.5,
+}
 _GEOMETRY_BASE = {**_BASE, "model": "pose", "head_hidden": 0, "head_dropout": 0.0}
 
 
@@ -122,6 +129,20 @@ GEOMETRY: tuple[Candidate, ...] = (
         "head_2d_synthetic",
         "head_2d, synthetic pictures join training (weight 0.5)",
         extra_data=SYNTHETIC,
+        **_HEAD_2D,
+    ),
+    _geometry(
+        "head_2d_synthetic_2",
+        "head_2d, synthetic pictures join training (weight 2: they outweigh the real photos)",
+        extra_data=SYNTHETIC,
+        extra_weight=2.0,
+        **_HEAD_2D,
+    ),
+    _geometry(
+        "head_2d_synthetic_8",
+        "head_2d, synthetic pictures join training (weight 8: nearly synthetic alone)",
+        extra_data=SYNTHETIC,
+        extra_weight=8.0,
         **_HEAD_2D,
     ),
     _geometry(
