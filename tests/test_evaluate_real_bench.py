@@ -62,8 +62,11 @@ def _scored(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
     )
 
 
-def test_the_target_window_bounds_the_thresholds_every_source_accepts() -> None:
+def test_the_target_window_bounds_the_thresholds_every_source_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _load_bench()
+    # the band's mechanics, at a target whose per-source floor one miss in four still meets
+    monkeypatch.setattr(bench, "TARGET_OVERALL", 0.80)
+    monkeypatch.setattr(bench, "TARGET_PER_SOURCE", 0.70)
     fh, ok = "forward_head", "normal"
     # source a separates anywhere in 0.25-0.8, source b only in 0.65-0.9
     frame = _scored(
