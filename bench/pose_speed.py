@@ -9,7 +9,12 @@ alternating rounds, and the median round is reported):
 * **fused extraction** (``efficientnet_lite0+pose``, cold cache: landmarks once, the crop, the CNN
   through ONNX Runtime, the geometry) vs **bare BlazePose + a bare ONNX Runtime forward** of the same
   backbone on ready-made tensors;
-* a **warm-cache rerun** of ``posture.finetune`` with the default model (seconds).
+* a **warm-cache rerun** of ``posture.finetune`` with the default model (seconds);
+* **prediction per photo** through the ``Predictor`` (decode, landmarks, the faces that say whether
+  someone else is present, geometry, the training-range check, the head, the explanation), one photo
+  at a time as the CLI and the app answer, for the default ``pose`` run vs a bare BlazePose call, and
+  for a CNN run with the CNN defaults (the head-and-shoulders crop, ONNX Runtime after
+  ``posture.export``) vs a bare BlazePose call plus a bare ONNX Runtime forward of one photo.
 
     python -m bench.pose_speed                  # the real photos (../shared/data/real), or --photos DIR
 """
@@ -73,6 +78,39 @@ def bare_onnx(n: int, tmp: Path) -> float:
     return time.perf_counter() - t0
 
 
+def bare_onnx_single(n: int, tmp: Path) -> float:
+    """Seconds for ``n`` single-photo ONNX Runtime forwards (batch 1), as a photo's answer needs."""
+    import onnxruntime as ort
+
+    from posture.device import physical_cores
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = physical_cores()
+    sess = ort.InferenceSession(str(tmp / "bare.onnx"), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    size = sess.get_inputs()[0].shape[2]
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    sess.run(None, {name: x})
+    t0 = time.perf_counter()
+    for _ in range(n):
+        sess.run(None, {name: x})
+    return time.perf_counter() - t0
+
+
+def predictor_seconds(run: Path, paths: list[Path]) -> float:
+    """Seconds for the Predictor to answer each photo alone (a fresh Predictor: no landmark cache)."""
+    from posture.predict import Predictor
+
+    predictor = Predictor.from_run(run)
+    predictor.predict(paths[0])  # build BlazePose's and the face detector's graphs outside the timing
+    predictor.detector._cache.clear()
+    predictor.detector._face_cache.clear()
+    t0 = time.perf_counter()
+    for p in paths:
+        predictor.predict(p)
+    return time.perf_counter() - t0
+
+
 def ours(
     model_name: str, root: Path, frame: pd.DataFrame, warmup: pd.DataFrame, cache: Path, aug_views: int = 0
 ) -> float:
@@ -113,7 +151,9 @@ def photo_frame(root: Path, limit: int) -> pd.DataFrame:
 
 
 def warm_rerun(root: Path, frame: pd.DataFrame, tmp: Path) -> dict[str, float]:
-    """A default-model finetune twice on the same data: cold cache, then warm."""
+    """A default-model finetune twice on the same data: cold cache, then warm (the warm run is the
+    pose run the prediction timing answers with); then a CNN run with the CNN defaults, exported to ONNX."""
+    from posture.export import ExportConfig, export_onnx
     from posture.finetune import FinetuneConfig, run_finetune
 
     data = tmp / "data"
@@ -139,6 +179,18 @@ def warm_rerun(root: Path, frame: pd.DataFrame, tmp: Path) -> dict[str, float]:
             )
         )
         out[f"{name}_s"] = round(time.perf_counter() - t0, 2)
+    run_finetune(
+        FinetuneConfig(
+            data=str(data),
+            out=str(tmp / "run_cnn"),
+            model="efficientnet_lite0",
+            cache_dir=str(tmp / "finetune-cache"),
+            progress=False,
+            workers=0,
+            overwrite=True,
+        )
+    )
+    export_onnx(ExportConfig(run_dir=tmp / "run_cnn"))
     return out
 
 
@@ -151,6 +203,7 @@ def run(root: Path, limit: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="posture-pose-speed-") as tmp_name:
         tmp = Path(tmp_name)
         bare_onnx(32, tmp)  # export once, outside the rounds
+        rerun = warm_rerun(root, frame, tmp)
         for r in range(rounds):
             fusion = "efficientnet_lite0+pose"
             row = {
@@ -160,22 +213,30 @@ def run(root: Path, limit: int, rounds: int) -> dict[str, Any]:
                 "fusion_s": ours(fusion, root, frame, warmup, tmp / f"cache-fusion-{r}"),
                 "pose_4views_s": ours("pose", root, frame, warmup, tmp / f"cache-pose4-{r}", aug_views=4),
                 "fusion_4views_s": ours(fusion, root, frame, warmup, tmp / f"cache-fusion4-{r}", aug_views=4),
+                "predict_pose_s": predictor_seconds(tmp / "run_warm", paths),
+                "bare_onnx_single_s": bare_onnx_single(n, tmp),
+                "predict_cnn_s": predictor_seconds(tmp / "run_cnn", paths),
             }
             rows.append(row)
             log.info("round %d: %s", r, {k: round(v, 2) for k, v in row.items()})
-        rerun = warm_rerun(root, frame, tmp)
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
     pose_ratio = statistics.median(r["pose_s"] / r["bare_blazepose_s"] for r in rows)
     fusion_ratio = statistics.median(r["fusion_s"] / (r["bare_blazepose_s"] + r["bare_onnx_s"]) for r in rows)
+    predict_pose = statistics.median(r["predict_pose_s"] / r["bare_blazepose_s"] for r in rows)
+    predict_cnn = statistics.median(
+        r["predict_cnn_s"] / (r["bare_blazepose_s"] + r["bare_onnx_single_s"]) for r in rows
+    )
     return {
         "photos": n,
         "rounds": rows,
         "ms_per_photo": {k.replace("_s", ""): round(1000 * med(k) / n, 1) for k in rows[0]},
         "pose_vs_bare_blazepose": round(pose_ratio, 3),
         "fusion_vs_bare_sum": round(fusion_ratio, 3),
+        "predict_pose_vs_bare_blazepose": round(predict_pose, 3),
+        "predict_cnn_vs_bare_sum": round(predict_cnn, 3),
         "finetune_rerun": rerun,
         "machine": machine(),
     }
@@ -200,7 +261,15 @@ def to_markdown(p: dict[str, Any]) -> str:
             f"| `efficientnet_lite0+pose` fused extraction (ours) | {ms['fusion']} |",
             f"| `pose`, + 4 augmented views in landmark space | {ms['pose_4views']} |",
             f"| `efficientnet_lite0+pose`, + 4 augmented CNN views | {ms['fusion_4views']} |",
+            f"| bare ONNX Runtime backbone, one photo at a time (batch 1) | {ms['bare_onnx_single']} |",
+            f"| `Predictor` answering one photo, default `pose` run | {ms['predict_pose']} |",
+            f"| `Predictor` answering one photo, CNN defaults (crop, ONNX Runtime) | {ms['predict_cnn']} |",
             "",
+            f"- prediction per photo, default `pose` run, vs a bare BlazePose call: "
+            f"**{p['predict_pose_vs_bare_blazepose']:.2f}×** (aim ≤ 1.3×; ours also looks for other people's "
+            "faces, checks the training range and explains the answer)",
+            f"- prediction per photo, CNN defaults, vs bare BlazePose + a bare batch-1 ORT forward: "
+            f"**{p['predict_cnn_vs_bare_sum']:.2f}×** (aim ≤ 1.3×)",
             f"- pose features vs a bare BlazePose call: **{p['pose_vs_bare_blazepose']:.2f}×** (aim ≤ 1.3×)",
             f"- fused extraction vs bare BlazePose + bare ORT backbone: **{p['fusion_vs_bare_sum']:.2f}×** "
             "(aim ≤ 1.3×; ours also decodes each photo for the CNN, crops, resizes and normalises it)",
