@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from posture.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_checkpoint
+from posture.chosen_defaults import DEFAULTS_CHOSEN
 from posture.cli import UserError, add_logging_flags, add_options, config_from_args, option, run_main, setup_logging
 from posture.data import VAL_GROUPS, ManifestDataset, open_dataset, read_class_names, regroup_validation
 from posture.device import DEVICE_CHOICES, resolve_device
@@ -71,7 +72,7 @@ log = logging.getLogger(__name__)
 
 #: The defaults (model, features, head, weighting, augmentation) are what the procedure of
 #: :mod:`posture.selection` picks on the real photos, scored by nested leave-one-source-out
-#: (:data:`posture.selection.DEFAULTS_CHOSEN`, ``bench/results/real_photos.md``): posture geometry from
+#: (:data:`posture.chosen_defaults.DEFAULTS_CHOSEN`, ``bench/results/real_photos.md``): posture geometry from
 #: BlazePose (``head_2d``), a linear head, every person weighing the same.
 DEFAULT_MODEL = "pose"
 #: Without MediaPipe the default cannot run; this CNN-only model can (genuine weights offline).
@@ -1028,10 +1029,8 @@ def run_config(
 
 
 def defaults_record(cfg: FinetuneConfig) -> dict[str, Any]:
-    """How the defaults this run rests on were chosen (:data:`posture.selection.DEFAULTS_CHOSEN`: the
+    """How the defaults this run rests on were chosen (:data:`posture.chosen_defaults.DEFAULTS_CHOSEN`: the
     procedure, the data, the pick and its nested score) and which of them this run changed."""
-    from posture.selection import DEFAULTS_CHOSEN
-
     plain = FinetuneConfig(data=cfg.data, out=cfg.out).training_dict()
     same_model = FinetuneConfig(data=cfg.data, out=cfg.out, model=cfg.model).training_dict()  # its head defaults
     changed = sorted(

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from posture.chosen_defaults import DEFAULTS_CHOSEN
 from posture.cli import UserError
 from posture.fileio import atomic_write_csv
 from posture.formats import CLASSES_NAME, MANIFEST_NAME
@@ -164,24 +165,6 @@ FUSION: tuple[Candidate, ...] = (
     Candidate("fusion_head_2d_wd", {**_FUSED, "weight_decay": 0.05}, "the same, weight decay 0.05"),
 )
 GRIDS: dict[str, tuple[Candidate, ...]] = {"geometry": GEOMETRY, "cnn": CNN, "fusion": FUSION}
-
-
-#: The procedure applied to all of ``../shared/data/real`` (``python -m bench.real_photos``,
-#: bench/results/real_photos.md): where the defaults of ``posture.finetune`` come from, and the nested
-#: score of the procedure (a test checks these against the committed results).
-DEFAULTS_CHOSEN: dict[str, Any] = {
-    "procedure": (
-        "posture.selection: leave-one-source-out over the training sources, each candidate trained by "
-        "posture.finetune and answered by the Predictor; score: the mean of the balanced accuracy averaged over "
-        "sources and with every person weighing the same, a photo that cannot be assessed counted wrong; a more "
-        "elaborate candidate must beat the simpler ones by more than 0.01"
-    ),
-    "data": "../shared/data/real: 492 photos, 7 sources, 63 people",
-    "grid": "geometry",
-    "pick": "head_2d_person",
-    "nested": {"mean_over_sources": 0.866, "mean_over_people": 0.856, "worst_source": 0.800, "coverage": 0.980},
-    "results": "bench/results/real_photos.md",
-}
 
 
 # --------------------------------------------------------------------------------------- folds

@@ -60,7 +60,7 @@ def test_a_pose_answer_shows_landmarks_numbers_and_calibrates(server: AppServer,
         note = page.locator("#note")
         expect(note).to_contain_text("confidence", timeout=120_000)
         expect(note).to_contain_text("landmarks")
-        expect(note).to_contain_text("shoulder widths")  # the numbers that decided it
+        expect(note).to_contain_text(" cm ")  # the numbers that decided it, in centimetres
         expect(page.locator("#overlay img").first).to_be_visible(timeout=60_000)
 
         page.get_by_text("Optional: calibrate with an upright photo of yourself").click()
