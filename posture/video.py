@@ -22,7 +22,6 @@ import logging
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 
 from posture.cli import UserError
+from posture.pose import native_stderr_silenced
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,9 @@ class VideoFrame:
     rgb: np.ndarray
 
 
-@contextmanager
-def _quiet_decoder() -> Iterator[None]:
-    """FFmpeg reports a damaged file on the process's own stderr ("moov atom not found", "invalid len"),
-    beside the one ``error:`` line this project prints: silence it while a video is opened and read."""
-    from posture.pose import _native_stderr_silenced
-
-    with _native_stderr_silenced():
-        yield
+#: FFmpeg reports a damaged file on the process's own stderr ("moov atom not found", "invalid len"), beside
+#: the one ``error:`` line this project prints: it is silenced while a video is opened and read.
+_quiet_decoder = native_stderr_silenced
 
 
 def _open(path: Path) -> cv2.VideoCapture:

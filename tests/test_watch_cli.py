@@ -244,6 +244,22 @@ def test_a_record_is_not_replaced_without_overwrite_nor_a_folder_of_other_files(
     assert (tmp_path / "sitting" / "sitting.avi").is_file()
 
 
+def test_an_interrupted_watch_leaves_the_previous_record_whole(run, avi, tmp_path) -> None:
+    class Interrupted(FakeDetector):
+        def detect(self, image: np.ndarray) -> np.ndarray | None:
+            if self.calls == 100:
+                raise KeyboardInterrupt
+            return super().detect(image)
+
+    record = tmp_path / "sitting"
+    watch_video(avi, Predictor.from_run(run, detector=FakeDetector()), WatchConfig(), fps=2.0, out=record)
+    before = {p.name: p.read_bytes() for p in record.iterdir()}
+    with pytest.raises(KeyboardInterrupt):
+        watch_video(avi, Predictor.from_run(run, detector=Interrupted()), WatchConfig(), out=record)
+    assert {p.name: p.read_bytes() for p in record.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["sitting"]  # no half-written staging folder left beside it
+
+
 def test_usage_mistakes_are_one_error_line(run, avi, tmp_path, capsys) -> None:
     other = tmp_path / "b"
     other.mkdir()
