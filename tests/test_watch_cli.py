@@ -438,9 +438,12 @@ def test_frames_the_loop_has_no_time_for_are_dropped_never_queued(run) -> None:
     stats = run_live(camera, session, display, on_row=lambda row: None)
     assert stats.frames_read == 400 and stats.frames_analysed == len(display.shown) == len(detector.seen)
     assert stats.frames_analysed + stats.frames_dropped == stats.frames_read  # each frame analysed or dropped
-    assert stats.frames_analysed <= 400 // 5 + 1 and stats.frames_dropped >= 300
+    assert stats.frames_analysed <= 400 // 4 + 2 and stats.frames_dropped >= 290
     assert stats.most_held == 1  # the backlog never grew past the newest frame
-    assert (np.diff(detector.seen) >= 5).all()  # each analysis took the newest frame, not the next in a queue
+    # Each analysis took the newest frame, not the next one in a queue: the camera had read 5 more during it,
+    # so the newest was at least 4 on (the 5th may be read but not yet handed over); the last one excepted,
+    # when the camera ran out.
+    assert (np.diff(detector.seen)[:-1] >= 4).all()
     assert display.closed
 
 
