@@ -228,5 +228,7 @@ def _help_text(opt: Option, default: Any, kind: Any) -> str:
         return f"{opt.help} (default: {opt.default_text})"
     if default is dataclasses.MISSING or default is None or kind is bool or opt.repeat:
         return opt.help
+    if isinstance(default, (tuple, list)) and not default:  # nothing to show
+        return opt.help
     shown = " ".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
     return f"{opt.help} (default: {shown.replace('%', '%%')})"

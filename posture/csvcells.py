@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -54,12 +54,15 @@ def restore_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return _map_text(frame, restore)
 
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """``frame`` as CSV (no index), neutralised, with every cell that holds a line break quoted."""
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str] | TextIO, header: bool = True) -> None:
+    """``frame`` as CSV (no index), neutralised, with every cell that holds a line break quoted.
+
+    ``path`` may be an open text file, so a long stream of rows is written in chunks as it comes
+    (``header`` on the first chunk only) instead of being held whole."""
     safe = neutralise_frame(frame)
     has_cr = any(safe[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in _text_columns(safe))
     # QUOTE_NONNUMERIC quotes every text cell, "\r" included; only files that need it pay for it.
-    safe.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC if has_cr else csv.QUOTE_MINIMAL)
+    safe.to_csv(path, index=False, header=header, quoting=csv.QUOTE_NONNUMERIC if has_cr else csv.QUOTE_MINIMAL)
 
 
 def read_csv(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:

@@ -58,7 +58,7 @@ INSTALL_HINT = "pip install --no-deps -r requirements-pose.txt"
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """Hide what MediaPipe's C++ side prints while it loads and starts (on protobuf 6 a harmless
     ``AttributeError ... GetPrototype`` it recovers from, then TFLite and absl start-up notices),
     which would only alarm a user. Errors still surface: as Python exceptions."""
@@ -84,7 +84,7 @@ def load_solution(name: str) -> Any:
     try:
         if "mediapipe" in sys.modules:
             return importlib.import_module(f"mediapipe.python.solutions.{name}")
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             return importlib.import_module(f"mediapipe.python.solutions.{name}")
     except ImportError as exc:
         raise UserError(
@@ -202,7 +202,7 @@ class PoseDetector:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             if self._graph is None:  # building the graph and its first run print TFLite/absl notices
-                with _native_stderr_silenced():
+                with native_stderr_silenced():
                     result = self._ensure_graph().process(rgb)
             else:
                 result = self._graph.process(rgb)
@@ -248,7 +248,7 @@ class PoseDetector:
                 self._face_cache.move_to_end(key)
                 return self._face_cache[key]
             if self._faces is None:
-                with _native_stderr_silenced():
+                with native_stderr_silenced():
                     self._faces = load_solution("face_detection").FaceDetection(
                         model_selection=1, min_detection_confidence=self.min_confidence
                     )

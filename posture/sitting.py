@@ -39,12 +39,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from posture.cli import UserError
+from posture.cli import UserError, option
 
 #: The states a sitting can be in, as rows and the timeline name them.
 UPRIGHT, FORWARD, NOT_ASSESSED, CALIBRATING, PAUSED = "upright", "forward_head", "not_assessed", "calibrating", "paused"
@@ -55,37 +55,98 @@ STATES = (UPRIGHT, FORWARD, NOT_ASSESSED, CALIBRATING, PAUSED)
 class WatchConfig:
     """How a sitting is watched; every field is a ``python -m posture.watch`` option."""
 
-    #: Forward head for this long (seconds) raises an alert.
-    alert_after: float = 30.0
-    #: No second alert sooner than this after the first (seconds).
-    cooldown: float = 120.0
-    #: Time constant of the average of p(forward head) (seconds): a glance away is shorter than this.
-    smoothing_seconds: float = 3.0
-    #: The smoothed p(forward head) above which the state turns to forward head...
-    enter_forward: float = 0.6
-    #: ...and below which it turns back to upright (the gap between the two is the hysteresis).
-    leave_forward: float = 0.4
-    #: Seconds of assessed frames the "sit upright" step collects for the baseline.
-    baseline_seconds: float = 5.0
-    #: Without the step, the most upright stretch of this many assessed seconds becomes the baseline...
-    auto_baseline_after: float = 60.0
-    #: ...found as the window of this length with the lowest mean p(forward head).
-    auto_baseline_window: float = 10.0
-    #: A frame whose shoulders moved by more than this many shoulder widths, or changed size by more than
-    #: ``jump_size`` (a ratio), is not the main person (or the camera moved).
-    jump_distance: float = 0.6
-    jump_size: float = 0.35
-    #: A jump that lasts this long (seconds) is the camera moving, not someone walking past.
-    camera_moved_seconds: float = 4.0
-    #: After this many seconds without an assessed frame the state is "not assessed".
-    lost_after: float = 3.0
-    #: A gap between frames longer than this (a dropped stream, a pause) counts for this long only.
-    max_frame_gap: float = 2.0
+    alert_after: float = field(
+        default=30.0, metadata=option("forward head for this many seconds raises an alert", metavar="SECONDS")
+    )
+    cooldown: float = field(
+        default=120.0, metadata=option("no second alert sooner than this many seconds after one", metavar="SECONDS")
+    )
+    smoothing_seconds: float = field(
+        default=3.0,
+        metadata=option(
+            "time constant of the average of p(forward head): a glance away shorter than this flips nothing",
+            metavar="SECONDS",
+        ),
+    )
+    enter_forward: float = field(
+        default=0.6, metadata=option("the smoothed p(forward head) above which the state turns to forward head")
+    )
+    leave_forward: float = field(
+        default=0.4,
+        metadata=option(
+            "the smoothed p(forward head) below which a forward head turns back to upright (the gap is the hysteresis)"
+        ),
+    )
+    baseline_seconds: float = field(
+        default=5.0,
+        metadata=option(
+            "seconds of assessed frames the 'sit upright' step collects for the baseline", metavar="SECONDS"
+        ),
+    )
+    auto_baseline_after: float = field(
+        default=60.0,
+        metadata=option(
+            "without the step, the most upright stretch becomes the baseline once this many seconds were assessed",
+            metavar="SECONDS",
+        ),
+    )
+    auto_baseline_window: float = field(
+        default=10.0,
+        metadata=option(
+            "the most upright stretch is the window of this many seconds with the lowest mean p(forward head)",
+            metavar="SECONDS",
+        ),
+    )
+    jump_distance: float = field(
+        default=0.6,
+        metadata=option(
+            "shoulders that moved more than this many shoulder widths are not the main person (or the camera moved)",
+            metavar="WIDTHS",
+        ),
+    )
+    jump_size: float = field(
+        default=0.35,
+        metadata=option(
+            "shoulders whose size changed by more than this ratio are not the main person either", metavar="RATIO"
+        ),
+    )
+    camera_moved_seconds: float = field(
+        default=4.0,
+        metadata=option(
+            "a jump that lasts this many seconds is the camera moving, not someone walking past", metavar="SECONDS"
+        ),
+    )
+    lost_after: float = field(
+        default=3.0,
+        metadata=option(
+            "after this many seconds without an assessed frame the state is 'not assessed'", metavar="SECONDS"
+        ),
+    )
+    max_frame_gap: float = field(
+        default=2.0,
+        metadata=option(
+            "a gap between frames longer than this (a dropped stream, a pause) counts for this long only",
+            metavar="SECONDS",
+        ),
+    )
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            if math.isnan(getattr(self, f.name)):
+                raise UserError(f"--{f.name.replace('_', '-')} must be a number, not nan")
         if not 0.0 <= self.leave_forward <= self.enter_forward <= 1.0:
             raise UserError("--leave-forward must be <= --enter-forward, both between 0 and 1")
-        for name in ("alert_after", "cooldown", "smoothing_seconds", "baseline_seconds", "lost_after"):
+        for name in (
+            "alert_after",
+            "cooldown",
+            "smoothing_seconds",
+            "baseline_seconds",
+            "auto_baseline_after",
+            "jump_distance",
+            "jump_size",
+            "camera_moved_seconds",
+            "lost_after",
+        ):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0")
         if self.max_frame_gap <= 0 or self.auto_baseline_window <= 0:
@@ -147,7 +208,7 @@ class Session:
     mode for a stream; :func:`posture.pose.PoseDetector` ``video=True`` tracks the person between frames).
     """
 
-    def __init__(self, predictor: Any, config: WatchConfig | None = None) -> None:
+    def __init__(self, predictor: Any, config: WatchConfig | None = None, keep_rows: int | None = None) -> None:
         if not getattr(predictor, "uses_pose", False):
             raise UserError(
                 f"{predictor.config.get('architecture')} reads no posture geometry; watching a sitting needs a "
@@ -156,7 +217,11 @@ class Session:
         self.base = predictor
         self.predictor = predictor
         self.config = config or WatchConfig()
+        #: The sitting's rows, oldest first: all of them, or the latest ``keep_rows`` (a long video or a day at the
+        #: camera whose rows are written out as they come keeps none, so its memory does not grow with its length).
         self.rows: list[FrameResult] = []
+        self.keep_rows = keep_rows
+        self._frames = 0
         self.paused = False
         self._calibrating = False
         self._baseline_frames: list[np.ndarray] = []
@@ -204,7 +269,7 @@ class Session:
         """Analyse one frame taken at ``time`` (seconds, any origin, increasing) and update the sitting."""
         if self.paused:
             result = FrameResult(time, None, "paused", None, PAUSED, self._smoothed)
-            self.rows.append(result)
+            self._record(result)
             return result
         analysis = self.base.analyse(rgb, within_training=False)
         return self.update_analysis(analysis, time)
@@ -255,8 +320,14 @@ class Session:
             view=analysis.view,
             event=event,
         )
-        self.rows.append(result)
+        self._record(result)
         return result
+
+    def _record(self, result: FrameResult) -> None:
+        self._frames += 1
+        self.rows.append(result)
+        if self.keep_rows is not None and len(self.rows) > 2 * self.keep_rows + 64:  # trimmed now and then: O(1) a row
+            del self.rows[: len(self.rows) - self.keep_rows]
 
     def _recheck(self, analysis: Any) -> Any:
         """The analysis with the run's coverage check (:meth:`~posture.predict.Predictor.outside_training`)
@@ -294,7 +365,7 @@ class Session:
         result = FrameResult(
             time, None, None, None, CALIBRATING, None, message=message, view=analysis.view, event=event
         )
-        self.rows.append(result)
+        self._record(result)
         return result
 
     def _learn_baseline(self, dt: float, p_forward: float, geometry: np.ndarray) -> None:
@@ -437,7 +508,7 @@ class Session:
         if self._forward_since is not None and self._last_time is not None:
             longest = max(longest, self._last_time - self._forward_since)
         return {
-            "frames": len(self.rows),
+            "frames": self._frames,
             "watched_seconds": round(watched, 1),
             "share": {
                 s: round(self._durations[s] / watched, 4) if watched else 0.0 for s in (UPRIGHT, FORWARD, NOT_ASSESSED)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +121,27 @@ def make_pose_dataset(root: Path, per_class: dict[str, int] | None = None, sourc
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     (root / "classes.json").write_text(json.dumps(CLASSES))
     return root
+
+
+@contextmanager
+def fake_pose_run(tmp: Path) -> Iterator[Path]:
+    """A pose run trained in ``tmp`` on :func:`make_pose_dataset` with the stand-in BlazePose, which stays in
+    place (every ``posture.pose.PoseDetector`` is a :class:`FakeDetector`) until the block ends: for a
+    module-scoped fixture, where the function-scoped ``fake_blazepose`` cannot serve."""
+    import posture.pose as pose
+    from posture.finetune import FinetuneConfig, run_finetune
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pose, "PoseDetector", FakeDetector)
+        mp.setattr(pose, "load_blazepose", lambda: None)
+        mp.setattr(pose, "pose_available", lambda: True)
+        data = make_pose_dataset(tmp / "data")
+        out = tmp / "run"
+        config = FinetuneConfig(
+            data=str(data), out=str(out), workers=0, progress=False, device="cpu", cache_dir=str(tmp / "c")
+        )
+        run_finetune(config)
+        yield out
 
 
 def real_fold(root: Path, real: Path, split: np.ndarray) -> Path:
