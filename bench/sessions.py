@@ -464,6 +464,7 @@ def _limits(one: list[dict[str, Any]]) -> list[str]:
             "A forward head milder than that boundary (median p near or under 0.5) stays upright however well the "
             "baseline fits; no threshold was changed for it here."
         )
+        lines.append("")
     lines.append(
         f"As a stream, the main-person check refused {refused} scored photos of these sessions as someone else "
         f"(shoulders more than {REPLAY_DEFAULTS.jump_distance} shoulder widths from the running anchor, or "
