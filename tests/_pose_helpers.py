@@ -121,6 +121,24 @@ def make_pose_dataset(root: Path, per_class: dict[str, int] | None = None, sourc
     return root
 
 
+def fake_pose_run(root: Path, detector: type[FakeDetector] = FakeDetector) -> tuple[Path, pytest.MonkeyPatch]:
+    """A tiny default (pose) run trained on :func:`make_pose_dataset` with the stand-in BlazePose, which stays
+    in place (``detector`` for every ``PoseDetector``) until the returned ``MonkeyPatch`` is undone."""
+    import posture.pose as pose
+    from posture.finetune import FinetuneConfig, run_finetune
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pose, "PoseDetector", detector)
+    mp.setattr(pose, "load_blazepose", lambda: None)
+    mp.setattr(pose, "pose_available", lambda: True)
+    data = make_pose_dataset(root / "data")
+    out = root / "run"
+    run_finetune(
+        FinetuneConfig(data=str(data), out=str(out), workers=0, progress=False, device="cpu", cache_dir=str(root / "c"))
+    )
+    return out, mp
+
+
 def real_fold(root: Path, real: Path, split: np.ndarray) -> Path:
     """A dataset folder over the real photos (linked, never copied) with the given split per row."""
     frame = pd.read_csv(real / "manifest.csv").assign(split=split)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from _pose_helpers import FakeDetector, frontal_landmarks, make_pose_dataset
+from _pose_helpers import FakeDetector, fake_pose_run, frontal_landmarks
 from posture.cli import UserError
 from posture.predict import Predictor
 from posture.sitting import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, Session, WatchConfig
@@ -37,19 +37,7 @@ def person(drop: float, dx: float = 0.0, size: float = 1.0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory):
-    import posture.pose as pose
-    from posture.finetune import FinetuneConfig, run_finetune
-
-    tmp = tmp_path_factory.mktemp("sitting")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(pose, "PoseDetector", FakeDetector)
-    mp.setattr(pose, "load_blazepose", lambda: None)
-    mp.setattr(pose, "pose_available", lambda: True)
-    data = make_pose_dataset(tmp / "data")
-    out = tmp / "run"
-    run_finetune(
-        FinetuneConfig(data=str(data), out=str(out), workers=0, progress=False, device="cpu", cache_dir=str(tmp / "c"))
-    )
+    out, mp = fake_pose_run(tmp_path_factory.mktemp("sitting"))
     yield out, mp
     mp.undo()
 
