@@ -10,13 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.limits import DEFAULT_MAX_FILE_SIZE, parse_size
 from posture.cli import UserError, option
 from posture.formats import BACKENDS
 
+if TYPE_CHECKING:
+    from posture.sitting import WatchConfig
+
 DEFAULT_MAX_PIXELS = 50_000_000
+#: More frames a second than a webcam delivers only costs bandwidth.
+MAX_LIVE_FPS = 30.0
 
 
 def megapixels(text: str) -> int:
@@ -100,6 +105,28 @@ class AppConfig:
             metavar="SECONDS",
         ),
     )
+    live_alert_after: float = field(
+        default=30.0,
+        metadata=option(
+            "Live tab: alert once a forward head has lasted this long (the sitting's smoothed state, not one frame)",
+            metavar="SECONDS",
+        ),
+    )
+    live_fps: float = field(
+        default=5.0,
+        metadata=option(
+            "Live tab: webcam frames the page sends per second; a frame the server cannot analyse in time is "
+            "dropped, never queued",
+            metavar="FPS",
+        ),
+    )
+    live_sessions: int = field(
+        default=2,
+        metadata=option(
+            "Live tab: webcams analysed at the same time; further tabs wait their turn (turns of a minute)",
+            metavar="N",
+        ),
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,10 +143,23 @@ class AppConfig:
             raise UserError("--max-megapixels must be positive")
         if not (self.upload_max_age_s > 0 and self.output_max_age_s > 0):  # also refuses nan
             raise UserError("--keep-uploads and --keep-outputs must be positive (seconds)")
+        if not self.live_alert_after >= 0:  # also refuses nan
+            raise UserError("--live-alert-after must be 0 or more seconds")
+        if not 0 < self.live_fps <= MAX_LIVE_FPS:
+            raise UserError(f"--live-fps must be above 0 and at most {MAX_LIVE_FPS:g}")
+        if self.live_sessions < 1:
+            raise UserError("--live-sessions must be at least 1")
         try:
             parse_size(self.max_file_size)
         except ValueError as exc:
             raise UserError(f"--max-file-size: {exc}") from None
+
+    @property
+    def watch_config(self) -> WatchConfig:
+        """How the Live tab watches a sitting: the session object's defaults, with ``--live-alert-after``."""
+        from posture.sitting import WatchConfig
+
+        return WatchConfig(alert_after=self.live_alert_after)
 
     @property
     def max_file_bytes(self) -> int:

@@ -18,6 +18,9 @@ Privacy and robustness decide most of the shape here:
   reference (a few geometry numbers, never the photo) lives in that browser session's ``gr.State``
   and is applied per request (:meth:`Predictor.with_reference_geometry`), so no visitor sees or
   uses another's calibration. A photo the run cannot assess gets that answer and the reason.
+- For a pose-based run the Live tab watches the visitor's webcam as a sitting (:mod:`app.live`,
+  :mod:`app.live_page`): one session object per browser tab, freed when the tab closes; frames
+  stay in memory and the page gets its pictures inline, so no frame is ever written to disk.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from app.card import model_card
 from app.config import AppConfig
 from app.janitor import CacheJanitor, KeepFor, sweep_period
 from app.limits import BodySizeLimit
+from app.live import LIVE_DIR
 from app.safe_text import html_text
 from app.safe_text import markdown_text as md
 from app.uploads import UploadError, read_upload
@@ -257,6 +261,7 @@ def build_demo(
 
     from app.api_errors import GuardedBlocks
     from app.components import DecidedLabel, UploadedImage
+    from app.live_page import live_tab, release_on_unload
 
     demo: Any = None
 
@@ -381,6 +386,9 @@ def build_demo(
             table = gr.Dataframe(headers=handlers.table_headers(), interactive=False, label="Results")
             download = gr.File(label="Results as CSV", interactive=False)
             run_batch.click(classify_many, [files], [table, download, summary], api_name="classify_batch")
+        live_sessions = live_tab(predictor, config, work_dir)
+        if live_sessions is not None:
+            page.unload(release_on_unload(live_sessions))  # a closed tab's sitting and BlazePose graph go at once
         gr.Markdown(model_card(predictor))
     demo = page  # from now on `forget` sees the page's upload set
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.max_queue)
@@ -402,7 +410,7 @@ def launch(config: AppConfig) -> None:
         examples = make_examples_safely(work_dir / "examples", config.n_examples)
         demo = build_demo(predictor, config, work_dir, examples)
         janitor = CacheJanitor(
-            [work_dir / name for name in ("gradio", "batch", SHOWN_DIR)],
+            [work_dir / name for name in ("gradio", "batch", SHOWN_DIR, LIVE_DIR)],
             policy=retention(demo, config, work_dir),
             period_s=sweep_period(config.upload_max_age_s, config.output_max_age_s),
             on_delete=lambda paths: forget_files(demo, paths),

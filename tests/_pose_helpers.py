@@ -124,15 +124,15 @@ def make_pose_dataset(root: Path, per_class: dict[str, int] | None = None, sourc
 
 
 @contextmanager
-def fake_pose_run(tmp: Path) -> Iterator[Path]:
-    """A pose run trained in ``tmp`` on :func:`make_pose_dataset` with the stand-in BlazePose, which stays in
-    place (every ``posture.pose.PoseDetector`` is a :class:`FakeDetector`) until the block ends: for a
+def fake_pose_run(tmp: Path, detector: type[FakeDetector] = FakeDetector) -> Iterator[Path]:
+    """A pose run trained in ``tmp`` on :func:`make_pose_dataset` with a stand-in BlazePose (``detector``),
+    which stays in place (every ``posture.pose.PoseDetector`` is one) until the block ends: for a
     module-scoped fixture, where the function-scoped ``fake_blazepose`` cannot serve."""
     import posture.pose as pose
     from posture.finetune import FinetuneConfig, run_finetune
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pose, "PoseDetector", FakeDetector)
+        mp.setattr(pose, "PoseDetector", detector)
         mp.setattr(pose, "load_blazepose", lambda: None)
         mp.setattr(pose, "pose_available", lambda: True)
         data = make_pose_dataset(tmp / "data")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,13 +214,97 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @contextlib.contextmanager
-def chromium_page(width: int = 1280, height: int = 1000) -> Iterator[Any]:
-    """A Playwright page in headless Debian Chromium, closed afterwards (browser tests only)."""
+def chromium_page(width: int = 1280, height: int = 1000, args: Sequence[str] = ()) -> Iterator[Any]:
+    """A Playwright page in headless Debian Chromium, closed afterwards (browser tests only);
+    ``args``: more Chromium flags (e.g. a fake webcam)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*CHROMIUM_ARGS, *args])
         try:
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+#: File name endings of pictures and videos.
+MEDIA_SUFFIXES = {
+    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic",
+    ".y4m", ".webm", ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".ts", ".m3u8",
+}  # fmt: skip
+
+
+def media_kind(path: Path) -> str | None:
+    """What picture or video ``path`` holds, by its content (magic bytes) or its name; ``None``: neither."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None  # gone meanwhile, or not a readable file
+    signatures = {
+        b"\xff\xd8\xff": "jpeg",
+        b"\x89PNG": "png",
+        b"GIF8": "gif",
+        b"\x1aE\xdf\xa3": "webm/matroska",
+        b"YUV4MPEG2": "y4m",
+        b"II*\x00": "tiff",
+        b"MM\x00*": "tiff",
+    }
+    for magic, kind in signatures.items():
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"AVI "):
+        return head[8:12].decode().strip().lower()
+    if head[4:8] == b"ftyp":
+        return "mp4/mov/avif/heic"
+    if path.suffix.lower() in MEDIA_SUFFIXES:
+        return f"{path.suffix.lower()} file"
+    return None
+
+
+def files_under(roots: Iterable[Path], skip: Iterable[Path] = ()) -> set[str]:
+    """Every regular file under ``roots``, leaving out the folders in ``skip`` (for before/after snapshots)."""
+    import os
+
+    skipped = {os.path.realpath(s) for s in skip}
+    found: set[str] = set()
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(folder, d)) not in skipped]
+            found.update(os.path.join(folder, name) for name in files)
+    return found
+
+
+def new_media(
+    before: set[str], roots: Iterable[Path], skip: Iterable[Path] = (), suspect: Callable[[Path], bool] | None = None
+) -> dict[str, str]:
+    """The picture and video files under ``roots`` that were not there ``before`` (``path → kind``);
+    ``suspect``: only those it says could be ours (where other programs write pictures too)."""
+    found = {}
+    for path in sorted(files_under(roots, skip) - before):
+        kind = None if Path(path).is_symlink() else media_kind(Path(path))
+        if kind is not None and (suspect is None or suspect(Path(path))):
+            found[path] = kind
+    return found
+
+
+def media_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` of a picture or video file, ``None`` where it cannot be read."""
+    import cv2
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        if head.startswith(b"YUV4MPEG2"):
+            fields = dict((w[:1], w[1:]) for w in head.split(b"\n", 1)[0].split()[1:])
+            return int(fields[b"W"]), int(fields[b"H"])
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, KeyError, Image.DecompressionBombError):
+        pass
+    video = cv2.VideoCapture(str(path))
+    try:
+        width, height = int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        video.release()
+    return (width, height) if width and height else None

@@ -19,12 +19,14 @@ from posture.cli import UserError, config_from_args
 REPO = Path(__file__).resolve().parents[1]
 
 # The usage lines as they were before the options were generated from the dataclasses (recorded
-# from the hand-written parsers): same flags, same value names, same order, same required ones.
+# from the hand-written parsers): same flags, same value names, same order, same required ones; the
+# Live tab's options came later, after them.
 APP_USAGE = (
     "usage: python -m app [-h] [--run RUN] [--host HOST] [--port PORT] [--backend {auto,torch,onnx}] "
     "[--threads THREADS] [--concurrency CONCURRENCY] [--max-file-size MAX_FILE_SIZE] "
     "[--max-megapixels MAX_MEGAPIXELS] [--flagging DIR] [--examples EXAMPLES] [--no-cam] "
-    "[--keep-uploads SECONDS] [--keep-outputs SECONDS] [-v] [-q]"
+    "[--keep-uploads SECONDS] [--keep-outputs SECONDS] "
+    "[--live-alert-after SECONDS] [--live-fps FPS] [--live-sessions N] [-v] [-q]"
 )
 LABEL_USAGE = (
     "usage: python -m app.label [-h] --images IMAGES --out OUT [--threshold THRESHOLD] [--labeler LABELER] "
@@ -68,6 +70,7 @@ def test_app_flags_land_in_their_fields() -> None:
         *("--run", "models/x", "--max-megapixels", "2", "--flagging", "flags", "--examples", "0", "--no-cam"),
         *("--keep-uploads", "60", "--keep-outputs", "5", "--max-file-size", "300kb", "--backend", "onnx"),
         *("--host", "0.0.0.0", "--port", "8000", "--threads", "3", "--concurrency", "4"),
+        *("--live-alert-after", "5", "--live-fps", "2.5", "--live-sessions", "3"),
     )
     assert cfg == AppConfig(
         run_dir=Path("models/x"),
@@ -83,8 +86,12 @@ def test_app_flags_land_in_their_fields() -> None:
         port=8000,
         threads=3,
         concurrency=4,
+        live_alert_after=5.0,
+        live_fps=2.5,
+        live_sessions=3,
     )
     assert _app("--max-megapixels", "0.5").max_pixels == 500_000
+    assert _app("--live-alert-after", "5").watch_config.alert_after == 5.0  # the Live tab's session object
 
 
 def test_app_threads_default_to_the_cores_shared_by_concurrent_requests(monkeypatch: pytest.MonkeyPatch) -> None:
