@@ -9,16 +9,24 @@ folder and Gradio cache), the run folder and the repository, any new picture or 
 content) fails the test; under the system's temp folder, where other programs on the machine write
 pictures too, any new one of the fake webcam's size does. The frame rate the browser path achieves is
 measured and recorded (``record_property``, and a log line).
+
+And when the page sends more frames than the server can analyse, the ones it cannot analyse in time are
+dropped, not queued: each video frame carries its number in a band of black and white stripes under the
+picture, read back from the picture the page shows, so the test sees how far behind the camera the
+analysis runs, and that this does not grow.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import re
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +34,16 @@ from PIL import Image
 
 from _hostile_helpers import train_real_pose_run
 from _pose_helpers import needs_pose
-from _serving_helpers import CHROMIUM, REAL_DATA, AppServer, chromium_page, files_under, media_size, new_media
+from _serving_helpers import (
+    CHROMIUM,
+    REAL_DATA,
+    AppServer,
+    chromium_page,
+    files_under,
+    media_size,
+    new_media,
+    served,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,8 +57,11 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger(__name__)
 
 #: The fake webcam: this many frames a second, this many seconds upright then forward head, looped; its
-#: frames are SIDE × SIDE pixels (a size no other picture on the machine is likely to have).
-VIDEO_FPS, UPRIGHT_SECONDS, FORWARD_SECONDS, SIDE = 10, 8, 12, 336
+#: frames are SIDE × SIDE photos (a size no other picture on the machine is likely to have). For the
+#: test of dropped frames, each photo sits above a band of BITS stripes, each STRIPE pixels high, that
+#: spell the frame's number (kept out of the other test: the band changes what BlazePose reads).
+VIDEO_FPS, UPRIGHT_SECONDS, FORWARD_SECONDS, SIDE, BITS, STRIPE = 10, 8, 12, 336, 9, 6
+LOOP_SECONDS = UPRIGHT_SECONDS + FORWARD_SECONDS
 ALERT_AFTER = 3
 
 
@@ -58,8 +78,24 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> Path:
     return path
 
 
-def webcam_video(path: Path) -> Path:
-    """One person at a webcam (the ``posenet`` source: seated, frontal, one person): upright, then slouched."""
+def with_number(photo: np.ndarray, number: int) -> np.ndarray:
+    """The photo above stripes that spell ``number`` in binary (full-width stripes: a mirrored webcam
+    picture reads the same)."""
+    band = np.zeros((BITS * STRIPE, photo.shape[1], 3), np.uint8)
+    for bit in range(BITS):
+        band[bit * STRIPE : (bit + 1) * STRIPE] = 255 if number >> bit & 1 else 0
+    return np.concatenate([photo, band])
+
+
+def frame_number(picture: np.ndarray) -> int:
+    """The number :func:`with_number` wrote under a frame (read from the middle of each stripe)."""
+    rows = [SIDE + bit * STRIPE + STRIPE // 2 for bit in range(BITS)]
+    return sum(1 << bit for bit, row in enumerate(rows) if picture[row].mean() > 128)
+
+
+def webcam_video(path: Path, numbered: bool = False) -> Path:
+    """One person at a webcam (the ``posenet`` source: seated, frontal, one person): upright, then slouched;
+    each frame numbered if asked."""
 
     def frames(label: str, seconds: int) -> list[np.ndarray]:
         photos = sorted((REAL_DATA / label).glob("posenet*.jpg"))
@@ -67,22 +103,61 @@ def webcam_video(path: Path) -> Path:
         pictures = [np.asarray(Image.open(p).convert("RGB").resize((SIDE, SIDE))) for p in photos]
         return [pictures[(i // 2) % len(pictures)] for i in range(seconds * VIDEO_FPS)]  # each photo 0.2 s
 
-    return write_y4m(path, frames("normal", UPRIGHT_SECONDS) + frames("forward_head", FORWARD_SECONDS), VIDEO_FPS)
+    video = frames("normal", UPRIGHT_SECONDS) + frames("forward_head", FORWARD_SECONDS)
+    if numbered:
+        assert len(video) < 2**BITS
+        video = [with_number(photo, i) for i, photo in enumerate(video)]
+    return write_y4m(path, video, VIDEO_FPS)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Path, Path]]:
-    """A default pose run trained on synthetic pictures with the real BlazePose, served with a short alert
-    stretch, and the fake webcam's video."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A default pose run trained on synthetic pictures with the real BlazePose, and its folder."""
     root = tmp_path_factory.mktemp("live-browser")
     _, run = train_real_pose_run(root / "train", n=120)
+    return run, root
+
+
+@pytest.fixture(scope="module")
+def setup(
+    trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[AppServer, Path, Path]]:
+    """The run served with a short alert stretch, and the fake webcam's video."""
+    run, root = trained
     video = webcam_video(root / "webcam.y4m")
-    app = AppServer(run, root / "server", "--examples", "0", "--live-alert-after", str(ALERT_AFTER))
+    app = AppServer(
+        run, tmp_path_factory.mktemp("live-server"), "--examples", "0", "--live-alert-after", str(ALERT_AFTER)
+    )
     try:
         app.wait_ready()
         yield app, run, video
     finally:
         app.stop()
+
+
+def fake_webcam(video: Path) -> list[str]:
+    """Chromium flags: allow the camera without asking, and play ``video`` as its picture."""
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+
+
+def start_streaming(page: Any, url: str) -> None:
+    """Open the Live tab, turn the webcam on and press record."""
+    page.goto(url, wait_until="load")
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live_camera [title='grant webcam access'] button").click()
+    page.locator("#live_camera button[aria-label='capture photo']").click()
+
+
+def shown_picture(page: Any) -> np.ndarray | None:
+    """The picture the Live tab shows (the last frame analysed), decoded from its inline ``data:`` URL."""
+    src = _attribute(page, "#live_overlay img.live-overlay", "src")
+    if not src or not src.startswith("data:image/jpeg;base64,"):
+        return None
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
 
 
 class FrameFiles:
@@ -101,8 +176,8 @@ class FrameFiles:
         }
 
 
-def _attribute(page: object, selector: str, name: str) -> str | None:
-    locator = page.locator(selector)  # type: ignore[attr-defined]
+def _attribute(page: Any, selector: str, name: str) -> str | None:
+    locator = page.locator(selector)
     return locator.first.get_attribute(name) if locator.count() else None
 
 
@@ -120,19 +195,11 @@ def test_the_live_tab_watches_a_webcam_alerts_and_writes_no_frame_anywhere(
         Image.new("RGB", (SIDE, SIDE)).save(planted, format="JPEG")
         planted.flush()
         assert frame_files.new() == {planted.name: "jpeg"}
-    camera = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-    ]
     found_during: dict[str, str] = {}
-    with chromium_page(1280, 1500, args=camera) as page:
-        page.goto(server.url, wait_until="load")
-        page.get_by_role("tab", name="Live").click()
-        expect(page.get_by_text("Frames stay in memory")).to_be_visible(timeout=30_000)
-        page.locator("#live_camera [title='grant webcam access'] button").click()
-        page.locator("#live_camera button[aria-label='capture photo']").click()  # "Record": start streaming
+    with chromium_page(1280, 1500, args=fake_webcam(video)) as page:
+        start_streaming(page, server.url)
         started = time.monotonic()
+        expect(page.get_by_text("Frames stay in memory")).to_be_visible(timeout=30_000)
 
         states, timelines, banner = set(), [], None
         while time.monotonic() - started < 120 and (banner is None or len(timelines) < 2):
@@ -188,3 +255,35 @@ def test_the_live_tab_watches_a_webcam_alerts_and_writes_no_frame_anywhere(
     after = frame_files.new()
     assert not after, f"picture or video files left after the test: {after}"
     (tmp_path / "live_tab.png").write_bytes(screenshot)  # for people reviewing the run, once the checks are done
+
+
+def test_frames_the_server_cannot_analyse_in_time_are_dropped_not_queued(
+    trained: tuple[Path, Path], tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    """The page sends 30 frames a second, more than this machine analyses (BlazePose, the drawing, the
+    browser itself); the picture shown must stay as close behind the camera as at the start. Were the
+    frames queued, it would fall behind by every frame not analysed in time (here well over 5 s in 20 s)."""
+    run, root = trained
+    video = webcam_video(root / "numbered.y4m", numbered=True)
+    with (
+        served(run, tmp_path / "server", "--examples", "0", "--live-fps", "30") as server,
+        chromium_page(1280, 1500, args=fake_webcam(video)) as page,
+    ):
+        start_streaming(page, server.url)
+        behind: list[float] = []  # (when it was shown - when the camera took it), up to the video's start
+        started = time.monotonic()
+        while time.monotonic() - started < 25:
+            time.sleep(0.5)
+            picture = shown_picture(page)
+            if picture is not None:
+                behind.append((time.monotonic() - frame_number(picture) / VIDEO_FPS) % LOOP_SECONDS)
+        frames = int(_attribute(page, "#live_status .live-status", "data-frames") or 0)
+        elapsed = time.monotonic() - started
+    assert len(behind) > 20, "too few pictures shown"
+    steady = behind[len(behind) // 4 :]  # once the stream has settled
+    drift = [((b - steady[0] + LOOP_SECONDS / 2) % LOOP_SECONDS) - LOOP_SECONDS / 2 for b in steady]
+    rate = frames / elapsed
+    record_property("live_fps_at_30_sent", round(rate, 2))
+    lag = f"lag {min(drift):+.2f}..{max(drift):+.2f} s around its first value"
+    log.warning("Live tab at --live-fps 30: %.1f frames analysed a second; %s", rate, lag)
+    assert max(drift) - min(drift) < 3.0, f"the analysis fell behind the camera: {drift}"
