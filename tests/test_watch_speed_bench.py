@@ -180,7 +180,7 @@ def test_the_report_leaves_the_browser_number_to_its_own_measurement() -> None:
     }
     text = to_markdown(payload)
     assert "**40.0** **met**" in text and "**1.10×** **met**" in text and "p95 30.0 ms" in text
-    assert "*to be filled in*" in text
+    assert "not measured in this run" in text and "--browser-fps" in text
     assert "backlog ≤ 1: **met**" in text
     text = to_markdown({**payload, "browser": {"fps": 12.5, "note": "the Live tab"}})
-    assert "**12.5** frames per second" in text
+    assert "**12.5** frames analysed per second (the Live tab)" in text
