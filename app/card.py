@@ -9,7 +9,7 @@ held-out synthetic pictures says little about a visitor's photo, so the card nev
   ``--out RUN/eval_real`` keeps a second evaluation beside it; ``bench/evaluate_real.py`` writes
   ``RUN/eval_real/``). Reports live inside the run folder, so retraining, which replaces the
   folder, takes them away with the model they described. A report counts as real when its
-  ``data_provenance`` says so (:mod:`posture.provenance`).
+  ``data_provenance`` says so (:mod:`posture.evaluation.provenance`).
 * Without one, a run trained on synthetic pictures says so plainly: "trained on synthetic
   pictures; accuracy on real photos not measured". A run trained on real photos headlines its
   held-out test split, which holds people absent from training (ingest splits by subject).
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from app.safe_text import markdown_text as md
-from posture.checkpoint import read_metrics
-from posture.fileio import DamagedFileError, read_json
-from posture.metrics import MetricsFormatError, SplitMetrics, split_metrics_from
-from posture.predict import Predictor
-from posture.provenance import describe_words
+from posture.evaluation.metrics import MetricsFormatError, SplitMetrics, split_metrics_from
+from posture.evaluation.provenance import describe_words
+from posture.inference.predict import Predictor
+from posture.io.fileio import DamagedFileError, read_json
+from posture.runs.checkpoint import read_metrics
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Why: ``gr.Image`` opens every upload with PIL *before* our function runs, so a corrupt file, a
 non-image or a decompression bomb fails inside Gradio with a generic error, and EXIF, 16-bit
 and CMYK handling would differ from training. :class:`UploadedImage` hands over the uploaded
-file's path untouched and the app decodes it with :func:`posture.images.open_rgb` (the same
+file's path untouched and the app decodes it with :func:`posture.io.images.open_rgb` (the same
 decoder ingest and training use), turning problems into a message the user can read.
 
 ``gr.Label`` always headlines the most probable class; with a calibrated decision threshold the

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from app.limits import DEFAULT_MAX_FILE_SIZE, parse_size
 from posture.cli import UserError, option
-from posture.formats import BACKENDS
+from posture.io.formats import BACKENDS
 
 if TYPE_CHECKING:
-    from posture.sitting import WatchConfig
+    from posture.sitting.session import WatchConfig
 
 DEFAULT_MAX_PIXELS = 50_000_000
 #: More frames a second than a webcam delivers only costs bandwidth.
@@ -157,7 +157,7 @@ class AppConfig:
     @property
     def watch_config(self) -> WatchConfig:
         """How the Live tab watches a sitting: the session object's defaults, with ``--live-alert-after``."""
-        from posture.sitting import WatchConfig
+        from posture.sitting.session import WatchConfig
 
         return WatchConfig(alert_after=self.live_alert_after)
 
@@ -172,6 +172,6 @@ class AppConfig:
         once, so that a burst of visitors does not oversubscribe the CPU."""
         if self.threads is not None:
             return self.threads
-        from posture.device import physical_cores  # imports torch: only when serving
+        from posture.runtime.device import physical_cores  # imports torch: only when serving
 
         return max(1, physical_cores() // self.concurrency)

@@ -2,7 +2,7 @@
 
 Privacy and robustness decide most of the shape here:
 
-- Uploads are decoded by :mod:`app.uploads` (through :func:`posture.images.open_rgb`: EXIF, 16-bit,
+- Uploads are decoded by :mod:`app.uploads` (through :func:`posture.io.images.open_rgb`: EXIF, 16-bit,
   CMYK, pixel limit).
   Gradio's cache lives in a private temp folder (:mod:`app.scratch`) that is removed at exit and,
   after a crash, at the next start. While serving, :mod:`app.janitor` deletes each upload a few
@@ -12,7 +12,7 @@ Privacy and robustness decide most of the shape here:
 - A broken, non-image or oversized upload becomes one friendly message in the page; the server
   keeps serving. Byte size is capped by Gradio (``max_file_size``) for uploads and by
   :mod:`app.limits` for images sent inline and for request bodies; pixels by us.
-- One shared :class:`~posture.predict.Predictor` answers every request; the queue's concurrency
+- One shared :class:`~posture.inference.predict.Predictor` answers every request; the queue's concurrency
   limit keeps a burst of visitors from oversubscribing a small CPU.
 - For a pose-based run the visitor may first calibrate with an upright photo of themselves: the
   reference (a few geometry numbers, never the photo) lives in that browser session's ``gr.State``
@@ -45,12 +45,12 @@ from app.live import LIVE_DIR
 from app.safe_text import html_text
 from app.safe_text import markdown_text as md
 from app.uploads import UploadError, read_upload
-from posture.checkpoint import find_latest_run
 from posture.cli import UserError
-from posture.csvcells import write_csv
-from posture.drawing import draw_landmarks
-from posture.images import MODEL_MAX_SIDE
-from posture.predict import Prediction, Predictor, Prepared
+from posture.inference.predict import Prediction, Predictor, Prepared
+from posture.io.csvcells import write_csv
+from posture.io.images import MODEL_MAX_SIDE
+from posture.pose.drawing import draw_landmarks
+from posture.runs.checkpoint import find_latest_run
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,14 @@ class Handlers:
         self.cam_note = ""
         if config.cam:
             try:
-                from posture.cam import explain
+                from posture.inference.cam import explain
 
                 self._explain = explain
             except ImportError as exc:  # optional: the label still works without it
                 self.cam_note = f"(Grad-CAM is unavailable here: {exc})"
 
     def _read(self, source: str | bytes | None) -> contextlib.AbstractContextManager[np.ndarray]:
-        """An upload decoded at the size the model needs (:data:`posture.images.MODEL_MAX_SIDE`): a
+        """An upload decoded at the size the model needs (:data:`posture.io.images.MODEL_MAX_SIDE`): a
         49-megapixel JPEG costs a few megabytes, not 150, and the page shows back what was measured."""
         return read_upload(source, self.config.max_pixels, self.forget, max_side=MODEL_MAX_SIDE)
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.scratch import owned_dirs
-from posture.fileio import atomic_write_json
+from posture.io.fileio import atomic_write_json
 
 #: In the demo's private folder: ``{"url": "http://127.0.0.1:7860/"}``, where a local client reaches it.
 SERVER_NAME = "server.json"

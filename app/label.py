@@ -8,7 +8,7 @@ files with ``unknown_label``); *Previous* steps back through the answers (answer
 supersedes the old row). *Forward head* / *Normal* save a class without points (quick mode).
 Keys: Enter or a = accept, r = redo, s = skip, p or ← = previous, f = forward head, n = normal.
 
-Every answer is appended to ``--out`` at once and durably (see :mod:`posture.labelstore`), so the
+Every answer is appended to ``--out`` at once and durably (see :mod:`posture.io.labelstore`), so the
 tool can be closed or killed at any time; reopening the same folder and CSV continues where it
 stopped. With ``--run models/RUN`` the model's guess is shown beside the photo, and
 ``--order uncertainty`` puts the photos the model is least sure about first.
@@ -31,8 +31,8 @@ from app.label_session import LabelConfig, LabelSession
 from app.safe_text import markdown_text as md
 from app.scratch import CACHE_SWEEP, private_gradio_temp, stop_on_sigterm
 from posture.cli import add_logging_flags, add_options, config_from_args, run_main, setup_logging
-from posture.labels import FORWARD_HEAD, NORMAL
-from posture.labelstore import UNUSABLE
+from posture.data.labels import FORWARD_HEAD, NORMAL
+from posture.io.labelstore import UNUSABLE
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def launch_kwargs(config: LabelConfig) -> dict[str, Any]:
 def load_predictor(run: Path | None):  # type: ignore[no-untyped-def]
     if run is None:
         return None
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     return Predictor.from_run(run)
 

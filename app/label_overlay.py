@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from posture.cva import craniovertebral_angle
-from posture.drawing import font, text_label
+from posture.data.cva import craniovertebral_angle
+from posture.pose.drawing import font, text_label
 
 EAR_COLOUR = (255, 170, 0)
 C7_COLOUR = (0, 200, 255)

@@ -5,7 +5,7 @@ later answers supersede earlier ones, clicks land on original-image pixels, mode
 is tested here directly; the page in :mod:`app.label` only forwards clicks and button presses.
 
 Coordinates: the page shows a downscaled copy of the photo (EXIF orientation applied by
-:func:`posture.images.open_rgb`, exactly as ``posture.ingest`` sees it); clicks arrive in display
+:func:`posture.io.images.open_rgb`, exactly as ``posture.ingest`` sees it); clicks arrive in display
 pixels and are stored in original pixels, mapping pixel centres (``(x + 0.5) * scale - 0.5``).
 """
 
@@ -26,13 +26,13 @@ import numpy as np
 from PIL import Image
 
 from posture.cli import UserError, option
-from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
-from posture.filenames import needs_escape, text_name
-from posture.formats import CONFIG_NAME, IMAGE_EXTENSIONS
-from posture.images import ImageDecodeError, open_rgb
-from posture.labels import CLASS_NAMES
-from posture.labelstore import UNUSABLE, LabelRecord, LabelStore
-from posture.walk import walk_files
+from posture.data.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
+from posture.data.labels import CLASS_NAMES
+from posture.io.filenames import needs_escape, text_name
+from posture.io.formats import CONFIG_NAME, IMAGE_EXTENSIONS
+from posture.io.images import ImageDecodeError, open_rgb
+from posture.io.labelstore import UNUSABLE, LabelRecord, LabelStore
+from posture.io.walk import walk_files
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,14 @@ class LabelConfig:
 def scan_images(root: str | os.PathLike[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """The photos under ``root`` a labeler can be shown, and the files left out, each with a reason.
 
-    The folder is walked exactly as ``posture.ingest`` walks it (:func:`posture.walk.walk_files`):
+    The folder is walked exactly as ``posture.ingest`` walks it (:func:`posture.io.walk.walk_files`):
     hidden and system entries are skipped, and FIFOs, devices, symlink loops and links out of the
     folder are left out with their reason, so no photo the labeler answers is one ingest refuses,
     and the page never blocks on a file that is not a regular file.
 
     Names the answer file cannot hold (a line break, a control character, bytes that are not
     UTF-8, a backslash, which ingest reads as a folder separator) are left out too, so one such
-    file can never block a session; names are given as :func:`posture.filenames.text_name` text.
+    file can never block a session; names are given as :func:`posture.io.filenames.text_name` text.
     """
     walk = walk_files(root)
     found, left_out = [], [(text_name(r.rel), f"{r.reason}: {r.detail}") for r in walk.refused]

@@ -10,7 +10,7 @@ and decoded. So the same byte cap applies at two more doors:
 - :func:`decode_data_url` measures an inline image by its base64 length *before* decoding it,
   and turns a malformed URL into a sentence for the person who sent it (:class:`InlineDataError`).
 
-The pixel cap (``--max-megapixels``) is checked by :func:`posture.images.open_rgb` from the image
+The pixel cap (``--max-megapixels``) is checked by :func:`posture.io.images.open_rgb` from the image
 header, before any pixel is decoded, for inline data as for files.
 """
 

@@ -2,9 +2,9 @@
 
 Why this shape:
 
-- **One session object.** Each tab gets a :class:`posture.sitting.Session` (baseline, smoothing,
+- **One session object.** Each tab gets a :class:`posture.sitting.session.Session` (baseline, smoothing,
   alerts, pause, the record) over the app's trained run, with a BlazePose graph of its own in video
-  mode (:class:`posture.pose.PoseDetector` ``video=True``: it tracks the tab's person from frame to
+  mode (:class:`posture.pose.detector.PoseDetector` ``video=True``: it tracks the tab's person from frame to
   frame, so it cannot be shared). The run's network and backend are shared, as for photos.
 - **Frames stay in memory.** A frame arrives as bytes inside the request, is decoded, analysed,
   drawn on and dropped; what goes back to the page is HTML with the drawing inline (a ``data:`` URL),
@@ -40,10 +40,19 @@ import pandas as pd
 from PIL import Image
 
 from app.live_timeline import Timeline
-from posture.csvcells import write_csv
-from posture.drawing import draw_landmarks
-from posture.predict import Predictor
-from posture.sitting import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, FrameResult, Session, WatchConfig
+from posture.inference.predict import Predictor
+from posture.io.csvcells import write_csv
+from posture.pose.drawing import draw_landmarks
+from posture.sitting.session import (
+    CALIBRATING,
+    FORWARD,
+    NOT_ASSESSED,
+    PAUSED,
+    UPRIGHT,
+    FrameResult,
+    Session,
+    WatchConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +256,7 @@ class LiveSession:
 class LiveSessions:
     """The open sittings of one app, one per browser tab (Gradio session), at most ``max_open`` at once.
 
-    ``detector_factory`` makes each tab's BlazePose graph (default: :class:`posture.pose.PoseDetector`
+    ``detector_factory`` makes each tab's BlazePose graph (default: :class:`posture.pose.detector.PoseDetector`
     in video mode, looked up at call time so tests can stand it in).
     """
 
@@ -315,7 +324,7 @@ class LiveSessions:
 
 
 def _video_detector() -> Any:
-    from posture import pose
+    from posture.pose import detector as pose
 
     return pose.PoseDetector(video=True)
 

@@ -28,8 +28,8 @@ from app.config import AppConfig
 from app.live import LIVE_DIR, LiveError, LiveSession, LiveSessions
 from app.safe_text import html_text
 from app.uploads import UploadError, decode_upload
-from posture.images import MODEL_MAX_SIDE
-from posture.predict import Predictor
+from posture.inference.predict import Predictor
+from posture.io.images import MODEL_MAX_SIDE
 
 log = logging.getLogger(__name__)
 

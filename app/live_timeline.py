@@ -1,6 +1,6 @@
 """The Live tab's timeline: the smoothed p(forward head) and the state of a sitting, drawn as it grows.
 
-Why a record of its own instead of redrawing :attr:`posture.sitting.Session.rows`: a sitting lasts
+Why a record of its own instead of redrawing :attr:`posture.sitting.session.Session.rows`: a sitting lasts
 hours at several frames a second, and the page redraws the timeline every second. So
 :class:`Timeline` keeps at most ``max_points`` points, one per time step: when it fills up, pairs
 of neighbours merge and the step doubles, so the whole sitting stays on the plot at a resolution
@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from posture.sitting import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT
+from posture.sitting.session import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT
 
 #: Background of each state's stretch of the timeline.
 STATE_COLOURS = {

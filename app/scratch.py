@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from posture.fileio import atomic_write_json
+from posture.io.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from posture.images import ImageDecodeError, open_rgb
+from posture.io.images import ImageDecodeError, open_rgb
 
 #: Why these reasons, in the user's words.
 _FRIENDLY = {
@@ -36,7 +36,7 @@ def decode_upload(
     source: str | os.PathLike[str] | bytes | None, max_pixels: int, max_side: int | None = None
 ) -> np.ndarray:
     """Decode an upload to ``H×W×3 uint8`` RGB (at most ``max_side`` pixels on its long side, decoded
-    at that size: :func:`posture.images.open_rgb`) or raise :class:`UploadError` with a friendly message."""
+    at that size: :func:`posture.io.images.open_rgb`) or raise :class:`UploadError` with a friendly message."""
     if source is None:
         raise UploadError("Please upload a photo (or take one with the webcam) first.")
     try:
@@ -45,7 +45,7 @@ def decode_upload(
         raise UploadError(
             _FRIENDLY.get(exc.reason, "The image could not be read.").format(mp=max_pixels / 1e6)
         ) from None
-    except OSError as exc:  # posture.walk.RefusedFile says "missing_file" for a file gone meanwhile
+    except OSError as exc:  # posture.io.walk.RefusedFile says "missing_file" for a file gone meanwhile
         gone = isinstance(exc, FileNotFoundError) or getattr(exc, "reason", None) == "missing_file"
         raise UploadError(_SWEPT if gone else "The upload could not be read; please try again.") from None
 

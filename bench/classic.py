@@ -37,11 +37,11 @@ from tqdm import tqdm
 
 from bench.common import RESULTS, machine, peak_rss_mb
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
-from posture.data import ManifestDataset
-from posture.fileio import atomic_write_text
-from posture.formats import SPLITS
+from posture.data.datasets import ManifestDataset
+from posture.data.transforms import Preprocessing, apply, build_eval_transform
+from posture.io.fileio import atomic_write_text
+from posture.io.formats import SPLITS
 from posture.models.classic import CLASSIC_MODELS, RECIPES, googlenet_loss, make_optimizer, make_scheduler
-from posture.transforms import Preprocessing, apply, build_eval_transform
 
 log = logging.getLogger("bench.classic")
 

@@ -38,7 +38,7 @@ from bench.evaluate_real import (
     shown,
     target_met,
 )
-from posture.checkpoint import read_config
+from posture.runs.checkpoint import read_config
 
 log = logging.getLogger("bench.demo_seeds")
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 
 from bench.common import RESULTS, machine, write_results
-from posture.checkpoint import read_config
-from posture.evaluate import EvalConfig, evaluate
-from posture.formats import CONFIG_NAME, MANIFEST_NAME, WEIGHTS_NAME
-from posture.provenance import describe_words
+from posture.evaluation.provenance import describe_words
+from posture.inference.evaluate import EvalConfig, evaluate
+from posture.io.formats import CONFIG_NAME, MANIFEST_NAME, WEIGHTS_NAME
+from posture.runs.checkpoint import read_config
 
 log = logging.getLogger("bench.evaluate_real")
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ The textbook loop is the PyTorch transfer-learning tutorial's "ConvNet as fixed 
 extractor": ImageFolder + DataLoader + torchvision transforms (RandomResizedCrop/flip for
 training, Resize(256)/CenterCrop(224) for validation), SGD(lr 1e-3, momentum 0.9) on the new
 layer, StepLR(7, 0.1), and the whole network run forward on every image in every epoch.
-Ours is ``posture.finetune.run_finetune`` with a cold feature cache: the backbone runs once per
+Ours is ``posture.training.finetune.run_finetune`` with a cold feature cache: the backbone runs once per
 image (and augmented view), through ONNX Runtime when that is faster, and the head trains on
 cached features.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine, peak_rss_mb, write_results
-from posture.formats import HISTORY_NAME
+from posture.io.formats import HISTORY_NAME
 
 log = logging.getLogger("bench.finetune")
 
@@ -55,7 +55,7 @@ def textbook(data: str, model_name: str, weights: str | None, epochs: int, seed:
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
-    from posture.data import read_manifest
+    from posture.data.datasets import read_manifest
     from posture.models import build_model
 
     torch.manual_seed(seed)
@@ -128,7 +128,7 @@ def textbook(data: str, model_name: str, weights: str | None, epochs: int, seed:
 
 def ours(data: str, model_name: str, weights: str | None, epochs: int, seed: int) -> dict[str, Any]:
     """``run_finetune`` with a cold cache, then a bare ONNX Runtime forward of the same backbone."""
-    from posture.finetune import FinetuneConfig, run_finetune
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = FinetuneConfig(
@@ -193,8 +193,8 @@ def bare_onnx_forward(model_name: str, weights: str | None, tmp: Path, n_images:
     import numpy as np
     import onnxruntime as ort
 
-    from posture.features import export_backbone_onnx
     from posture.models import build_model
+    from posture.models.features import export_backbone_onnx
 
     model = build_model(model_name, 2, pretrained=True if weights is None else weights).eval()
     size = model.preprocessing.input_size

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from bench.common import machine, write_results
-from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME
 from posture.ingest import IngestConfig, ingest
+from posture.io.formats import IMAGE_EXTENSIONS, LABELS_NAME
 
 log = logging.getLogger("bench.ingest")
 DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "raw-sample"

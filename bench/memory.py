@@ -77,9 +77,9 @@ def synth_pictures(out: Path, n: int, seed: int) -> list[Path]:
 
 def train_run(work: Path) -> Path:
     """The README's demo path on a small scale: synth → ingest → finetune (``pose``, real BlazePose)."""
-    from posture.finetune import FinetuneConfig, run_finetune
     from posture.ingest.config import IngestConfig
     from posture.ingest.pipeline import ingest
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     synth_pictures(work / "train-raw", 120, seed=0)
     ingest(IngestConfig(src=work / "train-raw", out=work / "train-data", progress=False))

@@ -3,7 +3,7 @@
 Three ratios (timings are noisy on shared machines, so each pair is measured side by side, in
 alternating rounds, and the median round is reported):
 
-* **pose features** per photo (``posture.features.extract_run_features`` for the ``pose`` model,
+* **pose features** per photo (``posture.models.features.extract_run_features`` for the ``pose`` model,
   cold cache: decode, BlazePose, geometry, landmark-space views, cache writes) vs a **bare
   BlazePose call** (decode + one MediaPipe ``Pose.process``);
 * **fused extraction** (``efficientnet_lite0+pose``, cold cache: landmarks once, the crop, the CNN
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from bench.common import machine, write_results
-from posture.formats import IMAGE_EXTENSIONS, MANIFEST_NAME
-from posture.labels import CLASS_NAMES
+from posture.data.labels import CLASS_NAMES
+from posture.io.formats import IMAGE_EXTENSIONS, MANIFEST_NAME
 
 log = logging.getLogger("bench.pose_speed")
 DEFAULT_REAL = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "real"
@@ -42,8 +42,8 @@ DEFAULT_REAL = Path(__file__).resolve().parent.parent / ".." / "shared" / "data"
 
 def bare_blazepose(paths: list[Path]) -> float:
     """Seconds for decode + one ``Pose.process`` per photo (the graph built beforehand)."""
-    from posture.images import load_rgb_array
-    from posture.pose import load_blazepose
+    from posture.io.images import load_rgb_array
+    from posture.pose.detector import load_blazepose
 
     graph = load_blazepose().Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
     graph.process(load_rgb_array(paths[0]))  # build and warm the graph outside the timing
@@ -57,9 +57,9 @@ def bare_onnx(n: int, tmp: Path) -> float:
     """Seconds for ONNX Runtime on ``n`` ready-made, preprocessed tensors (batches of 32)."""
     import onnxruntime as ort
 
-    from posture.device import physical_cores
-    from posture.features import export_backbone_onnx
     from posture.models import build_model
+    from posture.models.features import export_backbone_onnx
+    from posture.runtime.device import physical_cores
 
     model = build_model("efficientnet_lite0", 2).eval()
     size = model.preprocessing.input_size
@@ -82,7 +82,7 @@ def bare_onnx_single(n: int, tmp: Path) -> float:
     """Seconds for ``n`` single-photo ONNX Runtime forwards (batch 1), as a photo's answer needs."""
     import onnxruntime as ort
 
-    from posture.device import physical_cores
+    from posture.runtime.device import physical_cores
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = physical_cores()
@@ -99,7 +99,7 @@ def bare_onnx_single(n: int, tmp: Path) -> float:
 
 def predictor_seconds(run: Path, paths: list[Path]) -> float:
     """Seconds for the Predictor to answer each photo alone (a fresh Predictor: no landmark cache)."""
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     predictor = Predictor.from_run(run)
     predictor.predict(paths[0])  # build BlazePose's and the face detector's graphs outside the timing
@@ -121,8 +121,8 @@ def ours(
     """
     import torch
 
-    from posture.features import ExtractOptions, FeatureCache, FeatureSpec, extract_run_features
     from posture.models import build_model, weights_fingerprint
+    from posture.models.features import ExtractOptions, FeatureCache, FeatureSpec, extract_run_features
 
     model = build_model(model_name, 2)
     model.freeze_backbone()
@@ -153,8 +153,8 @@ def photo_frame(root: Path, limit: int) -> pd.DataFrame:
 def warm_rerun(root: Path, frame: pd.DataFrame, tmp: Path) -> dict[str, float]:
     """A default-model finetune twice on the same data: cold cache, then warm (the warm run is the
     pose run the prediction timing answers with); then a CNN run with the CNN defaults, exported to ONNX."""
-    from posture.export import ExportConfig, export_onnx
-    from posture.finetune import FinetuneConfig, run_finetune
+    from posture.inference.export import ExportConfig, export_onnx
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     data = tmp / "data"
     data.mkdir(exist_ok=True)

@@ -3,13 +3,13 @@
 Why nested: ``../shared/data/real`` holds a few capture sources (SOURCES.md), several of them one
 person each. Choosing the defaults by the same leave-one-source-out folds that then score them
 measured the choice, not the product (0.93 on four sources, 0.66 on seventy other people). Here
-every choice the defaults make is made by the product's own procedure (:mod:`posture.selection`:
+every choice the defaults make is made by the product's own procedure (:mod:`posture.training.selection`:
 each candidate trained with ``posture.finetune`` and answered by the ``Predictor``) *inside* each
 outer fold, from its training sources alone (inner leave-one-source-out); the held-out source only
 scores. The defaults that ship are the same procedure applied to all the sources
 (``procedure_on_all``).
 
-Reported per grid of candidates (``geometry``, ``cnn``, ``fusion``, :data:`posture.selection.GRIDS`):
+Reported per grid of candidates (``geometry``, ``cnn``, ``fusion``, :data:`posture.training.selection.GRIDS`):
 
 * the outer answers' balanced accuracy per source and per view (front / oblique / side, as the
   landmarks say), the mean over sources and the mean over people (every person weighs the same),
@@ -45,10 +45,10 @@ import torch
 
 from bench.common import machine, write_results
 from posture.cli import UserError
-from posture.data import read_manifest
-from posture.formats import MANIFEST_NAME
-from posture.labels import CLASS_NAMES
-from posture.selection import (
+from posture.data.datasets import read_manifest
+from posture.data.labels import CLASS_NAMES
+from posture.io.formats import MANIFEST_NAME
+from posture.training.selection import (
     GRIDS,
     NOT_ASSESSED,
     Candidate,
@@ -120,9 +120,9 @@ def synthetic_dataset(work: Path) -> Path:
 
 def photo_views(frame: pd.DataFrame, images: Path, cache: Path, detector: Any) -> np.ndarray:
     """Each photo's view as BlazePose's landmarks say (``none`` where it finds nobody)."""
-    from posture.features import FeatureCache, frame_paths
-    from posture.geometry import view_of
-    from posture.landmarks import detect_landmarks
+    from posture.models.features import FeatureCache, frame_paths
+    from posture.pose.geometry import view_of
+    from posture.pose.landmarks import detect_landmarks
 
     paths, shas = frame_paths(images, frame)
     marks = detect_landmarks(paths, shas, FeatureCache(cache), detector=detector, progress=False)
@@ -227,8 +227,9 @@ def outer_folds(
     """Outer leave-one-source-out; inside each outer fold the procedure scores every candidate on the training
     sources only (inner leave-one-source-out). Every grid then picks among its own candidates from those scores.
 
-    ``trainer`` trains a candidate on a fold folder and answers rows (:func:`posture.selection.train_and_answer`;
-    a test passes a spy to prove that no photo of the outer fold reaches the selection)."""
+    ``trainer`` trains a candidate on a fold folder and answers rows
+    (:func:`posture.training.selection.train_and_answer`; a test passes a spy to prove that no photo of
+    the outer fold reaches the selection)."""
     folds = []
     for source in sorted(frame["source"].astype(str).unique()):
         test = (frame["source"].astype(str) == source).to_numpy()
@@ -278,7 +279,7 @@ def nested(
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    from posture.pose import PoseDetector
+    from posture.pose.detector import PoseDetector
 
     cfg.work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -438,8 +439,9 @@ def to_markdown(p: dict[str, Any]) -> str:
         f"`python -m bench.real_photos` on `../shared/data/real`: {info['kept']} photos of {info['people']} people "
         f"from {len(info['sources'])} sources ({', '.join(f'{k} {v}' for k, v in info['by_source_label'].items())}); "
         f"views by the landmarks: {', '.join(f'{k} {v}' for k, v in info['views'].items())}. Exact duplicates removed "
-        "by the product's ingest. Every run is `posture.finetune`, every answer `posture.predict.Predictor`, "
-        "uncalibrated (no upright photo of the test person). Every choice is made by `posture.selection` inside each "
+        "by the product's ingest. Every run is `posture.finetune`, every answer `posture.inference.predict.Predictor`, "
+        "uncalibrated (no upright photo of the test person). Every choice is made by "
+        "`posture.training.selection` inside each "
         "outer fold from its training sources (inner leave-one-source-out); the held-out source only scores. "
         "Balanced accuracy counts a photo the run cannot assess as wrong; coverage is beside it. Mean over people: "
         "every person weighs the same. Intervals: 95 % by person (bootstrap over subjects); a one-person source has "
@@ -482,16 +484,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in (
         "posture",
-        "posture.features",
-        "posture.landmarks",
-        "posture.finetune",
+        "posture.models.features",
+        "posture.pose.landmarks",
+        "posture.training.finetune",
         "posture.training.loop",
-        "posture.calibrate",
-        "posture.data",
-        "posture.selection",
+        "posture.inference.calibrate",
+        "posture.data.datasets",
+        "posture.training.selection",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("posture.finetune").setLevel(logging.ERROR)  # "N photos cannot be assessed", once per run
+    logging.getLogger("posture.training.finetune").setLevel(logging.ERROR)  # "N photos cannot be assessed", once per run
     real = args.real if args.real.is_absolute() else (ROOT / args.real)
     if not (real / MANIFEST_NAME).is_file():
         log.error("error: %s has no manifest.csv (the real photos live in ../shared/data/real)", real)

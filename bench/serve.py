@@ -5,7 +5,7 @@ What each number answers:
 * **bare forward** (batch 1, one preprocessed photo): PyTorch eager (channels-last, inference mode)
   against ONNX Runtime (all graph optimisations) on the *same* ``model.onnx`` export the app
   uses. Torch and ONNX calls alternate, so machine noise hits both alike; the ratio is the result.
-* **Predictor end to end** (one photo file → :class:`~posture.predict.Prediction`: decode, EXIF,
+* **Predictor end to end** (one photo file → :class:`~posture.inference.predict.Prediction`: decode, EXIF,
   letterbox, normalise, forward, softmax, threshold) for both backends, p50/p95, and its ratio to
   the bare ONNX forward (how much the plumbing around the model costs).
 * **batch throughput**: ``predict_many`` over all photos at batch size 16, images per second.
@@ -43,8 +43,8 @@ import numpy as np
 
 from bench.common import machine, write_results
 from posture.cli import UserError, add_logging_flags, run_main, setup_logging
-from posture.formats import CONFIG_NAME, IMAGE_EXTENSIONS, METRICS_NAME, WEIGHTS_NAME
-from posture.labels import CLASS_NAMES
+from posture.data.labels import CLASS_NAMES
+from posture.io.formats import CONFIG_NAME, IMAGE_EXTENSIONS, METRICS_NAME, WEIGHTS_NAME
 
 log = logging.getLogger("bench.serve")
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def alternate(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) 
 
 def prepare_run(cfg: ServeBenchConfig, work: Path) -> tuple[Path, str]:
     """Copy the run (weights, config, metrics) into ``work`` and export ONNX there."""
-    from posture.export import ExportConfig, export_onnx
+    from posture.inference.export import ExportConfig, export_onnx
 
     source = cfg.run or (ROOT / "models" / "sample")
     dest = work / "run"
@@ -111,8 +111,8 @@ def prepare_run(cfg: ServeBenchConfig, work: Path) -> tuple[Path, str]:
     else:
         import torch
 
-        from posture.checkpoint import save_checkpoint
         from posture.models import build_model, get_preprocessing
+        from posture.runs.checkpoint import save_checkpoint
 
         torch.manual_seed(0)
         model = build_model("efficientnet_lite0", 2, pretrained=False)
@@ -142,7 +142,7 @@ def load_images(cfg: ServeBenchConfig, work: Path) -> tuple[list[Path], str]:
             return files[::step][: cfg.n_images], str(folder)
     from PIL import Image
 
-    from posture.export import synthetic_images
+    from posture.inference.export import synthetic_images
 
     out = []
     for i, rgb in enumerate(synthetic_images(cfg.n_images, seed=1)):
@@ -161,9 +161,9 @@ def bench_in_process(cfg: ServeBenchConfig, run: Path, images: list[Path], threa
     BlazePose + the bare ONNX forward. Its detectors keep no cache: with 48 photos cycled, cached
     landmarks would time a dictionary lookup instead of the pose model a new visitor's photo meets.
     """
-    from posture.images import load_rgb_array
-    from posture.pose import PoseDetector
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
+    from posture.io.images import load_rgb_array
+    from posture.pose.detector import PoseDetector
 
     uncached = PoseDetector(cache_size=0)  # builds its graph on first use: a CNN run never does
     torch_pred = Predictor.from_run(run, backend="torch", threads=threads, detector=uncached)
@@ -415,8 +415,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def run_bench(cfg: ServeBenchConfig, with_app: bool = True) -> dict[str, Any]:
-    from posture.checkpoint import read_config
-    from posture.device import physical_cores
+    from posture.runs.checkpoint import read_config
+    from posture.runtime.device import physical_cores
 
     threads = cfg.threads or physical_cores()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))

@@ -2,7 +2,7 @@
 
 Why: across people and cameras a posture model is guessing at what "upright" looks like from this
 camera; within one sitting (one person, one camera) the person's own upright photos say it. This
-measures what :class:`posture.sitting.Session` makes of a real session when it is told the person's
+measures what :class:`posture.sitting.session.Session` makes of a real session when it is told the person's
 upright baseline, against the same run answering without it (the uncalibrated default), with a run
 that never saw the session's source.
 
@@ -15,7 +15,8 @@ The protocol (fixed before any replay; nothing here was picked by looking at its
   ``turtlecam``: runs that may hold two) are reported apart; snowsuno's three people are also told
   apart by eye (:data:`PEOPLE_BY_EYE`) and replayed once per person, each with their own baseline;
 * **runs**: for every source with a session, ``posture.finetune`` with its defaults (no option) trained
-  on the other sources (:func:`posture.selection.write_fold` + :func:`~posture.selection.train_and_answer`);
+  on the other sources (:func:`posture.training.selection.write_fold` +
+  :func:`~posture.training.selection.train_and_answer`);
 * **replay**: the session's photos in their natural order (file names, numbers read as numbers: the
   frames of a clip), one every ``seconds_per_photo`` seconds, through a ``Session`` over a
   still-photo ``PoseDetector`` (photos are not consecutive video frames). The first
@@ -24,7 +25,7 @@ The protocol (fixed before any replay; nothing here was picked by looking at its
   own answer (``FrameResult.label``), a photo that cannot be assessed counting as wrong;
 * **conditions**, on the same photos: ``baseline`` (the sitting with the person's baseline),
   ``no_baseline`` (the same run, uncalibrated; the learnt baseline switched off) and ``stream`` (the
-  baseline with :class:`~posture.sitting.WatchConfig`'s defaults, as a camera stream would run). The
+  baseline with :class:`~posture.sitting.session.WatchConfig`'s defaults, as a camera stream would run). The
   first two switch off the main-person check, since photos of one session come from several clips
   in which the person stands in different places (a stream's defence against passers-by,
   tested in tests/test_sitting.py); ``stream`` keeps it and reports what it refused.
@@ -51,10 +52,17 @@ import pandas as pd
 
 from bench.common import machine, write_results
 from bench.real_photos import DEFAULT_REAL, ROOT, ingest
-from posture.formats import MANIFEST_NAME
-from posture.labels import CLASS_NAMES
-from posture.selection import NOT_ASSESSED, Candidate, SelectionConfig, balanced_accuracy, train_and_answer, write_fold
-from posture.sitting import FORWARD, FrameResult, Session, WatchConfig
+from posture.data.labels import CLASS_NAMES
+from posture.io.formats import MANIFEST_NAME
+from posture.sitting.session import FORWARD, FrameResult, Session, WatchConfig
+from posture.training.selection import (
+    NOT_ASSESSED,
+    Candidate,
+    SelectionConfig,
+    balanced_accuracy,
+    train_and_answer,
+    write_fold,
+)
 
 log = logging.getLogger("bench.sessions")
 NORMAL = "normal"
@@ -174,7 +182,7 @@ class Replay:
     baseline_dropped: bool = False
 
     def labels(self, condition: str) -> np.ndarray:
-        """Class index per scored photo, :data:`~posture.selection.NOT_ASSESSED` where it was not assessed."""
+        """Class index per scored photo, :data:`~posture.training.selection.NOT_ASSESSED` where it was not assessed."""
         return np.array(
             [CLASS_NAMES.index(r.label) if r.label is not None else NOT_ASSESSED for r in self.rows[condition]],
             dtype=int,
@@ -359,9 +367,9 @@ def train_runs(
 
 
 def run_bench(cfg: SessionsConfig) -> dict[str, Any]:
-    from posture.images import load_rgb_array
-    from posture.pose import PoseDetector
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
+    from posture.io.images import load_rgb_array
+    from posture.pose.detector import PoseDetector
 
     t0 = time.perf_counter()
     cfg.work.mkdir(parents=True, exist_ok=True)
@@ -503,14 +511,14 @@ def to_markdown(p: dict[str, Any]) -> str:
         f"`python -m bench.sessions` on `../shared/data/real` ({p['ingest']['kept']} photos after the product's "
         f"ingest). Each subject (one capture set-up) with ≥ {proto['baseline_photos'] + proto['min_per_class_scored']}"
         f" upright and ≥ {proto['min_per_class_scored']} forward-head photos is replayed through "
-        "`posture.sitting.Session` in file-name order (numbers as numbers), one photo a second, with a run of "
+        "`posture.sitting.session.Session` in file-name order (numbers as numbers), one photo a second, with a run of "
         f"{proto['run']} trained on the *other* sources. The first {proto['baseline_photos']} upright photos "
         "BlazePose can measure are the baseline (median geometry) and are not scored; every other photo is scored "
         "by its own answer, a photo that cannot be assessed counting as wrong (coverage beside it). *With baseline* "
         "and *without baseline* are the same run on the same photos, the main-person check and the learnt "
         "baseline switched off (photos of a session come from several clips); *as a stream* is the baseline with "
         "`WatchConfig()`'s defaults, main-person check on. Views as BlazePose's landmarks say "
-        "(`posture.geometry.view_of`; `none`: nobody measurable).",
+        "(`posture.pose.geometry.view_of`; `none`: nobody measurable).",
         "",
         f"**One-person sessions ({summary['one_person_sessions']}): with the baseline, worst "
         f"{_f(summary['baseline']['worst'])} (bar ≥ 0.90: {met[summary['bar_every_session_090']]}), mean "
@@ -559,7 +567,13 @@ def to_markdown(p: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- the command (watch_speed's too)
 
 #: Loggers whose per-run notices would drown a benchmark's progress lines.
-NOISY = ("posture", "posture.finetune", "posture.selection", "posture.landmarks", "posture.features")
+NOISY = (
+    "posture",
+    "posture.training.finetune",
+    "posture.training.selection",
+    "posture.pose.landmarks",
+    "posture.models.features",
+)
 DEFAULT_WORK = Path("/tmp/posture_sessions")
 
 

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from bench.common import RESULTS, machine, write_results
-from posture.formats import MANIFEST_NAME
-from posture.labels import CLASS_NAMES
+from posture.data.labels import CLASS_NAMES
+from posture.io.formats import MANIFEST_NAME
 
 log = logging.getLogger("bench.synth_realism")
 DEFAULT_REAL = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "real"
@@ -40,9 +40,9 @@ TARGET_FOUND, TARGET_SIDE_R = 0.95, 0.7
 
 def geometry_table(root: Path, frame: pd.DataFrame, cache: Path) -> pd.DataFrame:
     """Every geometry feature of every photo (NaN when it cannot be assessed), plus ``found``."""
-    from posture.features import FeatureCache, frame_paths
-    from posture.geometry import FEATURES, posture_features
-    from posture.landmarks import detect_landmarks
+    from posture.models.features import FeatureCache, frame_paths
+    from posture.pose.geometry import FEATURES, posture_features
+    from posture.pose.landmarks import detect_landmarks
 
     paths, shas = frame_paths(root, frame)
     marks = detect_landmarks(paths, shas, FeatureCache(cache), progress=False)
@@ -104,7 +104,7 @@ def _r_with_cva(frame: pd.DataFrame, feature: str) -> float:
 
 
 def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
-    from posture.geometry import FEATURES
+    from posture.pose.geometry import FEATURES
 
     out: dict[str, Any] = {"views": {}, "medians": {}}
     for view, part in synth.groupby("view"):
@@ -124,7 +124,7 @@ def summarise(synth: pd.DataFrame, real: pd.DataFrame | None) -> dict[str, Any]:
                 {f"real {lbl}": round(float(real.loc[real["label"] == lbl, f].median()), 3) for lbl in CLASS_NAMES}
             )
         out["medians"][f] = row
-    from posture.geometry import DEFAULT_FEATURES
+    from posture.pose.geometry import DEFAULT_FEATURES
 
     groups = [synth.assign(group="synth " + synth["view"].astype(str))]
     if real is not None:
@@ -149,7 +149,7 @@ def plot(synth: pd.DataFrame, real: pd.DataFrame | None, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from posture.geometry import FEATURES
+    from posture.pose.geometry import FEATURES
 
     names = list(FEATURES)
     cols = 4

@@ -7,7 +7,7 @@ alternate in rounds and the median round is reported, with the cores other progr
   model_complexity=1)`` as ``PoseDetector(video=True)`` builds it, against (b) the live loop: the
   Predictor's analysis with a ``PoseDetector(video=True)`` (landmarks, the face check every few frames,
   geometry), ``Session.update_analysis`` (answer relative to the person's baseline, smoothing, alerts) and
-  the overlay (``posture.drawing.draw_landmarks``): frames per second of each, the ratio (b)/(a) and
+  the overlay (``posture.pose.drawing.draw_landmarks``): frames per second of each, the ratio (b)/(a) and
   the latency of (b) from frame to answer and overlay;
 * **a webcam's pace**: a producer thread offers frames at 30 per second to a one-slot "newest frame
   only" holder (:class:`NewestFrame`) and the loop takes whatever is newest when it is ready: frames
@@ -41,7 +41,7 @@ from bench.common import machine
 from bench.memory import busy_core_seconds
 from bench.sessions import finish, real_folder, real_photos_parser
 from posture.cli import UserError
-from posture.formats import MANIFEST_NAME
+from posture.io.formats import MANIFEST_NAME
 
 log = logging.getLogger("bench.watch_speed")
 #: What the issue asks of the live loop on these 2 cores.
@@ -86,7 +86,7 @@ def session_frames(cfg: SpeedConfig) -> tuple[list[np.ndarray], list[str]]:
     """``cfg.photos`` photos spread over one session in file-name order (both postures), letterboxed to 640×480,
     each repeated ``cfg.repeat`` times."""
     from bench.sessions import natural_key
-    from posture.images import load_rgb_array
+    from posture.io.images import load_rgb_array
 
     manifest = pd.read_csv(cfg.real / MANIFEST_NAME)
     rows = manifest[(manifest["source"] == cfg.source) & (manifest["subject"] == cfg.subject)]
@@ -145,7 +145,7 @@ class BareBlazePose:
     """One MediaPipe ``Pose.process`` per frame in video (tracking) mode, as ``PoseDetector(video=True)`` builds it."""
 
     def __init__(self) -> None:
-        from posture.pose import load_blazepose
+        from posture.pose.detector import load_blazepose
 
         self.graph = load_blazepose().Pose(static_image_mode=False, model_complexity=1, min_detection_confidence=0.5)
 
@@ -161,9 +161,9 @@ class LiveLoop:
     update, the overlay. One per stream (the detector's tracking state is the stream's)."""
 
     def __init__(self, run: Path) -> None:
-        from posture.pose import PoseDetector
-        from posture.predict import Predictor
-        from posture.sitting import Session, WatchConfig
+        from posture.inference.predict import Predictor
+        from posture.pose.detector import PoseDetector
+        from posture.sitting.session import Session, WatchConfig
 
         self.predictor = Predictor.from_run(run, detector=PoseDetector(video=True))
         self.session = Session(self.predictor, WatchConfig())
@@ -175,7 +175,7 @@ class LiveLoop:
             self.session.set_baseline(geometry, "bench")
 
     def __call__(self, frame: np.ndarray, stamp: float) -> Any:
-        from posture.drawing import draw_landmarks
+        from posture.pose.drawing import draw_landmarks
 
         analysis = self.predictor.analyse(frame, within_training=False)
         result = self.session.update_analysis(analysis, stamp)
@@ -312,7 +312,7 @@ def ensure_run(cfg: SpeedConfig) -> Path:
         return cfg.run
     from bench.real_photos import ingest
     from bench.sessions import SessionsConfig, train_runs
-    from posture.pose import PoseDetector
+    from posture.pose.detector import PoseDetector
 
     run = cfg.work / "runs" / cfg.source
     if (run / "config.json").is_file():

@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from posture.checkpoint import save_checkpoint
-from posture.transforms import Preprocessing
+from posture.data.transforms import Preprocessing
+from posture.runs.checkpoint import save_checkpoint
 
 CLASSES = ["forward_head", "normal"]
 
@@ -91,8 +91,8 @@ def make_run(
 
 
 def _train_head(model: torch.nn.Module, pre: Preprocessing, root: Path, classes: Sequence[str], steps: int) -> None:
-    from posture.data import open_dataset
-    from posture.transforms import apply, build_eval_transform
+    from posture.data.datasets import open_dataset
+    from posture.data.transforms import apply, build_eval_transform
 
     transform = build_eval_transform(pre)
     data = open_dataset(root, "train", lambda im: apply(transform, im), class_names=classes)

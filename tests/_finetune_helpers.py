@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from posture.finetune import FinetuneConfig
+from posture.training.finetune import FinetuneConfig
 
 CLASSES = ["forward_head", "normal"]
 

@@ -20,9 +20,9 @@ ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 def train_fake_pose_run(root: Path) -> tuple[Path, Path]:
     """A pose run trained and calibrated by the real commands' functions, with the stand-in for
     BlazePose (so it needs no MediaPipe); returns ``(dataset, run)``."""
-    import posture.pose as pose
-    from posture.calibrate import CalibrateConfig, calibrate
-    from posture.finetune import FinetuneConfig, run_finetune
+    import posture.pose.detector as pose
+    from posture.inference.calibrate import CalibrateConfig, calibrate
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     data, run = make_pose_dataset(root / "data"), root / "run"
     with pytest.MonkeyPatch.context() as patch:
@@ -87,10 +87,10 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
 def train_real_pose_run(root: Path, n: int = 60) -> tuple[Path, Path]:
     """The README's path on a small scale: ``posture.synth`` → ``posture.ingest`` → ``posture.finetune``
     with the default ``pose`` model and the real BlazePose; returns ``(raw drop, run)``."""
-    from posture.finetune import FinetuneConfig, run_finetune
     from posture.ingest.config import IngestConfig
     from posture.ingest.pipeline import ingest
     from posture.synth import SynthConfig, generate
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     generate(SynthConfig(out=root / "raw", n=n, seed=0, workers=1))
     ingest(IngestConfig(src=root / "raw", out=root / "data", progress=False, workers=1))

@@ -31,7 +31,7 @@ def main() -> int:
 
     os.replace = replace
     from posture.cli import run_main
-    from posture.finetune import main as finetune_main
+    from posture.training.finetune import main as finetune_main
 
     return run_main(finetune_main, argv)
 

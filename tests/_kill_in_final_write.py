@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-STAGING_TAG, TRASH_TAG = ".partial-", ".old-"  # posture.fileio's names, spelled out for older versions too
+STAGING_TAG, TRASH_TAG = ".partial-", ".old-"  # posture.io.fileio's names, spelled out for older versions too
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
 
     os.replace, os.rename = replace, rename
     from posture.cli import run_main
-    from posture.finetune import main as finetune_main
+    from posture.training.finetune import main as finetune_main
 
     return run_main(finetune_main, argv)
 

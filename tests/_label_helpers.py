@@ -40,7 +40,7 @@ class FakePrediction:
 
 @dataclass
 class FakePredictor:
-    """Duck-typed :class:`posture.predict.Predictor`: fixed forward-head probabilities per file name."""
+    """Duck-typed :class:`posture.inference.predict.Predictor`: fixed forward-head probabilities per file name."""
 
     p_forward: dict[str, float]
     positive_class: str = "forward_head"
@@ -66,9 +66,9 @@ def make_tiny_run(run_dir: Path, input_size: int = 64) -> Path:
     """A real (untrained, random-init) run small enough for unit tests: mobilenet_v3_small at 64 px."""
     import torch
 
-    from posture.checkpoint import save_checkpoint
+    from posture.data.transforms import Preprocessing
     from posture.models import build_model
-    from posture.transforms import Preprocessing
+    from posture.runs.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model("mobilenet_v3_small", 2, pretrained=False)

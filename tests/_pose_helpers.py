@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from posture.geometry import LANDMARK_INDEX as I
-from posture.pose import pose_available
+from posture.pose.detector import pose_available
+from posture.pose.geometry import LANDMARK_INDEX as I
 
 #: Tests that run the real BlazePose (MediaPipe) are skipped where it is not installed.
 needs_pose = pytest.mark.skipif(
@@ -62,7 +62,8 @@ def frontal_landmarks(w: int, h: int, drop: float) -> np.ndarray:
 
 
 class FakeDetector:
-    """Duck-types :class:`posture.pose.PoseDetector` (``detect``, ``faces``, ``version``, ``misses``, ``close``)."""
+    """Duck-types :class:`posture.pose.detector.PoseDetector`
+    (``detect``, ``faces``, ``version``, ``misses``, ``close``)."""
 
     version = "fake-detector-1"
 
@@ -126,10 +127,10 @@ def make_pose_dataset(root: Path, per_class: dict[str, int] | None = None, sourc
 @contextmanager
 def fake_pose_run(tmp: Path, detector: type[FakeDetector] = FakeDetector) -> Iterator[Path]:
     """A pose run trained in ``tmp`` on :func:`make_pose_dataset` with a stand-in BlazePose (``detector``),
-    which stays in place (every ``posture.pose.PoseDetector`` is one) until the block ends: for a
+    which stays in place (every ``posture.pose.detector.PoseDetector`` is one) until the block ends: for a
     module-scoped fixture, where the function-scoped ``fake_blazepose`` cannot serve."""
-    import posture.pose as pose
-    from posture.finetune import FinetuneConfig, run_finetune
+    import posture.pose.detector as pose
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pose, "PoseDetector", detector)

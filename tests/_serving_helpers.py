@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from posture.checkpoint import save_checkpoint
-from posture.transforms import Preprocessing
+from posture.data.transforms import Preprocessing
+from posture.runs.checkpoint import save_checkpoint
 
 CLASSES = ["forward_head", "normal"]
 REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
@@ -55,9 +55,9 @@ def make_run(
 
 
 def finetune_metrics(val_correct: int, n: int, test_correct: int | None = None) -> dict[str, Any]:
-    """A ``metrics.json`` in finetune's layout (:class:`posture.metrics.SplitMetrics` per split) whose
+    """A ``metrics.json`` in finetune's layout (:class:`posture.evaluation.metrics.SplitMetrics` per split) whose
     validation (and test) accuracy is ``correct / n``, so card tests can recognise the numbers."""
-    from posture.metrics import classification_metrics
+    from posture.evaluation.metrics import classification_metrics
 
     def split(correct: int) -> Any:
         y = np.array([i % 2 for i in range(n)])

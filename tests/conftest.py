@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from _pose_helpers import FakeDetector  # noqa: E402
 from _serving_helpers import REAL_DATA  # noqa: E402
-from posture.formats import MANIFEST_NAME  # noqa: E402
+from posture.io.formats import MANIFEST_NAME  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +33,17 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_logging():
-    """The CLI configures the root logger (basicConfig(force=True)); put it back for later tests."""
+    """The CLI configures the root logger (basicConfig(force=True)), a benchmark quiets named loggers
+    (``posture`` to ERROR); put both back for later tests, whose warnings would vanish otherwise."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     yield
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger):
+            lg.setLevel(levels.get(name, logging.NOTSET))
     for h in list(root.handlers):
         if h not in handlers:
             root.removeHandler(h)
@@ -51,7 +56,7 @@ def restore_logging():
 @pytest.fixture
 def fake_blazepose(monkeypatch: pytest.MonkeyPatch) -> type[FakeDetector]:
     """Every part of the product that would build a BlazePose graph gets a FakeDetector instead."""
-    import posture.pose as pose
+    import posture.pose.detector as pose
 
     monkeypatch.setattr(pose, "PoseDetector", FakeDetector)
     monkeypatch.setattr(pose, "load_blazepose", lambda: None)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from posture.agreement import AgreementConfig, agreement_from_records, build_parser, labeler_agreement, main
 from posture.cli import UserError, config_from_args, run_main
-from posture.labelstore import LabelRecord, LabelStore
+from posture.data.agreement import AgreementConfig, agreement_from_records, build_parser, labeler_agreement, main
+from posture.io.labelstore import LabelRecord, LabelStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from app.card import model_card
 from app.demo import DEMO_COMMAND, AppConfig, Handlers, resolve_run
 from app.uploads import UploadError, decode_upload
 from posture.cli import UserError, run_main
-from posture.predict import Predictor
+from posture.inference.predict import Predictor
 
 
 @pytest.fixture(scope="module")

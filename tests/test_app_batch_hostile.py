@@ -18,8 +18,8 @@ from _hostile_helpers import plain_jpeg
 from _serving_helpers import make_run
 from app.config import AppConfig
 from app.demo import Handlers
-from posture.images import MODEL_MAX_SIDE, load_rgb_array
-from posture.predict import Predictor
+from posture.inference.predict import Predictor
+from posture.io.images import MODEL_MAX_SIDE, load_rgb_array
 
 
 @pytest.fixture(scope="module")

@@ -95,9 +95,9 @@ def test_app_flags_land_in_their_fields() -> None:
 
 
 def test_app_threads_default_to_the_cores_shared_by_concurrent_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    import posture.device
+    import posture.runtime.device
 
-    monkeypatch.setattr(posture.device, "physical_cores", lambda: 8)
+    monkeypatch.setattr(posture.runtime.device, "physical_cores", lambda: 8)
     assert AppConfig(concurrency=2).request_threads == 4
     assert AppConfig(concurrency=16).request_threads == 1
     assert AppConfig(threads=3, concurrency=2).request_threads == 3

@@ -30,9 +30,9 @@ from app.live import (
 )
 from app.live_timeline import Timeline
 from posture.cli import UserError, run_main
-from posture.csvcells import read_csv
-from posture.predict import Predictor
-from posture.sitting import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, WatchConfig
+from posture.inference.predict import Predictor
+from posture.io.csvcells import read_csv
+from posture.sitting.session import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, WatchConfig
 
 FPS = 5
 #: The stand-in BlazePose reads a bright frame as an upright head, a dim one as a dropped head.
@@ -258,7 +258,7 @@ def test_the_timeline_keeps_the_whole_sitting_in_a_bounded_number_of_points() ->
 @pytest.fixture()
 def page(predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The whole demo page around the pose run, built as `python -m app` builds it."""
-    import posture.pose as pose
+    import posture.pose.detector as pose
     from app.demo import build_demo
 
     monkeypatch.setattr(pose, "PoseDetector", CountingDetector)

@@ -13,7 +13,7 @@ import pytest
 
 from _pose_helpers import real_fold
 from _serving_helpers import CHROMIUM, REAL_DATA, AppServer, chromium_page
-from posture.pose import pose_available
+from posture.pose.detector import pose_available
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,7 +26,7 @@ pytestmark = [
 
 def _pose_run(tmp: Path) -> Path:
     """A default (pose) run trained on the real photos, every source in train/val (fast: landmarks only)."""
-    from posture.finetune import FinetuneConfig, run_finetune
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     n = len(pd.read_csv(REAL_DATA / "manifest.csv"))
     data = real_fold(tmp / "data", REAL_DATA, np.where(np.arange(n) % 5 == 0, "val", "train"))

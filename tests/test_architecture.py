@@ -141,3 +141,50 @@ def _private_attributes(name: str, path: Path, known: dict[str, Path]) -> list[t
         and node.attr.startswith("_")
         and not node.attr.startswith("__")
     ]
+
+
+#: The commands a user types (``python -m posture.X``), with their faces at the package's top level.
+COMMANDS = ("agreement", "calibrate", "evaluate", "export", "finetune", "ingest", "predict", "synth", "watch")
+#: The rooms under the commands, lowest first: a module may import from its own room and the rooms
+#: before it, never from one after it (docs/architecture.md draws the same order).
+ROOMS = ("runtime", "io", "pose", "data", "models", "evaluation", "runs", "inference", "training", "sitting")
+
+
+def test_the_top_level_holds_only_the_commands_cli_and_the_face() -> None:
+    top = {p.stem for p in (REPO / "posture").glob("*.py")} | {
+        p.name for p in (REPO / "posture").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    }
+    assert top == {"__init__", "cli", *COMMANDS, *ROOMS}
+
+
+def test_a_command_module_is_a_thin_face_over_its_room() -> None:
+    """A command file at the top imports :func:`main` from one room and runs it: the work is below."""
+    for command in COMMANDS:
+        path = REPO / "posture" / f"{command}.py"
+        if not path.exists():
+            continue  # a command package (ingest, synth): its __main__ is the face
+        imported = {m for m, _, _ in _imports(f"posture.{command}", path, _modules("posture"))}
+        rooms = {m.split(".")[1] for m in imported if m.startswith("posture.") and m != "posture.cli"}
+        assert len(rooms) == 1 and rooms <= set(ROOMS), f"posture/{command}.py imports {imported}"
+        assert len(path.read_text(encoding="utf-8").splitlines()) < 20, f"posture/{command}.py is more than a face"
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "posture" and parts[1] in ROOMS else None
+
+
+def test_no_room_imports_from_a_room_above_it() -> None:
+    graph = _import_graph("posture")
+    upward = [
+        f"{module} -> {imported}"
+        for module, targets in sorted(graph.items())
+        for imported in sorted(targets)
+        if (src := _room(module)) and (dst := _room(imported)) and ROOMS.index(dst) > ROOMS.index(src)
+    ]
+    assert upward == []
+
+
+def test_the_room_checker_sees_an_upward_import() -> None:
+    assert _room("posture.pose.geometry") == "pose" and _room("posture.cli") is None
+    assert ROOMS.index(_room("posture.sitting.session") or "") > ROOMS.index(_room("posture.io.video") or "")

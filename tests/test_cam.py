@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from _evaluate_helpers import make_run
-from posture.cam import content_box, explain, heatmap
-from posture.predict import Predictor
+from posture.inference.cam import content_box, explain, heatmap
+from posture.inference.predict import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +88,9 @@ def test_zoo_models_give_a_finite_overlay(architecture: str) -> None:
     """Every family's ``cam_target_layer()`` works with grad-cam (the app explains with any run)."""
     import torch
 
+    from posture.data.transforms import Preprocessing
+    from posture.inference.predict import TorchBackend
     from posture.models import build_model
-    from posture.predict import TorchBackend
-    from posture.transforms import Preprocessing
 
     torch.manual_seed(0)
     model = build_model(architecture, 2, pretrained=False)

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from posture.checkpoint import (
+from posture.cli import UserError
+from posture.data.transforms import Preprocessing
+from posture.runs.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     find_latest_run,
@@ -17,8 +19,6 @@ from posture.checkpoint import (
     save_checkpoint,
     update_config,
 )
-from posture.cli import UserError
-from posture.transforms import Preprocessing
 
 CONFIG = {
     "architecture": "tiny",
@@ -83,7 +83,7 @@ def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
     import os
     import stat
 
-    from posture.fileio import atomic_write_text
+    from posture.io.fileio import atomic_write_text
 
     old = os.umask(0o022)
     try:

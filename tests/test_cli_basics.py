@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from posture.cli import UserError, add_options, cli_fields, config_from_args, option, run_main
-from posture.device import resolve_device
-from posture.labels import resolve_label
+from posture.data.labels import resolve_label
+from posture.runtime.device import resolve_device
 
 
 def test_user_error_is_one_line_exit_2(caplog) -> None:
@@ -130,10 +130,10 @@ def test_parsed_options_make_the_config_and_its_validation_is_one_error_line(cap
 @pytest.mark.parametrize(
     "module, config",
     [
-        ("posture.finetune", "FinetuneConfig"),
+        ("posture.training.finetune", "FinetuneConfig"),
         ("posture.ingest.__main__", "IngestConfig"),
-        ("posture.predict", "PredictConfig"),
-        ("posture.export", "ExportConfig"),
+        ("posture.inference.predict", "PredictConfig"),
+        ("posture.inference.export", "ExportConfig"),
         ("app.__main__", "AppConfig"),
         ("app.label", "LabelConfig"),
     ],

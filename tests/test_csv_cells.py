@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from posture.csvcells import neutralise, read_csv, restore
-from posture.fileio import atomic_write_csv
-from posture.labelstore import LabelRecord, LabelStore, read_records
+from posture.io.csvcells import neutralise, read_csv, restore
+from posture.io.fileio import atomic_write_csv
+from posture.io.labelstore import LabelRecord, LabelStore, read_records
 
 AWKWARD = [
     "plain",

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
-from posture.labels import FORWARD_HEAD, NORMAL
+from posture.data.cva import DEFAULT_CVA_THRESHOLD_DEG, craniovertebral_angle, label_from_cva
+from posture.data.labels import FORWARD_HEAD, NORMAL
 
 
 @pytest.mark.parametrize(

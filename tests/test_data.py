@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from posture.cli import UserError
-from posture.data import ManifestDataset, open_dataset, read_class_names
-from posture.transforms import Preprocessing, build_eval_transform
+from posture.data.datasets import ManifestDataset, open_dataset, read_class_names
+from posture.data.transforms import Preprocessing, build_eval_transform
 
 
 def _make_dataset(root, labels_splits):

@@ -1,5 +1,5 @@
 """The defaults follow the protocol: posture.finetune's defaults are the pick of the procedure on the real
-photos (posture.selection), the committed benchmark says so, and every run and its model card tell how the
+photos (posture.training.selection), the committed benchmark says so, and every run and its model card tell how the
 defaults were chosen and what the run changed."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from _pose_helpers import make_pose_dataset
-from posture.finetune import FinetuneConfig, run_finetune
-from posture.geometry import DEFAULT_FEATURES, check_feature_names
-from posture.selection import DEFAULTS_CHOSEN, GRIDS
+from posture.pose.geometry import DEFAULT_FEATURES, check_feature_names
+from posture.training.finetune import FinetuneConfig, run_finetune
+from posture.training.selection import DEFAULTS_CHOSEN, GRIDS
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "real_photos.json"
 
@@ -40,7 +40,7 @@ def test_a_run_records_how_its_defaults_were_chosen_and_what_it_changed(
     tmp_path, fake_blazepose, one_torch_thread
 ) -> None:
     from app.card import model_card
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     data = make_pose_dataset(tmp_path / "data")
     plain, changed = tmp_path / "plain", tmp_path / "changed"

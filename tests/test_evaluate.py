@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from _evaluate_helpers import CLASSES, make_dataset, make_run
-from posture.calibrate import main as calibrate_main
 from posture.cli import run_main
-from posture.evaluate import main
-from posture.predict import Predictor
+from posture.inference.calibrate import main as calibrate_main
+from posture.inference.evaluate import main
+from posture.inference.predict import Predictor
 
 EVAL_FILES = [
     "report.json",
@@ -126,7 +126,7 @@ def test_calibrate_stores_it_in_the_run_and_evaluate_only_reads_it(evaluated) ->
 
 @pytest.mark.slow
 def test_the_report_is_split_metrics_and_says_what_was_trained_on_and_scored(evaluated) -> None:
-    from posture.metrics import split_metrics_from
+    from posture.evaluation.metrics import split_metrics_from
 
     report = json.loads((evaluated["eval"] / "report.json").read_text())
     assert split_metrics_from(report, "report.json") is report
@@ -241,7 +241,7 @@ def test_calibrate_help_names_the_step(capsys) -> None:
 def test_class_folder_tree_keeps_the_stored_calibration(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "tree", counts={"x": 2}, manifest=False)
     run = make_run(tmp_path / "run", architecture="classic_lenet5", input_size=32)
-    from posture.checkpoint import update_config
+    from posture.runs.checkpoint import update_config
 
     stored = {"temperature": 2.0, "threshold": 0.3, "positive_class": "forward_head", "policy": "f1"}
     update_config(run, calibration=stored)

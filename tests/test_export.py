@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import posture.export as export_mod
+import posture.inference.export as export_mod
 from _serving_helpers import make_run, photo, write_photo
 from posture.cli import run_main
-from posture.export import ExportConfig, ParityError, export_onnx, main
-from posture.predict import ONNX_NAME, Predictor
+from posture.inference.export import ExportConfig, ParityError, export_onnx, main
+from posture.inference.predict import ONNX_NAME, Predictor
 
 
 @pytest.fixture(scope="module")

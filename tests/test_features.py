@@ -1,4 +1,4 @@
-"""The feature cache and the extraction backends (posture.features)."""
+"""The feature cache and the extraction backends (posture.models.features)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from _finetune_helpers import make_dataset
-from posture import features as F
-from posture.features import ExtractOptions, FeatureCache, FeatureSpec, default_cache_dir, extract_features
 from posture.models import build_model
+from posture.models import features as F
+from posture.models.features import ExtractOptions, FeatureCache, FeatureSpec, default_cache_dir, extract_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from posture.fileio import STAGING_TAG, TRASH_TAG, remove_stale_staging, staged_folder, stale_staging
+from posture.io.fileio import STAGING_TAG, TRASH_TAG, remove_stale_staging, staged_folder, stale_staging
 
 
 def _ended_pid() -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from _finetune_helpers import InjectedFailure, fail_after, make_dataset, small_config
 from posture.cli import UserError, run_main
-from posture.finetune import main, run_finetune
+from posture.training.finetune import main, run_finetune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from _finetune_helpers import make_dataset, small_config
-from posture.finetune import run_finetune
+from posture.training.finetune import run_finetune
 
 if TYPE_CHECKING:
     import torch
@@ -97,8 +97,8 @@ def _tiny_extraction(data: str, cache: str, rank: int = 0, world_size: int = 1) 
     import torch
     from torch import nn
 
-    from posture.features import ExtractOptions, FeatureCache, FeatureSpec, extract_features
-    from posture.transforms import Preprocessing
+    from posture.data.transforms import Preprocessing
+    from posture.models.features import ExtractOptions, FeatureCache, FeatureSpec, extract_features
 
     torch.manual_seed(0)
     backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
@@ -159,8 +159,8 @@ def _landmarks_on_rank(rank: int, world_size: int, init_file: str, data: str, ca
     import torch.distributed as dist
 
     from _pose_helpers import FakeDetector
-    from posture.features import FeatureCache, frame_paths
-    from posture.landmarks import detect_landmarks
+    from posture.models.features import FeatureCache, frame_paths
+    from posture.pose.landmarks import detect_landmarks
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
@@ -189,8 +189,8 @@ def test_ranks_share_the_landmark_stage(tmp_path: Path, cached: bool) -> None:
     import torch.multiprocessing as mp
 
     from _pose_helpers import FakeDetector, make_pose_dataset
-    from posture.features import frame_paths
-    from posture.landmarks import detect_landmarks
+    from posture.models.features import frame_paths
+    from posture.pose.landmarks import detect_landmarks
 
     data = make_pose_dataset(tmp_path / "ds", per_class={"train": 5})
     paths, shas = frame_paths(data, pd.read_csv(data / "manifest.csv"))

@@ -20,7 +20,7 @@ import pytest
 from safetensors.torch import load_file
 
 from _finetune_helpers import make_dataset
-from posture.training.resume import read_meta
+from posture.runs.resume import read_meta
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from _finetune_helpers import InjectedFailure, fail_after, make_dataset, small_config
-from posture.checkpoint import load_checkpoint
-from posture.finetune import main, run_finetune
 from posture.models import model_from_config
+from posture.runs.checkpoint import load_checkpoint
+from posture.training.finetune import main, run_finetune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -141,11 +141,11 @@ def test_resume_inside_the_unfreeze_phase(dataset: Path, tmp_path: Path) -> None
 
 
 def test_unfreeze_trains_only_the_last_stages_with_frozen_batchnorm(dataset: Path) -> None:
-    from posture.data import ManifestDataset
+    from posture.data.datasets import ManifestDataset
+    from posture.data.transforms import build_eval_transform
     from posture.models import build_model
-    from posture.training.distributed import DistInfo
+    from posture.runtime.distributed import DistInfo
     from posture.training.loop import ImagePhase, OptimSpec, PhaseSpec
-    from posture.transforms import build_eval_transform
 
     torch.manual_seed(0)
     model = build_model("resnet18", 2, pretrained=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _pose_helpers import frontal_landmarks
-from posture.geometry import (
+from posture.pose.geometry import (
     FEATURE_SETS,
     FEATURES,
     VIEWS,
@@ -20,7 +20,7 @@ from posture.geometry import (
     rotate_view,
     view_of,
 )
-from posture.geometry import LANDMARK_INDEX as I
+from posture.pose.geometry import LANDMARK_INDEX as I
 
 BODY = list(FEATURE_SETS["body"])
 CAMERA = ["world_head_drop", "world_nose_forward", "world_neck_tilt"]

@@ -31,9 +31,9 @@ from app.demo import Handlers
 from app.label import LabelPage
 from app.label_session import LabelConfig, LabelSession
 from app.safe_text import html_text, markdown_text
-from posture.checkpoint import update_config
-from posture.labelstore import UNUSABLE, LabelRecord, LabelStore, read_labels
-from posture.predict import Prediction, Predictor
+from posture.inference.predict import Prediction, Predictor
+from posture.io.labelstore import UNUSABLE, LabelRecord, LabelStore, read_labels
+from posture.runs.checkpoint import update_config
 
 REPO = Path(__file__).resolve().parents[1]
 LINE_BREAKS = "two\nlines\r\n# heading\n- item\u2028> quote"

@@ -23,10 +23,12 @@ from PIL import Image
 
 from _finetune_helpers import make_dataset, small_config
 from _ingest_helpers import class_tree
-from posture import agreement, evaluate, finetune
 from posture.cli import UserError, run_main
+from posture.data import agreement
+from posture.inference import evaluate
 from posture.ingest import __main__ as ingest_cli
 from posture.models import model_from_config
+from posture.training import finetune
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

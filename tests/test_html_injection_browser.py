@@ -46,10 +46,10 @@ LEFT_OUT_SHOWN = "`<img src=https:/127.0.0.2:9/left>`\\x0a.jpg"
 
 def _hostile_run(root: Path) -> Path:
     """Drop → ingest → finetune → evaluate, with the payloads in the CSV's ``source`` and ``subject``."""
-    from posture.evaluate import EvalConfig, evaluate
-    from posture.finetune import run_finetune
+    from posture.inference.evaluate import EvalConfig, evaluate
     from posture.ingest.config import IngestConfig
     from posture.ingest.pipeline import ingest
+    from posture.training.finetune import run_finetune
 
     names = [f"p{i:02d}.jpg" for i in range(28)]
     drop = make_photos(root / "drop", names, size=(64, 64))

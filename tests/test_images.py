@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posture.images import ImageDecodeError, load_rgb_array, open_rgb
+from posture.io.images import ImageDecodeError, load_rgb_array, open_rgb
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 
 from _ingest_helpers import class_tree, photo, run, save
 from posture.cli import UserError
-from posture.cva import craniovertebral_angle
+from posture.data.cva import craniovertebral_angle
 from posture.ingest.config import parse_label_map
 
 

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image, features
 
 from _ingest_helpers import class_tree, photo, run, save, tree_fingerprint
-from posture.csvcells import read_csv
-from posture.data import read_manifest
-from posture.filenames import real_name, text_name
+from posture.data.datasets import read_manifest
+from posture.io.csvcells import read_csv
+from posture.io.filenames import real_name, text_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -357,7 +357,7 @@ def test_a_hostile_drop_is_ingested_completely_within_bounded_time(tmp_path):
 
 @pytest.mark.timeout(60)  # a hang is the failure
 def test_every_stage_that_opens_a_photo_by_path_refuses_a_fifo(tmp_path):
-    from posture.images import open_rgb
+    from posture.io.images import open_rgb
 
     os.mkfifo(tmp_path / "photo.jpg")  # prediction, training and the apps all decode through open_rgb
     with pytest.raises(OSError, match="not_a_regular_file"):

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from _ingest_helpers import class_tree
-from posture.csvcells import read_csv
+from posture.io.csvcells import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -138,7 +138,7 @@ def test_an_ingest_killed_from_outside_while_decoding(drop: Path, tmp_path: Path
 #: A process that takes the lock, forks a child that inherits its open files and outlives it, and dies.
 _LOCK_THEN_DIE = """
 import os, signal, sys
-from posture.fileio import exclusive_lock
+from posture.io.fileio import exclusive_lock
 with exclusive_lock(sys.argv[1]):
     child = os.fork()
     if child == 0:  # keeps the lock file open, not the test's output pipe
@@ -153,7 +153,7 @@ with exclusive_lock(sys.argv[1]):
 
 def test_a_lock_whose_owner_died_does_not_block_while_its_orphans_live(tmp_path: Path) -> None:
     """The lock is the owner's alone: a child it forked (a decoding worker) never holds it for it."""
-    from posture.fileio import exclusive_lock
+    from posture.io.fileio import exclusive_lock
 
     lock = tmp_path / ".out.lock"
     owner = subprocess.run(

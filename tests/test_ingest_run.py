@@ -193,7 +193,7 @@ def test_an_interrupted_rerun_leaves_the_previous_dataset_intact(drop, tmp_path,
 
 
 def test_the_dataset_opens_with_posture_data(drop, tmp_path):
-    from posture.data import open_dataset
+    from posture.data.datasets import open_dataset
 
     result = run(drop, tmp_path / "out", ratios=(0.5, 0.25, 0.25))
     total = 0

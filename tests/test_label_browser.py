@@ -13,8 +13,8 @@ import pytest
 
 from app.label import build_app, launch_kwargs
 from app.label_session import LabelConfig, LabelSession
-from posture.cva import craniovertebral_angle
-from posture.labelstore import read_labels
+from posture.data.cva import craniovertebral_angle
+from posture.io.labelstore import read_labels
 from tests._label_helpers import make_photos
 
 CHROMIUM = os.environ.get("POSTURE_CHROMIUM", "/usr/bin/chromium")

@@ -11,7 +11,7 @@ import pytest
 
 from app.label import LabelPage
 from app.label_session import LabelConfig, LabelSession, list_images
-from posture.labelstore import read_labels
+from posture.io.labelstore import read_labels
 from tests._label_helpers import make_photos
 from tests._markup_helpers import shown_text
 from tests._serving_helpers import AppServer

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from app.label_session import LabelConfig, LabelSession
-from posture.images import open_rgb
+from posture.io.images import open_rgb
 from tests._label_helpers import make_photos, write_exif_rotated_jpeg
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ from app.label import LabelPage, build_parser
 from app.label_overlay import draw_points
 from app.label_session import LabelConfig, LabelSession, list_images, uncertainty_order
 from posture.cli import UserError, config_from_args
-from posture.cva import craniovertebral_angle
-from posture.images import open_rgb
-from posture.labelstore import read_labels, read_records
+from posture.data.cva import craniovertebral_angle
+from posture.io.images import open_rgb
+from posture.io.labelstore import read_labels, read_records
 from tests._label_helpers import FakePredictor, make_photos, make_tiny_run, write_exif_rotated_jpeg
 from tests._markup_helpers import shown_text
 
@@ -177,7 +177,7 @@ def test_uncertainty_order_puts_the_hardest_first(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_model_assist_with_a_real_tiny_run(tmp_path: Path) -> None:
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     run = make_tiny_run(tmp_path / "run")
     make_photos(tmp_path / "photos", ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from posture.cli import UserError
-from posture.labelstore import (
+from posture.io.labelstore import (
     COLUMNS,
     UNUSABLE,
     LabelRecord,
@@ -141,7 +141,7 @@ def test_plain_filename_label_csv_is_readable(tmp_path: Path) -> None:
 
 _WRITER = r"""
 import sys
-from posture.labelstore import LabelRecord, LabelStore
+from posture.io.labelstore import LabelRecord, LabelStore
 store = LabelStore(sys.argv[1])
 i = 0
 while True:

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from posture.calibration import ThresholdPolicy, calibration_record, choose_threshold, fit_temperature, nll
 from posture.cli import UserError
-from posture.metrics import (
+from posture.evaluation.calibration import ThresholdPolicy, calibration_record, choose_threshold, fit_temperature, nll
+from posture.evaluation.metrics import (
     classification_metrics,
     confusion_counts,
     expected_calibration_error,
@@ -17,7 +17,7 @@ from posture.metrics import (
     reliability_bins,
     row_rates,
 )
-from posture.predict import softmax
+from posture.inference.predict import softmax
 
 NAMES = ["forward_head", "normal"]
 
@@ -165,7 +165,7 @@ def test_calibration_record_round_trips_policy() -> None:
 def test_logit_metrics_are_the_split_metrics_of_softmax_and_argmax(fixed_predictions) -> None:
     from scipy.special import softmax as scipy_softmax
 
-    from posture.metrics import SplitMetrics, logit_metrics
+    from posture.evaluation.metrics import SplitMetrics, logit_metrics
 
     y, proba, _ = fixed_predictions
     logits = np.log(proba)
@@ -177,7 +177,7 @@ def test_logit_metrics_are_the_split_metrics_of_softmax_and_argmax(fixed_predict
 
 
 def test_scores_in_another_layout_are_a_clear_error(fixed_predictions) -> None:
-    from posture.metrics import MetricsFormatError, split_metrics_from
+    from posture.evaluation.metrics import MetricsFormatError, split_metrics_from
 
     y, proba, pred = fixed_predictions
     current = classification_metrics(y, pred, proba, NAMES)

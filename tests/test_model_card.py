@@ -13,10 +13,10 @@ from _evaluate_helpers import make_dataset, make_run
 from _markup_helpers import shown_text
 from _serving_helpers import finetune_metrics
 from app.card import NOT_MEASURED, model_card
-from posture.checkpoint import update_config
-from posture.evaluate import EvalConfig, evaluate
-from posture.predict import Predictor
-from posture.provenance import training_record
+from posture.evaluation.provenance import training_record
+from posture.inference.evaluate import EvalConfig, evaluate
+from posture.inference.predict import Predictor
+from posture.runs.checkpoint import update_config
 
 
 def _synthetic_drop(root: Path) -> Path:

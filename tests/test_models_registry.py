@@ -12,8 +12,8 @@ from torch import nn
 from torchvision import models as tvm
 
 from _models_helpers import input_size_for, is_heavy
-from posture.checkpoint import load_checkpoint, save_checkpoint
 from posture.cli import UserError, run_main
+from posture.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from posture.models import (
     HeadSpec,
     PostureClassifier,
@@ -26,7 +26,7 @@ from posture.models import (
     suggest_models,
     weights_fingerprint,
 )
-from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
+from posture.runs.checkpoint import load_checkpoint, save_checkpoint
 
 SMALL = "mobilenet_v3_small"  # 2.5 M parameters, BatchNorm, a hidden layer kept in the backbone
 
@@ -48,7 +48,7 @@ def test_the_zoo_lists_the_pose_extractor_and_fusions():
 
 
 def test_the_pose_extractor_reads_geometry_only_and_standardises_it():
-    from posture.geometry import DEFAULT_FEATURES
+    from posture.pose.geometry import DEFAULT_FEATURES
 
     model = build_model("pose", num_classes=2).eval()
     assert not model.uses_image and model.pose_features == DEFAULT_FEATURES

@@ -18,9 +18,9 @@ from _finetune_helpers import small_config
 from _pose_helpers import needs_pose
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
-from posture.images import load_rgb_array
-from posture.pose import HEAD_AND_SHOULDERS, PoseCrop, PoseDetector, head_shoulder_box
-from posture.transforms import Preprocessing, build_eval_transform, build_train_transform
+from posture.data.transforms import Preprocessing, build_eval_transform, build_train_transform
+from posture.io.images import load_rgb_array
+from posture.pose.detector import HEAD_AND_SHOULDERS, PoseCrop, PoseDetector, head_shoulder_box
 
 needs_real = pytest.mark.real_data
 
@@ -95,7 +95,7 @@ def test_missing_mediapipe_is_a_user_error_with_the_install_command(monkeypatch:
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe -> ImportError
     with pytest.raises(UserError, match="requirements-pose.txt"):
         build_eval_transform(Preprocessing(crop="pose"))
-    from posture.finetune import FinetuneConfig, check_runnable
+    from posture.training.finetune import FinetuneConfig, check_runnable
 
     with pytest.raises(UserError, match="requirements-pose.txt"):
         check_runnable(FinetuneConfig(data="d", out="o", model="resnet18", crop="pose"))
@@ -178,8 +178,8 @@ def test_a_video_detector_tracks_a_stream_caches_nothing_and_looks_for_faces_now
 @needs_real
 def test_landmark_workers_start_fresh_once_this_process_has_run_blazepose() -> None:
     """A notebook predicts, then trains: forked after a BlazePose graph ran here, workers aborted."""
-    from posture.landmarks import detect_landmarks
-    from posture.pose import worker_start_method
+    from posture.pose.detector import worker_start_method
+    from posture.pose.landmarks import detect_landmarks
 
     det = PoseDetector()
     det.detect(_real("normal", "posenet"))
@@ -249,9 +249,9 @@ def real_mini_dataset(tmp_path):
 @needs_pose
 @needs_real
 def test_a_cropped_run_crops_in_prediction_and_grad_cam(real_mini_dataset, tmp_path, one_torch_thread) -> None:
-    from posture.cam import heatmap
-    from posture.finetune import run_finetune
-    from posture.predict import Predictor
+    from posture.inference.cam import heatmap
+    from posture.inference.predict import Predictor
+    from posture.training.finetune import run_finetune
 
     out = tmp_path / "run"
     metrics = run_finetune(

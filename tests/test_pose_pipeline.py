@@ -15,7 +15,7 @@ from _markup_helpers import shown_text
 from _pose_helpers import frontal_landmarks, make_pose_dataset, needs_pose, pose_photo, real_fold
 from _serving_helpers import REAL_DATA
 from posture.cli import UserError
-from posture.geometry import (
+from posture.pose.geometry import (
     DEFAULT_FEATURES,
     FEATURES,
     assess,
@@ -24,7 +24,7 @@ from posture.geometry import (
     compute_features,
     posture_features,
 )
-from posture.geometry import (
+from posture.pose.geometry import (
     LANDMARK_INDEX as I,
 )
 
@@ -115,7 +115,7 @@ def test_landmark_augmentation_is_seeded_and_keeps_the_posture() -> None:
 
 @pytest.fixture
 def pose_run(tmp_path, fake_blazepose, one_torch_thread):
-    from posture.finetune import FinetuneConfig, run_finetune
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     data = make_pose_dataset(tmp_path / "data")
     out = tmp_path / "run"
@@ -139,7 +139,7 @@ def test_the_default_model_is_pose_geometry_and_its_run_says_what_it_reads(pose_
 
 
 def test_landmarks_are_cached_so_a_rerun_calls_no_pose_model(pose_run, tmp_path) -> None:
-    from posture.finetune import FinetuneConfig, run_finetune
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     data, out, _ = pose_run
     again = run_finetune(
@@ -159,7 +159,7 @@ def test_landmarks_are_cached_so_a_rerun_calls_no_pose_model(pose_run, tmp_path)
 
 
 def test_predict_explains_in_numbers_and_cannot_assess_says_why(pose_run) -> None:
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     _, out, _ = pose_run
     predictor = Predictor.from_run(out)
@@ -177,7 +177,7 @@ def test_predict_explains_in_numbers_and_cannot_assess_says_why(pose_run) -> Non
 def test_the_cli_prints_cannot_assess_and_json_gives_label_null(pose_run, tmp_path, capsys) -> None:
     from PIL import Image
 
-    from posture.predict import main
+    from posture.inference.predict import main
 
     _, out, _ = pose_run
     Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "empty.png")
@@ -191,7 +191,7 @@ def test_the_cli_prints_cannot_assess_and_json_gives_label_null(pose_run, tmp_pa
 
 
 def test_calibration_with_an_upright_photo_is_an_option_of_the_same_predictor(pose_run) -> None:
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     _, out, _ = pose_run
     predictor = Predictor.from_run(out)
@@ -209,7 +209,7 @@ def test_calibration_with_an_upright_photo_is_an_option_of_the_same_predictor(po
 def test_a_run_trained_before_a_feature_changed_meaning_is_refused_with_what_to_do(pose_run, tmp_path) -> None:
     import shutil
 
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     _, out, _ = pose_run
     old = tmp_path / "old-run"
@@ -225,7 +225,7 @@ def test_a_run_trained_before_a_feature_changed_meaning_is_refused_with_what_to_
 
 def test_calibration_needs_a_pose_based_run(tmp_path) -> None:
     from _serving_helpers import make_run
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     predictor = Predictor.from_run(make_run(tmp_path / "cnn"))
     with pytest.raises(UserError, match="pose-based run"):
@@ -235,7 +235,7 @@ def test_calibration_needs_a_pose_based_run(tmp_path) -> None:
 def test_evaluate_reports_coverage_beside_accuracy(pose_run, tmp_path) -> None:
     from PIL import Image
 
-    from posture.evaluate import EvalConfig, evaluate
+    from posture.inference.evaluate import EvalConfig, evaluate
 
     data, out, _ = pose_run
     frame = pd.read_csv(data / "manifest.csv")
@@ -250,8 +250,8 @@ def test_evaluate_reports_coverage_beside_accuracy(pose_run, tmp_path) -> None:
 
 
 def test_export_runs_the_geometry_head_in_onnx_with_parity(pose_run) -> None:
-    from posture.export import ExportConfig, export_onnx
-    from posture.predict import Predictor
+    from posture.inference.export import ExportConfig, export_onnx
+    from posture.inference.predict import Predictor
 
     _, out, _ = pose_run
     result = export_onnx(ExportConfig(run_dir=out))
@@ -265,7 +265,7 @@ def test_export_runs_the_geometry_head_in_onnx_with_parity(pose_run) -> None:
 
 
 def test_unfreezing_a_pose_run_and_cnn_options_on_geometry_are_refused(tmp_path, fake_blazepose) -> None:
-    from posture.finetune import FinetuneConfig
+    from posture.training.finetune import FinetuneConfig
 
     with pytest.raises(UserError, match="unfreeze"):
         FinetuneConfig(data="d", out="o", model="pose", unfreeze="1")
@@ -278,8 +278,8 @@ def test_unfreezing_a_pose_run_and_cnn_options_on_geometry_are_refused(tmp_path,
 
 
 def test_without_mediapipe_the_default_says_what_to_install_and_which_cnn_to_use(monkeypatch) -> None:
-    import posture.pose as pose
-    from posture.finetune import FinetuneConfig, check_runnable
+    import posture.pose.detector as pose
+    from posture.training.finetune import FinetuneConfig, check_runnable
 
     monkeypatch.setattr(pose, "pose_available", lambda: False)
     with pytest.raises(UserError) as exc:
@@ -289,7 +289,7 @@ def test_without_mediapipe_the_default_says_what_to_install_and_which_cnn_to_use
 
 
 def test_val_group_holds_out_whole_sessions(tmp_path) -> None:
-    from posture.data import regroup_validation
+    from posture.data.datasets import regroup_validation
 
     frame = pd.read_csv(make_pose_dataset(tmp_path / "d", sources=3) / "manifest.csv")
     out = regroup_validation(frame, "source", seed=0)
@@ -311,11 +311,11 @@ def test_a_fusion_trains_evaluates_exports_predicts_and_explains(tmp_path, fake_
     from PIL import Image
 
     from app.demo import AppConfig, Handlers
-    from posture.cam import explain
-    from posture.evaluate import EvalConfig, evaluate
-    from posture.export import ExportConfig, export_onnx
-    from posture.finetune import FinetuneConfig, run_finetune
-    from posture.predict import Predictor
+    from posture.inference.cam import explain
+    from posture.inference.evaluate import EvalConfig, evaluate
+    from posture.inference.export import ExportConfig, export_onnx
+    from posture.inference.predict import Predictor
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     data = make_pose_dataset(tmp_path / "data")
     out = tmp_path / "fused"
@@ -359,7 +359,7 @@ def test_the_app_draws_the_landmarks_explains_and_calibrates_per_visitor(pose_ru
     from PIL import Image
 
     from app.demo import CANNOT_ASSESS, AppConfig, Handlers
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
 
     _, out, _ = pose_run
     handlers = Handlers(Predictor.from_run(out), AppConfig(cam=False), tmp_path)
@@ -391,8 +391,8 @@ def test_the_app_draws_the_landmarks_explains_and_calibrates_per_visitor(pose_ru
 @pytest.mark.slow
 def test_real_pose_run_on_sessions_it_never_saw(tmp_path, one_torch_thread) -> None:
     """Trained on every source but one, tested on that one: the unseen capture session."""
-    from posture.finetune import FinetuneConfig, run_finetune
-    from posture.predict import Predictor
+    from posture.inference.predict import Predictor
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     manifest = pd.read_csv(REAL_DATA / "manifest.csv")
     held_out = manifest["source"].value_counts().idxmax()  # the biggest session: a meaningful test
@@ -419,14 +419,14 @@ def test_real_pose_run_on_sessions_it_never_saw(tmp_path, one_torch_thread) -> N
 
 
 def _real_photo(label: str, stem: str) -> np.ndarray:
-    from posture.images import load_rgb_array
+    from posture.io.images import load_rgb_array
 
     return load_rgb_array(next((REAL_DATA / label).glob(f"{stem}*.jpg")))
 
 
 @needs_pose
 def test_blazepose_finds_nobody_in_a_blank_picture() -> None:
-    from posture.pose import PoseDetector
+    from posture.pose.detector import PoseDetector
 
     detector = PoseDetector()
     assert detector.detect(np.full((120, 160, 3), 128, np.uint8)) is None

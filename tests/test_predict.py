@@ -14,9 +14,9 @@ from PIL import Image
 
 from _serving_helpers import CLASSES, make_run, photo, write_photo
 from posture.cli import UserError, run_main
-from posture.device import physical_cores
-from posture.predict import ONNX_NAME, Predictor, main, resolve_backend, softmax
-from posture.transforms import build_eval_transform
+from posture.data.transforms import build_eval_transform
+from posture.inference.predict import ONNX_NAME, Predictor, main, resolve_backend, softmax
+from posture.runtime.device import physical_cores
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def folder(tmp_path: Path) -> Path:
 
 def test_preprocessing_equals_the_datasets_eval_transform(run: Path, folder: Path) -> None:
     """No train/serve skew: the Predictor feeds the model what the training data pipeline would."""
-    from posture.data import open_dataset
+    from posture.data.datasets import open_dataset
 
     predictor = Predictor.from_run(run, backend="torch")
     dataset = open_dataset(folder, transform=build_eval_transform(predictor.preprocessing))
@@ -48,7 +48,7 @@ def test_preprocessing_equals_the_datasets_eval_transform(run: Path, folder: Pat
 @pytest.mark.slow
 def test_probabilities_equal_the_evaluations(run: Path, folder: Path, tmp_path: Path) -> None:
     """``posture.evaluate`` scores through the Predictor, so its predictions.csv matches ours."""
-    from posture.evaluate import EvalConfig, evaluate
+    from posture.inference.evaluate import EvalConfig, evaluate
 
     evaluate(EvalConfig(run=run, data=folder, calibration="keep", gradcam=False, out=tmp_path / "eval", device="cpu"))
     table = pd.read_csv(tmp_path / "eval" / "predictions.csv")

@@ -27,8 +27,8 @@ from _hostile_helpers import (
 from _pose_helpers import needs_pose, pose_photo
 from _serving_helpers import make_run, write_photo
 from posture.cli import run_main
-from posture.images import MODEL_MAX_SIDE, load_rgb_array, open_rgb
-from posture.predict import Predictor, main
+from posture.inference.predict import Predictor, main
+from posture.io.images import MODEL_MAX_SIDE, load_rgb_array, open_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -223,7 +223,7 @@ def test_workers_after_an_upright_photo_built_a_graph_here_answer_as_one_process
 
 
 def test_other_people_counts_faces_of_someone_else_of_a_meaningful_size() -> None:
-    from posture.pose import other_people
+    from posture.pose.detector import other_people
 
     landmarks = np.zeros((33, 7), np.float32)
     landmarks[:11, :2] = np.array([[300, 200], [290, 190], [310, 190], [280, 195], [320, 195]] * 2 + [[300, 215]])

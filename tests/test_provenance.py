@@ -1,4 +1,4 @@
-"""posture.provenance: which photos are synthetic, and what a run records it was trained on."""
+"""posture.evaluation.provenance: which photos are synthetic, and what a run records it was trained on."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from _finetune_helpers import make_dataset as make_photo_dataset
 from _finetune_helpers import small_config
 from _serving_helpers import REAL_DATA
-from posture.metrics import split_metrics_from
-from posture.provenance import describe_rows, describe_words, synthetic_rows, training_record
+from posture.evaluation.metrics import split_metrics_from
+from posture.evaluation.provenance import describe_rows, describe_words, synthetic_rows, training_record
 
 needs_real = pytest.mark.skipif(not (REAL_DATA / "manifest.csv").is_file(), reason="../shared/data/real is absent")
 
@@ -50,7 +50,7 @@ def test_a_synth_drop_is_recognised_after_ingest(synthetic: tuple[Path, Path]) -
 
 
 def test_the_raw_synth_folder_is_recognised_as_well(synthetic: tuple[Path, Path]) -> None:
-    from posture.data import image_folder_frame
+    from posture.data.datasets import image_folder_frame
 
     raw, _ = synthetic
     assert describe_rows(image_folder_frame(raw), "raw")["kind"] == "synthetic"
@@ -110,7 +110,7 @@ def test_the_real_photos_are_real() -> None:
 def test_finetune_records_its_training_data_and_the_metrics_contract(tmp_path: Path) -> None:
     """The run's config.json says what it learnt from, with the splits finetune used (here re-drawn
     by subject), and metrics.json holds one SplitMetrics per split."""
-    from posture.finetune import run_finetune
+    from posture.training.finetune import run_finetune
 
     data = make_photo_dataset(tmp_path / "ds")
     metrics = run_finetune(small_config(data, tmp_path / "run", tmp_path / "cache", epochs=2, val_group="subject"))

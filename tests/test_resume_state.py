@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from posture.training.resume import has_resume_state, load_state, resume_dir, save_state
+from posture.runs.resume import has_resume_state, load_state, resume_dir, save_state
 
 
 class Killed(BaseException):

@@ -23,10 +23,10 @@ from safetensors.torch import load_file, save_file
 from _hostile_helpers import edit_config, one_error_line, train_fake_pose_run
 from _pose_helpers import pose_photo
 from _serving_helpers import make_run, write_photo
-from posture.checkpoint import load_checkpoint, read_config
 from posture.cli import run_main
-from posture.predict import NOT_A_NUMBER, Predictor
-from posture.runconfig import ConfigFieldError, check_run_config, nesting_depth
+from posture.inference.predict import NOT_A_NUMBER, Predictor
+from posture.runs.checkpoint import load_checkpoint, read_config
+from posture.runs.runconfig import ConfigFieldError, check_run_config, nesting_depth
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def image(tmp_path: Path) -> Path:
 
 
 def predict_error(run: Path, image: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    from posture.predict import main
+    from posture.inference.predict import main
 
     assert run_main(main, ["--run", str(run), str(image)]) == 2
     captured = capsys.readouterr()
@@ -156,8 +156,8 @@ def test_a_short_upright_reference_stops_evaluate_export_and_the_app_too(
     import signal
 
     from app.__main__ import main as app_main
-    from posture.evaluate import main as evaluate_main
-    from posture.export import main as export_main
+    from posture.inference.evaluate import main as evaluate_main
+    from posture.inference.export import main as export_main
 
     edit_config(broken, "pose.upright_reference", [0.5])
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # the app installs a SIGTERM handler
@@ -198,7 +198,7 @@ def test_nan_weights_are_refused_by_predict_evaluate_and_the_app(
     import signal
 
     from app.__main__ import main as app_main
-    from posture.evaluate import main as evaluate_main
+    from posture.inference.evaluate import main as evaluate_main
 
     _poison(broken, value)
     line = predict_error(broken, image, capsys)
@@ -224,7 +224,7 @@ class _NanBackend:
 
 def test_an_answer_that_is_not_a_number_is_refused_not_printed(tmp_path: Path, capsys) -> None:
     """Whatever slips past loading (a damaged model.onnx), NaN never reaches a label or the JSON."""
-    from posture.predict import predict_paths
+    from posture.inference.predict import predict_paths
 
     good = Predictor.from_run(make_run(tmp_path / "cnn"), backend="torch")
     predictor = Predictor(good.config, _NanBackend(), model=good.model, run_dir=good.run_dir)

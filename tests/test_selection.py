@@ -1,4 +1,4 @@
-"""The procedure behind the defaults (posture.selection) and the nested protocol that scores it
+"""The procedure behind the defaults (posture.training.selection) and the nested protocol that scores it
 (bench/real_photos.py): choices are made from training sources alone, and no photo of an outer fold
 ever reaches the choosing."""
 
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from _pose_helpers import FakeDetector, make_pose_dataset
-from posture.data import read_manifest
-from posture.selection import (
+from posture.data.datasets import read_manifest
+from posture.training.selection import (
     GEOMETRY,
     NOT_ASSESSED,
     Candidate,

@@ -21,7 +21,7 @@ needs_real = pytest.mark.real_data
 @pytest.mark.slow
 def test_serving_bench_times_a_pose_run_with_blazepose_in_the_loop(tmp_path, one_torch_thread) -> None:
     from bench.serve import ServeBenchConfig, bench_in_process, in_process_rows, prepare_run
-    from posture.finetune import FinetuneConfig, run_finetune
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     manifest = pd.read_csv(REAL_DATA / "manifest.csv")
     split = np.where(np.arange(len(manifest)) % 4 == 0, "val", "train")

@@ -24,8 +24,8 @@ from bench.sessions import (
     to_markdown,
     train_runs,
 )
-from posture.predict import Predictor
-from posture.selection import NOT_ASSESSED
+from posture.inference.predict import Predictor
+from posture.training.selection import NOT_ASSESSED
 from test_sitting import person
 
 FH, N = "forward_head", "normal"

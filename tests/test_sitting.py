@@ -1,4 +1,4 @@
-"""Watching a sitting (posture.sitting.Session): hysteresis, alert timing on a fake clock, the personal
+"""Watching a sitting (posture.sitting.session.Session): hysteresis, alert timing on a fake clock, the personal
 baseline, the camera moving, the main person kept when someone walks past, pause, the record."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from _pose_helpers import FakeDetector, fake_pose_run, frontal_landmarks
 from posture.cli import UserError
-from posture.predict import Predictor
-from posture.sitting import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, Session, WatchConfig
+from posture.inference.predict import Predictor
+from posture.sitting.session import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, Session, WatchConfig
 
 FRAME = np.full((300, 400, 3), 128, np.uint8)
 FPS = 5

@@ -17,8 +17,8 @@ from sklearn.preprocessing import StandardScaler
 
 from _pose_helpers import needs_pose
 from posture.cli import UserError, run_main
-from posture.cva import craniovertebral_angle, label_from_cva
-from posture.labels import CLASS_NAMES, FORWARD_HEAD
+from posture.data.cva import craniovertebral_angle, label_from_cva
+from posture.data.labels import CLASS_NAMES, FORWARD_HEAD
 from posture.synth import COLUMNS, LABELS_NAME, SynthConfig, generate, plan, render_job
 from posture.synth.cli import main as synth_main
 
@@ -205,7 +205,7 @@ def test_labelled_keypoints_lie_where_the_picture_shows_them() -> None:
 def test_blazepose_finds_the_labelled_ear_on_side_views() -> None:
     """Measured, not assumed: BlazePose's ear landmark sits next to the labelled tragus (the ear's
     centre is a little behind its front edge), and it finds the person in nearly every picture."""
-    from posture.pose import PoseDetector  # MediaPipe loads only when this test runs
+    from posture.pose.detector import PoseDetector  # MediaPipe loads only when this test runs
 
     config = _config(Path("unused"), n=24, seed=3, size=(320, 480), view="side")
     detector = PoseDetector()

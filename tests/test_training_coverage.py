@@ -13,9 +13,9 @@ import torch
 
 from _pose_helpers import FakeDetector, frontal_landmarks, make_pose_dataset
 from posture.cli import UserError
-from posture.finetune import FinetuneConfig, run_finetune, training_weights
-from posture.geometry import rotate_view
-from posture.predict import Predictor
+from posture.inference.predict import Predictor
+from posture.pose.geometry import rotate_view
+from posture.training.finetune import FinetuneConfig, run_finetune, training_weights
 
 
 class Showing(FakeDetector):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posture.transforms import Preprocessing, build_eval_transform, build_train_transform
+from posture.data.transforms import Preprocessing, build_eval_transform, build_train_transform
 
 
 def test_letterbox_keeps_aspect_and_pads_with_zero_after_normalisation() -> None:

@@ -22,14 +22,14 @@ from PIL import Image
 from _pose_helpers import FakeDetector, fake_pose_run, needs_pose, real_fold
 from _serving_helpers import REAL_DATA, make_run
 from posture.cli import UserError, run_main
-from posture.csvcells import read_csv
-from posture.live import NewestFrame, TerminalDisplay, run_live
-from posture.predict import Predictor
-from posture.sitting import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, Session, WatchConfig
-from posture.sittingrecord import COLUMNS
-from posture.timeline import STATE_COLOURS, Timeline
-from posture.video import VideoReader
-from posture.watch import main, watch_camera, watch_video
+from posture.inference.predict import Predictor
+from posture.io.csvcells import read_csv
+from posture.io.video import VideoReader
+from posture.sitting.camera import NewestFrame, TerminalDisplay, run_live
+from posture.sitting.record import COLUMNS
+from posture.sitting.session import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT, Session, WatchConfig
+from posture.sitting.timeline import STATE_COLOURS, Timeline
+from posture.sitting.watch import main, watch_camera, watch_video
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -318,7 +318,7 @@ def test_a_session_that_writes_its_rows_keeps_none_and_still_counts_them(run) ->
 
 
 def test_the_timeline_stays_bounded_and_keeps_the_shares_and_the_alerts() -> None:
-    from posture.sitting import FrameResult
+    from posture.sitting.session import FrameResult
 
     timeline = Timeline(capacity=64)
     for i in range(10_000):
@@ -510,7 +510,7 @@ def test_the_terminal_shows_a_line_per_change_and_rings_on_an_alert(run) -> None
 
 
 def test_a_terminal_status_line_is_rewritten_in_place() -> None:
-    from posture.sitting import FrameResult
+    from posture.sitting.session import FrameResult
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -525,7 +525,7 @@ def test_a_terminal_status_line_is_rewritten_in_place() -> None:
 
 
 def test_the_window_shows_the_frame_with_the_landmarks_the_state_and_an_alert(run, monkeypatch) -> None:
-    from posture.live import WindowDisplay
+    from posture.sitting.camera import WindowDisplay
 
     shown: list[np.ndarray] = []
     monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image))
@@ -562,9 +562,9 @@ def test_real_blazepose_watches_a_video_made_of_real_photos(tmp_path, one_torch_
     read as further forward than the upright ones. (Whether the state flips is not asserted: on this
     session the slouch narrows the shoulders by up to a third, which the sitting's main-person check
     reads as a jump, and the calibrated p(forward head) of the slouch stays near 0.5.)"""
-    from posture.finetune import FinetuneConfig, run_finetune
-    from posture.images import load_rgb_array
-    from posture.watch import stream_predictor
+    from posture.io.images import load_rgb_array
+    from posture.sitting.watch import stream_predictor
+    from posture.training.finetune import FinetuneConfig, run_finetune
 
     manifest = pd.read_csv(REAL_DATA / "manifest.csv")
     held_out = "posenet"

@@ -27,7 +27,7 @@ from bench.watch_speed import (
     to_markdown,
     webcam,
 )
-from posture.sitting import FrameResult
+from posture.sitting.session import FrameResult
 from test_sitting import person
 
 #: The stand-in run test_sitting trains (a module fixture), shared rather than trained twice.
@@ -134,7 +134,7 @@ def test_a_loop_slower_than_the_camera_drops_frames_and_never_queues_them() -> N
 
 
 def test_the_live_loop_answers_relative_to_the_baseline_and_draws(run, monkeypatch: pytest.MonkeyPatch) -> None:
-    import posture.drawing as drawing
+    import posture.pose.drawing as drawing
 
     out, _ = run
     drawn: list[tuple[int, ...]] = []

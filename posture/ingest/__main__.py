@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from posture.cli import add_logging_flags, add_options, config_from_args, run_main, setup_logging
-from posture.filenames import text_name
+from posture.data.labels import CLASS_NAMES
 from posture.ingest.config import IngestConfig
 from posture.ingest.pipeline import ingest
 from posture.ingest.report import format_summary
-from posture.labels import CLASS_NAMES
+from posture.io.filenames import text_name
 
 EPILOG = """\
 inputs (SRC):

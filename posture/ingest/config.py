@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 
 from posture.cli import UserError, option
-from posture.cva import DEFAULT_CVA_THRESHOLD_DEG
-from posture.filenames import text_name
-from posture.images import DEFAULT_MAX_PIXELS
-from posture.labels import CLASS_NAMES, DEFAULT_LABEL_ALIASES, normalise_label_text
-from posture.walk import DEFAULT_MAX_BYTES
+from posture.data.cva import DEFAULT_CVA_THRESHOLD_DEG
+from posture.data.labels import CLASS_NAMES, DEFAULT_LABEL_ALIASES, normalise_label_text
+from posture.io.filenames import text_name
+from posture.io.images import DEFAULT_MAX_PIXELS
+from posture.io.walk import DEFAULT_MAX_BYTES
 
 DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 DEFAULT_MAX_SIDE = 1024
@@ -96,7 +96,7 @@ class IngestConfig:
             metavar="CSV",
         ),
     )
-    #: Extra ``name -> class`` spellings, layered over :data:`posture.labels.DEFAULT_LABEL_ALIASES`.
+    #: Extra ``name -> class`` spellings, layered over :data:`posture.data.labels.DEFAULT_LABEL_ALIASES`.
     label_map: Mapping[str, str] | None = field(
         default=None,
         metadata=option(

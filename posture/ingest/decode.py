@@ -23,9 +23,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from posture.images import ImageDecodeError, open_rgb
-from posture.processes import die_with
-from posture.walk import DEFAULT_MAX_BYTES, RefusedFile, read_regular_file
+from posture.io.images import ImageDecodeError, open_rgb
+from posture.io.walk import DEFAULT_MAX_BYTES, RefusedFile, read_regular_file
+from posture.runtime.processes import die_with
 
 #: Side of the gray thumbnail both perceptual hashes are computed from.
 HASH_SIDE = 32
@@ -181,7 +181,7 @@ def decode_all(
     Workers are forked (instant, modules already imported) when this process runs a single
     thread; a parent that already runs threads (torch, a web app) could deadlock a forked child,
     so then a ``forkserver`` that preloads this module starts them instead. Either way a worker
-    dies with this process (:func:`posture.processes.die_with`): a killed ingest leaves none behind.
+    dies with this process (:func:`posture.runtime.processes.die_with`): a killed ingest leaves none behind.
     """
     work = partial(decode_one, settings=settings)
     if workers <= 1 or len(tasks) < 2:

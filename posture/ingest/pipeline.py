@@ -21,17 +21,7 @@ from typing import Any
 import pandas as pd
 
 from posture.cli import UserError
-from posture.fileio import (
-    LockHeld,
-    atomic_write_csv,
-    atomic_write_json,
-    check_writable_output,
-    exclusive_lock,
-    read_json,
-    remove_stale_staging,
-    staged_folder,
-)
-from posture.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
+from posture.data.labels import CLASS_NAMES
 from posture.ingest.config import IngestConfig, IngestResult
 from posture.ingest.decode import Decoded, DecodeSettings, DecodeTask, decode_all
 from posture.ingest.dedup import Duplicate, HashedImage, find_duplicates
@@ -45,7 +35,17 @@ from posture.ingest.report import (
 )
 from posture.ingest.sources import Candidate, Scan, scan, subject_warnings
 from posture.ingest.split import assign_splits
-from posture.labels import CLASS_NAMES
+from posture.io.fileio import (
+    LockHeld,
+    atomic_write_csv,
+    atomic_write_json,
+    check_writable_output,
+    exclusive_lock,
+    read_json,
+    remove_stale_staging,
+    staged_folder,
+)
+from posture.io.formats import CLASSES_NAME, MANIFEST_NAME, REJECTED_NAME, SUMMARY_NAME
 
 log = logging.getLogger(__name__)
 

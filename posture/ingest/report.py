@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 
 from posture import __version__
-from posture.formats import SPLITS
 from posture.ingest.dedup import Duplicate
+from posture.io.formats import SPLITS
 
 MANIFEST_COLUMNS = (
     "path",

@@ -19,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from posture.cli import UserError
-from posture.csvcells import restore_frame
-from posture.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
-from posture.filenames import text_name
-from posture.formats import IMAGE_EXTENSIONS, LABELS_NAME, UNSUPPORTED_IMAGE_FORMATS
-from posture.labels import CLASS_NAMES, normalise_label_text
-from posture.walk import is_hidden_or_system, walk_files
+from posture.data.cva import PLAUSIBLE_CVA_DEG, craniovertebral_angle, label_from_cva, plausible_cva
+from posture.data.labels import CLASS_NAMES, normalise_label_text
+from posture.io.csvcells import restore_frame
+from posture.io.filenames import text_name
+from posture.io.formats import IMAGE_EXTENSIONS, LABELS_NAME, UNSUPPORTED_IMAGE_FORMATS
+from posture.io.walk import is_hidden_or_system, walk_files
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ SIDE_VIEWS = frozenset({"side", "lateral", "profile", "sagittal", "left", "right
 class Candidate:
     """An image file that has a label and a subject and now needs decoding."""
 
-    source_path: str  # POSIX path relative to SRC, as posture.filenames.text_name writes it
+    source_path: str  # POSIX path relative to SRC, as posture.io.filenames.text_name writes it
     abs_path: Path
     label: str
     subject: str
@@ -105,7 +105,7 @@ def walk_tree(src: Path) -> tuple[Scan, list[str], set[str]]:
     """Every entry under ``src``: a :class:`Scan` holding the rejections (special files, loops,
     links out, unsupported formats), skips and total, plus the image and the non-image paths.
 
-    The walk itself (:func:`posture.walk.walk_files`) is shared with the labeling tool, so both
+    The walk itself (:func:`posture.io.walk.walk_files`) is shared with the labeling tool, so both
     agree on which files are photos that may be read.
     """
     walk = walk_files(src)
@@ -378,7 +378,7 @@ def scan(
     result, images, non_images = walk_tree(root)
 
     if len(label_csvs) > 1:  # several labelers: report their agreement, take the labels from the first
-        from posture.agreement import labeler_agreement
+        from posture.data.agreement import labeler_agreement
 
         for other in label_csvs[1:]:
             report = labeler_agreement(label_csvs[0], other)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from posture.formats import SPLITS
+from posture.io.formats import SPLITS
 
 
 def assign_splits(

@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from posture.data.transforms import Preprocessing
 from posture.models.classic import CLASSIC_MODELS, ClassicSpec
 from posture.models.classic.base import ClassicModel
 from posture.models.classifier import Backbone
 from posture.models.registry import ModelFamily, register_family
 from posture.models.torchvision_family import TorchvisionFamily
-from posture.transforms import Preprocessing
 
 
 class ClassicBackbone(nn.Module):

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from posture.data.transforms import Preprocessing
 from posture.models.heads import HeadSpec
-from posture.transforms import Preprocessing
 
 BlockPath = str | tuple[str, ...]
 
@@ -90,7 +90,7 @@ class PostureClassifier(nn.Module):
 
     State-dict keys are ``backbone.*``, ``head.*`` and, for pose and fusion runs, ``norm.*``.
     ``num_features`` counts the CNN features only (0 for a geometry-only run); ``pose_features``
-    names the geometry columns (:mod:`posture.geometry`), empty for a CNN run.
+    names the geometry columns (:mod:`posture.pose.geometry`), empty for a CNN run.
     """
 
     def __init__(

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from posture.data.transforms import Preprocessing
 from posture.models.classifier import Backbone, BlockPath
 from posture.models.registry import ModelFamily, register_family
 from posture.models.weights import WeightsUnavailableError
-from posture.transforms import Preprocessing
 
 # name → (timm architecture, input size); lite3/lite4 have no weights package.
 VARIANTS = {

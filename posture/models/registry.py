@@ -23,10 +23,10 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from posture.cli import UserError
+from posture.data.transforms import Preprocessing
 from posture.models.classifier import Backbone, NoImage, PostureClassifier
 from posture.models.heads import HeadSpec, build_head
 from posture.models.weights import file_sha256, load_state_file, resolve_pretrained
-from posture.transforms import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def registered_models() -> dict[str, ModelEntry]:
     return dict(_MODELS)
 
 
-#: The geometry-only extractor: BlazePose landmarks → posture geometry (:mod:`posture.geometry`).
+#: The geometry-only extractor: BlazePose landmarks → posture geometry (:mod:`posture.pose.geometry`).
 POSE = "pose"
 #: ``<cnn>+pose`` fuses any CNN of the zoo (on the head-and-shoulders crop) with the geometry.
 FUSION_SUFFIX = "+pose"
@@ -232,8 +232,8 @@ def build_model(
     """A feature extractor from the zoo with a fresh ``num_classes`` head.
 
     ``pose`` and ``<cnn>+pose`` names read posture geometry; ``pose_features`` names its columns
-    (default :data:`posture.geometry.DEFAULT_FEATURES`). The geometry comes from BlazePose outside
-    the network (:mod:`posture.landmarks`), so building such a model needs no MediaPipe.
+    (default :data:`posture.pose.geometry.DEFAULT_FEATURES`). The geometry comes from BlazePose outside
+    the network (:mod:`posture.pose.landmarks`), so building such a model needs no MediaPipe.
 
     ``pretrained``: ``True`` the model's genuine weights (torchvision cache / pip package),
     ``False`` or ``"none"`` random init, or a ``.pth`` / ``.safetensors`` state dict in either the
@@ -299,7 +299,7 @@ def build_model(
 
 
 def _pose_feature_names(parts: ExtractorParts, names: Sequence[str] | None) -> tuple[str, ...]:
-    from posture.geometry import DEFAULT_FEATURES, check_feature_names
+    from posture.pose.geometry import DEFAULT_FEATURES, check_feature_names
 
     if not parts.pose:
         if names:

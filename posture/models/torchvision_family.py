@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from posture.data.transforms import Preprocessing
 from posture.models.classifier import Backbone, BlockPath
 from posture.models.registry import ModelFamily, register_family
 from posture.models.weights import require_torchvision_file
-from posture.transforms import Preprocessing
 
 IMAGENET_CLASSES = 1000
 _AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")

@@ -28,9 +28,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from posture.cli import UserError, option
-from posture.cva import DEFAULT_CVA_THRESHOLD_DEG, label_from_cva
-from posture.fileio import atomic_write_bytes, atomic_write_csv
-from posture.labels import CLASS_NAMES, FORWARD_HEAD
+from posture.data.cva import DEFAULT_CVA_THRESHOLD_DEG, label_from_cva
+from posture.data.labels import CLASS_NAMES, FORWARD_HEAD
+from posture.io.fileio import atomic_write_bytes, atomic_write_csv
 from posture.synth.render import render
 from posture.synth.scene import build_scene, sample_appearance
 
@@ -255,7 +255,7 @@ def generate(config: SynthConfig, progress: bool = False) -> pd.DataFrame:
     """Write ``OUT/<label>/*.jpg`` and, last of all, ``OUT/labels.csv``; return the CSV's rows.
 
     ``ear_*``/``c7_*`` are the projected tragus and C7 in pixels of the saved image. On side views
-    ``posture.cva.craniovertebral_angle`` of them reproduces ``cva_deg`` (within a degree); on front
+    ``posture.data.cva.craniovertebral_angle`` of them reproduces ``cva_deg`` (within a degree); on front
     views they are still the projected points, but the 2-D angle between them means nothing.
     ``config`` validated itself when it was built.
     """

@@ -35,9 +35,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from posture.data import ManifestDataset
-from posture.training.distributed import DistInfo
-from posture.transforms import Preprocessing, apply, build_train_transform
+from posture.data.datasets import ManifestDataset
+from posture.data.transforms import Preprocessing, apply, build_train_transform
+from posture.runtime.distributed import DistInfo
 
 if TYPE_CHECKING:
     from posture.models.classifier import PostureClassifier
@@ -73,7 +73,7 @@ def group_class_weights(targets: torch.Tensor, groups: list[str], num_classes: i
 
 class EpochScores(TypedDict):
     """What early stopping and ``history.csv`` need after each epoch (the split's full scores, in
-    :class:`posture.metrics.SplitMetrics`, are computed once, for the kept state)."""
+    :class:`posture.evaluation.metrics.SplitMetrics`, are computed once, for the kept state)."""
 
     loss: float
     accuracy: float

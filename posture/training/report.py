@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from posture.fileio import atomic_path
+from posture.io.fileio import atomic_path
 
 CURVE_NAME = "training_curve.png"
 

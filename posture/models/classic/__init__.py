@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from posture.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from posture.models.classic.alexnet import (
     AlexNet,
     AlexNetTwoTower,
@@ -35,7 +36,6 @@ from posture.models.classic.lenet import LeNet5, lenet5
 from posture.models.classic.recipes import RECIPES, Recipe, make_optimizer, make_scheduler
 from posture.models.classic.resnet import ResNet, resnet18, resnet50
 from posture.models.classic.vgg import VGG, vgg16, vgg16_bn
-from posture.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 HALF = (0.5, 0.5, 0.5)
 
