@@ -2,7 +2,7 @@
 
 ``posture.data.datasets`` (which needs torch) re-exports the dataset's; light tools such as
 ``posture.ingest`` and its worker processes import them from here so that starting them does not
-load torch. The names are the contracts between stages (``../shared/docs/DESIGN.md``, Formats).
+load torch. The names are the contracts between stages (``docs/architecture.md``, Formats).
 """
 
 from __future__ import annotations
