@@ -493,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         "posture.training.selection",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("posture.training.finetune").setLevel(logging.ERROR)  # "N photos cannot be assessed", once per run
+    # "N photos cannot be assessed", once per run
+    logging.getLogger("posture.training.finetune").setLevel(logging.ERROR)
     real = args.real if args.real.is_absolute() else (ROOT / args.real)
     if not (real / MANIFEST_NAME).is_file():
         log.error("error: %s has no manifest.csv (the real photos live in ../shared/data/real)", real)
