@@ -42,6 +42,7 @@ from bench.memory import busy_core_seconds
 from bench.sessions import finish, real_folder, real_photos_parser
 from posture.cli import UserError
 from posture.io.formats import MANIFEST_NAME
+from posture.sitting.camera import NewestFrame  # the product's holder, timed as it ships
 
 log = logging.getLogger("bench.watch_speed")
 #: What the issue asks of the live loop on these 2 cores.
@@ -206,44 +207,6 @@ def side_by_side(
 
 
 # --------------------------------------------------------------------------- a webcam's pace
-
-
-class NewestFrame:
-    """A one-slot holder between a camera thread and the loop: :meth:`put` replaces what is there (a
-    drop), :meth:`take` waits for a frame and empties the slot, so the loop always gets the newest and
-    nothing queues."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: tuple[np.ndarray, float] | None = None
-        self._closed = False
-        self.offered = self.taken = self.dropped = self.most_held = 0
-
-    def put(self, frame: np.ndarray, stamp: float) -> None:
-        with self._cond:
-            self.dropped += self._item is not None
-            self._item = (frame, stamp)
-            self.offered += 1
-            self.most_held = max(self.most_held, int(self._item is not None))
-            self._cond.notify()
-
-    def take(self, timeout: float) -> tuple[np.ndarray, float] | None:
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            self.taken += item is not None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def finished(self) -> bool:
-        with self._cond:
-            return self._closed and self._item is None
 
 
 def camera(
