@@ -14,8 +14,10 @@ to a package whose ingest workers import this module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import types
 import typing
@@ -59,6 +61,12 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (``posture.predict ... | head``): stop quietly, as command-line tools do.
+        # Point stdout at /dev/null so the interpreter's last flush does not raise the same error again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a pipe closed under a writer
 
 
 # --------------------------------------------------------------------------- options from dataclasses

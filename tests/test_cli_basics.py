@@ -144,3 +144,33 @@ def test_every_command_documents_every_option_of_its_config(module: str, config:
     for f, opt in cli_fields(getattr(mod, config)):
         words = " ".join(opt.help.split())
         assert words[:40] in text, f"{module}: {f.name} has no help"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``posture.predict ... | head``: when the pipe closes under a command writing its answers, it
+    stops with the shell's code for it (141) and no traceback on the terminal."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(
+        "import sys\n"
+        "from posture.cli import run_main\n"
+        "def main(argv):\n"
+        "    for _ in range(200000):\n"
+        "        print('an answer line ' * 8)\n"
+        "    return 0\n"
+        "sys.exit(run_main(main))\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert writer.stdout is not None and writer.stderr is not None
+    writer.stdout.readline()
+    writer.stdout.close()  # the reader goes away, as `head -1` does
+    err = writer.stderr.read().decode()
+    assert writer.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
