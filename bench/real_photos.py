@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.common import machine, write_results
+from bench.common import ROOT, finish, machine, real_folder, real_photos_parser
 from posture.cli import UserError
 from posture.data.datasets import read_manifest
 from posture.data.labels import CLASS_NAMES
@@ -64,8 +64,6 @@ from posture.training.selection import (
 )
 
 log = logging.getLogger("bench.real_photos")
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REAL = Path("..") / "shared" / "data" / "real"
 #: Synthetic pictures for the candidates that train on them too (``posture.synth``, mixed views).
 SYNTHETIC_N, SYNTHETIC_SEED = 600, 1
 #: ``postural`` is labelled for rounded shoulders, not forward head (SOURCES.md): reported, exempt from the floor.
@@ -458,15 +456,8 @@ def to_markdown(p: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the real photo folder (default %(default)s)")
-    parser.add_argument(
-        "--work",
-        type=Path,
-        default=Path("/tmp/posture_real_photos"),
-        help="scratch folder for folds, runs and caches (default %(default)s)",
+    parser = real_photos_parser(
+        __doc__.split("\n\n")[0], Path("/tmp/posture_real_photos"), "scratch folder for folds, runs and caches"
     )
     parser.add_argument(
         "--grids", default=",".join(GRIDS), help=f"comma-separated grids of candidates ({', '.join(GRIDS)})"
@@ -475,29 +466,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-synthetic", action="store_true", help="skip the candidates that also train on synthetic pictures"
     )
-    parser.add_argument("--no-write", action="store_true", help="print the markdown, write nothing to bench/results")
     return parser
+
+
+#: Quieted to warnings while the folds train (posture.training.finetune further, below).
+QUIET = (
+    "posture",
+    "posture.models.features",
+    "posture.pose.landmarks",
+    "posture.training.finetune",
+    "posture.training.loop",
+    "posture.inference.calibrate",
+    "posture.data.datasets",
+    "posture.training.selection",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in (
-        "posture",
-        "posture.models.features",
-        "posture.pose.landmarks",
-        "posture.training.finetune",
-        "posture.training.loop",
-        "posture.inference.calibrate",
-        "posture.data.datasets",
-        "posture.training.selection",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    real = real_folder(args.real, log, QUIET, logging.WARNING)
     # "N photos cannot be assessed", once per run
     logging.getLogger("posture.training.finetune").setLevel(logging.ERROR)
-    real = args.real if args.real.is_absolute() else (ROOT / args.real)
-    if not (real / MANIFEST_NAME).is_file():
-        log.error("error: %s has no manifest.csv (the real photos live in ../shared/data/real)", real)
+    if real is None:
         return 2
     unknown = [g for g in args.grids.split(",") if g not in GRIDS]
     if unknown:
@@ -505,20 +495,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(2)
     cfg = BenchConfig(
-        real=real.resolve(),
+        real=real,
         work=args.work,
         grids=args.grids.split(","),
         reference=not args.no_reference,
         synthetic=not args.no_synthetic,
     )
     payload = run_bench(cfg)
-    markdown = to_markdown(payload)
-    if args.no_write:
-        print(markdown)
-    else:
-        paths = write_results("real_photos", payload, markdown)
-        log.info("wrote %s", ", ".join(map(str, paths)))
-    return 0
+    return finish("real_photos", payload, to_markdown(payload), args.no_write, log)
 
 
 if __name__ == "__main__":

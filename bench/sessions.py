@@ -50,10 +50,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import machine, write_results
-from bench.real_photos import DEFAULT_REAL, ROOT, ingest
+from bench.common import finish, machine, real_folder, real_photos_parser
+from bench.real_photos import ingest
 from posture.data.labels import CLASS_NAMES
-from posture.io.formats import MANIFEST_NAME
 from posture.sitting.session import FORWARD, FrameResult, Session, WatchConfig
 from posture.training.selection import (
     NOT_ASSESSED,
@@ -566,51 +565,12 @@ def to_markdown(p: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- the command (watch_speed's too)
 
-#: Loggers whose per-run notices would drown a benchmark's progress lines.
-NOISY = (
-    "posture",
-    "posture.training.finetune",
-    "posture.training.selection",
-    "posture.pose.landmarks",
-    "posture.models.features",
-)
+#: Where the replays' folds, runs and caches go (watch_speed trains its run here too).
 DEFAULT_WORK = Path("/tmp/posture_sessions")
 
 
-def real_photos_parser(description: str, work_help: str) -> argparse.ArgumentParser:
-    """The options every benchmark over the real photos has: where they are, a scratch folder, --no-write."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the real photo folder (default %(default)s)")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"{work_help} (default %(default)s)")
-    parser.add_argument("--no-write", action="store_true", help="print the markdown, write nothing to bench/results")
-    return parser
-
-
-def real_folder(real: Path, logger: logging.Logger) -> Path | None:
-    """The real photo folder, resolved from the repository root; ``None`` (after one error line) without a
-    manifest. Sets up the benchmark's logging first, so that line is printed."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in NOISY:
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    folder = real if real.is_absolute() else (ROOT / real)
-    if not (folder / MANIFEST_NAME).is_file():
-        logger.error("error: %s has no manifest.csv (the real photos live in ../shared/data/real)", folder)
-        return None
-    return folder.resolve()
-
-
-def finish(name: str, payload: dict[str, Any], markdown: str, no_write: bool, logger: logging.Logger) -> int:
-    """Print the report (``--no-write``) or write ``bench/results/NAME.json|md``."""
-    if no_write:
-        print(markdown)
-    else:
-        paths = write_results(name, payload, markdown)
-        logger.info("wrote %s", ", ".join(map(str, paths)))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = real_photos_parser(__doc__.split("\n\n")[0], "scratch folder for folds, runs and caches")
+    parser = real_photos_parser(__doc__.split("\n\n")[0], DEFAULT_WORK, "scratch folder for folds, runs and caches")
     parser.add_argument(
         "--baseline-photos", type=int, default=3, help="upright photos that make the baseline (default %(default)s)"
     )

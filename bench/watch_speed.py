@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import machine
+from bench.common import finish, machine, real_folder, real_photos_parser
 from bench.memory import busy_core_seconds
-from bench.sessions import finish, real_folder, real_photos_parser
+from bench.sessions import DEFAULT_WORK
 from posture.cli import UserError
 from posture.io.formats import MANIFEST_NAME
 from posture.sitting.camera import NewestFrame  # the product's holder, timed as it ships
@@ -422,7 +422,9 @@ def to_markdown(p: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = real_photos_parser(
-        __doc__.split("\n\n")[0], "scratch folder for the run it trains when --run is not given (bench.sessions' own)"
+        __doc__.split("\n\n")[0],
+        DEFAULT_WORK,
+        "scratch folder for the run it trains when --run is not given (bench.sessions' own)",
     )
     parser.add_argument("--run", type=Path, default=None, help="a pose-based run (default: one trained for the bench)")
     parser.add_argument(
