@@ -87,11 +87,6 @@ class LiveView:
     result: FrameResult | None = None
 
 
-def stream_predictor(shared: Predictor, detector: Any) -> Predictor:
-    """The app's predictor (network, backend, calibration) with a stream's own BlazePose ``detector``."""
-    return Predictor(shared.config, shared.backend, model=shared.model, run_dir=shared.run_dir, detector=detector)
-
-
 class LiveSession:
     """One browser tab's sitting. Thread-safe: frames and button clicks arrive on different threads."""
 
@@ -99,7 +94,7 @@ class LiveSession:
         self, predictor: Predictor, watch: WatchConfig, detector: Any, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.detector = detector
-        self.predictor = stream_predictor(predictor, detector)
+        self.predictor = predictor.with_detector(detector)
         self.watch = watch
         self.clock = clock
         self.closed = False
@@ -395,6 +390,5 @@ __all__ = [
     "alert_html",
     "headline",
     "overlay_html",
-    "stream_predictor",
     "summary_sentence",
 ]

@@ -209,6 +209,8 @@ def test_each_tab_has_its_own_sitting_and_a_closed_tab_frees_it_and_its_blazepos
     live_sessions, clock = sessions(predictor)
     first, second = live_sessions.get("tab-1"), live_sessions.get("tab-2")
     assert first is not second and first.detector is not second.detector and len(live_sessions) == 2
+    assert first.predictor.detector is first.detector and second.predictor.detector is second.detector
+    assert first.predictor.model is predictor.model  # one network for every tab, a graph each
     assert live_sessions.get("tab-1") is first
     feed(first, clock, FORWARD_LEVEL, 1.0)
     assert first.session.rows and not second.session.rows  # tabs share nothing

@@ -689,6 +689,13 @@ class Predictor:
         clone.temperature, clone.threshold, clone.positive_class = self._calibration(record)
         return clone
 
+    def with_detector(self, detector: Any) -> Predictor:
+        """A copy that measures with this BlazePose ``detector``: a stream's own graph in tracking mode
+        (its state belongs to one sequence of frames), over the same network, backend and calibration."""
+        clone = copy.copy(self)
+        clone._detector = detector
+        return clone
+
     def with_reference_geometry(self, reference: Sequence[float] | np.ndarray | None) -> Predictor:
         """A copy whose session reference is this raw geometry vector (``None``: uncalibrated).
 
