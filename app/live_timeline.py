@@ -15,16 +15,9 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from posture.sitting.session import CALIBRATING, FORWARD, NOT_ASSESSED, PAUSED, UPRIGHT
+from posture.sitting.session import NOT_ASSESSED
+from posture.sitting.timeline import STATE_COLOURS  # the saved timeline.png's colours: one look for a sitting
 
-#: Background of each state's stretch of the timeline.
-STATE_COLOURS = {
-    UPRIGHT: "#c8e6c9",
-    FORWARD: "#ffcc80",
-    NOT_ASSESSED: "#e0e0e0",
-    CALIBRATING: "#bbdefb",
-    PAUSED: "#f5f5f5",
-}
 #: The plot's size in SVG units (it scales with the page).
 WIDTH, HEIGHT, MARGIN = 640, 150, 28
 #: The time axis spans at least this long, so the first seconds do not fill the whole width.
@@ -98,7 +91,8 @@ class Timeline:
             right = x(after.time) if after is not here else x(here.time) + 1
             parts.append(
                 f'<rect x="{x(here.time):.1f}" y="{MARGIN}" width="{max(right - x(here.time), 0.5):.1f}" '
-                f'height="{plot_h}" fill="{STATE_COLOURS.get(here.state, "#e0e0e0")}" shape-rendering="crispEdges"/>'
+                f'height="{plot_h}" fill="{STATE_COLOURS.get(here.state, STATE_COLOURS[NOT_ASSESSED])}" '
+                'shape-rendering="crispEdges"/>'
             )
         for level, name in ((enter, "enter"), (leave, "leave")):
             parts.append(
@@ -136,4 +130,4 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-__all__ = ["Point", "Timeline", "STATE_COLOURS"]
+__all__ = ["Point", "Timeline"]
