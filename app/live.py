@@ -124,12 +124,8 @@ class LiveSession:
             if self.started is None:
                 self.started = now
             t = now - self.started
-            if self.session.paused:
-                result, shown, landmarks = self.session.update(rgb, t), rgb, None
-            else:
-                analysis = self.predictor.analyse(rgb, within_training=False)
-                result = self.session.update_analysis(analysis, t)
-                shown, landmarks = analysis.rgb, analysis.landmarks
+            result, analysis = self.session.update_frame(rgb, t)
+            shown, landmarks = (rgb, None) if analysis is None else (analysis.rgb, analysis.landmarks)
             self._count(now)
             self.timeline.add(t, result.smoothed, result.state, result.alert)
             if result.alert:

@@ -191,14 +191,6 @@ def status_line(result: FrameResult) -> str:
     return words + (f" | p(forward head) {result.smoothed:.2f}" if result.smoothed is not None else "")
 
 
-def analyse_frame(session: Session, rgb: np.ndarray, stamp: float) -> tuple[FrameResult, Any]:
-    """:meth:`Session.update`, keeping the Predictor's analysis so its landmarks can be drawn."""
-    if session.paused:
-        return session.update(rgb, stamp), None
-    analysis = session.base.analyse(rgb, within_training=False)
-    return session.update_analysis(analysis, stamp), analysis
-
-
 class Display(Protocol):
     def show(self, rgb: np.ndarray, analysis: Any, result: FrameResult) -> None: ...
 
@@ -376,7 +368,7 @@ def run_live(
                 continue
             due = stamp + 1.0 / max_fps if max_fps is not None else 0.0
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            result, analysis = analyse_frame(session, rgb, stamp)
+            result, analysis = session.update_frame(rgb, stamp)
             analysed += 1
             on_row(result)
             display.show(rgb, analysis, result)
@@ -409,7 +401,6 @@ __all__ = [
     "NewestFrame",
     "TerminalDisplay",
     "WindowDisplay",
-    "analyse_frame",
     "apply_key",
     "clock_text",
     "open_camera",

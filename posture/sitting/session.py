@@ -267,12 +267,17 @@ class Session:
     # -- the stream -----------------------------------------------------------------------------------
     def update(self, rgb: np.ndarray, time: float) -> FrameResult:
         """Analyse one frame taken at ``time`` (seconds, any origin, increasing) and update the sitting."""
+        return self.update_frame(rgb, time)[0]
+
+    def update_frame(self, rgb: np.ndarray, time: float) -> tuple[FrameResult, Any]:
+        """:meth:`update`, also handing back the Predictor's analysis of the frame (``None`` while paused,
+        when nothing is analysed), so a display can draw the landmarks the answer was read from."""
         if self.paused:
             result = FrameResult(time, None, "paused", None, PAUSED, self._smoothed)
             self._record(result)
-            return result
+            return result, None
         analysis = self.base.analyse(rgb, within_training=False)
-        return self.update_analysis(analysis, time)
+        return self.update_analysis(analysis, time), analysis
 
     def update_analysis(self, analysis: Any, time: float) -> FrameResult:
         """As :meth:`update`, for a frame the Predictor has analysed already (the app draws the same landmarks)."""
