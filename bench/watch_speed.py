@@ -162,11 +162,10 @@ class LiveLoop:
     update, the overlay. One per stream (the detector's tracking state is the stream's)."""
 
     def __init__(self, run: Path) -> None:
-        from posture.inference.predict import Predictor
-        from posture.pose.detector import PoseDetector
         from posture.sitting.session import Session, WatchConfig
+        from posture.sitting.watch import stream_predictor
 
-        self.predictor = Predictor.from_run(run, detector=PoseDetector(video=True))
+        self.predictor = stream_predictor(run)
         self.session = Session(self.predictor, WatchConfig())
 
     def calibrate(self, frame: np.ndarray) -> None:
@@ -178,8 +177,7 @@ class LiveLoop:
     def __call__(self, frame: np.ndarray, stamp: float) -> Any:
         from posture.pose.drawing import draw_landmarks
 
-        analysis = self.predictor.analyse(frame, within_training=False)
-        result = self.session.update_analysis(analysis, stamp)
+        result, analysis = self.session.update_frame(frame, stamp)
         draw_landmarks(frame, analysis.landmarks, caption=result.message)
         return result
 
