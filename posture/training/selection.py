@@ -221,10 +221,13 @@ def person_weights(subjects: Sequence[str] | np.ndarray) -> np.ndarray:
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None = None) -> float | None:
     """Balanced accuracy with a photo that was not assessed (``pred`` -1) counted as wrong; ``None``
     when ``y`` holds one class only."""
-    y, pred = np.asarray(y), np.asarray(pred)
-    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
-    recalls = [float((w[y == c] * (pred[y == c] == c)).sum() / w[y == c].sum()) for c in np.unique(y)]
-    return float(np.mean(recalls)) if len(recalls) > 1 else None
+    from sklearn.metrics import recall_score
+
+    classes = np.unique(y)
+    if len(classes) < 2:
+        return None
+    # The mean recall over the classes in ``y`` only: an answer outside them (not assessed) is a miss.
+    return float(recall_score(y, pred, labels=classes, average="macro", sample_weight=weight, zero_division=0))
 
 
 def score(frame: pd.DataFrame, pred: np.ndarray, how: str = "both") -> float:
