@@ -141,11 +141,24 @@ class AppServer:
                 raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
                 if httpx.get(self.url + "gradio_api/info", timeout=5).status_code == 200:
+                    self._wait_log_quiet(deadline)
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"the app did not answer within {timeout}s:\n{self.log_path.read_text()}")
+
+    def _wait_log_quiet(self, deadline: float, quiet: float = 1.0) -> None:
+        """Until the log has not grown for ``quiet`` seconds: the server answers before Gradio's launch()
+        prints its last start-up lines, which a test measuring what one request logs would count."""
+        import time
+
+        size, since = self.log_path.stat().st_size, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            time.sleep(0.1)
+            now = self.log_path.stat().st_size
+            if now != size:
+                size, since = now, time.monotonic()
 
     def private_dirs(self) -> list[Path]:
         return sorted(self.tmp.glob(self.private_prefix + "*"))
